@@ -1,0 +1,48 @@
+# Map the Flow book. `make book` builds everything; `make test` is what CI runs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+KERNEL := flowutils
+SECTIONS := data performance
+NB     ?= data
+PARAMS ?=
+PYTEST_NBVAL := --nbval-lax --nbval-kernel-name $(KERNEL) --nbval-sanitize-with book/nbval_sanitize.cfg
+
+.PHONY: venv data notebooks section book test toy-models benchmark clean
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (flowutils)"
+	touch $@
+
+# the synthetic benchmark the notebooks read (the notebooks also create it when missing)
+data: venv
+	$(BIN)/python -m flowutils.cli data --root data --n-per-task 24 --seed 0 --split test
+
+# run one section: make section NB=data PARAMS="-p n_per_task 8"
+section: venv
+	$(BIN)/papermill --no-progress-bar -k $(KERNEL) --cwd book notebooks/$(NB).ipynb book/$(NB).ipynb $(PARAMS)
+
+notebooks: venv
+	for nb in $(SECTIONS); do $(MAKE) --no-print-directory section NB=$$nb || exit 1; done
+
+book: venv data notebooks
+	$(BIN)/jupyter-book build book --config _config.yml --toc book/_toc.yml --path-output . -W -n --keep-going
+
+test: venv
+	TQDM_DISABLE=1 $(BIN)/python -m pytest -q $(PYTEST_NBVAL) tests $(addprefix book/,$(addsuffix .ipynb,$(SECTIONS)))
+
+# GPU: train the toy Image/Video LLMs from scratch into models/
+toy-models: venv
+	$(BIN)/python scripts/train_toy_models.py --out models
+
+# GPU: the knockout engine benchmark (results in benchmarks/results/)
+benchmark: venv
+	$(BIN)/python benchmarks/knockout_sweep.py
+
+clean:
+	rm -rf _build

@@ -1,0 +1,171 @@
+"""Benchmark: the paper's full knockout sweep on a 7B-shaped model, ``reference`` vs ``fast``.
+
+A LlavaNextVideoForConditionalGeneration with random weights and the paper's shapes
+(CLIP ViT-L/336 vision tower; Vicuna-7B-shaped Llama decoder: 32 layers, hidden 4096,
+32 heads, bf16), 8 frames x 144 video tokens and a paper-length prompt. Per sample the
+sweep is the four flow families (11 flows) x every layer with a k=9 window: 352 plans.
+
+Both backends run in the same process on the same input. Printed and saved
+(``benchmarks/results/knockout_sweep_<gpu>.json``): time per sample of each, their ratio,
+max |dp| between them over the whole vocabulary, peak GPU memory against weights + one
+KV cache, and the fraction of the bf16 roofline reached by the work ``fast`` must do.
+
+Run on a GPU: ``python benchmarks/knockout_sweep.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from flowutils.engine import batches, knockout_logits, run_baseline  # noqa: E402
+from flowutils.flows import FAMILIES  # noqa: E402
+from flowutils.models.flow_model import FlowModel, PreparedInput  # noqa: E402
+from flowutils.plan import KnockoutPlan  # noqa: E402
+from flowutils.spans import TokenLayout  # noqa: E402
+from flowutils.windows import sweep  # noqa: E402
+
+SPEC_TFLOPS = {"H100": 989.0, "H200": 989.0}  # dense bf16 tensor-core peak (SXM)
+
+
+def build_model(layers: int, device):
+    import transformers
+
+    config = transformers.LlavaNextVideoConfig(
+        vision_config={"model_type": "clip_vision_model", "hidden_size": 1024, "intermediate_size": 4096,
+                       "num_hidden_layers": 24, "num_attention_heads": 16, "image_size": 336, "patch_size": 14,
+                       "projection_dim": 768},
+        text_config={"model_type": "llama", "hidden_size": 4096, "intermediate_size": 11008,
+                     "num_hidden_layers": layers, "num_attention_heads": 32, "num_key_value_heads": 32,
+                     "vocab_size": 32064, "max_position_embeddings": 4096},
+        video_token_index=32000, image_token_index=32001, spatial_pool_stride=2,
+    )
+    torch.set_default_dtype(torch.bfloat16)
+    with torch.device(device):
+        model = transformers.LlavaNextVideoForConditionalGeneration(config)
+    torch.set_default_dtype(torch.float32)
+    return model.eval()
+
+
+def build_input(device, frames=8, per_frame=144, n_system=40, n_question=24, option_len=8, n_options=4,
+                n_suffix=16, seed=0):
+    """Random token ids with the paper's layout; returns (PreparedInput, n)."""
+    g = torch.Generator().manual_seed(seed)
+    pos = 0
+
+    def take(k):
+        nonlocal pos
+        r = list(range(pos, pos + k))
+        pos += k
+        return r
+
+    system = take(n_system)
+    video = range(pos, pos + frames * per_frame)
+    take(frames * per_frame)
+    non_opt = take(n_question)
+    options = [take(option_len) for _ in range(n_options)]
+    suffix = take(n_suffix)
+    n = pos
+    ids = torch.randint(100, 30000, (1, n), generator=g)
+    ids[0, video.start:video.stop] = 32000
+    layout = TokenLayout(n=n, frames=[range(video.start + f * per_frame, video.start + (f + 1) * per_frame)
+                                      for f in range(frames)], video_span=video, system=system,
+                         non_option_question=non_opt, options=options, separators=[], suffix=suffix, answer_index=0)
+    inputs = {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device),
+              "pixel_values_videos": torch.randn(1, frames, 3, 336, 336, generator=g).to(device, torch.bfloat16)}
+    return PreparedInput(inputs, layout, option_ids=[319, 350, 315, 360], gold_index=0, sample_id="bench"), n
+
+
+def fast_flops(plans, n, batch_size, d=4096, inter=11008, vocab=32064, n_layers=32):
+    """Matrix FLOPs of the fast backend's batched recomputation (the engine's own batching)."""
+    per_token_layer = 2 * (4 * d * d + 3 * d * inter)
+    total = 0
+    for chunk, t0, l0 in batches(plans, n, batch_size):
+        q = n - t0
+        attn = 4 * q * n * d  # QK^T and PV over all n keys
+        total += len(chunk) * ((n_layers - l0) * (q * per_token_layer + attn) + 2 * d * vocab)
+    return total
+
+
+def matmul_tflops(device):
+    a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ a
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(20):
+        a @ a
+    torch.cuda.synchronize()
+    return 20 * 2 * 8192**3 / (time.perf_counter() - t) / 1e12
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--layers", type=int, default=32)
+    ap.add_argument("--k", type=int, default=9)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = ap.parse_args()
+    device = torch.device("cuda")
+    gpu = torch.cuda.get_device_name()
+    model = build_model(args.layers, device)
+    fm = FlowModel(model, processor=None, name="7B-shaped LLaVA-NeXT-Video (random weights)")
+    prepared, n = build_input(device)
+    layout = prepared.layout
+    plans = [KnockoutPlan.from_flows(layout, [f], w, flow=f, layer=l)
+             for fam in FAMILIES.values() for f in fam for l, w in sweep(fm.n_layers, args.k)]
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    kv_cache = 2 * fm.n_layers * n * 4096 * 2
+    print(f"{gpu}: {len(plans)} plans, n={n} tokens, weights {weights / 2**30:.2f} GiB, "
+          f"one KV cache {kv_cache / 2**30:.2f} GiB", flush=True)
+
+    def timed(fn):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        t = time.perf_counter()
+        out = fn()
+        torch.cuda.synchronize()
+        return out, time.perf_counter() - t, torch.cuda.max_memory_allocated()
+
+    timed(lambda: knockout_logits(fm, prepared, plans[:20], "fast", args.batch_size))  # warm-up
+    timed(lambda: knockout_logits(fm, prepared, plans[:2], "reference"))
+    fast, t_fast, mem_fast = timed(lambda: knockout_logits(fm, prepared, plans, "fast", args.batch_size))
+    print(f"fast: {t_fast:.2f} s/sample, peak {mem_fast / 2**30:.2f} GiB", flush=True)
+    ref, t_ref, mem_ref = timed(lambda: knockout_logits(fm, prepared, plans, "reference"))
+    print(f"reference: {t_ref:.2f} s/sample, peak {mem_ref / 2**30:.2f} GiB", flush=True)
+    dp = (fast.softmax(-1) - ref.softmax(-1)).abs().max().item()
+    base = run_baseline(fm, prepared)
+    dp_pred = max(abs(fast.softmax(-1)[:, int(base.logits.argmax())] - ref.softmax(-1)[:, int(base.logits.argmax())]))
+    flops = fast_flops(plans, n, args.batch_size, n_layers=fm.n_layers)
+    peak_mm = matmul_tflops(device)
+    spec = next((v for k, v in SPEC_TFLOPS.items() if k in gpu), None)
+    achieved = flops / t_fast / 1e12
+    result = {
+        "gpu": gpu, "torch": torch.__version__, "transformers": __import__("transformers").__version__,
+        "plans_per_sample": len(plans), "tokens": n, "video_tokens": len(layout.video), "layers": fm.n_layers,
+        "k": args.k, "batch_size": args.batch_size,
+        "reference_s_per_sample": round(t_ref, 3), "fast_s_per_sample": round(t_fast, 3),
+        "speedup": round(t_ref / t_fast, 2),
+        "max_abs_dp_vocab": dp, "max_abs_dp_predicted_token": float(dp_pred),
+        "peak_mem_fast_gib": round(mem_fast / 2**30, 3), "peak_mem_reference_gib": round(mem_ref / 2**30, 3),
+        "weights_gib": round(weights / 2**30, 3), "kv_cache_gib": round(kv_cache / 2**30, 3),
+        "peak_mem_fast_over_weights_plus_kv": round(mem_fast / (weights + kv_cache), 3),
+        "fast_tflop": round(flops / 1e12, 2), "fast_achieved_tflops": round(achieved, 1),
+        "bf16_spec_tflops": spec, "fraction_of_spec_roofline": round(achieved / spec, 3) if spec else None,
+        "measured_matmul_tflops": round(peak_mm, 1), "fraction_of_measured_matmul": round(achieved / peak_mm, 3),
+    }
+    print(json.dumps(result, indent=1))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = gpu.replace("NVIDIA ", "").split()[0]
+    (out / f"knockout_sweep_{tag}.json").write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""The knockout attention function, plugged in through transformers' own seams.
+
+``register()`` adds one implementation, ``"flow_knockout"``, to transformers'
+``AttentionInterface`` (the attention computation) and ``AttentionMaskInterface`` (the
+mask it receives: transformers' boolean SDPA mask, always materialised). The Hugging Face
+model is left as it is: its attention modules call this function with their queries, keys
+and values, and a :class:`KnockoutState` travels in the forward call's keyword arguments
+(``flow_knockout=state``). Modules that are not decoder self-attention layers of the
+language model (the vision tower) are passed straight to SDPA.
+
+For a decoder layer ``l`` the function computes attention with the causal mask AND NOT the
+plan's cut edges of layer ``l`` (all heads). Two modes:
+
+* ``reference``: the paper's method: a dense additive mask (``-inf`` at cut edges) and an
+  explicit eager softmax. Slow and obviously correct: the oracle of the tests.
+* ``fast``: ``torch.nn.functional.scaled_dot_product_attention`` with a boolean mask, a batch
+  of plans (one per batch row) and, optionally, the baseline keys/values of positions before
+  the first recomputed query (``prefix_kv``), so that only later positions are recomputed.
+
+A query row whose every key is cut outputs zeros (no NaN) in both modes.
+
+The state can also capture every layer's keys/values (the fast engine's baseline pass) and
+record the attention weights of chosen query rows (``record_rows``) without materialising
+the full ``N x N`` maps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+ATTENTION_NAME = "flow_knockout"
+
+
+@dataclass
+class KnockoutState:
+    """What one forward call needs to know: which modules are decoder layers, and what to cut."""
+
+    layer_of: dict  # id(attention module) -> 0-based decoder layer
+    n_prompt: int
+    mode: str = "fast"  # "fast" | "reference"
+    plans: list | None = None  # one KnockoutPlan per batch row (or one for all rows)
+    capture_kv: bool = False
+    kv: dict = field(default_factory=dict)  # layer -> (keys, values) [batch, kv_heads, n, head_dim]
+    prefix_kv: dict | None = None  # layer -> baseline (keys, values) of positions < first query
+    record_rows: list | None = None  # query positions whose attention weights are recorded
+    records: dict = field(default_factory=dict)  # layer -> [batch, heads, rows, k_len]
+
+    def cut(self, layer: int, q_start: int, q_len: int, k_len: int, batch: int, device) -> torch.Tensor | None:
+        """Boolean ``[batch or 1, 1, q_len, k_len]`` of cut edges at ``layer`` (None: nothing cut)."""
+        if not self.plans:
+            return None
+        per_row = [p.cut(layer, q_start, q_len, k_len, self.n_prompt, device) for p in self.plans]
+        if all(m is None for m in per_row):
+            return None
+        if len(per_row) == 1:
+            return per_row[0][None, None]
+        if len(per_row) != batch:
+            raise ValueError(f"{len(per_row)} plans for a batch of {batch}")
+        zeros = torch.zeros(q_len, k_len, dtype=torch.bool, device=device)
+        return torch.stack([zeros if m is None else m for m in per_row])[:, None]
+
+
+def _repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """``[b, kv_heads, n, d]`` -> ``[b, kv_heads * n_rep, n, d]`` (grouped-query attention)."""
+    if n_rep == 1:
+        return x
+    b, h, n, d = x.shape
+    return x[:, :, None].expand(b, h, n_rep, n, d).reshape(b, h * n_rep, n, d)
+
+
+def _allowed(attention_mask, q_start: int, q_len: int, k_len: int, device) -> torch.Tensor:
+    """Causal AND the model's own mask (padding), as booleans ``[b or 1, 1, q_len, k_len]``."""
+    q_pos = torch.arange(q_start, q_start + q_len, device=device)[:, None]
+    allowed = (torch.arange(k_len, device=device)[None, :] <= q_pos)[None, None]
+    if attention_mask is not None:
+        m = attention_mask[..., -q_len:, :k_len]
+        allowed = allowed & (m if m.dtype == torch.bool else m == 0)
+    return allowed
+
+
+def flow_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, flow_knockout=None, **kwargs):
+    """``query``: ``[batch, heads, q_len, head_dim]``; ``key``/``value``: ``[batch, kv_heads, len, head_dim]``.
+
+    Returns ``([batch, q_len, heads, head_dim], None)`` as transformers' attention functions do.
+    """
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    state: KnockoutState | None = flow_knockout
+    layer = state.layer_of.get(id(module)) if state is not None else None
+    if layer is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    if state.capture_kv:
+        state.kv[layer] = (key.detach(), value.detach())
+    batch, heads, q_len, head_dim = query.shape
+    if state.prefix_kv is not None:
+        pk, pv = state.prefix_kv[layer]
+        key = torch.cat([pk.expand(batch, -1, -1, -1), key], dim=2)
+        value = torch.cat([pv.expand(batch, -1, -1, -1), value], dim=2)
+    k_len = key.shape[2]
+    q_start = k_len - q_len
+    scaling = head_dim**-0.5 if scaling is None else scaling
+    allowed = _allowed(attention_mask, q_start, q_len, k_len, query.device)
+    cut = state.cut(layer, q_start, q_len, k_len, batch, query.device)
+    if cut is not None:
+        allowed = allowed & ~cut
+    key = _repeat_kv(key, heads // key.shape[1])
+    value = _repeat_kv(value, heads // value.shape[1])
+    any_key = allowed.any(-1, keepdim=True)  # False: the row is fully cut and outputs zeros
+
+    if state.record_rows is not None:
+        rows = [p - q_start for p in state.record_rows if q_start <= p < k_len]
+        if rows:
+            scores = torch.matmul(query[:, :, rows].float(), key.float().transpose(-1, -2)) * scaling
+            ok = allowed[:, :, rows].expand(batch, heads, -1, -1)
+            w = torch.softmax(scores.masked_fill(~ok, float("-inf")), -1)
+            state.records[layer] = torch.where(ok.any(-1, keepdim=True), w, 0.0)
+
+    if state.mode == "reference":
+        scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
+        additive = torch.zeros(allowed.shape, dtype=torch.float32, device=query.device).masked_fill(~allowed, float("-inf"))
+        probs = torch.softmax(scores.float() + additive, dim=-1)
+        probs = torch.where(any_key, probs, 0.0).to(query.dtype)
+        out = torch.matmul(probs, value)
+    elif state.mode == "fast":
+        # SDPA would return NaN for a fully cut row: let it see key 0, then zero the row
+        safe = allowed | ~any_key & (torch.arange(k_len, device=query.device) == 0)
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=safe, scale=scaling)
+        out = torch.where(any_key, out, 0.0)
+    else:
+        raise ValueError(f"unknown knockout mode {state.mode!r}; valid: 'fast', 'reference'")
+    return out.transpose(1, 2).contiguous(), None
+
+
+def flow_mask(*args, **kwargs):
+    """transformers' boolean SDPA mask, always materialised (never the is_causal shortcut)."""
+    from transformers.masking_utils import sdpa_mask
+
+    kwargs["allow_is_causal_skip"] = False
+    return sdpa_mask(*args, **kwargs)
+
+
+def register() -> str:
+    """Register ``flow_knockout`` with transformers (idempotent); returns its name."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    AttentionInterface.register(ATTENTION_NAME, flow_attention)
+    AttentionMaskInterface.register(ATTENTION_NAME, flow_mask)
+    return ATTENTION_NAME

@@ -1,0 +1,78 @@
+"""Named information flows (source -/-> target) and the blocks of attention edges they cut.
+
+A flow ``source->target`` forbids every target position to attend to every source position
+(a *block* ``(targets, sources)``; the Cartesian product is cut). The cross-frame flow is
+the union of one block per frame: queries in frame ``i`` may not attend to keys in frames
+``< i``. Group names are those of :class:`flowutils.spans.TokenLayout`; the paper's
+spelling (``non-option question``, ``true option``) is accepted too.
+
+Flow families of the official analysis (``FAMILIES``):
+
+* ``cross-frame``
+* ``vql-to-ql``: video->question, video->last, question->last, last->last
+* ``question-and-options-to-last``: non-option question->last, true option->last, false options->last
+* ``vq-to-true-opt``: video->non-option question, non-option question->true option, video->true option
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .spans import GROUP_NAMES, TokenLayout
+
+CROSS_FRAME = "cross-frame"
+FAMILIES = {
+    "cross-frame": [CROSS_FRAME],
+    "vql-to-ql": ["video->question", "video->last", "question->last", "last->last"],
+    "question-and-options-to-last": ["non_option_question->last", "true_option->last", "false_options->last"],
+    "vq-to-true-opt": ["video->non_option_question", "non_option_question->true_option", "video->true_option"],
+}
+
+Block = tuple[torch.Tensor, torch.Tensor]  # (target positions, source positions), LongTensors
+
+
+def _group_name(name: str) -> str:
+    g = name.strip().replace("non-option", "non_option").replace(" ", "_")
+    if g not in GROUP_NAMES and not g.startswith("frame:"):
+        raise ValueError(f"unknown token group {name!r} in a flow; valid: {GROUP_NAMES + ('frame:<i>',)}")
+    return g
+
+
+def parse_flow(flow: str) -> tuple[str, str]:
+    """``"video->last"`` -> ``("video", "last")``."""
+    if "->" not in flow:
+        raise ValueError(f"a flow is 'source->target' or {CROSS_FRAME!r}, got {flow!r}")
+    src, tgt = flow.split("->", 1)
+    return _group_name(src), _group_name(tgt)
+
+
+def flow_label(flow: str) -> str:
+    """The paper's spelling: ``non_option_question->last`` -> ``non-option question->last``."""
+    return flow.replace("non_option", "non-option").replace("_", " ")
+
+
+def cross_frame_blocks(layout: TokenLayout) -> list[Block]:
+    """Queries of frame ``i`` may not attend to keys of frames ``0..i-1``, for every ``i >= 1``."""
+    blocks = []
+    for f in range(1, layout.num_frames):
+        earlier = torch.arange(layout.frames[0].start, layout.frames[f].start)
+        blocks.append((torch.tensor(layout.frame(f)), earlier))
+    return blocks
+
+
+def flow_blocks(flow: str, layout: TokenLayout) -> list[Block]:
+    """The blocks of attention edges that ``flow`` cuts in ``layout``."""
+    if flow == CROSS_FRAME:
+        return cross_frame_blocks(layout)
+    src, tgt = parse_flow(flow)
+    return [(torch.tensor(layout.group(tgt)), torch.tensor(layout.group(src)))]
+
+
+def family_flows(family: str) -> list[str]:
+    if family not in FAMILIES:
+        raise ValueError(f"unknown flow family {family!r}; valid: {list(FAMILIES)}")
+    return list(FAMILIES[family])
+
+
+def family_of(flow: str) -> str | None:
+    return next((fam for fam, flows in FAMILIES.items() if flow in flows), None)

@@ -1,0 +1,117 @@
+"""``FlowModel``: a Hugging Face video LLM, unchanged, plus what flowutils needs to probe it.
+
+It owns the model, its processor and its family adapter; it builds the prompt, runs the
+processor, locates the token groups (:class:`flowutils.spans.TokenLayout`) and switches the
+model's attention implementation to ``flow_knockout`` (:mod:`flowutils.attention`), which
+behaves exactly like SDPA until a :class:`KnockoutState` is passed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..attention import KnockoutState, register
+from ..prompt import build_prompt, get_template, prompt_text
+from ..spans import TokenLayout, build_layout
+from .adapters import FamilyAdapter, get_adapter
+
+
+@dataclass
+class PreparedInput:
+    """One question, processed: model inputs, token layout, answer-letter ids."""
+
+    inputs: dict
+    layout: TokenLayout
+    option_ids: list[int]  # vocabulary id of each option letter A, B, ...
+    gold_index: int | None
+    sample_id: str = ""
+    task: str = ""
+
+    @property
+    def gold_id(self) -> int | None:
+        return None if self.gold_index is None else self.option_ids[self.gold_index]
+
+
+class FlowModel:
+    """A video LLM ready for knockout, logit lens and attention maps (batch size 1 per question)."""
+
+    def __init__(self, model, processor, adapter: FamilyAdapter | None = None, template: str | None = None,
+                 name: str = "model"):
+        self.model = model.eval()
+        self.processor = processor
+        self.adapter = adapter or get_adapter(model.config.model_type)
+        self.template = get_template(template or self.adapter.template)
+        self.name = name
+        self.model.set_attn_implementation(register())
+        self.decoder = self.adapter.decoder(model)
+        self.lm_head = self.adapter.lm_head(model)
+        self.layer_of = {id(layer.self_attn): i for i, layer in enumerate(self.decoder.layers)}
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.decoder.layers)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+    def letter_id(self, letter: str) -> int:
+        ids = self.tokenizer.convert_tokens_to_ids([letter])
+        if ids[0] is None or ids[0] == self.tokenizer.unk_token_id:
+            raise ValueError(f"{self.name}: option letter {letter!r} is not a single vocabulary token")
+        return ids[0]
+
+    def prepare(self, frames: np.ndarray, question: str, candidates, answer: str | None = None,
+                sample_id: str = "", task: str = "") -> PreparedInput:
+        """Process ``frames`` (``[time, height, width, 3]`` uint8) and a multiple-choice question."""
+        candidates = list(candidates)
+        if answer is not None and answer not in candidates:
+            raise ValueError(f"{sample_id or 'sample'}: answer {answer!r} is not among candidates {candidates}")
+        segments = build_prompt(self.template, self.adapter.video_token, question, candidates)
+        enc = self.processor(text=prompt_text(segments), videos=[np.asarray(frames)], return_tensors="pt")
+        video = enc["pixel_values_videos"]
+        config = self.model.config
+        gold = candidates.index(answer) if answer is not None else None
+        layout = build_layout(
+            segments, enc["input_ids"], self.tokenizer, self.adapter.video_token_id(config), num_frames=video.shape[1],
+            trailing_video_tokens=self.adapter.trailing_video_tokens,
+            expected_tokens_per_frame=self.adapter.tokens_per_frame(config, video.shape[-2], video.shape[-1]),
+            answer_index=gold, model_name=self.name,
+        )
+        inputs = {k: v.to(self.device) for k, v in enc.items()}
+        inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(self.dtype)
+        letters = [chr(ord("A") + i) for i in range(len(candidates))]
+        return PreparedInput(inputs, layout, [self.letter_id(l) for l in letters], gold, sample_id, task)
+
+    def prepare_sample(self, sample, num_frames: int = 8) -> PreparedInput:
+        """Prepare a :class:`flowutils.data.VideoQASample` (read from disk) or a rendered synthetic sample."""
+        from ..data import read_frames
+
+        if hasattr(sample, "video_path"):
+            frames = read_frames(sample.video_path, num_frames, sample.bound)
+            sid = sample.sample_id
+        else:
+            from ..data import uniform_frame_indices
+
+            idx = uniform_frame_indices(len(sample.frames), min(num_frames, len(sample.frames)))
+            frames, sid = sample.frames[idx], getattr(sample, "sample_id", sample.task)
+        return self.prepare(frames, sample.question, sample.candidates, sample.answer, sid, sample.task)
+
+    def state(self, prepared: PreparedInput, **kwargs) -> KnockoutState:
+        return KnockoutState(layer_of=self.layer_of, n_prompt=prepared.layout.n, **kwargs)
+
+    @torch.no_grad()
+    def forward(self, prepared: PreparedInput, state: KnockoutState | None = None, **kwargs):
+        """One full forward of the unchanged model (``state``: knockout / capture / records)."""
+        return self.model(**prepared.inputs, flow_knockout=state, **kwargs)

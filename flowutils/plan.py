@@ -1,0 +1,94 @@
+"""Knockout plans: for each decoder layer, the blocks of (target, source) edges to cut.
+
+A plan is pure data. The attention function (:mod:`flowutils.attention`) asks it, layer
+by layer, for a boolean ``[q_len, k_len]`` matrix of cut edges (True = cut) on top of the
+causal mask. Query rows past the prompt (decode steps of open-ended generation) follow
+the last prompt position's rule; keys past the prompt (generated tokens) are never cut.
+
+``attention_edges`` counts the valid causal (query, key) pairs left over all layers, as
+Table 3 of the paper does (full causal attention = ``L * N (N + 1) / 2``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import torch
+
+from .flows import Block, flow_blocks
+from .spans import TokenLayout
+
+
+@dataclass
+class KnockoutPlan:
+    """``blocks[layer]``: the blocks cut in that layer (0-based). ``label``: what the plan is."""
+
+    blocks: dict[int, list[Block]] = field(default_factory=dict)
+    label: dict = field(default_factory=dict)
+    _dense: dict = field(default_factory=dict, repr=False, compare=False)  # (list id, n, device) -> mask
+
+    @classmethod
+    def from_flows(cls, layout: TokenLayout, flows, layers, **label) -> "KnockoutPlan":
+        """Cut every flow of ``flows`` in every layer of ``layers``."""
+        blocks = [b for f in flows for b in flow_blocks(f, layout)]
+        return cls({int(l): blocks for l in layers}, dict(label))  # one shared list: masks are cached per list
+
+    @classmethod
+    def union(cls, plans, **label) -> "KnockoutPlan":
+        out: dict[int, list[Block]] = {}
+        for p in plans:
+            for l, bl in p.blocks.items():
+                out.setdefault(l, []).extend(bl)
+        return cls(out, dict(label))
+
+    # A plan is not changed after it is built: these are computed once.
+    @cached_property
+    def _live(self):
+        return {l: bl for l, bl in self.blocks.items() if any(len(t) and len(s) for t, s in bl)}
+
+    @cached_property
+    def is_empty(self) -> bool:
+        return not self._live
+
+    @cached_property
+    def first_layer(self) -> int | None:
+        return min(self._live) if self._live else None
+
+    @cached_property
+    def first_target(self) -> int | None:
+        """The earliest target position of any cut edge: earlier positions never change."""
+        ts = [int(t.min()) for bl in self._live.values() for t, s in bl if len(t) and len(s)]
+        return min(ts) if ts else None
+
+    def cut(self, layer: int, q_start: int, q_len: int, k_len: int, n_prompt: int, device=None) -> torch.Tensor | None:
+        """Boolean ``[q_len, k_len]`` of cut edges for queries ``q_start..q_start+q_len-1`` (None: nothing cut)."""
+        if not self.blocks.get(layer):
+            return None
+        dense = self.dense(layer, n_prompt, device)
+        if q_start + q_len <= n_prompt and k_len == n_prompt:
+            return dense[q_start:q_start + q_len]  # the prompt itself: a view
+        rows = torch.clamp(torch.arange(q_start, q_start + q_len, device=dense.device), max=n_prompt - 1)
+        out = torch.zeros(q_len, k_len, dtype=torch.bool, device=dense.device)
+        width = min(k_len, n_prompt)
+        out[:, :width] = dense[rows][:, :width]
+        return out
+
+    def dense(self, layer: int, n: int, device=None) -> torch.Tensor:
+        """Boolean ``[n, n]`` matrix of the edges cut in ``layer`` (True = cut), built once per device."""
+        blocks = self.blocks.get(layer, [])
+        key = (id(blocks), n, str(device))
+        if key not in self._dense:
+            m = torch.zeros(n, n, dtype=torch.bool, device=device)
+            for t, s in blocks:
+                if len(t) and len(s):
+                    m[t.reshape(-1, 1).to(m.device), s.reshape(1, -1).to(m.device)] = True
+            self._dense[key] = m
+        return self._dense[key]
+
+    def attention_edges(self, n: int, n_layers: int) -> int:
+        """Valid causal (query, key) pairs left over all ``n_layers`` layers of an ``n``-token input."""
+        full = n * (n + 1) // 2
+        causal = torch.ones(n, n, dtype=torch.bool).tril()
+        cut = sum(int((self.dense(l, n) & causal).sum()) for l in self.blocks if 0 <= l < n_layers)
+        return n_layers * full - cut

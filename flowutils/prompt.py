@@ -1,0 +1,109 @@
+"""Multiple-choice prompts, built as the paper's code builds them, with per-model chat formats.
+
+A prompt is a list of named text segments. Keeping the segments (rather than one string)
+is what lets :mod:`flowutils.spans` find the non-option question, each option and the
+last position exactly, whatever the tokenizer does inside each segment.
+
+TVBench prompt of the LLaVA-NeXT-Video-FT / PLLaVA models (``eval_mvbench``)::
+
+    {system} USER: <video>\\n USER: Question: {q}\\nOptions:\\n(A) {c0}\\n(B) {c1} \\nOnly give the best option. ASSISTANT:Best option:(
+
+The next token after ``(`` is the answer letter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SYSTEM_MVBENCH = (
+    "Carefully watch the video and pay attention to the cause and sequence of events, the detail and "
+    "movement of objects, and the action and pose of persons. Based on your observations, select the best "
+    "option that accurately addresses the question.\n"
+)
+
+# Segment names; flowutils.spans maps each to token positions.
+SYSTEM, VIDEO, NON_OPTION_QUESTION, SEPARATOR, OPTION, SUFFIX = (
+    "system", "video", "non_option_question", "separator", "option", "suffix"
+)
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """A chat format: text around the video placeholder and the question block."""
+
+    name: str
+    system: str
+    before_video: str
+    after_video: str
+    suffix: str
+
+    def segments(self, video_token: str, question: str, candidates, open_ended_prefix: str | None = None):
+        """``[(kind, text)]`` whose concatenation is the whole prompt.
+
+        Options are separate segments of kind ``option`` (``(A) text``), each after a newline
+        ``separator`` (part of the question block, of neither an option nor the non-option
+        question); ``open_ended_prefix`` drops the
+        options and ends the prompt with a sentence to complete (Appendix C.1).
+        """
+        segs = []
+        if self.system:
+            segs.append((SYSTEM, self.system))
+        segs += [(SYSTEM, self.before_video), (VIDEO, video_token), (SYSTEM, self.after_video)]
+        if open_ended_prefix is not None:
+            segs.append((NON_OPTION_QUESTION, f"Question: {question}"))
+            segs.append((SUFFIX, self.suffix_open_ended(open_ended_prefix)))
+            return segs
+        segs.append((NON_OPTION_QUESTION, f"Question: {question}\nOptions:"))
+        for i, c in enumerate(candidates):
+            segs += [(SEPARATOR, "\n"), (OPTION, f"({chr(ord('A') + i)}) {c}".rstrip())]
+        segs.append((SUFFIX, self.suffix))
+        return segs
+
+    def suffix_open_ended(self, prefix: str) -> str:
+        head = self.suffix.split("Best option:(")[0] if "Best option:(" in self.suffix else self.suffix
+        return head + prefix
+
+
+TEMPLATES = {
+    # LLaVA-NeXT-Video-FT / PLLaVA ("eval_mvbench" conversation mode of the official code)
+    "eval_mvbench": PromptTemplate(
+        name="eval_mvbench",
+        system=SYSTEM_MVBENCH,
+        before_video=" USER: ",
+        after_video="\n USER: ",
+        suffix=" \nOnly give the best option. ASSISTANT:Best option:(",
+    ),
+    # Qwen / LLaVA-OneVision style chat markup with the same answer prefix
+    "chatml": PromptTemplate(
+        name="chatml",
+        system="<|im_start|>system\n" + SYSTEM_MVBENCH + "<|im_end|>\n",
+        before_video="<|im_start|>user\n",
+        after_video="\n",
+        suffix="\nOnly give the best option.<|im_end|>\n<|im_start|>assistant\nBest option:(",
+    ),
+    # VideoLLaMA3: no system message, its own instruction, no "Best option:(" prefix
+    "videollama3": PromptTemplate(
+        name="videollama3",
+        system="",
+        before_video="<|im_start|>user\n",
+        after_video="\n",
+        suffix="\nAnswer with the option's letter from the given choices directly and only give the best "
+        "option.<|im_end|>\n<|im_start|>assistant\n",
+    ),
+}
+
+
+def get_template(name: str) -> PromptTemplate:
+    if name not in TEMPLATES:
+        raise ValueError(f"unknown prompt template {name!r}; valid: {sorted(TEMPLATES)}")
+    return TEMPLATES[name]
+
+
+def build_prompt(template: str | PromptTemplate, video_token: str, question: str, candidates) -> list[tuple[str, str]]:
+    """Segments of the multiple-choice prompt for one question."""
+    t = get_template(template) if isinstance(template, str) else template
+    return t.segments(video_token, question, candidates)
+
+
+def prompt_text(segments) -> str:
+    return "".join(text for _, text in segments)

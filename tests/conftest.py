@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny random-weight models of every supported family (fp32, CPU)."""
+
+import pytest
+import torch
+
+from flowutils import synthetic
+from flowutils.models.flow_model import FlowModel
+from flowutils.models.toy import ToyConfig, build_toy
+
+FAMILIES = ("llava_next_video", "llava_onevision")
+
+
+def tiny_config(family: str) -> ToyConfig:
+    return ToyConfig(family=family, text_layers=4, text_hidden=64, text_heads=4, text_kv_heads=2,
+                     text_intermediate=128, vision_layers=2, vision_hidden=32, vision_heads=2, image_size=32)
+
+
+@pytest.fixture(scope="session", params=FAMILIES)
+def tiny(request):
+    """A FlowModel around a random-weight tiny model of each family."""
+    model, processor = build_toy(tiny_config(request.param), seed=0)
+    return FlowModel(model.float(), processor, name=f"tiny-{request.param}")
+
+
+@pytest.fixture(scope="session")
+def samples():
+    """One rendered sample per video task (frames sampled to 4 for speed)."""
+    out = []
+    for task in synthetic.VIDEO_TASKS:
+        s = next(synthetic.generate(task, 1, seed=0, split="test"))
+        s.frames = s.frames[::4]
+        out.append(s)
+    return out
+
+
+def unmodified_logits(fm: FlowModel, prepared) -> torch.Tensor:
+    """Logits of the same weights with transformers' own SDPA attention (no flowutils in the path)."""
+    fm.model.set_attn_implementation("sdpa")
+    try:
+        with torch.no_grad():
+            return fm.model(**prepared.inputs).logits
+    finally:
+        fm.model.set_attn_implementation("flow_knockout")

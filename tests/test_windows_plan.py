@@ -1,0 +1,92 @@
+import itertools
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from flowutils import flows, windows
+from flowutils.plan import KnockoutPlan
+from flowutils.spans import TokenLayout
+
+
+def test_window_styles():
+    assert windows.window(0, 9, 32) == tuple(range(0, 5))
+    assert windows.window(10, 9, 32) == tuple(range(6, 15))
+    assert windows.window(31, 9, 32) == tuple(range(27, 32))
+    assert windows.window(10, 9, 32, "inverse") == tuple(i for i in range(32) if not 6 <= i <= 14)
+    assert windows.window(10, 9, 32, "top_down") == tuple(range(10, 32))
+    assert windows.window(10, 9, 32, "bottom_up") == tuple(range(0, 11))
+    assert windows.scaled_window_size(32) == 9 and windows.scaled_window_size(12) == 3
+    assert windows.layer_range(6, 15) == tuple(range(5, 15))
+    with pytest.raises(ValueError, match="valid"):
+        windows.window(3, 9, 32, "diagonal")
+
+
+def small_layout(frames=3, per_frame=2, n_sys=2, n_q=3, opts=(2, 2), n_suffix=2, answer=1):
+    pos = n_sys
+    video = range(pos, pos + frames * per_frame)
+    pos = video.stop
+    nonopt = list(range(pos, pos + n_q)); pos += n_q
+    options = []
+    for o in opts:
+        options.append(list(range(pos, pos + o))); pos += o
+    suffix = list(range(pos, pos + n_suffix)); pos += n_suffix
+    return TokenLayout(n=pos, frames=[range(video.start + f * per_frame, video.start + (f + 1) * per_frame)
+                                      for f in range(frames)], video_span=video, system=list(range(n_sys)),
+                       non_option_question=nonopt, options=options, separators=[], suffix=suffix,
+                       answer_index=answer)
+
+
+def brute_force_cut(layout, flow):
+    """Set of (target, source) pairs by definition, from positions alone."""
+    if flow == flows.CROSS_FRAME:
+        frame_of = {p: f for f, r in enumerate(layout.frames) for p in r}
+        return {(t, s) for t in frame_of for s in frame_of if frame_of[s] < frame_of[t]}
+    src, tgt = flows.parse_flow(flow)
+    return set(itertools.product(layout.group(tgt), layout.group(src)))
+
+
+@pytest.mark.parametrize("flow", [f for fam in flows.FAMILIES.values() for f in fam])
+def test_dense_mask_matches_definition(flow):
+    lay = small_layout()
+    plan = KnockoutPlan.from_flows(lay, [flow], [1])
+    cut = {tuple(x) for x in plan.dense(1, lay.n).nonzero().tolist()}
+    assert cut == brute_force_cut(lay, flow)
+    assert plan.dense(0, lay.n).sum() == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from([f for fam in flows.FAMILIES.values() for f in fam]), min_size=1, max_size=4),
+       st.lists(st.integers(0, 5), min_size=1, max_size=6), st.integers(1, 4), st.integers(1, 3))
+def test_attention_edges_brute_force(flow_list, layers, frames, per_frame):
+    lay = small_layout(frames=frames, per_frame=per_frame)
+    n_layers = 6
+    plan = KnockoutPlan.from_flows(lay, flow_list, layers)
+    cut = set().union(*(brute_force_cut(lay, f) for f in flow_list))
+    kept = 0
+    for l in range(n_layers):
+        for q in range(lay.n):
+            for k in range(q + 1):
+                kept += not (l in set(layers) and (q, k) in cut)
+    assert plan.attention_edges(lay.n, n_layers) == kept
+
+
+def test_plan_first_target_and_layer():
+    lay = small_layout()
+    plan = KnockoutPlan.from_flows(lay, ["question->last"], [3, 4])
+    assert plan.first_target == lay.n - 1 and plan.first_layer == 3
+    assert KnockoutPlan().is_empty and KnockoutPlan.from_flows(lay, ["video->last"], []).is_empty
+
+
+def test_cut_rows_past_the_prompt_follow_the_last_row():
+    lay = small_layout()
+    plan = KnockoutPlan.from_flows(lay, ["video->last"], [0])
+    m = plan.cut(0, q_start=lay.n - 1, q_len=3, k_len=lay.n + 2, n_prompt=lay.n)
+    assert m.shape == (3, lay.n + 2)
+    assert torch.equal(m[1, :lay.n], m[0, :lay.n]) and torch.equal(m[2, :lay.n], m[0, :lay.n])
+    assert not m[:, lay.n:].any()
+
+
+def test_unknown_group_is_a_clear_error():
+    with pytest.raises(ValueError, match="valid"):
+        flows.parse_flow("audio->last")

@@ -31,7 +31,7 @@ notebooks: venv
 	for nb in $(SECTIONS); do $(MAKE) --no-print-directory section NB=$$nb || exit 1; done
 
 book: venv data notebooks
-	$(BIN)/jupyter-book build book --config _config.yml --toc book/_toc.yml --path-output . -W -n --keep-going
+	$(BIN)/jupyter-book build book --config _config.yml --path-output . -W -n --keep-going
 
 test: venv
 	TQDM_DISABLE=1 $(BIN)/python -m pytest -q $(PYTEST_NBVAL) tests $(addprefix book/,$(addsuffix .ipynb,$(SECTIONS)))

@@ -12,7 +12,7 @@ be trusted and a clear error says so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -36,7 +36,6 @@ class TokenLayout:
     separators: list[int]
     suffix: list[int]
     answer_index: int | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def video(self) -> list[int]:

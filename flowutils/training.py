@@ -18,7 +18,7 @@ import torch
 
 from .data import uniform_frame_indices
 from .prompt import build_prompt, prompt_text
-from .synthetic import IMAGE_TASKS, RenderConfig, generate
+from .synthetic import RenderConfig, generate
 
 
 def _render(args):
@@ -183,7 +183,3 @@ def train(model, processor, template, train_samples, steps: int, batch_size: int
             running = []
     model.eval()
     return log
-
-
-def is_image_task(task: str) -> bool:
-    return task in IMAGE_TASKS

@@ -107,3 +107,14 @@ def test_validate_reports_wrong_counts(bench):
 def test_unknown_manifest():
     with pytest.raises(FileNotFoundError, match="valid"):
         manifests.load_manifest("kinetics")
+
+
+def test_sha256_verification(tmp_path):
+    import hashlib
+
+    f = tmp_path / "weights.bin"
+    f.write_bytes(b"map the flow" * 1000)
+    digest = hashlib.sha256(f.read_bytes()).hexdigest()
+    manifests.verify_sha256(f, digest)
+    with pytest.raises(ValueError, match="checksum mismatch for .*weights.bin"):
+        manifests.verify_sha256(f, "0" * 64)

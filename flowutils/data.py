@@ -60,6 +60,11 @@ def uniform_frame_indices(n_video_frames: int, num_frames: int, bound=None, fps:
     return np.clip(idx, 0, n_video_frames - 1)
 
 
+def sample_frames(frames: np.ndarray, num_frames: int) -> np.ndarray:
+    """Frames of an in-memory video ``[time, ...]`` sampled as ``read_frames`` samples a file (all if fewer)."""
+    return frames[uniform_frame_indices(len(frames), min(num_frames, len(frames)))]
+
+
 def read_frames(path: str | Path, num_frames: int = 8, bound=None) -> np.ndarray:
     """Read ``num_frames`` uniformly sampled frames with decord: ``[num_frames, height, width, 3]`` uint8."""
     path = Path(path)

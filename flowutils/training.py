@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import torch
 
-from .data import uniform_frame_indices
+from .data import sample_frames
 from .prompt import build_prompt, prompt_text
 from .synthetic import RenderConfig, generate
 
@@ -25,7 +25,7 @@ def _render(args):
     task, n, seed, split, num_frames, blank = args
     out = []
     for s in generate(task, n, seed, split, RenderConfig()):
-        s.frames = s.frames[uniform_frame_indices(len(s.frames), min(num_frames, len(s.frames)))]
+        s.frames = sample_frames(s.frames, num_frames)
         if blank:
             s.frames = np.full_like(s.frames, 128)
         out.append(s)

@@ -96,16 +96,13 @@ class FlowModel:
 
     def prepare_sample(self, sample, num_frames: int = 8) -> PreparedInput:
         """Prepare a :class:`flowutils.data.VideoQASample` (read from disk) or a rendered synthetic sample."""
-        from ..data import read_frames
+        from ..data import read_frames, sample_frames
 
         if hasattr(sample, "video_path"):
             frames = read_frames(sample.video_path, num_frames, sample.bound)
             sid = sample.sample_id
         else:
-            from ..data import uniform_frame_indices
-
-            idx = uniform_frame_indices(len(sample.frames), min(num_frames, len(sample.frames)))
-            frames, sid = sample.frames[idx], getattr(sample, "sample_id", sample.task)
+            frames, sid = sample_frames(sample.frames, num_frames), getattr(sample, "sample_id", sample.task)
         return self.prepare(frames, sample.question, sample.candidates, sample.answer, sid, sample.task)
 
     def state(self, prepared: PreparedInput, **kwargs) -> KnockoutState:

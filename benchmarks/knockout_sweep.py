@@ -82,14 +82,12 @@ def build_input(device, frames=8, per_frame=144, n_system=40, n_question=24, opt
     return PreparedInput(inputs, layout, option_ids=[319, 350, 315, 360], gold_index=0, sample_id="bench"), n
 
 
-def fast_flops(plans, n, batch_size, d=4096, inter=11008, vocab=32064, n_layers=32):
-    """Matrix FLOPs of the fast backend's batched recomputation (the engine's own batching)."""
-    per_token_layer = 2 * (4 * d * d + 3 * d * inter)
+def fast_flops(plans, n, batch_size, max_batch_tokens=8192, d=4096, inter=11008, vocab=32064, n_layers=32):
+    """Matrix FLOPs the fast backend must do: each plan, positions >= t0, layers from its first layer on."""
+    per_token_layer = 2 * (4 * d * d + 3 * d * inter) + 4 * n * d  # projections, MLP, QK^T and PV over n keys
     total = 0
-    for chunk, t0, l0 in batches(plans, n, batch_size):
-        q = n - t0
-        attn = 4 * q * n * d  # QK^T and PV over all n keys
-        total += len(chunk) * ((n_layers - l0) * (q * per_token_layer + attn) + 2 * d * vocab)
+    for chunk, t0 in batches(plans, n, batch_size, max_batch_tokens):
+        total += sum((n_layers - plans[i].first_layer) * (n - t0) * per_token_layer + 2 * d * vocab for i in chunk)
     return total
 
 
@@ -109,17 +107,24 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--layers", type=int, default=32)
     ap.add_argument("--k", type=int, default=9)
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--max-batch-tokens", type=int, default=8192)
+    ap.add_argument("--explore", default="", help="fast only: time 'batch:tokens,...' settings, profile, no reference")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
     device = torch.device("cuda")
     gpu = torch.cuda.get_device_name()
     model = build_model(args.layers, device)
     fm = FlowModel(model, processor=None, name="7B-shaped LLaVA-NeXT-Video (random weights)")
+    def sweep_plans(layout):
+        return [KnockoutPlan.from_flows(layout, [f], w, flow=f, layer=l)
+                for fam in FAMILIES.values() for f in fam for l, w in sweep(fm.n_layers, args.k)]
+
+    # warm up on one question, time on others of other lengths: every question is new to the engine
+    warm, _ = build_input(device, n_question=20, seed=1)
     prepared, n = build_input(device)
     layout = prepared.layout
-    plans = [KnockoutPlan.from_flows(layout, [f], w, flow=f, layer=l)
-             for fam in FAMILIES.values() for f in fam for l, w in sweep(fm.n_layers, args.k)]
+    plans = sweep_plans(layout)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     kv_cache = 2 * fm.n_layers * n * 4096 * 2
     print(f"{gpu}: {len(plans)} plans, n={n} tokens, weights {weights / 2**30:.2f} GiB, "
@@ -133,23 +138,40 @@ def main():
         torch.cuda.synchronize()
         return out, time.perf_counter() - t, torch.cuda.max_memory_allocated()
 
-    timed(lambda: knockout_logits(fm, prepared, plans[:20], "fast", args.batch_size))  # warm-up
-    timed(lambda: knockout_logits(fm, prepared, plans[:2], "reference"))
-    fast, t_fast, mem_fast = timed(lambda: knockout_logits(fm, prepared, plans, "fast", args.batch_size))
+    timed(lambda: knockout_logits(fm, warm, sweep_plans(warm.layout), "fast", args.batch_size,
+                                  max_batch_tokens=args.max_batch_tokens))  # warm-up
+    timed(lambda: knockout_logits(fm, warm, sweep_plans(warm.layout)[:2], "reference"))
+    if args.explore:
+        for i, setting in enumerate(args.explore.split(",")):
+            b, tokens = map(int, setting.split(":"))
+            p_i, _ = build_input(device, n_question=24 + i + 1, seed=2 + i)
+            _, t, mem = timed(lambda: knockout_logits(fm, p_i, sweep_plans(p_i.layout), "fast", b,
+                                                      max_batch_tokens=tokens))
+            print(f"explore batch {b} tokens {tokens}: {t:.3f} s/sample, peak {mem / 2**30:.2f} GiB, "
+                  f"{fast_flops(plans, n, b, tokens, n_layers=fm.n_layers) / t / 1e12:.0f} TFLOP/s", flush=True)
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            knockout_logits(fm, prepared, plans, "fast", args.batch_size, max_batch_tokens=args.max_batch_tokens)
+            torch.cuda.synchronize()
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25), flush=True)
+        return
+    fast, t_fast, mem_fast = timed(lambda: knockout_logits(fm, prepared, plans, "fast", args.batch_size,
+                                                           max_batch_tokens=args.max_batch_tokens))
     print(f"fast: {t_fast:.2f} s/sample, peak {mem_fast / 2**30:.2f} GiB", flush=True)
     ref, t_ref, mem_ref = timed(lambda: knockout_logits(fm, prepared, plans, "reference"))
     print(f"reference: {t_ref:.2f} s/sample, peak {mem_ref / 2**30:.2f} GiB", flush=True)
     dp = (fast.softmax(-1) - ref.softmax(-1)).abs().max().item()
     base = run_baseline(fm, prepared)
     dp_pred = max(abs(fast.softmax(-1)[:, int(base.logits.argmax())] - ref.softmax(-1)[:, int(base.logits.argmax())]))
-    flops = fast_flops(plans, n, args.batch_size, n_layers=fm.n_layers)
+    flops = fast_flops(plans, n, args.batch_size, args.max_batch_tokens, n_layers=fm.n_layers)
     peak_mm = matmul_tflops(device)
     spec = next((v for k, v in SPEC_TFLOPS.items() if k in gpu), None)
     achieved = flops / t_fast / 1e12
     result = {
         "gpu": gpu, "torch": torch.__version__, "transformers": __import__("transformers").__version__,
         "plans_per_sample": len(plans), "tokens": n, "video_tokens": len(layout.video), "layers": fm.n_layers,
-        "k": args.k, "batch_size": args.batch_size,
+        "k": args.k, "batch_size": args.batch_size, "max_batch_tokens": args.max_batch_tokens,
         "reference_s_per_sample": round(t_ref, 3), "fast_s_per_sample": round(t_fast, 3),
         "speedup": round(t_ref / t_fast, 2),
         "max_abs_dp_vocab": dp, "max_abs_dp_predicted_token": float(dp_pred),

@@ -16,6 +16,9 @@ plan's cut edges of layer ``l`` (all heads). Two modes:
 * ``fast``: ``torch.nn.functional.scaled_dot_product_attention`` with a boolean mask, a batch
   of plans (one per batch row) and, optionally, the baseline keys/values of positions before
   the first recomputed query (``prefix_kv``), so that only later positions are recomputed.
+  When that prefix is longer than the recomputed part (e.g. plans that cut edges into the
+  question or the last position), the plans of a batch are packed into one sequence that
+  shares the prefix, rather than copying the prefix once per plan.
 
 A query row whose every key is cut outputs zeros (no NaN) in both modes.
 
@@ -29,9 +32,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.attention
 import torch.nn.functional as F
 
 ATTENTION_NAME = "flow_knockout"
+_SDPA_BACKENDS = [torch.nn.attention.SDPBackend.EFFICIENT_ATTENTION, torch.nn.attention.SDPBackend.FLASH_ATTENTION,
+                  torch.nn.attention.SDPBackend.MATH]
 
 
 @dataclass
@@ -81,6 +87,42 @@ def _allowed(attention_mask, q_start: int, q_len: int, k_len: int, device) -> to
     return allowed
 
 
+def _sdpa_zero_rows(query, key, value, allowed, scaling):
+    """SDPA with a boolean mask; rows with no allowed key output zeros (SDPA alone would give NaN)."""
+    from torch.nn.attention import sdpa_kernel
+
+    any_key = allowed.any(-1, keepdim=True)
+    safe = allowed | ~any_key & (torch.arange(key.shape[2], device=query.device) == 0)
+    # not cuDNN: it builds a new execution plan for every new shape, and the fast engine's
+    # batches change shape from layer to layer and from question to question
+    with sdpa_kernel(_SDPA_BACKENDS):
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=safe, scale=scaling)
+    return torch.where(any_key, out, 0.0)
+
+
+def _packed_attention(query, key, value, pk, pv, allowed, scaling):
+    """Fast attention of a batch of plans that share the baseline prefix keys, as ONE sequence.
+
+    ``query``/``key``/``value``: the plans' recomputed positions ``[batch, heads, q, d]``;
+    ``pk``/``pv``: the prefix ``[1, kv_heads, t0, d]``; ``allowed``: ``[batch, 1, q, t0 + q]``.
+    The queries of all plans attend to ``[prefix, plan 0's keys, plan 1's keys, ...]`` with a
+    block-diagonal mask on the plans' own keys, so the (long) prefix is never copied per plan.
+    """
+    batch, heads, q_len, d = query.shape
+    t0, kv_heads = pk.shape[2], key.shape[1]
+    allowed = allowed.expand(batch, 1, q_len, t0 + q_len)[:, 0]
+    own = torch.eye(batch, dtype=torch.bool, device=query.device)[:, None, :, None] & allowed[:, :, None, t0:]
+    mask = torch.cat([allowed[..., :t0].reshape(batch * q_len, t0), own.reshape(batch * q_len, batch * q_len)], -1)
+
+    def flat(x, h):
+        return x.transpose(0, 1).reshape(1, h, batch * q_len, d)
+
+    k = _repeat_kv(torch.cat([pk, flat(key, kv_heads)], 2), heads // kv_heads)
+    v = _repeat_kv(torch.cat([pv, flat(value, kv_heads)], 2), heads // kv_heads)
+    out = _sdpa_zero_rows(flat(query, heads), k, v, mask[None, None], scaling)
+    return out.reshape(heads, batch, q_len, d).transpose(0, 1)
+
+
 def flow_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, flow_knockout=None, **kwargs):
     """``query``: ``[batch, heads, q_len, head_dim]``; ``key``/``value``: ``[batch, kv_heads, len, head_dim]``.
 
@@ -93,23 +135,30 @@ def flow_attention(module, query, key, value, attention_mask, scaling=None, drop
     if layer is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
+    if state.mode not in ("fast", "reference"):
+        raise ValueError(f"unknown knockout mode {state.mode!r}; valid: 'fast', 'reference'")
     if state.capture_kv:
         state.kv[layer] = (key.detach(), value.detach())
     batch, heads, q_len, head_dim = query.shape
-    if state.prefix_kv is not None:
-        pk, pv = state.prefix_kv[layer]
-        key = torch.cat([pk.expand(batch, -1, -1, -1), key], dim=2)
-        value = torch.cat([pv.expand(batch, -1, -1, -1), value], dim=2)
-    k_len = key.shape[2]
-    q_start = k_len - q_len
     scaling = head_dim**-0.5 if scaling is None else scaling
+    prefix = state.prefix_kv[layer] if state.prefix_kv is not None else None
+    if prefix is not None and state.record_rows is not None:
+        raise ValueError("record_rows needs a full forward (no prefix_kv)")
+    k_len = key.shape[2] + (prefix[0].shape[2] if prefix is not None else 0)
+    q_start = k_len - q_len
     allowed = _allowed(attention_mask, q_start, q_len, k_len, query.device)
     cut = state.cut(layer, q_start, q_len, k_len, batch, query.device)
     if cut is not None:
         allowed = allowed & ~cut
+
+    if prefix is not None and state.mode == "fast" and batch > 1 and q_start >= q_len:
+        out = _packed_attention(query, key, value, *prefix, allowed, scaling)
+        return out.transpose(1, 2).contiguous(), None
+    if prefix is not None:
+        key = torch.cat([prefix[0].expand(batch, -1, -1, -1), key], dim=2)
+        value = torch.cat([prefix[1].expand(batch, -1, -1, -1), value], dim=2)
     key = _repeat_kv(key, heads // key.shape[1])
     value = _repeat_kv(value, heads // value.shape[1])
-    any_key = allowed.any(-1, keepdim=True)  # False: the row is fully cut and outputs zeros
 
     if state.record_rows is not None:
         rows = [p - q_start for p in state.record_rows if q_start <= p < k_len]
@@ -119,19 +168,14 @@ def flow_attention(module, query, key, value, attention_mask, scaling=None, drop
             w = torch.softmax(scores.masked_fill(~ok, float("-inf")), -1)
             state.records[layer] = torch.where(ok.any(-1, keepdim=True), w, 0.0)
 
-    if state.mode == "reference":
+    if state.mode == "fast":
+        out = _sdpa_zero_rows(query, key, value, allowed, scaling)
+    else:
         scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
         additive = torch.zeros(allowed.shape, dtype=torch.float32, device=query.device).masked_fill(~allowed, float("-inf"))
         probs = torch.softmax(scores.float() + additive, dim=-1)
-        probs = torch.where(any_key, probs, 0.0).to(query.dtype)
+        probs = torch.where(allowed.any(-1, keepdim=True), probs, 0.0).to(query.dtype)
         out = torch.matmul(probs, value)
-    elif state.mode == "fast":
-        # SDPA would return NaN for a fully cut row: let it see key 0, then zero the row
-        safe = allowed | ~any_key & (torch.arange(k_len, device=query.device) == 0)
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=safe, scale=scaling)
-        out = torch.where(any_key, out, 0.0)
-    else:
-        raise ValueError(f"unknown knockout mode {state.mode!r}; valid: 'fast', 'reference'")
     return out.transpose(1, 2).contiguous(), None
 
 

@@ -13,8 +13,10 @@ Two backends give the same probabilities (tested to 1e-4 in fp32):
     ``< t0`` nor any layer ``< l0``; so a plan only recomputes positions ``t0..N-1`` of layers
     ``l0..L-1``, starting from the stored hidden states, with the stored keys/values of the
     earlier positions as a prefix. Only the last position goes through the final norm and
-    LM head, and plans are batched (sorted by ``(t0, l0)``, each batch from its smallest
-    ``t0`` and ``l0``). The vision tower runs once per question.
+    LM head. Plans with the same ``t0`` share one batch that grows layer by layer: a plan
+    joins at its own ``l0`` (:func:`batches`, :func:`_recompute`); the plans of a batch
+    share the prefix keys/values without copying them (:mod:`flowutils.attention`). The
+    vision tower runs once per question.
 
 The decoder layers are the model's own modules, called in order with the model's own
 rotary embedding; attention inside them goes through :mod:`flowutils.attention`.
@@ -22,6 +24,7 @@ rotary embedding; attention inside them goes through :mod:`flowutils.attention`.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 import torch
@@ -73,50 +76,61 @@ def run_baseline(fm: FlowModel, prepared: PreparedInput, record_rows=None) -> Ba
 
 
 @torch.no_grad()
-def _recompute(fm: FlowModel, prepared: PreparedInput, base: Baseline, plans, t0: int, l0: int) -> torch.Tensor:
-    """Logits ``[len(plans), vocab]`` at the last position, recomputing positions >= t0 of layers >= l0."""
-    b, n = len(plans), prepared.layout.n
-    hidden = base.layer_inputs[l0][:, t0:].expand(b, -1, -1)
-    positions = torch.arange(t0, n, device=hidden.device)[None].expand(b, -1)
-    rotary = fm.decoder.rotary_emb(hidden, positions)
+def _recompute(fm: FlowModel, prepared: PreparedInput, base: Baseline, plans, t0: int) -> torch.Tensor:
+    """Logits ``[len(plans), vocab]`` at the last position, recomputing positions >= ``t0``.
+
+    ``plans`` are sorted by first layer. A plan joins the batch at its first layer, with
+    the baseline's input of that layer (nothing has changed before it), so every plan
+    computes exactly the layers from its own first layer on.
+    """
+    n = prepared.layout.n
+    first = [p.first_layer for p in plans]
+    positions = torch.arange(t0, n, device=fm.device)[None]
+    rotary = fm.decoder.rotary_emb(base.layer_inputs[0][:, t0:], positions)
     prefix = {l: (k[:, :, :t0], v[:, :, :t0]) for l, (k, v) in base.kv.items()}
-    state = fm.state(prepared, mode="fast", plans=list(plans), prefix_kv=prefix)
-    for layer in fm.decoder.layers[l0:]:
-        out = layer(hidden, attention_mask=None, position_ids=positions, position_embeddings=rotary,
-                    flow_knockout=state)
+    state = fm.state(prepared, mode="fast", prefix_kv=prefix)
+    hidden = None
+    for l in range(first[0], fm.n_layers):
+        active, have = bisect.bisect_right(first, l), 0 if hidden is None else len(hidden)
+        if active > have:
+            joining = base.layer_inputs[l][:, t0:].expand(active - have, -1, -1)
+            hidden = joining if hidden is None else torch.cat([hidden, joining])
+        state.plans = plans[:active]
+        out = fm.decoder.layers[l](hidden, attention_mask=None, position_ids=positions, position_embeddings=rotary,
+                                   flow_knockout=state)
         hidden = out[0] if isinstance(out, tuple) else out
     return fm.lm_head(fm.decoder.norm(hidden[:, -1:]))[:, -1].float()
 
 
-def batches(plans, n: int, batch_size: int = 16, max_batch_tokens: int = 4096) -> list[tuple[list[int], int, int]]:
-    """How ``fast`` groups plans: ``[(plan indices, t0, l0)]``.
+def batches(plans, n: int, batch_size: int = 256, max_batch_tokens: int = 8192) -> list[tuple[list[int], int]]:
+    """How ``fast`` groups plans: ``[(plan indices, t0)]``.
 
-    Plans that cut nothing are left out (their result is the baseline). The rest are sorted
-    by (first target, first layer) and cut into batches of at most ``batch_size`` plans and
-    at most ``max_batch_tokens`` recomputed positions, so that long recomputations (e.g.
-    cross-frame) are not padded by many windows starting at different layers.
+    Plans that cut nothing are left out (their result is the baseline). The rest are
+    grouped by first target ``t0`` (the paper's sweep: one group per target group, all
+    windows of all flows into it), sorted by first layer, and cut into batches of at most
+    ``batch_size`` plans and ``max_batch_tokens`` recomputed positions.
     """
-    live = sorted((i for i, p in enumerate(plans) if not p.is_empty),
-                  key=lambda i: (plans[i].first_target, plans[i].first_layer))
-    out, chunk = [], []
-    for i in live:
-        t0 = min([plans[j].first_target for j in chunk] + [plans[i].first_target])
-        if chunk and (len(chunk) == batch_size or (len(chunk) + 1) * (n - t0) > max_batch_tokens):
-            out.append(chunk)
-            chunk = []
-        chunk.append(i)
-    if chunk:
-        out.append(chunk)
-    return [(c, min(plans[i].first_target for i in c), min(plans[i].first_layer for i in c)) for c in out]
+    groups: dict[int, list[int]] = {}
+    for i, p in enumerate(plans):
+        if not p.is_empty:
+            groups.setdefault(p.first_target, []).append(i)
+    out = []
+    for t0, idx in sorted(groups.items()):
+        idx.sort(key=lambda i: plans[i].first_layer)
+        size = max(1, min(batch_size, max_batch_tokens // (n - t0)))
+        out += [(idx[j:j + size], t0) for j in range(0, len(idx), size)]
+    return out
 
 
 @torch.no_grad()
-def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str = "fast", batch_size: int = 16,
-                    baseline: Baseline | None = None, max_batch_tokens: int = 4096) -> torch.Tensor:
+def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str = "fast", batch_size: int = 256,
+                    baseline: Baseline | None = None, max_batch_tokens: int = 8192) -> torch.Tensor:
     """Last-position logits ``[len(plans), vocab]`` (float32) of the model under each plan."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {BACKENDS}")
     plans = list(plans)
+    for plan in plans:
+        plan.prepare(prepared.layout.n, fm.device)
     out = torch.empty(len(plans), fm.lm_head.out_features)
     if backend == "reference":
         for i, plan in enumerate(plans):
@@ -125,8 +139,8 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
         return out
     base = baseline or run_baseline(fm, prepared)
     out[:] = base.logits.cpu()
-    for chunk, t0, l0 in batches(plans, prepared.layout.n, batch_size, max_batch_tokens):
-        out[chunk] = _recompute(fm, prepared, base, [plans[i] for i in chunk], t0, l0).cpu()
+    for chunk, t0 in batches(plans, prepared.layout.n, batch_size, max_batch_tokens):
+        out[chunk] = _recompute(fm, prepared, base, [plans[i] for i in chunk], t0).cpu()
     return out
 
 

@@ -26,7 +26,7 @@ class KnockoutPlan:
 
     blocks: dict[int, list[Block]] = field(default_factory=dict)
     label: dict = field(default_factory=dict)
-    _dense: dict = field(default_factory=dict, repr=False, compare=False)  # (list id, n, device) -> mask
+    _dense: dict = field(default_factory=dict, repr=False, compare=False)  # (list id, n, device) -> rows
 
     @classmethod
     def from_flows(cls, layout: TokenLayout, flows, layers, **label) -> "KnockoutPlan":
@@ -65,26 +65,42 @@ class KnockoutPlan:
         """Boolean ``[q_len, k_len]`` of cut edges for queries ``q_start..q_start+q_len-1`` (None: nothing cut)."""
         if not self.blocks.get(layer):
             return None
-        dense = self.dense(layer, n_prompt, device)
-        if q_start + q_len <= n_prompt and k_len == n_prompt:
-            return dense[q_start:q_start + q_len]  # the prompt itself: a view
-        rows = torch.clamp(torch.arange(q_start, q_start + q_len, device=dense.device), max=n_prompt - 1)
-        out = torch.zeros(q_len, k_len, dtype=torch.bool, device=dense.device)
+        offset, rows = self._rows(layer, n_prompt, device)
+        if offset <= q_start and q_start + q_len <= n_prompt and k_len == n_prompt:
+            return rows[q_start - offset:q_start - offset + q_len]  # the prompt itself: a view
+        idx = torch.clamp(torch.arange(q_start, q_start + q_len, device=rows.device), max=n_prompt - 1) - offset
+        out = torch.zeros(q_len, k_len, dtype=torch.bool, device=rows.device)
         width = min(k_len, n_prompt)
-        out[:, :width] = dense[rows][:, :width]
+        out[idx >= 0, :width] = rows[idx[idx >= 0]][:, :width]
         return out
 
-    def dense(self, layer: int, n: int, device=None) -> torch.Tensor:
-        """Boolean ``[n, n]`` matrix of the edges cut in ``layer`` (True = cut), built once per device."""
+    def _rows(self, layer: int, n: int, device=None) -> tuple[int, torch.Tensor]:
+        """``(offset, [n - offset, n])``: cut edges of query rows ``offset..n-1``, built once per device.
+
+        Rows before the plan's first target are never cut, so they are not stored: a plan
+        that cuts edges into the last position holds one row, not ``n``.
+        """
         blocks = self.blocks.get(layer, [])
         key = (id(blocks), n, str(device))
         if key not in self._dense:
-            m = torch.zeros(n, n, dtype=torch.bool, device=device)
+            offset = min(self.first_target or 0, n)
+            m = torch.zeros(n - offset, n, dtype=torch.bool)
             for t, s in blocks:
                 if len(t) and len(s):
-                    m[t.reshape(-1, 1).to(m.device), s.reshape(1, -1).to(m.device)] = True
-            self._dense[key] = m
+                    m[(t.cpu() - offset).reshape(-1, 1), s.cpu().reshape(1, -1)] = True
+            self._dense[key] = (offset, m.to(device))
         return self._dense[key]
+
+    def prepare(self, n: int, device=None) -> None:
+        """Build every layer's cut rows on ``device`` now: built lazily in the middle of a
+        forward, each host-to-device copy would wait for the queued GPU work to finish."""
+        for layer in self._live:
+            self._rows(layer, n, device)
+
+    def dense(self, layer: int, n: int, device=None) -> torch.Tensor:
+        """Boolean ``[n, n]`` matrix of the edges cut in ``layer`` (True = cut)."""
+        offset, rows = self._rows(layer, n, device)
+        return torch.cat([torch.zeros(offset, n, dtype=torch.bool, device=rows.device), rows])
 
     def attention_edges(self, n: int, n_layers: int) -> int:
         """Valid causal (query, key) pairs left over all ``n_layers`` layers of an ``n``-token input."""

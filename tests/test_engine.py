@@ -103,3 +103,17 @@ def test_unknown_backend(tiny, samples):
     p = tiny.prepare(s.frames, s.question, s.candidates, s.answer)
     with pytest.raises(ValueError, match="valid"):
         knockout_logits(tiny, p, [KnockoutPlan()], "flash")
+
+
+def test_fast_equals_reference_on_the_paper_sweep(tiny, samples):
+    """The four flow families x every layer (scaled window): plans sharing a target batch and join layer by layer."""
+    s = samples[2]
+    p = tiny.prepare(s.frames, s.question, s.candidates, s.answer)
+    L = tiny.n_layers
+    k = windows.scaled_window_size(L)
+    plans = [KnockoutPlan.from_flows(p.layout, [f], w) for fam in flows.FAMILIES.values() for f in fam
+             for _, w in windows.sweep(L, k)]
+    ref = knockout_logits(tiny, p, plans, "reference").softmax(-1)
+    for batch_size, tokens in ((256, 16384), (3, 64)):
+        fast = knockout_logits(tiny, p, plans, "fast", batch_size, max_batch_tokens=tokens).softmax(-1)
+        assert (ref - fast).abs().max() <= 1e-4

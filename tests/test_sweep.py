@@ -1,0 +1,58 @@
+import pandas as pd
+import pytest
+
+from flowutils import flows, windows
+from flowutils.engine import knockout_logits
+from flowutils.plan import KnockoutPlan
+from flowutils.sweep import run_sweep, summarize
+
+FLOWS = ["cross-frame", "video->last", "true_option->last"]
+
+
+def test_rows_match_an_independent_reference_run(tiny, samples):
+    table = run_sweep(tiny, samples[:2], FLOWS, k=3, sample_mode="all", num_frames=4, progress=False)
+    L = tiny.n_layers
+    assert len(table) == 2 * len(FLOWS) * L
+    for i, s in enumerate(samples[:2]):
+        p = tiny.prepare_sample(s, 4)
+        base = knockout_logits(tiny, p, [KnockoutPlan()], "reference")[0].softmax(-1)
+        pred = int(base.argmax())
+        for flow in FLOWS:
+            plans = [KnockoutPlan.from_flows(p.layout, [flow], w) for _, w in windows.sweep(L, 3)]
+            ref = knockout_logits(tiny, p, plans, "reference").softmax(-1)
+            rows = table[(table.sample_id == f"{s.task}/{i}") & (table.flow == flows.flow_label(flow))]
+            assert list(rows.layer) == list(range(L))
+            assert abs(rows.p_pred_knockout.to_numpy() - ref[:, pred].numpy()).max() <= 1e-4
+            expected = 100 * (ref[:, pred] - base[pred]) / base[pred]
+            assert abs(rows.relative_change_pct.to_numpy() - expected.numpy()).max() <= 1e-2
+            assert (rows.correct_knockout.to_numpy() == (ref.argmax(-1) == p.gold_id).numpy()).all()
+
+
+def test_sample_modes_partition_the_questions(tiny, samples):
+    kw = dict(k=3, num_frames=4, progress=False)
+    by_mode = {m: run_sweep(tiny, samples, ["video->last"], sample_mode=m, **kw) for m in ("all", "correct", "wrong")}
+    ids = {m: set(t.sample_id) if len(t) else set() for m, t in by_mode.items()}
+    assert ids["correct"] | ids["wrong"] == ids["all"] and not ids["correct"] & ids["wrong"]
+    assert by_mode["all"].groupby("sample_id").correct_baseline.first().sum() == len(ids["correct"])
+
+
+def test_resume_skips_done_questions_and_gives_the_same_table(tiny, samples, tmp_path):
+    out = tmp_path / "sweep.csv"
+    kw = dict(k=3, num_frames=4, sample_mode="all", progress=False)
+    run_sweep(tiny, samples[:2], ["last->last"], out=out, **kw)
+    first = out.read_text()
+    resumed = run_sweep(tiny, samples[:3], ["last->last"], out=out, **kw)
+    assert out.read_text().startswith(first)  # the first two questions were not rewritten
+    fresh = run_sweep(tiny, samples[:3], ["last->last"], **kw)
+    pd.testing.assert_frame_equal(resumed.reset_index(drop=True), fresh.reset_index(drop=True), check_dtype=False)
+    with pytest.raises(ValueError, match="k="):
+        run_sweep(tiny, samples[:3], ["last->last"], out=out, **{**kw, "k": 1})
+
+
+def test_summarize_matches_a_loop():
+    t = pd.DataFrame({"sample_id": ["a", "b", "a", "b"], "flow": ["f"] * 4, "layer": [0, 0, 1, 1],
+                      "relative_change_pct": [-10.0, -30.0, 5.0, 0.0], "correct_baseline": [True, True, True, True],
+                      "correct_knockout": [True, False, True, True]})
+    s = summarize(t).set_index("layer")
+    assert s.loc[0, "relative_change_pct"] == -20.0 and s.loc[1, "relative_change_pct"] == 2.5
+    assert s.loc[0, "accuracy_knockout"] == 50.0 and s.loc[1, "accuracy_knockout"] == 100.0

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 KERNEL := flowutils
-SECTIONS := data performance
+SECTIONS := data performance toy_models
 NB     ?= data
 PARAMS ?=
 PYTEST_NBVAL := --nbval-lax --nbval-kernel-name $(KERNEL) --nbval-sanitize-with book/nbval_sanitize.cfg
@@ -25,7 +25,7 @@ data: venv
 
 # run one section: make section NB=data PARAMS="-p n_per_task 8"
 section: venv
-	$(BIN)/papermill --no-progress-bar -k $(KERNEL) --cwd book notebooks/$(NB).ipynb book/$(NB).ipynb $(PARAMS)
+	TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 $(BIN)/papermill --no-progress-bar -k $(KERNEL) --cwd book notebooks/$(NB).ipynb book/$(NB).ipynb $(PARAMS)
 
 notebooks: venv
 	for nb in $(SECTIONS); do $(MAKE) --no-print-directory section NB=$$nb || exit 1; done
@@ -34,11 +34,18 @@ book: venv data notebooks
 	$(BIN)/jupyter-book build book --config _config.yml --path-output . -W -n --keep-going
 
 test: venv
-	TQDM_DISABLE=1 $(BIN)/python -m pytest -q $(PYTEST_NBVAL) tests $(addprefix book/,$(addsuffix .ipynb,$(SECTIONS)))
+	TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 $(BIN)/python -m pytest -q $(PYTEST_NBVAL) tests $(addprefix book/,$(addsuffix .ipynb,$(SECTIONS)))
 
-# GPU: train the toy Image/Video LLMs from scratch into models/
+# GPU: train the toy Image/Video LLMs from scratch into models/ (the shipped recipe; ~25 min on an H200)
+TOY := $(BIN)/python scripts/train_toy_models.py
 toy-models: venv
-	$(BIN)/python scripts/train_toy_models.py --out models
+	$(TOY) data
+	$(TOY) image --out models/toy-imagellm-stage1
+	$(TOY) image --init models/toy-imagellm-stage1 --text-steps 0
+	$(TOY) video
+	$(TOY) evaluate --model models/toy-imagellm
+	$(TOY) evaluate --model models/toy-videollm
+	$(TOY) manifest
 
 # GPU: the knockout engine benchmark (results in benchmarks/results/)
 benchmark: venv

@@ -1,10 +1,21 @@
 """Training and evaluating the toy Image/Video LLMs on the synthetic benchmark.
 
 The objective is the paper's readout: the next token after ``Best option:(`` must be the
-gold option letter (cross-entropy at the last prompt position). The ImageLLM is trained
-from scratch on single-frame image questions; the VideoLLM starts from it and is
-fine-tuned on the five temporal tasks with the vision tower frozen, as the paper's
-Video-FT models were. Evaluation uses the same readout (argmax over the whole vocabulary).
+gold option letter (cross-entropy at the last prompt position), plus a weighted loss on
+the answer continuation ``X) answer`` (the words give the visual concepts a direct signal).
+
+Three kinds of training data, mixed by weight (:func:`train`):
+
+* ``text``: the LM's "language pretraining" stand-in. The video slot holds the answer
+  text itself, so the model learns the generic multiple-choice skill (find the option
+  that the context supports, read out its letter) before it ever sees pixels, as the
+  real ImageLLMs start from a pretrained LLM.
+* ``image``: single-frame image questions (the ImageLLM's instruction tuning).
+* ``video``: the five temporal tasks (the VideoLLM's Video-FT, vision tower frozen).
+
+Sets are encoded once (:func:`encode_all`): token ids padded to one width and frames
+kept as uint8, normalised on the device per batch exactly as the processor would
+(:func:`pixel_values`, tested against the processor).
 """
 
 from __future__ import annotations
@@ -38,49 +49,93 @@ def render_samples(tasks, n_per_task: int, seed: int, split: str, num_frames: in
     jobs = [(t, n_per_task, seed, split, num_frames, blank) for t in tasks]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
-            return [s for chunk in pool.map(_render, jobs) for s in chunk]
+            return [s for part in pool.map(_render, jobs) for s in part]
     return [s for job in jobs for s in _render(job)]
 
 
-def encode(processor, template, samples, device=None):
-    """Batch inputs, the index of each sequence's last real token, and the gold letter ids."""
-    texts = [prompt_text(build_prompt(template, "<video>", s.question, s.candidates)) for s in samples]
-    frames = [s.frames for s in samples]
-    if len({len(f) for f in frames}) > 1:
-        raise ValueError("a batch must have one frame count (image and video questions go in separate batches)")
-    enc = processor(text=texts, videos=frames, return_tensors="pt", padding=True)
-    last = enc["attention_mask"].sum(1) - 1
-    gold = torch.tensor(processor.tokenizer.convert_tokens_to_ids([chr(65 + s.answer_index) for s in samples]))
-    if device is not None:
-        enc = {k: v.to(device) for k, v in enc.items()}
-        last, gold = last.to(device), gold.to(device)
-    return enc, last, gold
+def _prompt(template, sample, text_only: bool) -> str:
+    video = sample.answer if text_only else "<video>"
+    return prompt_text(build_prompt(template, video, sample.question, sample.candidates))
 
 
-def _last_logits(model, enc, last):
-    logits = model(**enc).logits
-    return logits[torch.arange(len(last), device=logits.device), last].float()
+def continuation(sample) -> str:
+    """The answer continuation trained after the letter: ``B) Red.``."""
+    return f"{chr(65 + sample.answer_index)}) {sample.answer}"
+
+
+def encode_all(processor, template, samples, text_only: bool = False) -> dict:
+    """Encode ``samples`` (one frame count) for training and evaluation.
+
+    Returns ``input_ids``/``attention_mask`` ``[N, width]`` (prompt + continuation, right
+    padded), ``last`` ``[N]`` (index of the prompt's last token: where the letter is
+    predicted), ``n_target`` ``[N]`` (continuation tokens), ``gold`` ``[N]`` (answer index),
+    ``n_options`` ``[N]`` and, unless ``text_only``, ``frames`` ``[N, time, 3, H, W]`` uint8.
+    """
+    tok = processor.tokenizer
+    prompts = [_prompt(template, s, text_only) for s in samples]
+    if not text_only:
+        frames = [s.frames for s in samples]
+        if len({f.shape for f in frames}) > 1:
+            raise ValueError("encode_all needs one frame count and size per set (images and videos go in separate sets)")
+        # the processor expands <video> to one run of placeholder tokens, the same for every sample of the set
+        run = int((processor(text=prompts[0], videos=frames[:1], return_tensors="pt")["input_ids"] == tok.convert_tokens_to_ids("<video>")).sum())
+        prompts = [p.replace("<video>", "<video>" * run) for p in prompts]
+    full = tok([p + continuation(s) for p, s in zip(prompts, samples)], return_tensors="pt", padding=True)
+    n_prompt = torch.tensor([len(ids) for ids in tok(prompts)["input_ids"]])
+    n_real = full["attention_mask"].sum(1)
+    out = {"input_ids": full["input_ids"], "attention_mask": full["attention_mask"], "last": n_prompt - 1,
+           "n_target": n_real - n_prompt, "gold": torch.tensor([s.answer_index for s in samples]),
+           "n_options": torch.tensor([len(s.candidates) for s in samples])}
+    if not text_only:
+        out["frames"] = torch.from_numpy(np.stack(frames)).permute(0, 1, 4, 2, 3).contiguous()
+    return out
+
+
+def pixel_values(frames: torch.Tensor, processor, dtype=torch.float32) -> torch.Tensor:
+    """``[N, time, 3, H, W]`` uint8 -> the video processor's normalised ``pixel_values_videos``.
+
+    Frames must already have the processor's size (the synthetic benchmark renders them so).
+    """
+    vp = processor.video_processor
+    mean = torch.tensor(vp.image_mean, device=frames.device).view(1, 1, 3, 1, 1)
+    std = torch.tensor(vp.image_std, device=frames.device).view(1, 1, 3, 1, 1)
+    return ((frames.float() * vp.rescale_factor - mean) / std).to(dtype)
+
+
+def _inputs(enc: dict, idx, processor, noise: float = 0.0, gen=None) -> dict:
+    width = int(enc["attention_mask"][idx].sum(1).max())
+    inputs = {"input_ids": enc["input_ids"][idx, :width], "attention_mask": enc["attention_mask"][idx, :width]}
+    if "frames" in enc:
+        px = pixel_values(enc["frames"][idx], processor)
+        if noise:
+            px = px + noise * torch.randn(px.shape, generator=gen).to(px.device)
+        inputs["pixel_values_videos"] = px
+    return inputs
 
 
 @torch.no_grad()
-def predict(model, processor, template, samples, batch_size: int = 64, device=None) -> np.ndarray:
-    """Index of the predicted option for each sample (-1 when the argmax is not an option letter)."""
+def predict_encoded(model, processor, enc: dict, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample of an encoded set: the predicted option (the option letter with the highest
+    logit) and whether the argmax over the whole vocabulary is that letter."""
     model.eval()
-    preds = []
-    for i in range(0, len(samples), batch_size):
-        chunk = samples[i:i + batch_size]
-        enc, last, _ = encode(processor, template, chunk, device)
-        if device is not None:
-            enc["pixel_values_videos"] = enc["pixel_values_videos"].to(next(model.parameters()).dtype)
-        top = _last_logits(model, enc, last).argmax(-1).cpu().tolist()
-        for s, t in zip(chunk, top):
-            letters = processor.tokenizer.convert_tokens_to_ids([chr(65 + k) for k in range(len(s.candidates))])
-            preds.append(letters.index(t) if t in letters else -1)
-    return np.array(preds)
+    letters = torch.tensor(processor.tokenizer.convert_tokens_to_ids([chr(65 + k) for k in range(8)]))
+    device = next(model.parameters()).device
+    preds, valid = [], []
+    for i in range(0, len(enc["last"]), batch_size):
+        idx = torch.arange(i, min(i + batch_size, len(enc["last"])), device=enc["last"].device)
+        inputs = _inputs(enc, idx, processor)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(**inputs).logits
+        logits = logits[torch.arange(len(idx), device=logits.device), enc["last"][idx]].float().cpu()
+        options = logits[:, letters].masked_fill(torch.arange(8)[None] >= enc["n_options"][idx].cpu()[:, None], -torch.inf)
+        preds.append(options.argmax(-1))
+        valid.append(letters[preds[-1]] == logits.argmax(-1))
+    return torch.cat(preds), torch.cat(valid)
 
 
-def accuracy_table(model, processor, template, samples, batch_size: int = 64, device=None):
-    """Accuracy per task (pandas DataFrame with task, n, accuracy %, chance %)."""
+def accuracy_table(model, processor, template, samples, text_only: bool = False, device=None):
+    """Accuracy per task: pandas DataFrame with task, n, accuracy %, chance % and how often the
+    predicted option's letter is also the top token over the whole vocabulary (%)."""
     import pandas as pd
 
     by_task = {}
@@ -88,54 +143,31 @@ def accuracy_table(model, processor, template, samples, batch_size: int = 64, de
         by_task.setdefault(s.task, []).append(s)
     rows = []
     for task, ss in by_task.items():
-        pred = predict(model, processor, template, ss, batch_size, device)
-        gold = np.array([s.answer_index for s in ss])
-        rows.append({"task": task, "n": len(ss), "accuracy": round(100 * float((pred == gold).mean()), 1),
-                     "chance": round(100 / len(ss[0].candidates), 1)})
+        enc = encode_all(processor, template, ss, text_only)
+        if device is not None:
+            enc = {k: v.to(device) for k, v in enc.items()}
+        pred, valid = predict_encoded(model, processor, enc)
+        rows.append({"task": task, "n": len(ss), "accuracy": round(100 * float((pred == enc["gold"].cpu()).float().mean()), 1),
+                     "chance": round(100 / len(ss[0].candidates), 1), "letter_is_top_token": round(100 * float(valid.float().mean()), 1)})
     return pd.DataFrame(rows)
 
 
-def encode_all(processor, template, samples, chunk: int = 512) -> dict:
-    """Encode ``samples`` once (one frame count) into padded tensors for training.
+def train(model, processor, sets: dict, steps: int, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
+          freeze_vision: bool = False, log_every: int = 50, noise: float = 0.03, continuation_weight: float = 0.5,
+          evaluate=None, eval_every: int = 500, progress: bool = True) -> list[dict]:
+    """AdamW on encoded sets for ``steps`` steps (cosine schedule, 5% warm-up); returns the log.
 
-    Each sequence is the prompt followed by the answer continuation ``X) answer`` (the letter
-    is the readout; the words after it give the visual concepts a direct training signal).
-    ``last`` is the index of the prompt's last token (where the letter is predicted) and
-    ``n_target`` the number of continuation tokens.
-    """
-    pad = processor.tokenizer.pad_token_id
-    out = {"input_ids": [], "attention_mask": [], "pixel_values_videos": [], "last": [], "n_target": []}
-    for i in range(0, len(samples), chunk):
-        part = samples[i:i + chunk]
-        enc, last, _ = encode(processor, template, part)
-        texts = [prompt_text(build_prompt(template, "<video>", s.question, s.candidates))
-                 + f"{chr(65 + s.answer_index)}) {s.answer}" for s in part]
-        full = processor(text=texts, videos=[s.frames for s in part], return_tensors="pt", padding=True)
-        out["input_ids"].append(full["input_ids"])
-        out["attention_mask"].append(full["attention_mask"])
-        out["pixel_values_videos"].append(enc["pixel_values_videos"].to(torch.bfloat16))
-        out["last"].append(last)
-        out["n_target"].append(full["attention_mask"].sum(1) - 1 - last)
-    width = max(t.shape[1] for t in out["input_ids"])
-    for k, value in (("input_ids", pad), ("attention_mask", 0)):
-        out[k] = [torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value) for t in out[k]]
-    return {k: torch.cat(v) for k, v in out.items()}
-
-
-def train(model, processor, template, train_samples, steps: int, batch_size: int = 64, lr: float = 1e-3,
-          seed: int = 0, freeze_vision: bool = False, device="cpu", log_every: int = 50, noise: float = 0.03,
-          progress: bool = True, continuation_weight: float = 0.5) -> list[dict]:
-    """Train on ``train_samples`` for ``steps`` AdamW steps (cosine schedule, 5% warm-up); returns the loss log.
-
-    The samples are encoded once; each batch draws from one frame count (images and videos
-    are not mixed) and adds Gaussian noise of std ``noise`` to the normalised pixels, so the
-    model does not depend on the exact pixel values that video compression changes.
+    ``sets``: ``{name: (encoded set on the model's device, weight)}``; each step draws one
+    set by weight and a batch from it, adding Gaussian noise of std ``noise`` to the
+    normalised pixels (video compression changes exact pixel values). ``evaluate()``, if
+    given, returns a dict of held-out accuracies, logged every ``eval_every`` steps.
     """
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model.to(device).train()
+    device = next(model.parameters()).device
+    model.train()
     if freeze_vision:
         for p in model.model.vision_tower.parameters():
             p.requires_grad_(False)
@@ -144,30 +176,24 @@ def train(model, processor, template, train_samples, steps: int, batch_size: int
     warm = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
-    groups = {}
-    for s in train_samples:
-        groups.setdefault(len(s.frames), []).append(s)
-    data = [{k: v.to(device) for k, v in encode_all(processor, template, g).items()} for g in groups.values()]
-    sizes = torch.tensor([len(d["last"]) for d in data], dtype=torch.float)
-    log, running, t0 = [], [], time.time()
-    cuda = str(device).startswith("cuda")
+    names = list(sets)
+    weights = torch.tensor([float(sets[n][1]) for n in names])
+    log, running, t0 = [], {}, time.time()
     for step in tqdm(range(steps), disable=not progress, desc="train"):
-        d = data[int(torch.multinomial(sizes, 1, generator=gen))]
-        idx = torch.randint(0, len(d["last"]), (batch_size,), generator=gen).to(device)
-        width = int(d["attention_mask"][idx].sum(1).max())
-        ids = d["input_ids"][idx, :width]
-        enc = {"input_ids": ids, "attention_mask": d["attention_mask"][idx, :width]}
-        pixels = d["pixel_values_videos"][idx].float()
-        enc["pixel_values_videos"] = pixels + noise * torch.randn(pixels.shape, generator=gen).to(device)
-        last, n_target = d["last"][idx], d["n_target"][idx]
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            logits = model(**enc).logits.float()
-        rows = torch.arange(batch_size, device=ids.device)
+        name = names[int(torch.multinomial(weights, 1, generator=gen))]
+        enc = sets[name][0]
+        idx = torch.randint(0, len(enc["last"]), (batch_size,), generator=gen).to(device)
+        inputs = _inputs(enc, idx, processor, noise, gen)
+        ids = inputs["input_ids"]
+        last, n_target = enc["last"][idx], enc["n_target"][idx]
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(**inputs).logits.float()
+        rows = torch.arange(batch_size, device=device)
         letter_logits, gold = logits[rows, last], ids[rows, last + 1]
         # continuation after the letter: positions last+1 .. last+n_target-1 predict the next tokens
-        pos = last[:, None] + 1 + torch.arange(width, device=ids.device)[None]
+        pos = last[:, None] + 1 + torch.arange(ids.shape[1], device=device)[None]
         valid = pos < (last + n_target)[:, None]
-        pos = pos.clamp(max=width - 2)
+        pos = pos.clamp(max=ids.shape[1] - 2)
         cont = torch.nn.functional.cross_entropy(logits[rows[:, None], pos][valid], ids[rows[:, None], pos + 1][valid])
         loss = torch.nn.functional.cross_entropy(letter_logits, gold) + continuation_weight * cont
         opt.zero_grad(set_to_none=True)
@@ -175,11 +201,40 @@ def train(model, processor, template, train_samples, steps: int, batch_size: int
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        running.append(torch.stack([loss.detach(), (letter_logits.argmax(-1) == gold).float().mean()]))
+        running.setdefault(name, []).append(torch.stack([loss.detach(), (letter_logits.argmax(-1) == gold).float().mean()]))
         if (step + 1) % log_every == 0 or step + 1 == steps:
-            l, a = torch.stack(running).mean(0).tolist()
-            log.append({"step": step + 1, "loss": round(l, 4), "train_acc": round(a, 4),
-                        "lr": sched.get_last_lr()[0], "seconds": round(time.time() - t0, 1)})
-            running = []
+            entry = {"step": step + 1, "lr": sched.get_last_lr()[0], "seconds": round(time.time() - t0, 1)}
+            for n, vals in running.items():
+                l, a = torch.stack(vals).mean(0).tolist()
+                entry[f"{n}_loss"], entry[f"{n}_train_acc"] = round(l, 4), round(a, 4)
+            running = {}
+            if evaluate is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
+                entry["heldout"] = evaluate()
+                model.train()
+            log.append(entry)
+            if not progress:
+                print(entry, flush=True)
     model.eval()
     return log
+
+
+def training_curves(record: dict):
+    """Tidy curves of a training log: ``(losses, heldout)`` DataFrames over the global step.
+
+    ``losses``: stage, step, set, loss, train_acc; ``heldout``: stage, step, task, accuracy.
+    Stages follow each other (a VideoLLM's log starts with its ImageLLM's stages).
+    """
+    import pandas as pd
+
+    losses, heldout, offset = [], [], 0
+    for stage, log in record["logs"].items():
+        for e in log:
+            step = offset + e["step"]
+            for key, value in e.items():
+                if key.endswith("_loss"):
+                    name = key[:-len("_loss")]
+                    losses.append({"stage": stage, "step": step, "set": name, "loss": value,
+                                   "train_acc": e[f"{name}_train_acc"]})
+            heldout += [{"stage": stage, "step": step, "task": t, "accuracy": a} for t, a in e.get("heldout", {}).items()]
+        offset += log[-1]["step"]
+    return pd.DataFrame(losses), pd.DataFrame(heldout)

@@ -1,10 +1,19 @@
 """Train the toy ImageLLM and VideoLLM from scratch (``make toy-models``; a GPU takes minutes).
 
-ImageLLM: a random-initialised LlavaNextVideoForConditionalGeneration trained on the four
-single-frame image tasks. VideoLLM: initialised from the ImageLLM, fine-tuned on the five
-temporal video tasks with the vision tower frozen. Both are saved in fp16 safetensors with
-their processor, a training log (loss curves) and held-out accuracies; then
-``scripts/update_model_manifest.py`` records their sha256 in ``data_manifests/toy_models.yaml``.
+Four steps, each a subcommand, so that a recipe can be swept in parallel on one GPU:
+
+``data``      render the synthetic training/validation questions and encode them once (``--cache``).
+``image``     ImageLLM: a random-initialised LlavaNextVideoForConditionalGeneration; text
+              multiple-choice pretraining (the stand-in for the LLM's language pretraining),
+              then single-frame image questions mixed with some text ones.
+``video``     VideoLLM: initialised from the ImageLLM, fine-tuned on the five temporal tasks with
+              the vision tower frozen (the paper's Video-FT), mixed with some image questions.
+``evaluate``  accuracy per task on a held-out split rendered from another seed, with the video
+              blanked out too; written into the model's ``training_log.json``.
+``manifest``  sha256 of the shipped files and the held-out accuracies -> ``data_manifests/toy_models.yaml``.
+
+Models are saved in fp16 safetensors with their processor and a training log (loss curves,
+held-out accuracy during training, arguments, config).
 """
 
 from __future__ import annotations
@@ -22,61 +31,191 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from flowutils.models.toy import ToyConfig, build_toy, toy_config_dict  # noqa: E402
 from flowutils.synthetic import IMAGE_TASKS, VIDEO_TASKS  # noqa: E402
-from flowutils.training import accuracy_table, render_samples, train  # noqa: E402
+from flowutils.training import accuracy_table, encode_all, predict_encoded, render_samples, train  # noqa: E402
 
 TEMPLATE = "eval_mvbench"
+SETS = ("text", "image", "video", "val_image", "val_video")
+
+
+def cmd_data(args):
+    t0 = time.time()
+    _, processor = build_toy(ToyConfig())
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    image = render_samples(IMAGE_TASKS, args.image_per_task, args.seed, "train", workers=args.workers)
+    # object_count, the task that needs the most training, gets its own (larger) number of samples
+    video = render_samples(VIDEO_TASKS[:-1], args.video_per_task, args.seed, "train", workers=args.workers)
+    video += render_samples(VIDEO_TASKS[-1:], args.count_per_task, args.seed, "train", workers=args.workers)
+    val_image = render_samples(IMAGE_TASKS, args.val_per_task, args.seed, "validation", workers=args.workers)
+    val_video = render_samples(VIDEO_TASKS, args.val_per_task, args.seed, "validation", workers=args.workers)
+    print(f"rendered in {time.time() - t0:.0f}s", flush=True)
+    encoded = {
+        "text": encode_all(processor, TEMPLATE, image + video, text_only=True),
+        "image": encode_all(processor, TEMPLATE, image), "video": encode_all(processor, TEMPLATE, video),
+        "val_image": encode_all(processor, TEMPLATE, val_image), "val_video": encode_all(processor, TEMPLATE, val_video),
+    }
+    for name in ("val_image", "val_video"):
+        encoded[name]["task"] = [s.task for s in (val_image if name == "val_image" else val_video)]
+    for name, enc in encoded.items():
+        torch.save(enc, cache / f"{name}.pt")
+    print(f"encoded in {time.time() - t0:.0f}s", flush=True)
+
+
+def load_sets(cache, names, device):
+    out = {}
+    for name in names:
+        enc = torch.load(Path(cache) / f"{name}.pt")
+        out[name] = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in enc.items()}
+    return out
+
+
+def evaluator(model, processor, val: dict):
+    def evaluate():
+        acc = {}
+        for enc in val.values():
+            pred = predict_encoded(model, processor, enc)[0].to(enc["gold"].device)
+            for task in dict.fromkeys(enc["task"]):
+                sel = torch.tensor([t == task for t in enc["task"]], device=pred.device)
+                acc[task] = round(100 * float((pred[sel] == enc["gold"][sel]).float().mean()), 1)
+        return acc
+    return evaluate
+
+
+def save(model, processor, out: Path, record: dict):
+    target = Path(out)
+    copy.deepcopy(model).half().save_pretrained(target)
+    processor.save_pretrained(target)
+    (target / "training_log.json").write_text(json.dumps(record, indent=1))
+    print(f"saved {target}", flush=True)
+
+
+def load_model(path, device):
+    from transformers import AutoProcessor, LlavaNextVideoForConditionalGeneration
+
+    record = json.loads((Path(path) / "training_log.json").read_text())
+    model = LlavaNextVideoForConditionalGeneration.from_pretrained(path, dtype=torch.float32).to(device)
+    return model, AutoProcessor.from_pretrained(path), record
+
+
+def cmd_image(args):
+    cfg = ToyConfig()
+    if args.init:  # a further image stage on a saved ImageLLM (fresh schedule)
+        model, processor, record = load_model(args.init, args.device)
+        logs = dict(record["logs"])
+        earlier = [record["args"]] + record.get("earlier_args", [])
+    else:
+        model, processor = build_toy(cfg, seed=args.seed)
+        model.to(args.device)
+        logs, earlier = {}, []
+    sets = load_sets(args.cache, ("text", "image", "val_image", "val_video"), args.device)
+    evaluate = evaluator(model, processor, {k: sets[k] for k in ("val_image", "val_video")})
+    common = dict(batch_size=args.batch_size, lr=args.lr, noise=args.noise, continuation_weight=args.continuation_weight,
+                  evaluate=evaluate, eval_every=args.eval_every, progress=False)
+    stage = len(earlier)
+    if args.text_steps:
+        logs[f"text_{stage}"] = train(model, processor, {"text": (sets["text"], 1.0)}, args.text_steps, seed=args.seed, **common)
+    mix = {"image": (sets["image"], 1.0)}
+    if args.text_mix:
+        mix["text"] = (sets["text"], args.text_mix)
+    logs[f"image_{stage}"] = train(model, processor, mix, args.image_steps, seed=args.seed + 1 + stage, **common)
+    save(model, processor, args.out, {"config": toy_config_dict(cfg), "template": TEMPLATE, "args": vars(args),
+                                      "earlier_args": earlier, "logs": logs})
+
+
+def cmd_video(args):
+    model, processor, record = load_model(args.init, args.device)
+    sets = load_sets(args.cache, ("video", "image", "val_image", "val_video"), args.device)
+    evaluate = evaluator(model, processor, {k: sets[k] for k in ("val_image", "val_video")})
+    mix = {"video": (sets["video"], 1.0)}
+    if args.image_mix:
+        mix["image"] = (sets["image"], args.image_mix)
+    log = train(model, processor, mix, args.video_steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed + 2,
+                freeze_vision=True, noise=args.noise, continuation_weight=args.continuation_weight,
+                evaluate=evaluate, eval_every=args.eval_every, progress=False)
+    save(model, processor, args.out, {"config": record["config"], "template": TEMPLATE, "init": str(args.init),
+                                      "image_args": [record["args"]] + record.get("earlier_args", []), "args": vars(args),
+                                      "logs": {**record["logs"], "video": log}})
+
+
+def cmd_evaluate(args):
+    model, processor, record = load_model(args.model, args.device)
+    image = render_samples(IMAGE_TASKS, args.n_per_task, args.seed, "test", workers=args.workers)
+    video = render_samples(VIDEO_TASKS, args.n_per_task, args.seed, "test", workers=args.workers)
+    blank = render_samples(VIDEO_TASKS, args.n_per_task, args.seed, "test", blank=True, workers=args.workers)
+    acc = {name: accuracy_table(model, processor, TEMPLATE, samples, device=args.device).to_dict("records")
+           for name, samples in (("image", image), ("video", video), ("video_blanked", blank))}
+    print(json.dumps(acc), flush=True)
+    record["heldout"] = {"seed": args.seed, "split": "test", "n_per_task": args.n_per_task, "accuracy": acc}
+    (Path(args.model) / "training_log.json").write_text(json.dumps(record, indent=1))
+
+
+MANIFEST_FILES = ("model.safetensors", "config.json", "processor_config.json", "tokenizer.json", "tokenizer_config.json")
+
+
+def cmd_manifest(args):
+    import yaml
+
+    from flowutils.manifests import MANIFEST_DIR, sha256
+
+    models = {}
+    for name, role in (("toy-imagellm", "ImageLLM"), ("toy-videollm", "VideoLLM (Video-FT of toy-imagellm)")):
+        path = Path(args.models) / name
+        record = json.loads((path / "training_log.json").read_text())
+        held = record["heldout"]
+        models[name] = {
+            "role": role, "class": "LlavaNextVideoForConditionalGeneration", "path": f"models/{name}",
+            "sha256": {f: sha256(path / f) for f in MANIFEST_FILES},
+            "heldout": {"seed": held["seed"], "split": held["split"], "n_per_task": held["n_per_task"],
+                        "accuracy": {split: {r["task"]: r["accuracy"] for r in rows}
+                                     for split, rows in held["accuracy"].items()}},
+        }
+    spec = {"name": "toy_models", "title": "Toy ImageLLM and VideoLLM trained on the synthetic benchmark",
+            "source": "trained by scripts/train_toy_models.py (make toy-models) on a GPU; shipped in models/",
+            "licence": "same licence as the project", "precision": "float16 safetensors",
+            "verify": "flowutils.models.toy.load_toy(name) checks every sha256 below before loading",
+            "models": models}
+    (MANIFEST_DIR / "toy_models.yaml").write_text(yaml.safe_dump(spec, sort_keys=False, width=110))
+    print(f"wrote {MANIFEST_DIR / 'toy_models.yaml'}")
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", default="models")
-    ap.add_argument("--image-steps", type=int, default=2000)
-    ap.add_argument("--video-steps", type=int, default=3500)
-    ap.add_argument("--train-per-task", type=int, default=5000)
-    ap.add_argument("--eval-per-task", type=int, default=200)
-    ap.add_argument("--batch-size", type=int, default=256)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--continuation-weight", type=float, default=0.5)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1))
+    sub = ap.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("data")
+    d.add_argument("--cache", default="models/cache")
+    d.add_argument("--image-per-task", type=int, default=20000)
+    d.add_argument("--video-per-task", type=int, default=8000)
+    d.add_argument("--count-per-task", type=int, default=24000, help="samples of object_count")
+    d.add_argument("--val-per-task", type=int, default=100)
+    d.add_argument("--seed", type=int, default=0)
+    # defaults: the recipe of the shipped checkpoints (see the book's appendix)
+    for name, steps, batch, cont in (("image", 5000, 256, 1.0), ("video", 4500, 128, 0.5)):
+        p = sub.add_parser(name)
+        p.add_argument("--cache", default="models/cache")
+        p.add_argument("--out", default=f"models/toy-{name}llm")
+        p.add_argument(f"--{name}-steps", type=int, default=steps)
+        p.add_argument("--batch-size", type=int, default=batch)
+        p.add_argument("--lr", type=float, default=1e-3)
+        p.add_argument("--noise", type=float, default=0.03)
+        p.add_argument("--continuation-weight", type=float, default=cont)
+        p.add_argument("--eval-every", type=int, default=500)
+        p.add_argument("--seed", type=int, default=0)
+    image, video = sub.choices["image"], sub.choices["video"]
+    image.add_argument("--text-steps", type=int, default=1500)
+    image.add_argument("--text-mix", type=float, default=0.3, help="weight of text batches next to image batches")
+    image.add_argument("--init", default=None, help="continue a saved ImageLLM (a further stage, fresh schedule)")
+    video.add_argument("--init", default="models/toy-imagellm")
+    video.add_argument("--image-mix", type=float, default=0.2, help="weight of image batches next to video batches")
+    e = sub.add_parser("evaluate")
+    e.add_argument("--model", required=True)
+    e.add_argument("--n-per-task", type=int, default=200)
+    e.add_argument("--seed", type=int, default=1, help="held-out: another seed than training (0)")
+    m = sub.add_parser("manifest")
+    m.add_argument("--models", default="models")
     args = ap.parse_args()
-    out = Path(args.out)
-    t0 = time.time()
-    cfg = ToyConfig()
-    print("rendering training and held-out data ...", flush=True)
-    img_train = render_samples(IMAGE_TASKS, args.train_per_task, args.seed, "train", workers=args.workers)
-    vid_train = render_samples(VIDEO_TASKS, args.train_per_task, args.seed, "train", workers=args.workers)
-    img_test = render_samples(IMAGE_TASKS, args.eval_per_task, args.seed, "test", workers=args.workers)
-    vid_test = render_samples(VIDEO_TASKS, args.eval_per_task, args.seed, "test", workers=args.workers)
-    blank_test = render_samples(VIDEO_TASKS, args.eval_per_task, args.seed, "test", blank=True, workers=args.workers)
-    print(f"rendered in {time.time() - t0:.0f}s", flush=True)
-
-    def finish(name, m, log):
-        acc = {split: accuracy_table(m, processor, TEMPLATE, samples, 256, args.device).to_dict("records")
-               for split, samples in (("image", img_test), ("video", vid_test), ("video_blank", blank_test))}
-        print(name, json.dumps(acc), flush=True)
-        target = out / name
-        copy.deepcopy(m).half().save_pretrained(target)
-        processor.save_pretrained(target)
-        (target / "training_log.json").write_text(json.dumps(
-            {"config": toy_config_dict(cfg), "steps": log, "template": TEMPLATE, "args": vars(args),
-             "accuracy_in_memory_frames": acc}, indent=1))
-
-    model, processor = build_toy(cfg, seed=args.seed)
-    image_log = train(model, processor, TEMPLATE, img_train, args.image_steps, args.batch_size, args.lr, args.seed,
-                      device=args.device, progress=False, continuation_weight=args.continuation_weight)
-    print("ImageLLM", image_log[-1], flush=True)
-    finish("toy-imagellm", model, image_log)
-    if args.video_steps == 0:
-        return
-    video = copy.deepcopy(model)
-    video_log = train(video, processor, TEMPLATE, vid_train, args.video_steps, args.batch_size, args.lr / 2,
-                      args.seed + 1, freeze_vision=True, device=args.device, progress=False,
-                      continuation_weight=args.continuation_weight)
-    print("VideoLLM", video_log[-1], flush=True)
-    finish("toy-videollm", video, video_log)
-    print(f"done in {time.time() - t0:.0f}s", flush=True)
+    {"manifest": cmd_manifest, "data": cmd_data, "image": cmd_image, "video": cmd_video, "evaluate": cmd_evaluate}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -136,3 +136,42 @@ def build_toy(cfg: ToyConfig | None = None, seed: int = 0):
 
 def toy_config_dict(cfg: ToyConfig) -> dict:
     return asdict(cfg)
+
+
+TOY_MODELS = ("toy-imagellm", "toy-videollm")
+
+
+def load_toy(name: str = "toy-videollm", root=None, device="cpu"):
+    """The shipped toy model ``name`` as a :class:`FlowModel` (float32), after checking every
+    file's sha256 against ``data_manifests/toy_models.yaml``."""
+    from pathlib import Path
+
+    import torch
+    from transformers import AutoProcessor, LlavaNextVideoForConditionalGeneration
+
+    from ..manifests import MANIFEST_DIR, load_manifest, verify_sha256
+    from .flow_model import FlowModel
+
+    models = load_manifest("toy_models")["models"]
+    if name not in models:
+        raise ValueError(f"unknown toy model {name!r}; valid: {sorted(models)}")
+    spec = models[name]
+    path = Path(root) / name if root is not None else MANIFEST_DIR.parent / spec["path"]
+    for file, digest in spec["sha256"].items():
+        if not (path / file).is_file():
+            raise FileNotFoundError(f"{name}: {path / file} is missing (see data_manifests/toy_models.yaml)")
+        verify_sha256(path / file, digest)
+    model = LlavaNextVideoForConditionalGeneration.from_pretrained(path, dtype=torch.float32).to(device)
+    return FlowModel(model, AutoProcessor.from_pretrained(path), name=name)
+
+
+def architecture(fm) -> dict:
+    """What a toy model is: sizes of its LM and vision tower, tokens per frame, parameter count."""
+    config = fm.model.config
+    text, vision = config.text_config, config.vision_config
+    return {"class": type(fm.model).__name__, "LM layers": text.num_hidden_layers, "LM width": text.hidden_size,
+            "LM heads": text.num_attention_heads, "LM KV heads": text.num_key_value_heads,
+            "LM MLP width": text.intermediate_size, "vision layers": vision.num_hidden_layers,
+            "vision width": vision.hidden_size, "frame size": vision.image_size, "patch": vision.patch_size,
+            "tokens per frame": fm.adapter.tokens_per_frame(config, vision.image_size, vision.image_size), "vocabulary": text.vocab_size,
+            "parameters": sum(p.numel() for p in fm.model.parameters())}

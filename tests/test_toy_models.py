@@ -1,0 +1,51 @@
+"""The shipped toy models: checksums verified on load, accuracy re-measured on a held-out slice (CPU)."""
+
+import shutil
+
+import pytest
+
+from flowutils.manifests import MANIFEST_DIR, load_manifest
+from flowutils.models.toy import TOY_MODELS, load_toy
+from flowutils.synthetic import IMAGE_TASKS, VIDEO_TASKS
+from flowutils.training import accuracy_table, render_samples
+
+N = 48  # questions per task: the first N of the held-out stream the manifest's numbers (n=200) come from
+KINDS = {"image": IMAGE_TASKS, "video": VIDEO_TASKS, "video_blanked": VIDEO_TASKS}
+
+
+@pytest.fixture(scope="module")
+def measured():
+    """``{model: {kind: accuracy table}}`` re-measured on the CPU."""
+    spec = load_manifest("toy_models")["models"]["toy-videollm"]["heldout"]
+    samples = {kind: render_samples(tasks, N, spec["seed"], spec["split"], blank=(kind == "video_blanked"))
+               for kind, tasks in KINDS.items()}
+    out = {}
+    for name in TOY_MODELS:
+        fm = load_toy(name)
+        out[name] = {kind: accuracy_table(fm.model, fm.processor, fm.template, s) for kind, s in samples.items()}
+    return out
+
+
+def test_checksum_mismatch_is_refused(tmp_path):
+    shutil.copytree(MANIFEST_DIR.parent / "models" / "toy-imagellm", tmp_path / "toy-imagellm")
+    weights = tmp_path / "toy-imagellm" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        load_toy("toy-imagellm", root=tmp_path)
+
+
+@pytest.mark.parametrize("name", TOY_MODELS)
+def test_accuracy_matches_the_manifest(measured, name):
+    """Within 20 points (3 sd of a 48-question slice) of the recorded n=200 accuracy, per task."""
+    recorded = load_manifest("toy_models")["models"][name]["heldout"]["accuracy"]
+    for kind, table in measured[name].items():
+        for row in table.itertuples():
+            assert abs(row.accuracy - recorded[kind][row.task]) <= 20, (name, kind, row.task, row.accuracy)
+
+
+def test_no_shortcut_image_llm_and_blanked_video_near_chance(measured):
+    """The ImageLLM (never saw video) and the VideoLLM without pixels stay near chance on the temporal tasks."""
+    for table in (measured["toy-imagellm"]["video"], measured["toy-videollm"]["video_blanked"]):
+        assert (abs(table.accuracy - table.chance) <= 20).all(), table.to_dict("records")

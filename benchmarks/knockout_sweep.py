@@ -5,12 +5,14 @@ A LlavaNextVideoForConditionalGeneration with random weights and the paper's sha
 32 heads, bf16), 8 frames x 144 video tokens and a paper-length prompt. Per sample the
 sweep is the four flow families (11 flows) x every layer with a k=9 window: 352 plans.
 
-Both backends run in the same process on the same input. Printed and saved
+Both backends run in the same process on the same input, after a warm-up on another question
+of another length (every real question is new to the engine: new shapes). Printed and saved
 (``benchmarks/results/knockout_sweep_<gpu>.json``): time per sample of each, their ratio,
 max |dp| between them over the whole vocabulary, peak GPU memory against weights + one
 KV cache, and the fraction of the bf16 roofline reached by the work ``fast`` must do.
 
-Run on a GPU: ``python benchmarks/knockout_sweep.py``.
+Run on a GPU: ``python benchmarks/knockout_sweep.py`` (``--explore "256:8192,16:4096"`` times
+``fast`` alone under several batch_size:max_batch_tokens settings and prints a profile).
 """
 
 from __future__ import annotations

@@ -89,13 +89,11 @@ def _allowed(attention_mask, q_start: int, q_len: int, k_len: int, device) -> to
 
 def _sdpa_zero_rows(query, key, value, allowed, scaling):
     """SDPA with a boolean mask; rows with no allowed key output zeros (SDPA alone would give NaN)."""
-    from torch.nn.attention import sdpa_kernel
-
     any_key = allowed.any(-1, keepdim=True)
     safe = allowed | ~any_key & (torch.arange(key.shape[2], device=query.device) == 0)
     # not cuDNN: it builds a new execution plan for every new shape, and the fast engine's
     # batches change shape from layer to layer and from question to question
-    with sdpa_kernel(_SDPA_BACKENDS):
+    with torch.nn.attention.sdpa_kernel(_SDPA_BACKENDS):
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=safe, scale=scaling)
     return torch.where(any_key, out, 0.0)
 

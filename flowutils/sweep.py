@@ -83,16 +83,16 @@ def run_sweep(fm, samples, flows, k: int | None = None, style: str = "center", l
         if sample_mode == "all" or correct == (sample_mode == "correct"):
             plans = sweep_plans(prepared.layout, flows, fm.n_layers, k, style, layers)
             probs = knockout_logits(fm, prepared, plans, backend, baseline=base).softmax(-1)
+            question = {**params, "sample_id": sid, "task": prepared.task, "predicted": tok.convert_ids_to_tokens(pred),
+                        "gold": tok.convert_ids_to_tokens(gold), "p_pred_baseline": float(p_base[pred]),
+                        "p_gold_baseline": float(p_base[gold]), "correct_baseline": correct}
             for plan, p in zip(plans, probs):
                 top = int(p.argmax())
-                rows.append({**params, "sample_id": sid, "task": prepared.task, "flow": flow_label(plan.label["flow"]),
+                rows.append({**question, "flow": flow_label(plan.label["flow"]),
                              "family": family_of(plan.label["flow"]) or "custom", "layer": plan.label["layer"],
-                             "window": plan.label["window"], "predicted": tok.convert_ids_to_tokens(pred),
-                             "gold": tok.convert_ids_to_tokens(gold), "p_pred_baseline": float(p_base[pred]),
-                             "p_pred_knockout": float(p[pred]),
+                             "window": plan.label["window"], "p_pred_knockout": float(p[pred]),
                              "relative_change_pct": 100 * float((p[pred] - p_base[pred]) / p_base[pred]),
-                             "p_gold_baseline": float(p_base[gold]), "p_gold_knockout": float(p[gold]),
-                             "argmax_knockout": tok.convert_ids_to_tokens(top), "correct_baseline": correct,
+                             "p_gold_knockout": float(p[gold]), "argmax_knockout": tok.convert_ids_to_tokens(top),
                              "correct_knockout": top == gold})
         if rows:
             frame = pd.DataFrame(rows)

@@ -34,7 +34,6 @@ from flowutils.synthetic import IMAGE_TASKS, VIDEO_TASKS  # noqa: E402
 from flowutils.training import accuracy_table, encode_all, predict_encoded, render_samples, train  # noqa: E402
 
 TEMPLATE = "eval_mvbench"
-SETS = ("text", "image", "video", "val_image", "val_video")
 
 
 def cmd_data(args):

@@ -303,7 +303,7 @@ def _object_count(rng, cfg: RenderConfig, slot: int) -> SyntheticSample:
         QUESTIONS["object_count"].format(color=color, phase=phase),
         ["0", "1", "2", "3"], str(count),
         {"count": count, "phase": phase, "color": color, "moving_at_begin": sum(m == "begins" for m in moves),
-         "moving_at_end": sum(m == "ends" for m in moves)},
+         "moving_at_end": sum(m == "ends" for m in moves), "objects": [[c, str(w)] for c, w in objects]},
     )
 
 
@@ -322,8 +322,9 @@ def _image_scene(rng, cfg: RenderConfig, n: int):
 def _image_task(task: str, rng, cfg: RenderConfig, slot: int) -> SyntheticSample:
     if task == "image_count":
         n = slot % 4 + 1
-        frames, *_ = _image_scene(rng, cfg, n)
-        return SyntheticSample(task, frames, QUESTIONS[task], ["1", "2", "3", "4"], str(n), {"count": n})
+        frames, shapes, colors, _ = _image_scene(rng, cfg, n)
+        return SyntheticSample(task, frames, QUESTIONS[task], ["1", "2", "3", "4"], str(n),
+                               {"count": n, "objects": [list(o) for o in zip(colors, shapes)]})
     if task == "image_position":
         shape, color, q = _pick(rng, SHAPES), _pick(rng, list(COLORS)), POSITIONS[slot % 4]
         s = cfg.size
@@ -347,7 +348,7 @@ def _image_task(task: str, rng, cfg: RenderConfig, slot: int) -> SyntheticSample
         n_options = 3
     return SyntheticSample(
         task, frames, question, _order_candidates(rng, answer, others, slot % n_options), answer,
-        {"shape": shapes[0], "color": colors[0]},
+        {"shape": shapes[0], "color": colors[0], "objects": [list(o) for o in zip(colors, shapes)]},
     )
 
 
@@ -404,13 +405,26 @@ def reverse_answer(sample: SyntheticSample) -> str | None:
     return None
 
 
+def describe(sample: SyntheticSample) -> str:
+    """A text description of what the video shows, from the ground truth: ``Blue square. Red circle.``
+    (every object, in alphabetical order) where ``meta`` lists the objects, else the answer itself.
+
+    The toy models' language-pretraining stand-in reads these in place of the video, so the LM
+    learns to pick out the object a question asks about before it ever sees pixels.
+    """
+    objects = sample.meta.get("objects")
+    if not objects:
+        return sample.answer
+    return " ".join(f"{a.capitalize()} {b}." for a, b in sorted(objects))
+
+
 def vocabulary() -> list[str]:
     """Every word and punctuation mark the generator can write (for the toy tokenizer)."""
     words = set()
     texts = list(QUESTIONS.values()) + list(DIRECTIONS) + list(POSITIONS) + list(SEQUENCE_ACTIONS)
     texts += [a for pair in ANTONYMS for a in pair] + ["From the to the ."] + list(SCENES)
     texts += [c.capitalize() for c in COLORS] + list(COLORS) + [s.capitalize() for s in SHAPES] + list(SHAPES)
-    texts += ["begins ends 0 1 2 3 4"]
+    texts += ["begins ends never 0 1 2 3 4"]
     for text in texts:
         words.update(_split_words(re.sub(r"\{\w+\}", " ", text)))
     return sorted(words)

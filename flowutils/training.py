@@ -6,20 +6,24 @@ the answer continuation ``X) answer`` (the words give the visual concepts a dire
 
 Three kinds of training data, mixed by weight (:func:`train`):
 
-* ``text``: the LM's "language pretraining" stand-in. The video slot holds the answer
-  text itself, so the model learns the generic multiple-choice skill (find the option
-  that the context supports, read out its letter) before it ever sees pixels, as the
-  real ImageLLMs start from a pretrained LLM.
+* ``text``: the LM's "language pretraining" stand-in. The video slot holds text
+  (:data:`TEXT_CONTEXTS`): the answer itself (the shipped recipe) or a description of the
+  scene (:func:`flowutils.synthetic.describe`: every object with its colour and shape or
+  motion), so the model learns the generic multiple-choice skill (find the option the
+  context supports, read out its letter) before it ever sees pixels, as the real
+  ImageLLMs start from a pretrained LLM.
 * ``image``: single-frame image questions (the ImageLLM's instruction tuning).
 * ``video``: the five temporal tasks (the VideoLLM's Video-FT, vision tower frozen).
 
-Sets are encoded once (:func:`encode_all`): token ids padded to one width and frames
+Evaluation: :func:`prediction_table` (one row per question) and :func:`accuracy_table` (per
+task, or per task and objects in the scene). Sets are encoded once (:func:`encode_all`): token ids padded to one width and frames
 kept as uint8, normalised on the device per batch exactly as the processor would
 (:func:`pixel_values`, tested against the processor).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -29,32 +33,41 @@ import torch
 
 from .data import sample_frames
 from .prompt import build_prompt, prompt_text
-from .synthetic import RenderConfig, generate
+from .synthetic import RenderConfig, describe, generate
 
 
 def _render(args):
-    task, n, seed, split, num_frames, blank = args
+    task, n, seed, split, num_frames = args
     out = []
     for s in generate(task, n, seed, split, RenderConfig()):
         s.frames = sample_frames(s.frames, num_frames)
-        if blank:
-            s.frames = np.full_like(s.frames, 128)
         out.append(s)
     return out
 
 
-def render_samples(tasks, n_per_task: int, seed: int, split: str, num_frames: int = 8, blank: bool = False,
-                   workers: int = 1) -> list:
-    """Rendered samples (frames already sampled to ``num_frames``); ``blank`` greys every frame out."""
-    jobs = [(t, n_per_task, seed, split, num_frames, blank) for t in tasks]
+def render_samples(tasks, n_per_task: int, seed: int, split: str, num_frames: int = 8, workers: int = 1) -> list:
+    """Rendered samples (frames already sampled to ``num_frames``), task by task."""
+    jobs = [(t, n_per_task, seed, split, num_frames) for t in tasks]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             return [s for part in pool.map(_render, jobs) for s in part]
     return [s for job in jobs for s in _render(job)]
 
 
-def _prompt(template, sample, text_only: bool) -> str:
-    video = sample.answer if text_only else "<video>"
+def blanked(samples) -> list:
+    """Copies of ``samples`` with every frame grey: the no-shortcut check (the question and
+    options stay, the pixels carry nothing)."""
+    return [dataclasses.replace(s, frames=np.full_like(s.frames, 128)) for s in samples]
+
+
+# what the text-only pretraining stand-in puts where the video would be
+TEXT_CONTEXTS = {"answer": lambda sample: sample.answer, "scene": describe}
+
+
+def _prompt(template, sample, text: str | None) -> str:
+    if text is not None and text not in TEXT_CONTEXTS:
+        raise ValueError(f"unknown text context {text!r}; valid: {sorted(TEXT_CONTEXTS)} or None (the video)")
+    video = TEXT_CONTEXTS[text](sample) if text else "<video>"
     return prompt_text(build_prompt(template, video, sample.question, sample.candidates))
 
 
@@ -63,17 +76,19 @@ def continuation(sample) -> str:
     return f"{chr(65 + sample.answer_index)}) {sample.answer}"
 
 
-def encode_all(processor, template, samples, text_only: bool = False) -> dict:
+def encode_all(processor, template, samples, text: str | None = None) -> dict:
     """Encode ``samples`` (one frame count) for training and evaluation.
 
-    Returns ``input_ids``/``attention_mask`` ``[N, width]`` (prompt + continuation, right
-    padded), ``last`` ``[N]`` (index of the prompt's last token: where the letter is
-    predicted), ``n_target`` ``[N]`` (continuation tokens), ``gold`` ``[N]`` (answer index),
-    ``n_options`` ``[N]`` and, unless ``text_only``, ``frames`` ``[N, time, 3, H, W]`` uint8.
+    ``text``: ``None`` puts the video in the prompt; a key of :data:`TEXT_CONTEXTS` puts that
+    text in its place (text-only questions). Returns ``input_ids``/``attention_mask``
+    ``[N, width]`` (prompt + continuation, right padded), ``last`` ``[N]`` (index of the
+    prompt's last token: where the letter is predicted), ``n_target`` ``[N]`` (continuation
+    tokens), ``gold`` ``[N]`` (answer index), ``n_options`` ``[N]`` and, for videos, ``frames``
+    ``[N, time, 3, H, W]`` uint8.
     """
     tok = processor.tokenizer
-    prompts = [_prompt(template, s, text_only) for s in samples]
-    if not text_only:
+    prompts = [_prompt(template, s, text) for s in samples]
+    if text is None:
         frames = [s.frames for s in samples]
         if len({f.shape for f in frames}) > 1:
             raise ValueError("encode_all needs one frame count and size per set (images and videos go in separate sets)")
@@ -86,7 +101,7 @@ def encode_all(processor, template, samples, text_only: bool = False) -> dict:
     out = {"input_ids": full["input_ids"], "attention_mask": full["attention_mask"], "last": n_prompt - 1,
            "n_target": n_real - n_prompt, "gold": torch.tensor([s.answer_index for s in samples]),
            "n_options": torch.tensor([len(s.candidates) for s in samples])}
-    if not text_only:
+    if text is None:
         out["frames"] = torch.from_numpy(np.stack(frames)).permute(0, 1, 4, 2, 3).contiguous()
     return out
 
@@ -133,23 +148,49 @@ def predict_encoded(model, processor, enc: dict, batch_size: int = 256) -> tuple
     return torch.cat(preds), torch.cat(valid)
 
 
-def accuracy_table(model, processor, template, samples, text_only: bool = False, device=None):
-    """Accuracy per task: pandas DataFrame with task, n, accuracy %, chance % and how often the
-    predicted option's letter is also the top token over the whole vocabulary (%)."""
+def encoded_prediction_table(model, processor, enc: dict, tasks, objects=None):
+    """:func:`prediction_table` of an encoded set (``tasks``: one name per sample; ``objects``:
+    objects per sample's scene, default 0)."""
+    import pandas as pd
+
+    pred, top = predict_encoded(model, processor, enc)
+    return pd.DataFrame({"task": list(tasks), "objects": list(objects) if objects is not None else 0,
+                         "n_options": enc["n_options"].tolist(), "gold": enc["gold"].tolist(),
+                         "predicted": pred.tolist(), "letter_is_top_token": top.tolist()})
+
+
+def prediction_table(model, processor, template, samples, text: str | None = None, device=None):
+    """One row per sample: task, objects (in the scene, where the ground truth lists them, else
+    0), n_options, gold and predicted option index, and whether the predicted letter is also
+    the top token over the whole vocabulary. ``text`` as in :func:`encode_all`."""
     import pandas as pd
 
     by_task = {}
     for s in samples:
         by_task.setdefault(s.task, []).append(s)
-    rows = []
+    parts = []
     for task, ss in by_task.items():
-        enc = encode_all(processor, template, ss, text_only)
+        enc = encode_all(processor, template, ss, text)
         if device is not None:
             enc = {k: v.to(device) for k, v in enc.items()}
-        pred, valid = predict_encoded(model, processor, enc)
-        rows.append({"task": task, "n": len(ss), "accuracy": round(100 * float((pred == enc["gold"].cpu()).float().mean()), 1),
-                     "chance": round(100 / len(ss[0].candidates), 1), "letter_is_top_token": round(100 * float(valid.float().mean()), 1)})
-    return pd.DataFrame(rows)
+        parts.append(encoded_prediction_table(model, processor, enc, [task] * len(ss),
+                                              [len(s.meta.get("objects", [])) for s in ss]))
+    return pd.concat(parts, ignore_index=True)
+
+
+def accuracy_table(predictions, by=("task",)):
+    """Accuracy per group of a :func:`prediction_table`: n, accuracy %, chance % and how often
+    the predicted option's letter is also the top token over the whole vocabulary (%)."""
+    import pandas as pd
+
+    p = predictions.assign(correct=predictions.predicted == predictions.gold, chance=100 / predictions.n_options)
+    # text keys (task) keep their order of appearance, numbers (objects) sort
+    p = p.assign(**{k: pd.Categorical(p[k], categories=list(dict.fromkeys(p[k]))) for k in by if not pd.api.types.is_numeric_dtype(p[k])})
+    table = p.groupby(list(by), observed=True).agg(n=("correct", "size"), accuracy=("correct", "mean"),
+                                                chance=("chance", "mean"), letter_is_top_token=("letter_is_top_token", "mean"))
+    table[["accuracy", "letter_is_top_token"]] *= 100
+    table = table.round(1).reset_index()
+    return table.astype({k: str for k in by if isinstance(table[k].dtype, pd.CategoricalDtype)})
 
 
 def train(model, processor, sets: dict, steps: int, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
@@ -238,3 +279,25 @@ def training_curves(record: dict):
             heldout += [{"stage": stage, "step": step, "task": t, "accuracy": a} for t, a in e.get("heldout", {}).items()]
         offset += log[-1]["step"]
     return pd.DataFrame(losses), pd.DataFrame(heldout)
+
+
+def recipe_table(records: dict, tasks) -> "pd.DataFrame":
+    """One row per training record (``{name: training_log.json dict}``): patch size, text context,
+    the steps of every stage, then per task in ``tasks`` the validation accuracy at the end of
+    training (``val``) and, where the record was evaluated, the held-out test accuracy (``test``)."""
+    import pandas as pd
+
+    rows = []
+    for name, record in records.items():
+        args = [record["args"]] + record.get("image_args", []) + record.get("earlier_args", [])
+        contexts = {a.get("text_context", "answer") for a in args if a.get("command") == "image" and a.get("text_steps")}
+        last = [e for log in record["logs"].values() for e in log if "heldout" in e][-1]["heldout"]
+        test = {}
+        for split in ("image", "video"):
+            test.update({r["task"]: r["accuracy"] for r in record.get("heldout", {}).get("accuracy", {}).get(split, [])})
+        row = {"record": name, "patch": record["config"]["patch_size"], "text context": ", ".join(sorted(contexts)),
+               "stages": ", ".join(f"{stage} {log[-1]['step']}" for stage, log in record["logs"].items())}
+        for task in tasks:
+            row[f"{task} val"], row[f"{task} test"] = last.get(task), test.get(task)
+        rows.append(row)
+    return pd.DataFrame(rows)

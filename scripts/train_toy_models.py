@@ -1,11 +1,14 @@
 """Train the toy ImageLLM and VideoLLM from scratch (``make toy-models``; a GPU takes minutes).
 
-Four steps, each a subcommand, so that a recipe can be swept in parallel on one GPU:
+Five steps, each a subcommand, so that a recipe can be swept in parallel on one GPU:
 
-``data``      render the synthetic training/validation questions and encode them once (``--cache``).
+``data``      render the synthetic training/validation questions and encode them once (``--cache``;
+              ``--patch-size`` fixes the vision patch, hence the tokens per frame, of the models
+              trained on it).
 ``image``     ImageLLM: a random-initialised LlavaNextVideoForConditionalGeneration; text
-              multiple-choice pretraining (the stand-in for the LLM's language pretraining),
-              then single-frame image questions mixed with some text ones.
+              multiple-choice pretraining (the stand-in for the LLM's language pretraining;
+              ``--text-context``: the answer text or a description of the scene stands where the
+              video would be), then single-frame image questions mixed with some text ones.
 ``video``     VideoLLM: initialised from the ImageLLM, fine-tuned on the five temporal tasks with
               the vision tower frozen (the paper's Video-FT), mixed with some image questions.
 ``evaluate``  accuracy per task on a held-out split rendered from another seed, with the video
@@ -31,16 +34,20 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from flowutils.models.toy import ToyConfig, build_toy, toy_config_dict  # noqa: E402
 from flowutils.synthetic import IMAGE_TASKS, VIDEO_TASKS  # noqa: E402
-from flowutils.training import accuracy_table, encode_all, predict_encoded, render_samples, train  # noqa: E402
+from flowutils.training import (  # noqa: E402
+    TEXT_CONTEXTS, accuracy_table, blanked, encode_all, encoded_prediction_table, prediction_table, render_samples, train)
 
 TEMPLATE = "eval_mvbench"
 
 
 def cmd_data(args):
     t0 = time.time()
-    _, processor = build_toy(ToyConfig())
+    cfg = ToyConfig(patch_size=args.patch_size)
+    _, processor = build_toy(cfg)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
+    # the encoding (video placeholder runs) depends on the model's sizes: the model stages build from it
+    (cache / "config.json").write_text(json.dumps(toy_config_dict(cfg)))
     image = render_samples(IMAGE_TASKS, args.image_per_task, args.seed, "train", workers=args.workers)
     # object_count, the task that needs the most training, gets its own (larger) number of samples
     video = render_samples(VIDEO_TASKS[:-1], args.video_per_task, args.seed, "train", workers=args.workers)
@@ -49,7 +56,7 @@ def cmd_data(args):
     val_video = render_samples(VIDEO_TASKS, args.val_per_task, args.seed, "validation", workers=args.workers)
     print(f"rendered in {time.time() - t0:.0f}s", flush=True)
     encoded = {
-        "text": encode_all(processor, TEMPLATE, image + video, text_only=True),
+        **{f"text_{c}": encode_all(processor, TEMPLATE, image + video, text=c) for c in TEXT_CONTEXTS},
         "image": encode_all(processor, TEMPLATE, image), "video": encode_all(processor, TEMPLATE, video),
         "val_image": encode_all(processor, TEMPLATE, val_image), "val_video": encode_all(processor, TEMPLATE, val_video),
     }
@@ -58,6 +65,14 @@ def cmd_data(args):
     for name, enc in encoded.items():
         torch.save(enc, cache / f"{name}.pt")
     print(f"encoded in {time.time() - t0:.0f}s", flush=True)
+
+
+def cache_config(cache, model_config: dict | None = None) -> ToyConfig:
+    """The toy config the cache was encoded for; refuses a model of other sizes."""
+    cached = json.loads((Path(cache) / "config.json").read_text())
+    if model_config is not None and model_config != cached:
+        raise ValueError(f"{cache} was encoded for {cached}, the model is {model_config}: rerun the data step")
+    return ToyConfig(**cached)
 
 
 def load_sets(cache, names, device):
@@ -72,10 +87,8 @@ def evaluator(model, processor, val: dict):
     def evaluate():
         acc = {}
         for enc in val.values():
-            pred = predict_encoded(model, processor, enc)[0].to(enc["gold"].device)
-            for task in dict.fromkeys(enc["task"]):
-                sel = torch.tensor([t == task for t in enc["task"]], device=pred.device)
-                acc[task] = round(100 * float((pred[sel] == enc["gold"][sel]).float().mean()), 1)
+            table = accuracy_table(encoded_prediction_table(model, processor, enc, enc["task"]))
+            acc.update(zip(table.task, table.accuracy.tolist()))
         return acc
     return evaluate
 
@@ -97,16 +110,18 @@ def load_model(path, device):
 
 
 def cmd_image(args):
-    cfg = ToyConfig()
     if args.init:  # a further image stage on a saved ImageLLM (fresh schedule)
         model, processor, record = load_model(args.init, args.device)
+        cfg = cache_config(args.cache, record["config"])
         logs = dict(record["logs"])
         earlier = [record["args"]] + record.get("earlier_args", [])
     else:
+        cfg = cache_config(args.cache)
         model, processor = build_toy(cfg, seed=args.seed)
         model.to(args.device)
         logs, earlier = {}, []
-    sets = load_sets(args.cache, ("text", "image", "val_image", "val_video"), args.device)
+    sets = load_sets(args.cache, (f"text_{args.text_context}", "image", "val_image", "val_video"), args.device)
+    sets["text"] = sets.pop(f"text_{args.text_context}")
     evaluate = evaluator(model, processor, {k: sets[k] for k in ("val_image", "val_video")})
     common = dict(batch_size=args.batch_size, lr=args.lr, noise=args.noise, continuation_weight=args.continuation_weight,
                   evaluate=evaluate, eval_every=args.eval_every, progress=False)
@@ -123,6 +138,7 @@ def cmd_image(args):
 
 def cmd_video(args):
     model, processor, record = load_model(args.init, args.device)
+    cache_config(args.cache, record["config"])
     sets = load_sets(args.cache, ("video", "image", "val_image", "val_video"), args.device)
     evaluate = evaluator(model, processor, {k: sets[k] for k in ("val_image", "val_video")})
     mix = {"video": (sets["video"], 1.0)}
@@ -140,9 +156,8 @@ def cmd_evaluate(args):
     model, processor, record = load_model(args.model, args.device)
     image = render_samples(IMAGE_TASKS, args.n_per_task, args.seed, "test", workers=args.workers)
     video = render_samples(VIDEO_TASKS, args.n_per_task, args.seed, "test", workers=args.workers)
-    blank = render_samples(VIDEO_TASKS, args.n_per_task, args.seed, "test", blank=True, workers=args.workers)
-    acc = {name: accuracy_table(model, processor, TEMPLATE, samples, device=args.device).to_dict("records")
-           for name, samples in (("image", image), ("video", video), ("video_blanked", blank))}
+    acc = {name: accuracy_table(prediction_table(model, processor, TEMPLATE, samples, device=args.device)).to_dict("records")
+           for name, samples in (("image", image), ("video", video), ("video_blanked", blanked(video)))}
     print(json.dumps(acc), flush=True)
     record["heldout"] = {"seed": args.seed, "split": "test", "n_per_task": args.n_per_task, "accuracy": acc}
     (Path(args.model) / "training_log.json").write_text(json.dumps(record, indent=1))
@@ -166,7 +181,8 @@ def cmd_manifest(args):
             "sha256": {f: sha256(path / f) for f in MANIFEST_FILES},
             "heldout": {"seed": held["seed"], "split": held["split"], "n_per_task": held["n_per_task"],
                         "accuracy": {split: {r["task"]: r["accuracy"] for r in rows}
-                                     for split, rows in held["accuracy"].items()}},
+                                     for split, rows in held["accuracy"].items()},
+                        "chance": {r["task"]: r["chance"] for rows in held["accuracy"].values() for r in rows}},
         }
     spec = {"name": "toy_models", "title": "Toy ImageLLM and VideoLLM trained on the synthetic benchmark",
             "source": "trained by scripts/train_toy_models.py (make toy-models) on a GPU; shipped in models/",
@@ -189,6 +205,8 @@ def main():
     d.add_argument("--count-per-task", type=int, default=24000, help="samples of object_count")
     d.add_argument("--val-per-task", type=int, default=100)
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--patch-size", type=int, default=ToyConfig.patch_size,
+                   help="vision patch of the models to train, in pixels (4: 64 tokens per frame instead of 16)")
     # defaults: the recipe of the shipped checkpoints (see the book's appendix)
     for name, steps, batch, cont in (("image", 5000, 256, 1.0), ("video", 4500, 128, 0.5)):
         p = sub.add_parser(name)
@@ -205,6 +223,9 @@ def main():
     image.add_argument("--text-steps", type=int, default=1500)
     image.add_argument("--text-mix", type=float, default=0.3, help="weight of text batches next to image batches")
     image.add_argument("--init", default=None, help="continue a saved ImageLLM (a further stage, fresh schedule)")
+    image.add_argument("--text-context", choices=sorted(TEXT_CONTEXTS), default="answer",
+                       help="what text questions hold where the video would be: the answer text, or a "
+                            "description of every object in the scene (flowutils.synthetic.describe)")
     video.add_argument("--init", default="models/toy-imagellm")
     video.add_argument("--image-mix", type=float, default=0.2, help="weight of image batches next to video batches")
     e = sub.add_parser("evaluate")

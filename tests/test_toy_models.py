@@ -7,22 +7,23 @@ import pytest
 from flowutils.manifests import MANIFEST_DIR, load_manifest
 from flowutils.models.toy import TOY_MODELS, load_toy
 from flowutils.synthetic import IMAGE_TASKS, VIDEO_TASKS
-from flowutils.training import accuracy_table, render_samples
+from flowutils.training import accuracy_table, blanked, prediction_table, render_samples
 
 N = 48  # questions per task: the first N of the held-out stream the manifest's numbers (n=200) come from
-KINDS = {"image": IMAGE_TASKS, "video": VIDEO_TASKS, "video_blanked": VIDEO_TASKS}
 
 
 @pytest.fixture(scope="module")
 def measured():
     """``{model: {kind: accuracy table}}`` re-measured on the CPU."""
     spec = load_manifest("toy_models")["models"]["toy-videollm"]["heldout"]
-    samples = {kind: render_samples(tasks, N, spec["seed"], spec["split"], blank=(kind == "video_blanked"))
-               for kind, tasks in KINDS.items()}
+    video = render_samples(VIDEO_TASKS, N, spec["seed"], spec["split"])
+    samples = {"image": render_samples(IMAGE_TASKS, N, spec["seed"], spec["split"]), "video": video,
+               "video_blanked": blanked(video)}
     out = {}
     for name in TOY_MODELS:
         fm = load_toy(name)
-        out[name] = {kind: accuracy_table(fm.model, fm.processor, fm.template, s) for kind, s in samples.items()}
+        out[name] = {kind: accuracy_table(prediction_table(fm.model, fm.processor, fm.template, s))
+                     for kind, s in samples.items()}
     return out
 
 

@@ -1,0 +1,144 @@
+"""Training/evaluation helpers of the toy models, checked against the processor and per-sample forwards."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from flowutils.models.toy import ToyConfig, build_toy
+from flowutils.prompt import build_prompt, prompt_text
+from flowutils.synthetic import COLORS, IMAGE_TASKS, describe
+from flowutils.training import (accuracy_table, blanked, continuation, encode_all, pixel_values, prediction_table,
+                                recipe_table, render_samples, train, training_curves)
+
+TEMPLATE = "eval_mvbench"
+TINY = ToyConfig(vision_layers=1, vision_hidden=32, vision_heads=2, text_layers=2, text_hidden=32, text_heads=2,
+                 text_kv_heads=2, text_intermediate=64)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return build_toy(TINY, seed=0)
+
+
+@pytest.fixture(scope="module")
+def videos():
+    return render_samples(["moving_direction", "object_count"], 3, seed=0, split="test")
+
+
+def _processor_inputs(processor, sample):
+    prompt = prompt_text(build_prompt(TEMPLATE, "<video>", sample.question, sample.candidates))
+    return processor(text=prompt, videos=[sample.frames], return_tensors="pt")
+
+
+def test_encoding_and_pixels_match_the_processor(toy, videos):
+    model, processor = toy
+    enc = encode_all(processor, TEMPLATE, videos)
+    tok = processor.tokenizer
+    for i, s in enumerate(videos):
+        ref = _processor_inputs(processor, s)
+        last = int(enc["last"][i])
+        assert enc["input_ids"][i, :last + 1].tolist() == ref["input_ids"][0].tolist()
+        target = enc["input_ids"][i, last + 1:last + 1 + int(enc["n_target"][i])]
+        assert tok.decode(target).replace(" ", "") == continuation(s).replace(" ", "")
+        assert tok.decode(target[:1]) == chr(65 + s.answer_index) == chr(65 + int(enc["gold"][i]))
+        torch.testing.assert_close(pixel_values(enc["frames"][i:i + 1], processor), ref["pixel_values_videos"],
+                                   atol=1e-5, rtol=0)
+
+
+def test_text_contexts_replace_the_video(toy, videos):
+    _, processor = toy
+    tok = processor.tokenizer
+    for text, expected in (("answer", lambda s: s.answer), ("scene", describe)):
+        enc = encode_all(processor, TEMPLATE, videos, text=text)
+        assert "frames" not in enc
+        for i, s in enumerate(videos):
+            prompt = tok.decode(enc["input_ids"][i, :int(enc["last"][i]) + 1])
+            assert tok.decode(tok(expected(s))["input_ids"]) in prompt and "<video>" not in prompt
+    with pytest.raises(ValueError, match="unknown text context 'caption'.*answer.*scene"):
+        encode_all(processor, TEMPLATE, videos, text="caption")
+
+
+def test_predictions_match_a_forward_per_sample(toy, videos):
+    """Batched, padded, option-restricted predictions == one unpadded processor forward per sample."""
+    model, processor = toy
+    table = prediction_table(model, processor, TEMPLATE, videos)
+    letters = processor.tokenizer.convert_tokens_to_ids([chr(65 + k) for k in range(8)])
+    for row, s in zip(table.itertuples(), videos):
+        with torch.no_grad():
+            logits = model(**_processor_inputs(processor, s)).logits[0, -1]
+        options = logits[letters[:len(s.candidates)]]
+        assert row.predicted == int(options.argmax())
+        assert row.letter_is_top_token == (int(logits.argmax()) == letters[row.predicted])
+        assert row.gold == s.answer_index and row.objects == len(s.meta.get("objects", []))
+
+
+def test_accuracy_table_counts_like_a_loop():
+    rng = np.random.default_rng(0)
+    p = pd.DataFrame({"task": rng.choice(["a", "b"], 50), "objects": rng.integers(1, 3, 50), "n_options": 4,
+                      "gold": rng.integers(0, 4, 50), "predicted": rng.integers(0, 4, 50),
+                      "letter_is_top_token": rng.random(50) < 0.5})
+    table = accuracy_table(p, by=("task", "objects"))
+    for row in table.itertuples():
+        rows = [r for r in p.itertuples() if r.task == row.task and r.objects == row.objects]
+        assert row.n == len(rows)
+        assert row.accuracy == round(100 * sum(r.gold == r.predicted for r in rows) / len(rows), 1)
+        assert row.letter_is_top_token == round(100 * sum(r.letter_is_top_token for r in rows) / len(rows), 1)
+        assert row.chance == 25.0
+
+
+def test_blanked_copies_are_grey(videos):
+    grey = blanked(videos)
+    for g, s in zip(grey, videos):
+        assert (g.frames == 128).all() and g.frames.shape == s.frames.shape
+        assert g.question == s.question and g.candidates == s.candidates and g.answer == s.answer
+        assert not (s.frames == 128).all()
+
+
+@pytest.mark.parametrize("task", ["image_color", "image_shape", "image_count", "object_count"])
+def test_describe_names_the_colours_drawn(task):
+    """The description lists exactly the palette colours found in the pixels."""
+    for s in render_samples([task], 6, seed=3, split="test"):
+        pixels = {tuple(int(v) for v in c) for c in s.frames.reshape(-1, 3)}
+        drawn = {name for name, rgb in COLORS.items() if tuple(rgb) in pixels}
+        said = {word.lower().strip(".") for word in describe(s).split()} & set(COLORS)
+        assert said == drawn, (describe(s), drawn)
+
+
+def test_describe_falls_back_to_the_answer():
+    s = render_samples(["moving_direction"], 1, seed=0, split="test")[0]
+    assert describe(s) == s.answer
+
+
+def test_train_fits_a_small_set():
+    """A few AdamW steps on eight text questions bring the loss well down."""
+    model, processor = build_toy(TINY, seed=1)
+    enc = encode_all(processor, TEMPLATE, render_samples(IMAGE_TASKS, 2, seed=0, split="train"), text="answer")
+    log = train(model, processor, {"text": (enc, 1.0)}, steps=60, batch_size=8, lr=3e-3, log_every=10,
+                noise=0.0, progress=False)
+    assert log[-1]["text_loss"] < 0.5 * log[0]["text_loss"], [e["text_loss"] for e in log]
+
+
+def test_training_curves_put_stages_one_after_another():
+    record = {"logs": {"text_0": [{"step": 5, "text_loss": 2.0, "text_train_acc": 0.5},
+                                  {"step": 10, "text_loss": 1.0, "text_train_acc": 0.7, "heldout": {"x": 40.0}}],
+                       "image_0": [{"step": 4, "image_loss": 0.5, "image_train_acc": 0.9, "heldout": {"x": 80.0}}]}}
+    losses, heldout = training_curves(record)
+    assert losses.step.tolist() == [5, 10, 14] and losses.set.tolist() == ["text", "text", "image"]
+    assert heldout.to_dict("records") == [{"stage": "text_0", "step": 10, "task": "x", "accuracy": 40.0},
+                                          {"stage": "image_0", "step": 14, "task": "x", "accuracy": 80.0}]
+
+
+def test_recipe_table_reads_stages_contexts_and_accuracies():
+    image_args = {"command": "image", "text_steps": 10, "text_context": "scene"}
+    record = {"config": {"patch_size": 4}, "args": {"command": "video"}, "image_args": [image_args],
+              "logs": {"text_0": [{"step": 10, "heldout": {"a": 30.0}}],
+                       "image_0": [{"step": 5}, {"step": 20, "heldout": {"a": 70.0, "b": 60.0}}]},
+              "heldout": {"accuracy": {"image": [{"task": "a", "accuracy": 65.0}], "video": []}}}
+    old = {"config": {"patch_size": 8}, "args": {"command": "image", "text_steps": 3},
+           "logs": {"text": [{"step": 3, "heldout": {"a": 20.0}}]}}
+    table = recipe_table({"new": record, "old": old}, ["a", "b"]).set_index("record")
+    assert table.loc["new", "stages"] == "text_0 10, image_0 20" and table.loc["new", "text context"] == "scene"
+    assert (table.loc["new", "a val"], table.loc["new", "a test"], table.loc["new", "b val"]) == (70.0, 65.0, 60.0)
+    assert table.loc["old", "text context"] == "answer" and table.loc["old", "patch"] == 8
+    assert table.loc["old", "a val"] == 20.0 and pd.isna(table.loc["old", "a test"])

@@ -12,7 +12,8 @@ Five steps, each a subcommand, so that a recipe can be swept in parallel on one 
 ``video``     VideoLLM: initialised from the ImageLLM, fine-tuned on the five temporal tasks with
               the vision tower frozen (the paper's Video-FT), mixed with some image questions.
 ``evaluate``  accuracy per task on a held-out split rendered from another seed, with the video
-              blanked out too; written into the model's ``training_log.json``.
+              blanked out too, and per number of objects in the scene; written into the model's
+              ``training_log.json``.
 ``manifest``  sha256 of the shipped files and the held-out accuracies -> ``data_manifests/toy_models.yaml``.
 
 Models are saved in fp16 safetensors with their processor and a training log (loss curves,
@@ -156,10 +157,15 @@ def cmd_evaluate(args):
     model, processor, record = load_model(args.model, args.device)
     image = render_samples(IMAGE_TASKS, args.n_per_task, args.seed, "test", workers=args.workers)
     video = render_samples(VIDEO_TASKS, args.n_per_task, args.seed, "test", workers=args.workers)
-    acc = {name: accuracy_table(prediction_table(model, processor, TEMPLATE, samples, device=args.device)).to_dict("records")
-           for name, samples in (("image", image), ("video", video), ("video_blanked", blanked(video)))}
+    preds = {name: prediction_table(model, processor, TEMPLATE, samples, device=args.device)
+             for name, samples in (("image", image), ("video", video), ("video_blanked", blanked(video)))}
+    acc = {name: accuracy_table(p).to_dict("records") for name, p in preds.items()}
+    # binding shows in the questions about one of several objects
+    by_objects = {name: accuracy_table(preds[name][preds[name].objects > 0], by=("task", "objects")).to_dict("records")
+                  for name in ("image", "video")}
     print(json.dumps(acc), flush=True)
-    record["heldout"] = {"seed": args.seed, "split": "test", "n_per_task": args.n_per_task, "accuracy": acc}
+    record["heldout"] = {"seed": args.seed, "split": "test", "n_per_task": args.n_per_task, "accuracy": acc,
+                         "by_objects": by_objects}
     (Path(args.model) / "training_log.json").write_text(json.dumps(record, indent=1))
 
 

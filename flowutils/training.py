@@ -33,7 +33,7 @@ import torch
 
 from .data import sample_frames
 from .prompt import build_prompt, prompt_text
-from .synthetic import RenderConfig, describe, generate
+from .synthetic import IMAGE_TASKS, VIDEO_TASKS, RenderConfig, describe, generate
 
 
 def _render(args):
@@ -58,6 +58,14 @@ def blanked(samples) -> list:
     """Copies of ``samples`` with every frame grey: the no-shortcut check (the question and
     options stay, the pixels carry nothing)."""
     return [dataclasses.replace(s, frames=np.full_like(s.frames, 128)) for s in samples]
+
+
+def heldout_samples(n_per_task: int, seed: int, split: str, workers: int = 1) -> dict:
+    """The toy models' held-out inputs: ``{"image", "video", "video_blanked"}`` -> samples
+    (image tasks, temporal tasks, and the temporal tasks with grey frames)."""
+    video = render_samples(VIDEO_TASKS, n_per_task, seed, split, workers=workers)
+    return {"image": render_samples(IMAGE_TASKS, n_per_task, seed, split, workers=workers), "video": video,
+            "video_blanked": blanked(video)}
 
 
 # what the text-only pretraining stand-in puts where the video would be

@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from flowutils.models.toy import ToyConfig, build_toy, toy_config_dict  # noqa: E402
 from flowutils.synthetic import IMAGE_TASKS, VIDEO_TASKS  # noqa: E402
 from flowutils.training import (  # noqa: E402
-    TEXT_CONTEXTS, accuracy_table, blanked, encode_all, encoded_prediction_table, prediction_table, render_samples, train)
+    TEXT_CONTEXTS, accuracy_table, encode_all, encoded_prediction_table, heldout_samples, prediction_table, render_samples,
+    train)
 
 TEMPLATE = "eval_mvbench"
 
@@ -155,10 +156,8 @@ def cmd_video(args):
 
 def cmd_evaluate(args):
     model, processor, record = load_model(args.model, args.device)
-    image = render_samples(IMAGE_TASKS, args.n_per_task, args.seed, "test", workers=args.workers)
-    video = render_samples(VIDEO_TASKS, args.n_per_task, args.seed, "test", workers=args.workers)
     preds = {name: prediction_table(model, processor, TEMPLATE, samples, device=args.device)
-             for name, samples in (("image", image), ("video", video), ("video_blanked", blanked(video)))}
+             for name, samples in heldout_samples(args.n_per_task, args.seed, "test", args.workers).items()}
     acc = {name: accuracy_table(p).to_dict("records") for name, p in preds.items()}
     # binding shows in the questions about one of several objects
     by_objects = {name: accuracy_table(preds[name][preds[name].objects > 0], by=("task", "objects")).to_dict("records")

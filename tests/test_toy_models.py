@@ -6,8 +6,7 @@ import pytest
 
 from flowutils.manifests import MANIFEST_DIR, load_manifest
 from flowutils.models.toy import TOY_MODELS, load_toy
-from flowutils.synthetic import IMAGE_TASKS, VIDEO_TASKS
-from flowutils.training import accuracy_table, blanked, prediction_table, render_samples
+from flowutils.training import accuracy_table, heldout_samples, prediction_table
 
 N = 48  # questions per task: the first N of the held-out stream the manifest's numbers (n=200) come from
 
@@ -16,9 +15,7 @@ N = 48  # questions per task: the first N of the held-out stream the manifest's 
 def measured():
     """``{model: {kind: accuracy table}}`` re-measured on the CPU."""
     spec = load_manifest("toy_models")["models"]["toy-videollm"]["heldout"]
-    video = render_samples(VIDEO_TASKS, N, spec["seed"], spec["split"])
-    samples = {"image": render_samples(IMAGE_TASKS, N, spec["seed"], spec["split"]), "video": video,
-               "video_blanked": blanked(video)}
+    samples = heldout_samples(N, spec["seed"], spec["split"])
     out = {}
     for name in TOY_MODELS:
         fm = load_toy(name)

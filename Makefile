@@ -36,12 +36,13 @@ book: venv data notebooks
 test: venv
 	TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 $(BIN)/python -m pytest -q $(PYTEST_NBVAL) tests $(addprefix book/,$(addsuffix .ipynb,$(SECTIONS)))
 
-# GPU: train the toy Image/Video LLMs from scratch into models/ (the shipped recipe; ~25 min on an H200)
+# GPU: train the toy Image/Video LLMs from scratch into models/ (the shipped recipe; ~20 min on an H200)
 TOY := $(BIN)/python scripts/train_toy_models.py
 toy-models: venv
 	$(TOY) data
-	$(TOY) image --out models/toy-imagellm-stage1
-	$(TOY) image --init models/toy-imagellm-stage1 --text-steps 0
+	$(TOY) text
+	$(TOY) vision
+	$(TOY) image --init models/cache/toy-vision --text-steps 0 --text-context scene --freeze-vision
 	$(TOY) video
 	$(TOY) evaluate --model models/toy-imagellm
 	$(TOY) evaluate --model models/toy-videollm

@@ -274,17 +274,27 @@ def _cells(rng, n: int, size: int) -> list[tuple[float, float]]:
     return [((p % 3 + 0.5) * cell, (p // 3 + 0.5) * cell) for p in picks]
 
 
-def _object_count(rng, cfg: RenderConfig, slot: int) -> SyntheticSample:
+def object_count_plan(rng, slot: int) -> dict:
+    """What an Object Count video shows, before any drawing: the asked colour and phase, the
+    answer (``count``, balanced by ``slot``) and ``objects``: ``[(colour, "begins"|"ends"|"never")]``
+    (when each object moves; 1 to 5 objects, targets first)."""
     count = slot % 4
     phase = _pick(rng, ("begins", "ends"))
     color, other_color = _pick(rng, [c for c in COLORS if c != "white"], 2)
     n_target = int(rng.integers(max(count, 1), 4))
     # each target object moves in the first half, the second half, or never
     other_phase = "ends" if phase == "begins" else "begins"
-    moves = [phase] * count + list(rng.choice([other_phase, "never"], size=n_target - count))
+    moves = [phase] * count + [str(m) for m in rng.choice([other_phase, "never"], size=n_target - count)]
     n_distractor = int(rng.integers(0, 3))
     objects = [(color, m) for m in moves]
     objects += [(other_color, _pick(rng, ("begins", "ends", "never"))) for _ in range(n_distractor)]
+    return {"count": count, "phase": phase, "color": color, "objects": objects}
+
+
+def _object_count(rng, cfg: RenderConfig, slot: int) -> SyntheticSample:
+    plan = object_count_plan(rng, slot)
+    count, phase, color, objects = plan["count"], plan["phase"], plan["color"], plan["objects"]
+    moves = [w for c, w in objects if c == color]  # the targets' motions
     s = cfg.size
     centres = _cells(rng, len(objects), s)
     shapes = [_pick(rng, SHAPES) for _ in objects]
@@ -336,20 +346,23 @@ def _image_task(task: str, rng, cfg: RenderConfig, slot: int) -> SyntheticSample
             _order_candidates(rng, q, [p for p in POSITIONS if p != q], int(rng.integers(4))), q, {"position": q},
         )
     frames, shapes, colors, _ = _image_scene(rng, cfg, int(rng.integers(1, 3)))
+    question, candidates, answer = attribute_question(task, rng, shapes[0], colors[0], slot)
+    return SyntheticSample(task, frames, question, candidates, answer,
+                           {"shape": shapes[0], "color": colors[0], "objects": [list(o) for o in zip(colors, shapes)]})
+
+
+def attribute_question(task: str, rng, shape: str, color: str, slot: int) -> tuple[str, list[str], str]:
+    """``(question, candidates, answer)`` of a colour question about the ``shape`` or a shape question
+    about the ``color`` object (``task``: image_color / image_shape; ``slot`` balances the letter)."""
     if task == "image_color":
-        answer = colors[0].capitalize() + "."
-        others = [c.capitalize() + "." for c in _pick(rng, [c for c in COLORS if c != colors[0]], 3)]
-        question = QUESTIONS[task].format(shape=shapes[0])
-        n_options = 4
+        answer = color.capitalize() + "."
+        others = [c.capitalize() + "." for c in _pick(rng, [c for c in COLORS if c != color], 3)]
+        question, n_options = QUESTIONS[task].format(shape=shape), 4
     else:
-        answer = shapes[0].capitalize() + "."
-        others = [s.capitalize() + "." for s in SHAPES if s != shapes[0]]
-        question = QUESTIONS[task].format(color=colors[0])
-        n_options = 3
-    return SyntheticSample(
-        task, frames, question, _order_candidates(rng, answer, others, slot % n_options), answer,
-        {"shape": shapes[0], "color": colors[0], "objects": [list(o) for o in zip(colors, shapes)]},
-    )
+        answer = shape.capitalize() + "."
+        others = [s.capitalize() + "." for s in SHAPES if s != shape]
+        question, n_options = QUESTIONS[task].format(color=color), 3
+    return question, _order_candidates(rng, answer, others, slot % n_options), answer
 
 
 _VIDEO_RENDERERS = {

@@ -6,12 +6,13 @@ the answer continuation ``X) answer`` (the words give the visual concepts a dire
 
 Three kinds of training data, mixed by weight (:func:`train`):
 
-* ``text``: the LM's "language pretraining" stand-in. The video slot holds text
-  (:data:`TEXT_CONTEXTS`): the answer itself (the shipped recipe) or a description of the
-  scene (:func:`flowutils.synthetic.describe`: every object with its colour and shape or
-  motion), so the model learns the generic multiple-choice skill (find the option the
-  context supports, read out its letter) before it ever sees pixels, as the real
-  ImageLLMs start from a pretrained LLM.
+* ``text``: text-only questions. The video slot holds text (:data:`TEXT_CONTEXTS`): the
+  answer itself or a description of the scene (:func:`flowutils.synthetic.describe`: every
+  object with its colour and shape or motion), so the model keeps the generic
+  multiple-choice skill (find the option the context supports, read out its letter). The
+  shipped recipe's LM learns that skill, and binding, first from :mod:`flowutils.scene_text`,
+  and its vision tower from :mod:`flowutils.vision_pretraining`, as the real ImageLLMs start
+  from a pretrained LLM and a pretrained vision encoder.
 * ``image``: single-frame image questions (the ImageLLM's instruction tuning).
 * ``video``: the five temporal tasks (the VideoLLM's Video-FT, vision tower frozen).
 
@@ -290,22 +291,52 @@ def training_curves(record: dict):
 
 
 def recipe_table(records: dict, tasks) -> "pd.DataFrame":
-    """One row per training record (``{name: training_log.json dict}``): patch size, text context,
-    the steps of every stage, then per task in ``tasks`` the validation accuracy at the end of
-    training (``val``) and, where the record was evaluated, the held-out test accuracy (``test``)."""
+    """One row per training record (``{name: training_log.json dict}``): patch size, LM heads, the LM's
+    text pretraining (``answer`` / ``scene`` questions mixed in by the image stage, ``scene curriculum``:
+    :mod:`flowutils.scene_text`), the vision tower (``answer loss`` only, or ``patch labels``
+    pretraining then ``frozen``/``trained`` in the image stage), the steps of every stage, then per task
+    in ``tasks`` the validation accuracy at the end of training (``val``) and, where the record was
+    evaluated, the held-out test accuracy (``test``)."""
     import pandas as pd
 
     rows = []
     for name, record in records.items():
         args = [record["args"]] + record.get("image_args", []) + record.get("earlier_args", [])
-        contexts = {a.get("text_context", "answer") for a in args if a.get("command") == "image" and a.get("text_steps")}
+        commands = {a.get("command") for a in args}
+        text = {a.get("text_context", "answer") for a in args if a.get("command") == "image" and a.get("text_steps")}
+        if "text" in commands:
+            text.add("scene curriculum")
+        vision = "answer loss"
+        if "vision" in commands:
+            frozen = any(a.get("freeze_vision") for a in args if a.get("command") == "image")
+            vision = "patch labels, " + ("frozen" if frozen else "trained")
         last = [e for log in record["logs"].values() for e in log if "heldout" in e][-1]["heldout"]
         test = {}
         for split in ("image", "video"):
             test.update({r["task"]: r["accuracy"] for r in record.get("heldout", {}).get("accuracy", {}).get(split, [])})
-        row = {"record": name, "patch": record["config"]["patch_size"], "text context": ", ".join(sorted(contexts)),
+        row = {"record": name, "patch": record["config"]["patch_size"], "heads": record["config"].get("text_heads", 4),
+               "LM pretraining": ", ".join(sorted(text)), "vision": vision,
                "stages": ", ".join(f"{stage} {log[-1]['step']}" for stage, log in record["logs"].items())}
         for task in tasks:
             row[f"{task} val"], row[f"{task} test"] = last.get(task), test.get(task)
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def scene_text_table(records: dict, tasks=("image_color", "image_shape"), objects=(2, 3)) -> "pd.DataFrame":
+    """Binding during the scene-text curriculum (``train_toy_models.py text``): one row per record
+    (a text run, or a model with a text stage) and evaluation step, with the LM heads, learning rate and most objects drawn, then the
+    validation accuracy of each task in ``tasks`` with each number of ``objects`` (``image_color/2``)."""
+    import pandas as pd
+
+    rows = []
+    for name, record in records.items():
+        # a text run's own arguments, or those of the text stage a model was built on
+        args = next(a for a in [record["args"]] + record.get("image_args", []) + record.get("earlier_args", [])
+                    if a.get("command") == "text")
+        for e in record["logs"]["scene_text"]:
+            if "heldout" in e:
+                rows.append({"record": name, "heads": record["config"]["text_heads"], "lr": args["lr"],
+                             "max objects": args["max_objects"], "step": e["step"],
+                             **{f"{t}/{n}": e["heldout"][f"{t}/{n}"] for t in tasks for n in objects}})
     return pd.DataFrame(rows)

@@ -1,14 +1,20 @@
-"""Train the toy ImageLLM and VideoLLM from scratch (``make toy-models``; a GPU takes minutes).
+"""Train the toy ImageLLM and VideoLLM from scratch (``make toy-models``; a GPU takes about 20 minutes).
 
-Five steps, each a subcommand, so that a recipe can be swept in parallel on one GPU:
+Seven steps, each a subcommand, so that a recipe can be swept in parallel on one GPU
+(``make toy-models`` runs the shipped recipe):
 
 ``data``      render the synthetic training/validation questions and encode them once (``--cache``;
               ``--patch-size`` fixes the vision patch, hence the tokens per frame, of the models
-              trained on it).
-``image``     ImageLLM: a random-initialised LlavaNextVideoForConditionalGeneration; text
-              multiple-choice pretraining (the stand-in for the LLM's language pretraining;
-              ``--text-context``: the answer text or a description of the scene stands where the
-              video would be), then single-frame image questions mixed with some text ones.
+              trained on it), with per-patch object labels for ``vision``.
+``text``      the LM's language-pretraining stand-in: a random-initialised
+              LlavaNextVideoForConditionalGeneration answers the benchmark's questions about scenes
+              described in words, with up to three objects (:mod:`flowutils.scene_text`), until it binds.
+``vision``    the vision tower's pretraining stand-in: name every patch's object colour and shape
+              (:mod:`flowutils.vision_pretraining`).
+``image``     ImageLLM: single-frame image questions mixed with some text ones (``--text-context``:
+              the answer text or a description of the scene stands where the video would be); from
+              ``--init`` (the shipped recipe: the ``vision`` model, vision tower frozen) or from scratch
+              after ``--text-steps`` of text-only questions.
 ``video``     VideoLLM: initialised from the ImageLLM, fine-tuned on the five temporal tasks with
               the vision tower frozen (the paper's Video-FT), mixed with some image questions.
 ``evaluate``  accuracy per task on a held-out split rendered from another seed, with the video
@@ -34,12 +40,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from flowutils.models.toy import ToyConfig, build_toy, toy_config_dict  # noqa: E402
+from flowutils.scene_text import scene_questions  # noqa: E402
 from flowutils.synthetic import IMAGE_TASKS, VIDEO_TASKS  # noqa: E402
+from flowutils.vision_pretraining import labelled_frames, train_vision  # noqa: E402
 from flowutils.training import (  # noqa: E402
     TEXT_CONTEXTS, accuracy_table, encode_all, encoded_prediction_table, heldout_samples, prediction_table, render_samples,
     train)
 
 TEMPLATE = "eval_mvbench"
+LM_FIELDS = ("text_layers", "text_hidden", "text_heads", "text_kv_heads", "text_intermediate")
 
 
 def cmd_data(args):
@@ -57,7 +66,9 @@ def cmd_data(args):
     val_image = render_samples(IMAGE_TASKS, args.val_per_task, args.seed, "validation", workers=args.workers)
     val_video = render_samples(VIDEO_TASKS, args.val_per_task, args.seed, "validation", workers=args.workers)
     print(f"rendered in {time.time() - t0:.0f}s", flush=True)
+    patches = labelled_frames(image, args.patch_size)
     encoded = {
+        "vision": patches,
         **{f"text_{c}": encode_all(processor, TEMPLATE, image + video, text=c) for c in TEXT_CONTEXTS},
         "image": encode_all(processor, TEMPLATE, image), "video": encode_all(processor, TEMPLATE, video),
         "val_image": encode_all(processor, TEMPLATE, val_image), "val_video": encode_all(processor, TEMPLATE, val_video),
@@ -69,12 +80,19 @@ def cmd_data(args):
     print(f"encoded in {time.time() - t0:.0f}s", flush=True)
 
 
+# what the encoding depends on (the processor and the video placeholder runs); the LM sizes are the model's own
+ENCODING_FIELDS = ("family", "image_size", "patch_size")
+
+
 def cache_config(cache, model_config: dict | None = None) -> ToyConfig:
-    """The toy config the cache was encoded for; refuses a model of other sizes."""
+    """The config of a model trained on ``cache``: ``model_config`` (default: the cache's), after
+    refusing a model whose processor encodes otherwise than the cache was encoded."""
     cached = json.loads((Path(cache) / "config.json").read_text())
-    if model_config is not None and model_config != cached:
-        raise ValueError(f"{cache} was encoded for {cached}, the model is {model_config}: rerun the data step")
-    return ToyConfig(**cached)
+    model_config = model_config or cached
+    if any(model_config[k] != cached[k] for k in ENCODING_FIELDS):
+        raise ValueError(f"{cache} was encoded for {cached}, the model is {model_config}: rerun the data step "
+                         f"(fields that must agree: {ENCODING_FIELDS})")
+    return ToyConfig(**model_config)
 
 
 def load_sets(cache, names, device):
@@ -111,6 +129,44 @@ def load_model(path, device):
     return model, AutoProcessor.from_pretrained(path), record
 
 
+def scene_evaluator(model, processor, val):
+    def evaluate():
+        table = accuracy_table(encoded_prediction_table(model, processor, val, val["task"], val["objects"]),
+                               by=("task", "objects"))
+        return {f"{r.task}/{r.objects}": r.accuracy for r in table.itertuples()}
+    return evaluate
+
+
+def cmd_text(args):
+    cfg = ToyConfig(patch_size=args.patch_size, **{f: getattr(args, f) for f in LM_FIELDS if getattr(args, f)})
+    model, processor = build_toy(cfg, seed=args.seed)
+    model.to(args.device)
+    train_set = scene_questions(args.per_task, args.seed, "train", max_objects=args.max_objects)
+    enc = {k: v.to(args.device) for k, v in encode_all(processor, TEMPLATE, train_set, text="scene").items()}
+    # validation: the binding questions at each number of objects, the count questions as drawn
+    val = [q for n in (1, 2, 3) for q in scene_questions(args.val_per_task, args.seed, "validation", n_objects=n,
+                                                          tasks=("image_color", "image_shape"))]
+    val += scene_questions(args.val_per_task, args.seed, "validation", tasks=("image_count", "object_count"))
+    val_enc = {k: v.to(args.device) for k, v in encode_all(processor, TEMPLATE, val, text="scene").items()}
+    val_enc["task"], val_enc["objects"] = [q.task for q in val], [len(q.meta["objects"]) for q in val]
+    log = train(model, processor, {"scene": (enc, 1.0)}, args.steps, batch_size=args.batch_size, lr=args.lr,
+                seed=args.seed, noise=0.0, continuation_weight=args.continuation_weight,
+                evaluate=scene_evaluator(model, processor, val_enc), eval_every=args.eval_every, progress=False)
+    save(model, processor, args.out, {"config": toy_config_dict(cfg), "template": TEMPLATE, "args": vars(args),
+                                      "logs": {"scene_text": log}})
+
+
+def cmd_vision(args):
+    model, processor, record = load_model(args.init, args.device)
+    cfg = cache_config(args.cache, record["config"])
+    data = load_sets(args.cache, ("vision",), args.device)["vision"]
+    log = train_vision(model, processor, data, args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                       progress=False)
+    save(model, processor, args.out, {"config": toy_config_dict(cfg), "template": TEMPLATE, "args": vars(args),
+                                      "earlier_args": [record["args"]] + record.get("earlier_args", []),
+                                      "logs": {**record["logs"], "vision": log}})
+
+
 def cmd_image(args):
     if args.init:  # a further image stage on a saved ImageLLM (fresh schedule)
         model, processor, record = load_model(args.init, args.device)
@@ -133,7 +189,8 @@ def cmd_image(args):
     mix = {"image": (sets["image"], 1.0)}
     if args.text_mix:
         mix["text"] = (sets["text"], args.text_mix)
-    logs[f"image_{stage}"] = train(model, processor, mix, args.image_steps, seed=args.seed + 1 + stage, **common)
+    logs[f"image_{stage}"] = train(model, processor, mix, args.image_steps, seed=args.seed + 1 + stage,
+                                   freeze_vision=args.freeze_vision, **common)
     save(model, processor, args.out, {"config": toy_config_dict(cfg), "template": TEMPLATE, "args": vars(args),
                                       "earlier_args": earlier, "logs": logs})
 
@@ -212,7 +269,7 @@ def main():
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--patch-size", type=int, default=ToyConfig.patch_size,
                    help="vision patch of the models to train, in pixels (4: 64 tokens per frame instead of 16)")
-    # defaults: the recipe of the shipped checkpoints (see the book's appendix)
+    # defaults: the shipped recipe, where the Makefile's toy-models target passes no flag
     for name, steps, batch, cont in (("image", 5000, 256, 1.0), ("video", 4500, 128, 0.5)):
         p = sub.add_parser(name)
         p.add_argument("--cache", default="models/cache")
@@ -224,6 +281,28 @@ def main():
         p.add_argument("--continuation-weight", type=float, default=cont)
         p.add_argument("--eval-every", type=int, default=500)
         p.add_argument("--seed", type=int, default=0)
+    t = sub.add_parser("text")
+    t.add_argument("--patch-size", type=int, default=ToyConfig.patch_size, help="as the data step's (checked by the image step)")
+    t.add_argument("--out", default="models/cache/toy-textlm")
+    t.add_argument("--steps", type=int, default=8000)
+    t.add_argument("--batch-size", type=int, default=256)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--continuation-weight", type=float, default=1.0)
+    t.add_argument("--per-task", type=int, default=50000, help="scene questions per task")
+    t.add_argument("--val-per-task", type=int, default=200)
+    t.add_argument("--max-objects", type=int, default=3, help="objects in a colour or shape question's scene: 1 to this")
+    t.add_argument("--eval-every", type=int, default=1000)
+    t.add_argument("--seed", type=int, default=0)
+    for f in LM_FIELDS:
+        t.add_argument(f"--{f.replace('_', '-')}", type=int, default=None, help="LM size (default: ToyConfig's)")
+    v = sub.add_parser("vision")
+    v.add_argument("--cache", default="models/cache")
+    v.add_argument("--init", default="models/cache/toy-textlm", help="the model whose vision tower to pretrain")
+    v.add_argument("--out", default="models/cache/toy-vision")
+    v.add_argument("--steps", type=int, default=2000)
+    v.add_argument("--batch-size", type=int, default=256)
+    v.add_argument("--lr", type=float, default=1e-3)
+    v.add_argument("--seed", type=int, default=0)
     image, video = sub.choices["image"], sub.choices["video"]
     image.add_argument("--text-steps", type=int, default=1500)
     image.add_argument("--text-mix", type=float, default=0.3, help="weight of text batches next to image batches")
@@ -231,6 +310,7 @@ def main():
     image.add_argument("--text-context", choices=sorted(TEXT_CONTEXTS), default="answer",
                        help="what text questions hold where the video would be: the answer text, or a "
                             "description of every object in the scene (flowutils.synthetic.describe)")
+    image.add_argument("--freeze-vision", action="store_true", help="keep the (pretrained) vision tower as it is")
     video.add_argument("--init", default="models/toy-imagellm")
     video.add_argument("--image-mix", type=float, default=0.2, help="weight of image batches next to video batches")
     e = sub.add_parser("evaluate")
@@ -240,7 +320,7 @@ def main():
     m = sub.add_parser("manifest")
     m.add_argument("--models", default="models")
     args = ap.parse_args()
-    {"manifest": cmd_manifest, "data": cmd_data, "image": cmd_image, "video": cmd_video, "evaluate": cmd_evaluate}[args.command](args)
+    {"manifest": cmd_manifest, "data": cmd_data, "text": cmd_text, "vision": cmd_vision, "image": cmd_image, "video": cmd_video, "evaluate": cmd_evaluate}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from flowutils.spans import LayoutError, build_layout
 from flowutils.prompt import build_prompt

@@ -9,7 +9,7 @@ from flowutils.models.toy import ToyConfig, build_toy
 from flowutils.prompt import build_prompt, prompt_text
 from flowutils.synthetic import COLORS, IMAGE_TASKS, describe
 from flowutils.training import (accuracy_table, blanked, continuation, encode_all, pixel_values, prediction_table,
-                                recipe_table, render_samples, train, training_curves)
+                                recipe_table, render_samples, scene_text_table, train, training_curves)
 
 TEMPLATE = "eval_mvbench"
 TINY = ToyConfig(vision_layers=1, vision_hidden=32, vision_heads=2, text_layers=2, text_hidden=32, text_heads=2,
@@ -138,7 +138,46 @@ def test_recipe_table_reads_stages_contexts_and_accuracies():
     old = {"config": {"patch_size": 8}, "args": {"command": "image", "text_steps": 3},
            "logs": {"text": [{"step": 3, "heldout": {"a": 20.0}}]}}
     table = recipe_table({"new": record, "old": old}, ["a", "b"]).set_index("record")
-    assert table.loc["new", "stages"] == "text_0 10, image_0 20" and table.loc["new", "text context"] == "scene"
+    assert table.loc["new", "stages"] == "text_0 10, image_0 20" and table.loc["new", "LM pretraining"] == "scene"
     assert (table.loc["new", "a val"], table.loc["new", "a test"], table.loc["new", "b val"]) == (70.0, 65.0, 60.0)
-    assert table.loc["old", "text context"] == "answer" and table.loc["old", "patch"] == 8
+    assert table.loc["old", "LM pretraining"] == "answer" and table.loc["old", "patch"] == 8
     assert table.loc["old", "a val"] == 20.0 and pd.isna(table.loc["old", "a test"])
+    assert (table.loc["old", "heads"], table.loc["old", "vision"]) == (4, "answer loss")
+    # the shipped recipe's chain: scene curriculum -> vision pretraining -> image stage with the tower frozen
+    chain = {"config": {"patch_size": 8, "text_heads": 8}, "args": {"command": "image", "text_steps": 0, "freeze_vision": True},
+             "earlier_args": [{"command": "vision"}, {"command": "text"}],
+             "logs": {"scene_text": [{"step": 8}], "vision": [{"step": 2}], "image_2": [{"step": 5, "heldout": {"a": 99.0}}]}}
+    row = recipe_table({"chain": chain}, ["a"]).iloc[0]
+    assert (row["heads"], row["LM pretraining"], row["vision"]) == (8, "scene curriculum", "patch labels, frozen")
+    assert row["stages"] == "scene_text 8, vision 2, image_2 5" and row["a val"] == 99.0
+
+
+def test_scene_text_table_one_row_per_evaluation():
+    record = {"config": {"text_heads": 8}, "args": {"command": "text", "lr": 1e-3, "max_objects": 3},
+              "logs": {"scene_text": [{"step": 50}, {"step": 100, "heldout": {"a/2": 60.0, "a/3": 40.0, "b/2": 1.0}},
+                                      {"step": 200, "heldout": {"a/2": 100.0, "a/3": 90.0}}]}}
+    table = scene_text_table({"r": record}, tasks=("a",))
+    assert table.to_dict("records") == [
+        {"record": "r", "heads": 8, "lr": 1e-3, "max objects": 3, "step": 100, "a/2": 60.0, "a/3": 40.0},
+        {"record": "r", "heads": 8, "lr": 1e-3, "max objects": 3, "step": 200, "a/2": 100.0, "a/3": 90.0}]
+    built_on = {"config": {"text_heads": 8}, "args": {"command": "video"}, "image_args": [{"command": "image"}, record["args"]],
+                "logs": record["logs"]}
+    assert scene_text_table({"m": built_on}, tasks=("a",)).drop(columns="record").equals(table.drop(columns="record"))
+
+
+def test_cache_config_refuses_only_an_encoding_mismatch(tmp_path):
+    """The script's guard: a model may differ from the cache in LM sizes, not in what the processor encodes."""
+    import importlib.util
+    import json
+    from dataclasses import asdict
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("train_toy_models", Path(__file__).parent.parent / "scripts" / "train_toy_models.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    (tmp_path / "config.json").write_text(json.dumps(asdict(ToyConfig())))
+    wider = asdict(ToyConfig(text_heads=4, text_kv_heads=4))
+    assert script.cache_config(tmp_path, wider) == ToyConfig(text_heads=4, text_kv_heads=4)
+    assert script.cache_config(tmp_path) == ToyConfig()
+    with pytest.raises(ValueError, match="patch_size"):
+        script.cache_config(tmp_path, asdict(ToyConfig(patch_size=4)))

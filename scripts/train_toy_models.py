@@ -168,7 +168,7 @@ def cmd_vision(args):
 
 
 def cmd_image(args):
-    if args.init:  # a further image stage on a saved ImageLLM (fresh schedule)
+    if args.init:  # from a saved model: the vision stage's, or an ImageLLM for a further stage (fresh schedule)
         model, processor, record = load_model(args.init, args.device)
         cfg = cache_config(args.cache, record["config"])
         logs = dict(record["logs"])

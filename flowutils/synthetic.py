@@ -418,6 +418,17 @@ def reverse_answer(sample: SyntheticSample) -> str | None:
     return None
 
 
+def distractors(sample: SyntheticSample) -> int:
+    """Objects in the scene that the question is not about: for Object Count those of another colour
+    than the one asked, for a colour or shape question every object but the one it names, else 0."""
+    objects, m = sample.meta.get("objects", []), sample.meta
+    if sample.task == "object_count":
+        return sum(c != m["color"] for c, _ in objects)
+    if sample.task in ("image_color", "image_shape"):
+        return sum([c, s] != [m["color"], m["shape"]] for c, s in objects)
+    return 0
+
+
 def describe(sample: SyntheticSample) -> str:
     """A text description of what the video shows, from the ground truth: ``Blue square. Red circle.``
     (every object, in alphabetical order) where ``meta`` lists the objects, else the answer itself.

@@ -34,7 +34,7 @@ import torch
 
 from .data import sample_frames
 from .prompt import build_prompt, prompt_text
-from .synthetic import IMAGE_TASKS, VIDEO_TASKS, RenderConfig, describe, generate
+from .synthetic import IMAGE_TASKS, VIDEO_TASKS, RenderConfig, describe, distractors, generate
 
 
 def _render(args):
@@ -170,8 +170,9 @@ def encoded_prediction_table(model, processor, enc: dict, tasks, objects=None):
 
 def prediction_table(model, processor, template, samples, text: str | None = None, device=None):
     """One row per sample: task, objects (in the scene, where the ground truth lists them, else
-    0), n_options, gold and predicted option index, and whether the predicted letter is also
-    the top token over the whole vocabulary. ``text`` as in :func:`encode_all`."""
+    0), n_options, gold and predicted option index, whether the predicted letter is also the top
+    token over the whole vocabulary, and distractors (:func:`flowutils.synthetic.distractors`).
+    ``text`` as in :func:`encode_all`."""
     import pandas as pd
 
     by_task = {}
@@ -182,8 +183,8 @@ def prediction_table(model, processor, template, samples, text: str | None = Non
         enc = encode_all(processor, template, ss, text)
         if device is not None:
             enc = {k: v.to(device) for k, v in enc.items()}
-        parts.append(encoded_prediction_table(model, processor, enc, [task] * len(ss),
-                                              [len(s.meta.get("objects", [])) for s in ss]))
+        table = encoded_prediction_table(model, processor, enc, [task] * len(ss), [len(s.meta.get("objects", [])) for s in ss])
+        parts.append(table.assign(distractors=[distractors(s) for s in ss]))
     return pd.concat(parts, ignore_index=True)
 
 

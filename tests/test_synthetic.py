@@ -61,3 +61,17 @@ def test_unknown_task_and_split():
         next(S.generate("nope", 1))
     with pytest.raises(ValueError, match="valid"):
         next(S.generate("object_count", 1, split="dev"))
+
+
+def test_distractors_match_the_objects_seen_in_the_first_frame():
+    """Counted from pixels: every object sits at the centre of its own cell of a 3x3 grid in the first
+    frame (Object Count objects start still there), so a cell centre of another colour than the one the
+    question names is a distractor."""
+    palette = {tuple(v): k for k, v in S.COLORS.items()}
+    for task in ("object_count", "image_color", "image_shape"):
+        for s in S.generate(task, 40, seed=8):
+            asked = s.meta["color"]
+            centres = [s.frames[0, int((r + 0.5) * 64 / 3), int((c + 0.5) * 64 / 3)] for r in range(3) for c in range(3)]
+            seen = [palette.get(tuple(int(x) for x in px)) for px in centres]
+            assert S.distractors(s) == sum(c is not None and c != asked for c in seen), (task, s.meta)
+    assert all(S.distractors(s) == 0 for s in S.generate("image_count", 5, seed=8))

@@ -18,7 +18,7 @@ Seven steps, each a subcommand, so that a recipe can be swept in parallel on one
 ``video``     VideoLLM: initialised from the ImageLLM, fine-tuned on the five temporal tasks with
               the vision tower frozen (the paper's Video-FT), mixed with some image questions.
 ``evaluate``  accuracy per task on a held-out split rendered from another seed, with the video
-              blanked out too, and per number of objects in the scene; written into the model's
+              blanked out too, and per number of objects and of distractors in the scene; written into the model's
               ``training_log.json``.
 ``manifest``  sha256 of the shipped files and the held-out accuracies -> ``data_manifests/toy_models.yaml``.
 
@@ -216,12 +216,12 @@ def cmd_evaluate(args):
     preds = {name: prediction_table(model, processor, TEMPLATE, samples, device=args.device)
              for name, samples in heldout_samples(args.n_per_task, args.seed, "test", args.workers).items()}
     acc = {name: accuracy_table(p).to_dict("records") for name, p in preds.items()}
-    # binding shows in the questions about one of several objects
-    by_objects = {name: accuracy_table(preds[name][preds[name].objects > 0], by=("task", "objects")).to_dict("records")
-                  for name in ("image", "video")}
+    # binding shows in the questions about one of several objects, and with distractors in the scene
+    by = {key: {name: accuracy_table(preds[name][preds[name].objects > 0], by=("task", key)).to_dict("records")
+                for name in ("image", "video")} for key in ("objects", "distractors")}
     print(json.dumps(acc), flush=True)
     record["heldout"] = {"seed": args.seed, "split": "test", "n_per_task": args.n_per_task, "accuracy": acc,
-                         "by_objects": by_objects}
+                         "by_objects": by["objects"], "by_distractors": by["distractors"]}
     (Path(args.model) / "training_log.json").write_text(json.dumps(record, indent=1))
 
 

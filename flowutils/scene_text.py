@@ -34,7 +34,7 @@ def scene_question(task: str, rng: np.random.Generator, slot: int, n_objects: in
         plan = object_count_plan(rng, slot)
         return SyntheticSample(task, NO_FRAMES, QUESTIONS[task].format(color=plan["color"], phase=plan["phase"]),
                                ["0", "1", "2", "3"], str(plan["count"]),
-                               {"objects": [list(o) for o in plan["objects"]]})
+                               {**plan, "objects": [list(o) for o in plan["objects"]]})
     if task == "image_count":
         n = slot % 4 + 1
         shapes = (_pick(rng, SHAPES, min(n, 3)) * 2)[:n]
@@ -49,7 +49,8 @@ def scene_question(task: str, rng: np.random.Generator, slot: int, n_objects: in
     shapes, colors = _pick(rng, SHAPES, n_objects), _pick(rng, list(COLORS), n_objects)
     k = int(rng.integers(n_objects))  # the object asked about
     question, candidates, answer = attribute_question(task, rng, shapes[k], colors[k], slot)
-    return SyntheticSample(task, NO_FRAMES, question, candidates, answer, {"objects": [list(o) for o in zip(colors, shapes)]})
+    return SyntheticSample(task, NO_FRAMES, question, candidates, answer,
+                           {"shape": shapes[k], "color": colors[k], "objects": [list(o) for o in zip(colors, shapes)]})
 
 
 def scene_questions(n_per_task: int, seed: int = 0, split: str = "train", max_objects: int = 3,

@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from flowutils.scene_text import SCENE_TASKS, scene_questions
-from flowutils.synthetic import describe
+from flowutils.synthetic import describe, distractors
 
 
 def _brute_force_answer(q) -> str:
@@ -53,6 +53,7 @@ def test_fixed_number_of_objects_and_determinism():
     b = scene_questions(20, seed=1, split="validation", n_objects=2, tasks=("image_color",))
     assert [(q.question, q.candidates, q.meta) for q in a] == [(q.question, q.candidates, q.meta) for q in b]
     assert {len(q.meta["objects"]) for q in a} == {2}
+    assert {distractors(q) for q in a} == {1}  # the ground truth names the asked object, as the benchmark's does
     c = scene_questions(20, seed=1, split="test", n_objects=2, tasks=("image_color",))
     assert [q.meta for q in a] != [q.meta for q in c]
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .synthetic import COLORS, QUESTIONS, SHAPES, SPLIT_SEEDS, SyntheticSample, _pick, attribute_question, object_count_plan
+from .synthetic import QUESTIONS, SHAPES, SPLIT_SEEDS, SyntheticSample, attribute_question, object_count_plan, scene_objects
 
 SCENE_TASKS = ("image_color", "image_shape", "image_count", "object_count")
 NO_FRAMES = np.zeros((0, 1, 1, 3), np.uint8)
@@ -34,11 +34,10 @@ def scene_question(task: str, rng: np.random.Generator, slot: int, n_objects: in
         plan = object_count_plan(rng, slot)
         return SyntheticSample(task, NO_FRAMES, QUESTIONS[task].format(color=plan["color"], phase=plan["phase"]),
                                ["0", "1", "2", "3"], str(plan["count"]),
-                               {**plan, "objects": [list(o) for o in plan["objects"]]})
+                               plan)
     if task == "image_count":
         n = slot % 4 + 1
-        shapes = (_pick(rng, SHAPES, min(n, 3)) * 2)[:n]
-        colors = _pick(rng, list(COLORS), n)
+        shapes, colors = scene_objects(rng, n)
         return SyntheticSample(task, NO_FRAMES, QUESTIONS[task], ["1", "2", "3", "4"], str(n),
                                {"objects": [list(o) for o in zip(colors, shapes)]})
     if task not in ("image_color", "image_shape"):
@@ -46,7 +45,7 @@ def scene_question(task: str, rng: np.random.Generator, slot: int, n_objects: in
     if not 1 <= n_objects <= len(SHAPES):
         raise ValueError(f"n_objects={n_objects}: colour and shape questions need 1 to {len(SHAPES)} objects "
                          "(every object a different shape and colour)")
-    shapes, colors = _pick(rng, SHAPES, n_objects), _pick(rng, list(COLORS), n_objects)
+    shapes, colors = scene_objects(rng, n_objects)
     k = int(rng.integers(n_objects))  # the object asked about
     question, candidates, answer = attribute_question(task, rng, shapes[k], colors[k], slot)
     return SyntheticSample(task, NO_FRAMES, question, candidates, answer,

@@ -276,7 +276,7 @@ def _cells(rng, n: int, size: int) -> list[tuple[float, float]]:
 
 def object_count_plan(rng, slot: int) -> dict:
     """What an Object Count video shows, before any drawing: the asked colour and phase, the
-    answer (``count``, balanced by ``slot``) and ``objects``: ``[(colour, "begins"|"ends"|"never")]``
+    answer (``count``, balanced by ``slot``) and ``objects``: ``[[colour, "begins"|"ends"|"never"]]``
     (when each object moves; 1 to 5 objects, targets first)."""
     count = slot % 4
     phase = _pick(rng, ("begins", "ends"))
@@ -286,8 +286,8 @@ def object_count_plan(rng, slot: int) -> dict:
     other_phase = "ends" if phase == "begins" else "begins"
     moves = [phase] * count + [str(m) for m in rng.choice([other_phase, "never"], size=n_target - count)]
     n_distractor = int(rng.integers(0, 3))
-    objects = [(color, m) for m in moves]
-    objects += [(other_color, _pick(rng, ("begins", "ends", "never"))) for _ in range(n_distractor)]
+    objects = [[color, m] for m in moves]
+    objects += [[other_color, _pick(rng, ("begins", "ends", "never"))] for _ in range(n_distractor)]
     return {"count": count, "phase": phase, "color": color, "objects": objects}
 
 
@@ -313,15 +313,21 @@ def _object_count(rng, cfg: RenderConfig, slot: int) -> SyntheticSample:
         QUESTIONS["object_count"].format(color=color, phase=phase),
         ["0", "1", "2", "3"], str(count),
         {"count": count, "phase": phase, "color": color, "moving_at_begin": sum(m == "begins" for m in moves),
-         "moving_at_end": sum(m == "ends" for m in moves), "objects": [[c, str(w)] for c, w in objects]},
+         "moving_at_end": sum(m == "ends" for m in moves), "objects": objects},
     )
 
 
 # ----------------------------------------------------------------------------- image tasks
+def scene_objects(rng, n: int) -> tuple[list[str], list[str]]:
+    """Shapes and colours of an image scene's ``n`` objects: distinct colours, and distinct shapes
+    up to three (a fourth repeats the first)."""
+    shapes, colors = _pick(rng, SHAPES, min(n, 3)), _pick(rng, list(COLORS), n)
+    return (shapes * 2)[:n], colors
+
+
 def _image_scene(rng, cfg: RenderConfig, n: int):
     s = cfg.size
-    shapes, colors = _pick(rng, SHAPES, min(n, 3)), _pick(rng, list(COLORS), n)
-    shapes = (shapes * 2)[:n]
+    shapes, colors = scene_objects(rng, n)
     centres = _cells(rng, n, s)
     f = _background(s, None)
     for shp, col, (cx, cy) in zip(shapes, colors, centres):

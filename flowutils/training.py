@@ -126,14 +126,17 @@ def pixel_values(frames: torch.Tensor, processor, dtype=torch.float32) -> torch.
     return ((frames.float() * vp.rescale_factor - mean) / std).to(dtype)
 
 
+def noisy_pixel_values(frames: torch.Tensor, processor, noise: float, gen=None) -> torch.Tensor:
+    """:func:`pixel_values` plus Gaussian noise of std ``noise`` (video compression moves pixel values)."""
+    px = pixel_values(frames, processor)
+    return px + noise * torch.randn(px.shape, generator=gen).to(px.device) if noise else px
+
+
 def _inputs(enc: dict, idx, processor, noise: float = 0.0, gen=None) -> dict:
     width = int(enc["attention_mask"][idx].sum(1).max())
     inputs = {"input_ids": enc["input_ids"][idx, :width], "attention_mask": enc["attention_mask"][idx, :width]}
     if "frames" in enc:
-        px = pixel_values(enc["frames"][idx], processor)
-        if noise:
-            px = px + noise * torch.randn(px.shape, generator=gen).to(px.device)
-        inputs["pixel_values_videos"] = px
+        inputs["pixel_values_videos"] = noisy_pixel_values(enc["frames"][idx], processor, noise, gen)
     return inputs
 
 

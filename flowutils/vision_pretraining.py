@@ -85,7 +85,7 @@ def train_vision(model, processor, data: dict, steps: int, batch_size: int = 256
     (loss, and each head's accuracy on the patches that show an object)."""
     from tqdm.auto import tqdm
 
-    from .training import pixel_values
+    from .training import noisy_pixel_values
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -100,8 +100,7 @@ def train_vision(model, processor, data: dict, steps: int, batch_size: int = 256
     log, running = [], []
     for step in tqdm(range(steps), disable=not progress, desc="vision"):
         idx = torch.randint(0, len(data["frames"]), (batch_size,), generator=gen).to(device)
-        px = pixel_values(data["frames"][idx][:, None], processor)[:, 0]
-        px = px + noise * torch.randn(px.shape, generator=gen).to(device)  # as train(): compression moves pixels
+        px = noisy_pixel_values(data["frames"][idx][:, None], processor, noise, gen)[:, 0]
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
             feats = patch_features(model, px).float()
         losses, accs = [], []

@@ -103,12 +103,13 @@ def load_sets(cache, names, device):
     return out
 
 
-def evaluator(model, processor, val: dict):
+def evaluator(model, processor, val: dict, by=("task",)):
+    """Validation accuracies keyed ``task`` (or ``task/objects`` with ``by=("task", "objects")``)."""
     def evaluate():
         acc = {}
         for enc in val.values():
-            table = accuracy_table(encoded_prediction_table(model, processor, enc, enc["task"]))
-            acc.update(zip(table.task, table.accuracy.tolist()))
+            table = accuracy_table(encoded_prediction_table(model, processor, enc, enc["task"], enc.get("objects")), by=by)
+            acc.update(zip(table[list(by)].astype(str).agg("/".join, axis=1), table.accuracy.tolist()))
         return acc
     return evaluate
 
@@ -129,14 +130,6 @@ def load_model(path, device):
     return model, AutoProcessor.from_pretrained(path), record
 
 
-def scene_evaluator(model, processor, val):
-    def evaluate():
-        table = accuracy_table(encoded_prediction_table(model, processor, val, val["task"], val["objects"]),
-                               by=("task", "objects"))
-        return {f"{r.task}/{r.objects}": r.accuracy for r in table.itertuples()}
-    return evaluate
-
-
 def cmd_text(args):
     cfg = ToyConfig(patch_size=args.patch_size, **{f: getattr(args, f) for f in LM_FIELDS if getattr(args, f)})
     model, processor = build_toy(cfg, seed=args.seed)
@@ -151,7 +144,7 @@ def cmd_text(args):
     val_enc["task"], val_enc["objects"] = [q.task for q in val], [len(q.meta["objects"]) for q in val]
     log = train(model, processor, {"scene": (enc, 1.0)}, args.steps, batch_size=args.batch_size, lr=args.lr,
                 seed=args.seed, noise=0.0, continuation_weight=args.continuation_weight,
-                evaluate=scene_evaluator(model, processor, val_enc), eval_every=args.eval_every, progress=False)
+                evaluate=evaluator(model, processor, {"scene": val_enc}, by=("task", "objects")), eval_every=args.eval_every, progress=False)
     save(model, processor, args.out, {"config": toy_config_dict(cfg), "template": TEMPLATE, "args": vars(args),
                                       "logs": {"scene_text": log}})
 

@@ -390,19 +390,23 @@ def render_sample(task: str, rng: np.random.Generator, slot: int, cfg: RenderCon
     raise ValueError(f"unknown task {task!r}; valid: {VIDEO_TASKS + IMAGE_TASKS}")
 
 
-def task_rng(seed: int, split: str, task: str) -> np.random.Generator:
-    """The random stream of one (seed, split, task): splits never share samples."""
+def task_rng(seed: int, split: str, task: str, shard: int = 0) -> np.random.Generator:
+    """The random stream of one (seed, split, task): splits never share samples. ``shard`` > 0
+    gives a further independent stream of the same triple (shard 0 is the stream itself), so a
+    large training set can be rendered in parallel pieces."""
     if split not in SPLIT_SEEDS:
         raise ValueError(f"unknown split {split!r}; valid: {tuple(SPLIT_SEEDS)}")
     all_tasks = VIDEO_TASKS + IMAGE_TASKS
     if task not in all_tasks:
         raise ValueError(f"unknown task {task!r}; valid: {all_tasks}")
-    return np.random.default_rng([seed, SPLIT_SEEDS[split], all_tasks.index(task)])
+    if shard < 0:
+        raise ValueError(f"shard must be >= 0, got {shard}")
+    return np.random.default_rng([seed, SPLIT_SEEDS[split], all_tasks.index(task)] + ([shard] if shard else []))
 
 
-def generate(task: str, n: int, seed: int = 0, split: str = "test", cfg: RenderConfig | None = None):
-    """Yield ``n`` deterministic samples of ``task`` for ``(seed, split)``."""
-    rng = task_rng(seed, split, task)
+def generate(task: str, n: int, seed: int = 0, split: str = "test", cfg: RenderConfig | None = None, shard: int = 0):
+    """Yield ``n`` deterministic samples of ``task`` for ``(seed, split)`` (and ``shard``: see :func:`task_rng`)."""
+    rng = task_rng(seed, split, task, shard)
     for i in range(n):
         yield render_sample(task, rng, i, cfg)
 

@@ -38,17 +38,25 @@ from .synthetic import IMAGE_TASKS, VIDEO_TASKS, RenderConfig, describe, distrac
 
 
 def _render(args):
-    task, n, seed, split, num_frames = args
+    task, n, seed, split, num_frames, shard = args
     out = []
-    for s in generate(task, n, seed, split, RenderConfig()):
+    for s in generate(task, n, seed, split, RenderConfig(), shard):
         s.frames = sample_frames(s.frames, num_frames)
         out.append(s)
     return out
 
 
-def render_samples(tasks, n_per_task: int, seed: int, split: str, num_frames: int = 8, workers: int = 1) -> list:
-    """Rendered samples (frames already sampled to ``num_frames``), task by task."""
-    jobs = [(t, n_per_task, seed, split, num_frames) for t in tasks]
+def render_samples(tasks, n_per_task: int, seed: int, split: str, num_frames: int = 8, workers: int = 1,
+                   shard_size: int | None = None) -> list:
+    """Rendered samples (frames already sampled to ``num_frames``), task by task.
+
+    ``shard_size``: a task's samples come in pieces of at most this many, each from its own
+    stream (:func:`~flowutils.synthetic.task_rng`'s shards 0, 1, ...), rendered in parallel; the
+    first ``shard_size`` samples are those of the unsharded stream. ``None``: one stream per task.
+    """
+    size = shard_size or max(n_per_task, 1)
+    jobs = [(t, min(size, n_per_task - start), seed, split, num_frames, j)
+            for t in tasks for j, start in enumerate(range(0, n_per_task, size))]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             return [s for part in pool.map(_render, jobs) for s in part]
@@ -298,7 +306,8 @@ def recipe_table(records: dict, tasks) -> "pd.DataFrame":
     """One row per training record (``{name: training_log.json dict}``): patch size, LM heads, the LM's
     text pretraining (``answer`` / ``scene`` questions mixed in by the image stage, ``scene curriculum``:
     :mod:`flowutils.scene_text`), the vision tower (``answer loss`` only, or ``patch labels``
-    pretraining then ``frozen``/``trained`` in the image stage), the steps of every stage, then per task
+    pretraining then ``frozen``/``trained`` in the image stage), the Object Count training samples of the
+    last stage's data (``count samples``), the steps of every stage, then per task
     in ``tasks`` the validation accuracy at the end of training (``val``) and, where the record was
     evaluated, the held-out test accuracy (``test``)."""
     import pandas as pd
@@ -320,6 +329,8 @@ def recipe_table(records: dict, tasks) -> "pd.DataFrame":
             test.update({r["task"]: r["accuracy"] for r in record.get("heldout", {}).get("accuracy", {}).get(split, [])})
         row = {"record": name, "patch": record["config"]["patch_size"], "heads": record["config"].get("text_heads", 4),
                "LM pretraining": ", ".join(sorted(text)), "vision": vision,
+               # records from before the data step's arguments were kept used its default then
+               "count samples": record.get("data_args", {}).get("count_per_task", 24000),
                "stages": ", ".join(f"{stage} {log[-1]['step']}" for stage, log in record["logs"].items())}
         for task in tasks:
             row[f"{task} val"], row[f"{task} test"] = last.get(task), test.get(task)

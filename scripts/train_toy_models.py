@@ -59,10 +59,12 @@ def cmd_data(args):
     cache.mkdir(parents=True, exist_ok=True)
     # the encoding (video placeholder runs) depends on the model's sizes: the model stages build from it
     (cache / "config.json").write_text(json.dumps(toy_config_dict(cfg)))
-    image = render_samples(IMAGE_TASKS, args.image_per_task, args.seed, "train", workers=args.workers)
+    (cache / "data.json").write_text(json.dumps(vars(args)))  # copied into the records of the stages trained on it
+    train = dict(seed=args.seed, split="train", workers=args.workers, shard_size=args.shard_size)
+    image = render_samples(IMAGE_TASKS, args.image_per_task, **train)
     # object_count, the task that needs the most training, gets its own (larger) number of samples
-    video = render_samples(VIDEO_TASKS[:-1], args.video_per_task, args.seed, "train", workers=args.workers)
-    video += render_samples(VIDEO_TASKS[-1:], args.count_per_task, args.seed, "train", workers=args.workers)
+    video = render_samples(VIDEO_TASKS[:-1], args.video_per_task, **train)
+    video += render_samples(VIDEO_TASKS[-1:], args.count_per_task, **train)
     val_image = render_samples(IMAGE_TASKS, args.val_per_task, args.seed, "validation", workers=args.workers)
     val_video = render_samples(VIDEO_TASKS, args.val_per_task, args.seed, "validation", workers=args.workers)
     print(f"rendered in {time.time() - t0:.0f}s", flush=True)
@@ -93,6 +95,12 @@ def cache_config(cache, model_config: dict | None = None) -> ToyConfig:
         raise ValueError(f"{cache} was encoded for {cached}, the model is {model_config}: rerun the data step "
                          f"(fields that must agree: {ENCODING_FIELDS})")
     return ToyConfig(**model_config)
+
+
+def data_args(cache) -> dict:
+    """The data step's arguments for ``cache`` ({} for a cache written before they were kept)."""
+    path = Path(cache) / "data.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def load_sets(cache, names, device):
@@ -157,7 +165,7 @@ def cmd_vision(args):
                        progress=False)
     save(model, processor, args.out, {"config": toy_config_dict(cfg), "template": TEMPLATE, "args": vars(args),
                                       "earlier_args": [record["args"]] + record.get("earlier_args", []),
-                                      "logs": {**record["logs"], "vision": log}})
+                                      "data_args": data_args(args.cache), "logs": {**record["logs"], "vision": log}})
 
 
 def cmd_image(args):
@@ -185,7 +193,7 @@ def cmd_image(args):
     logs[f"image_{stage}"] = train(model, processor, mix, args.image_steps, seed=args.seed + 1 + stage,
                                    freeze_vision=args.freeze_vision, **common)
     save(model, processor, args.out, {"config": toy_config_dict(cfg), "template": TEMPLATE, "args": vars(args),
-                                      "earlier_args": earlier, "logs": logs})
+                                      "earlier_args": earlier, "data_args": data_args(args.cache), "logs": logs})
 
 
 def cmd_video(args):
@@ -201,7 +209,7 @@ def cmd_video(args):
                 evaluate=evaluate, eval_every=args.eval_every, progress=False)
     save(model, processor, args.out, {"config": record["config"], "template": TEMPLATE, "init": str(args.init),
                                       "image_args": [record["args"]] + record.get("earlier_args", []), "args": vars(args),
-                                      "logs": {**record["logs"], "video": log}})
+                                      "data_args": data_args(args.cache), "logs": {**record["logs"], "video": log}})
 
 
 def cmd_evaluate(args):
@@ -257,9 +265,11 @@ def main():
     d.add_argument("--cache", default="models/cache")
     d.add_argument("--image-per-task", type=int, default=20000)
     d.add_argument("--video-per-task", type=int, default=8000)
-    d.add_argument("--count-per-task", type=int, default=24000, help="samples of object_count")
+    d.add_argument("--count-per-task", type=int, default=96000, help="samples of object_count")
     d.add_argument("--val-per-task", type=int, default=100)
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--shard-size", type=int, default=24000,
+                   help="training samples per rendering job: a task's further samples come from further streams")
     d.add_argument("--patch-size", type=int, default=ToyConfig.patch_size,
                    help="vision patch of the models to train, in pixels (4: 64 tokens per frame instead of 16)")
     # defaults: the shipped recipe, where the Makefile's toy-models target passes no flag

@@ -12,6 +12,16 @@ def test_deterministic_and_splits_differ():
     assert not any(np.array_equal(x, y) for x, y in zip(a, c))
 
 
+def test_shards_are_further_streams():
+    stream = [s.frames for s in S.generate("object_count", 6, seed=5, split="train")]
+    again = [s.frames for s in S.generate("object_count", 6, seed=5, split="train", shard=0)]
+    shard1 = [s.frames for s in S.generate("object_count", 6, seed=5, split="train", shard=1)]
+    assert all(np.array_equal(x, y) for x, y in zip(stream, again))
+    assert not any(np.array_equal(x, y) for x in stream for y in shard1)
+    with pytest.raises(ValueError, match="shard"):
+        next(S.generate("object_count", 1, shard=-1))
+
+
 @pytest.mark.parametrize("task", S.VIDEO_TASKS + S.IMAGE_TASKS)
 def test_answer_among_candidates_and_letters_balanced(task):
     ss = list(S.generate(task, 48, seed=1))

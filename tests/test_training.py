@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from flowutils.models.toy import ToyConfig, build_toy
+from flowutils.data import sample_frames
 from flowutils.prompt import build_prompt, prompt_text
-from flowutils.synthetic import COLORS, IMAGE_TASKS, describe
+from flowutils.synthetic import COLORS, IMAGE_TASKS, describe, generate
 from flowutils.training import (accuracy_table, blanked, continuation, encode_all, pixel_values, prediction_table,
                                 recipe_table, render_samples, scene_text_table, train, training_curves)
 
@@ -87,6 +88,17 @@ def test_accuracy_table_counts_like_a_loop():
         assert row.chance == 25.0
 
 
+def test_sharded_rendering_continues_with_the_next_streams():
+    whole = render_samples(["object_count"], 5, seed=0, split="train")
+    sharded = render_samples(["object_count", "image_color"], 5, seed=0, split="train", shard_size=2, workers=2)
+    assert [s.task for s in sharded] == ["object_count"] * 5 + ["image_color"] * 5
+    # pieces of 2: shard 0 is the unsharded stream, then shards 1 and 2 from their own starts
+    expected = [s.frames for s in whole[:2]] + [sample_frames(s.frames, 8) for j, n in ((1, 2), (2, 1))
+                                                for s in generate("object_count", n, 0, "train", shard=j)]
+    assert all(np.array_equal(a.frames, b) for a, b in zip(sharded[:5], expected))
+    assert not np.array_equal(sharded[2].frames, whole[2].frames)
+
+
 def test_blanked_copies_are_grey(videos):
     grey = blanked(videos)
     for g, s in zip(grey, videos):
@@ -145,11 +157,12 @@ def test_recipe_table_reads_stages_contexts_and_accuracies():
     assert (table.loc["old", "heads"], table.loc["old", "vision"]) == (4, "answer loss")
     # the shipped recipe's chain: scene curriculum -> vision pretraining -> image stage with the tower frozen
     chain = {"config": {"patch_size": 8, "text_heads": 8}, "args": {"command": "image", "text_steps": 0, "freeze_vision": True},
-             "earlier_args": [{"command": "vision"}, {"command": "text"}],
+             "earlier_args": [{"command": "vision"}, {"command": "text"}], "data_args": {"count_per_task": 96000},
              "logs": {"scene_text": [{"step": 8}], "vision": [{"step": 2}], "image_2": [{"step": 5, "heldout": {"a": 99.0}}]}}
     row = recipe_table({"chain": chain}, ["a"]).iloc[0]
     assert (row["heads"], row["LM pretraining"], row["vision"]) == (8, "scene curriculum", "patch labels, frozen")
     assert row["stages"] == "scene_text 8, vision 2, image_2 5" and row["a val"] == 99.0
+    assert (row["count samples"], table.loc["old", "count samples"]) == (96000, 24000)
 
 
 def test_scene_text_table_one_row_per_evaluation():

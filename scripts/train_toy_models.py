@@ -5,7 +5,8 @@ Seven steps, each a subcommand, so that a recipe can be swept in parallel on one
 
 ``data``      render the synthetic training/validation questions and encode them once (``--cache``;
               ``--patch-size`` fixes the vision patch, hence the tokens per frame, of the models
-              trained on it), with per-patch object labels for ``vision``.
+              trained on it), with per-patch object labels for ``vision``; its arguments go into
+              the cache (``data.json``) and from there into every stage's record.
 ``text``      the LM's language-pretraining stand-in: a random-initialised
               LlavaNextVideoForConditionalGeneration answers the benchmark's questions about scenes
               described in words, with up to three objects (:mod:`flowutils.scene_text`), until it binds.

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
-from flowutils.models.toy import ToyConfig, build_toy
 from flowutils.data import sample_frames
+from flowutils.models.toy import ToyConfig, build_toy
 from flowutils.prompt import build_prompt, prompt_text
 from flowutils.synthetic import COLORS, IMAGE_TASKS, describe, generate
 from flowutils.training import (accuracy_table, blanked, continuation, encode_all, pixel_values, prediction_table,

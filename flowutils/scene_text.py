@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .synthetic import QUESTIONS, SHAPES, SPLIT_SEEDS, SyntheticSample, attribute_question, object_count_plan, scene_objects
+from .synthetic import (QUESTIONS, SHAPES, SyntheticSample, attribute_question, object_count_plan, object_list, scene_objects,
+                        split_seed)
 
 SCENE_TASKS = ("image_color", "image_shape", "image_count", "object_count")
 NO_FRAMES = np.zeros((0, 1, 1, 3), np.uint8)
@@ -39,7 +40,7 @@ def scene_question(task: str, rng: np.random.Generator, slot: int, n_objects: in
         n = slot % 4 + 1
         shapes, colors = scene_objects(rng, n)
         return SyntheticSample(task, NO_FRAMES, QUESTIONS[task], ["1", "2", "3", "4"], str(n),
-                               {"objects": [list(o) for o in zip(colors, shapes)]})
+                               {"objects": object_list(colors, shapes)})
     if task not in ("image_color", "image_shape"):
         raise ValueError(f"unknown scene task {task!r}; valid: {SCENE_TASKS}")
     if not 1 <= n_objects <= len(SHAPES):
@@ -49,20 +50,19 @@ def scene_question(task: str, rng: np.random.Generator, slot: int, n_objects: in
     k = int(rng.integers(n_objects))  # the object asked about
     question, candidates, answer = attribute_question(task, rng, shapes[k], colors[k], slot)
     return SyntheticSample(task, NO_FRAMES, question, candidates, answer,
-                           {"shape": shapes[k], "color": colors[k], "objects": [list(o) for o in zip(colors, shapes)]})
+                           {"shape": shapes[k], "color": colors[k], "objects": object_list(colors, shapes)})
 
 
 def scene_questions(n_per_task: int, seed: int = 0, split: str = "train", max_objects: int = 3,
                     n_objects: int | None = None, tasks=SCENE_TASKS) -> list[SyntheticSample]:
     """``n_per_task`` deterministic questions per task of ``(seed, split)``. Colour and shape
     questions have ``n_objects`` objects, or a uniform draw from 1 to ``max_objects``."""
-    if split not in SPLIT_SEEDS:
-        raise ValueError(f"unknown split {split!r}; valid: {tuple(SPLIT_SEEDS)}")
+    entropy = split_seed(split)
     out = []
     for task in tasks:
         if task not in SCENE_TASKS:
             raise ValueError(f"unknown scene task {task!r}; valid: {SCENE_TASKS}")
-        rng = np.random.default_rng([seed, SPLIT_SEEDS[split], SCENE_TASKS.index(task), _STREAM])
+        rng = np.random.default_rng([seed, entropy, SCENE_TASKS.index(task), _STREAM])
         for i in range(n_per_task):
             n = n_objects if n_objects is not None else int(rng.integers(1, max_objects + 1))
             out.append(scene_question(task, rng, i, n))

@@ -325,6 +325,11 @@ def scene_objects(rng, n: int) -> tuple[list[str], list[str]]:
     return (shapes * 2)[:n], colors
 
 
+def object_list(colors, shapes) -> list[list[str]]:
+    """A scene's ``meta["objects"]``: ``[[colour, shape], ...]``."""
+    return [list(o) for o in zip(colors, shapes)]
+
+
 def _image_scene(rng, cfg: RenderConfig, n: int):
     s = cfg.size
     shapes, colors = scene_objects(rng, n)
@@ -340,7 +345,7 @@ def _image_task(task: str, rng, cfg: RenderConfig, slot: int) -> SyntheticSample
         n = slot % 4 + 1
         frames, shapes, colors, _ = _image_scene(rng, cfg, n)
         return SyntheticSample(task, frames, QUESTIONS[task], ["1", "2", "3", "4"], str(n),
-                               {"count": n, "objects": [list(o) for o in zip(colors, shapes)]})
+                               {"count": n, "objects": object_list(colors, shapes)})
     if task == "image_position":
         shape, color, q = _pick(rng, SHAPES), _pick(rng, list(COLORS)), POSITIONS[slot % 4]
         s = cfg.size
@@ -354,7 +359,7 @@ def _image_task(task: str, rng, cfg: RenderConfig, slot: int) -> SyntheticSample
     frames, shapes, colors, _ = _image_scene(rng, cfg, int(rng.integers(1, 3)))
     question, candidates, answer = attribute_question(task, rng, shapes[0], colors[0], slot)
     return SyntheticSample(task, frames, question, candidates, answer,
-                           {"shape": shapes[0], "color": colors[0], "objects": [list(o) for o in zip(colors, shapes)]})
+                           {"shape": shapes[0], "color": colors[0], "objects": object_list(colors, shapes)})
 
 
 def attribute_question(task: str, rng, shape: str, color: str, slot: int) -> tuple[str, list[str], str]:
@@ -390,18 +395,24 @@ def render_sample(task: str, rng: np.random.Generator, slot: int, cfg: RenderCon
     raise ValueError(f"unknown task {task!r}; valid: {VIDEO_TASKS + IMAGE_TASKS}")
 
 
+def split_seed(split: str) -> int:
+    """The entropy word of ``split`` in every random stream drawn for it (one of :data:`SPLIT_SEEDS`)."""
+    if split not in SPLIT_SEEDS:
+        raise ValueError(f"unknown split {split!r}; valid: {tuple(SPLIT_SEEDS)}")
+    return SPLIT_SEEDS[split]
+
+
 def task_rng(seed: int, split: str, task: str, shard: int = 0) -> np.random.Generator:
     """The random stream of one (seed, split, task): splits never share samples. ``shard`` > 0
     gives a further independent stream of the same triple (shard 0 is the stream itself), so a
     large training set can be rendered in parallel pieces."""
-    if split not in SPLIT_SEEDS:
-        raise ValueError(f"unknown split {split!r}; valid: {tuple(SPLIT_SEEDS)}")
+    split_entropy = split_seed(split)
     all_tasks = VIDEO_TASKS + IMAGE_TASKS
     if task not in all_tasks:
         raise ValueError(f"unknown task {task!r}; valid: {all_tasks}")
     if shard < 0:
         raise ValueError(f"shard must be >= 0, got {shard}")
-    return np.random.default_rng([seed, SPLIT_SEEDS[split], all_tasks.index(task)] + ([shard] if shard else []))
+    return np.random.default_rng([seed, split_entropy, all_tasks.index(task)] + ([shard] if shard else []))
 
 
 def generate(task: str, n: int, seed: int = 0, split: str = "test", cfg: RenderConfig | None = None, shard: int = 0):

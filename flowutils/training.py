@@ -302,6 +302,11 @@ def training_curves(record: dict):
     return pd.DataFrame(losses), pd.DataFrame(heldout)
 
 
+def stage_args(record: dict) -> list[dict]:
+    """The arguments of every stage behind a training record, last stage first."""
+    return [record["args"]] + record.get("image_args", []) + record.get("earlier_args", [])
+
+
 def recipe_table(records: dict, tasks) -> "pd.DataFrame":
     """One row per training record (``{name: training_log.json dict}``): patch size, LM heads, the LM's
     text pretraining (``answer`` / ``scene`` questions mixed in by the image stage, ``scene curriculum``:
@@ -314,7 +319,7 @@ def recipe_table(records: dict, tasks) -> "pd.DataFrame":
 
     rows = []
     for name, record in records.items():
-        args = [record["args"]] + record.get("image_args", []) + record.get("earlier_args", [])
+        args = stage_args(record)
         commands = {a.get("command") for a in args}
         text = {a.get("text_context", "answer") for a in args if a.get("command") == "image" and a.get("text_steps")}
         if "text" in commands:
@@ -347,8 +352,7 @@ def scene_text_table(records: dict, tasks=("image_color", "image_shape"), object
     rows = []
     for name, record in records.items():
         # a text run's own arguments, or those of the text stage a model was built on
-        args = next(a for a in [record["args"]] + record.get("image_args", []) + record.get("earlier_args", [])
-                    if a.get("command") == "text")
+        args = next(a for a in stage_args(record) if a.get("command") == "text")
         for e in record["logs"]["scene_text"]:
             if "heldout" in e:
                 rows.append({"record": name, "heads": record["config"]["text_heads"], "lr": args["lr"],

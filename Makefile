@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 
 # the synthetic benchmark the notebooks read (the notebooks also create it when missing)
 data: venv
-	$(BIN)/python -m flowutils.cli data --root data --n-per-task 24 --seed 0 --split test
+	$(BIN)/python -m flowutils data --root data --n-per-task 24 --seed 0 --split test
 
 # run one section: make section NB=data PARAMS="-p n_per_task 8"
 section: venv
@@ -34,6 +34,7 @@ book: venv data notebooks
 	$(BIN)/jupyter-book build book --config _config.yml --path-output . -W -n --keep-going
 
 test: venv
+	$(BIN)/lint-imports
 	TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 $(BIN)/python -m pytest -q $(PYTEST_NBVAL) tests $(addprefix book/,$(addsuffix .ipynb,$(SECTIONS)))
 
 # GPU: train the toy Image/Video LLMs from scratch into models/ (the shipped recipe; ~20 min on an H200)

@@ -27,11 +27,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from flowutils.engine import batches, knockout_logits, run_baseline  # noqa: E402
-from flowutils.flows import FAMILIES  # noqa: E402
+from flowutils.knockout.flows import FAMILIES  # noqa: E402
 from flowutils.models.flow_model import FlowModel, PreparedInput  # noqa: E402
-from flowutils.plan import KnockoutPlan  # noqa: E402
-from flowutils.spans import TokenLayout  # noqa: E402
-from flowutils.windows import sweep  # noqa: E402
+from flowutils.knockout.plan import KnockoutPlan  # noqa: E402
+from flowutils.knockout.spans import TokenLayout  # noqa: E402
+from flowutils.knockout.windows import sweep  # noqa: E402
 
 SPEC_TFLOPS = {"H100": 989.0, "H200": 989.0}  # dense bf16 tensor-core peak (SXM)
 

@@ -1,15 +1,15 @@
-"""Command line: ``python -m flowutils.cli data|validate ...``."""
+"""Command line: ``python -m flowutils {data,validate} ...`` (``--help`` lists the subcommands)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from . import manifests, synthetic
+from .data import manifests, synthetic
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m flowutils.cli")
+    ap = argparse.ArgumentParser(prog="python -m flowutils", description="Map the Flow: information-flow analysis of video LLMs.")
     sub = ap.add_subparsers(dest="command", required=True)
     d = sub.add_parser("data", help="render the synthetic TVBench-format benchmark")
     d.add_argument("--root", default="data", help="parent folder; the benchmark goes in a subfolder named by its arguments")

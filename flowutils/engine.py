@@ -15,11 +15,11 @@ Two backends give the same probabilities (tested to 1e-4 in fp32):
     earlier positions as a prefix. Only the last position goes through the final norm and
     LM head. Plans with the same ``t0`` share one batch that grows layer by layer: a plan
     joins at its own ``l0`` (:func:`batches`, :func:`_recompute`); the plans of a batch
-    share the prefix keys/values without copying them (:mod:`flowutils.attention`). The
+    share the prefix keys/values without copying them (:mod:`flowutils.knockout.attention`). The
     vision tower runs once per question.
 
 The decoder layers are the model's own modules, called in order with the model's own
-rotary embedding; attention inside them goes through :mod:`flowutils.attention`.
+rotary embedding; attention inside them goes through :mod:`flowutils.knockout.attention`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from .models.flow_model import FlowModel, PreparedInput
-from .plan import KnockoutPlan
+from .knockout.plan import KnockoutPlan
 
 BACKENDS = ("fast", "reference")
 

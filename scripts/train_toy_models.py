@@ -9,9 +9,9 @@ Seven steps, each a subcommand, so that a recipe can be swept in parallel on one
               the cache (``data.json``) and from there into every stage's record.
 ``text``      the LM's language-pretraining stand-in: a random-initialised
               LlavaNextVideoForConditionalGeneration answers the benchmark's questions about scenes
-              described in words, with up to three objects (:mod:`flowutils.scene_text`), until it binds.
+              described in words, with up to three objects (:mod:`flowutils.toy.scene_text`), until it binds.
 ``vision``    the vision tower's pretraining stand-in: name every patch's object colour and shape
-              (:mod:`flowutils.vision_pretraining`).
+              (:mod:`flowutils.toy.vision_pretraining`).
 ``image``     ImageLLM: single-frame image questions mixed with some text ones (``--text-context``:
               the answer text or a description of the scene stands where the video would be); from
               ``--init`` (the shipped recipe: the ``vision`` model, vision tower frozen) or from scratch
@@ -40,11 +40,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from flowutils.models.toy import ToyConfig, build_toy, toy_config_dict  # noqa: E402
-from flowutils.scene_text import scene_questions  # noqa: E402
-from flowutils.synthetic import IMAGE_TASKS, VIDEO_TASKS  # noqa: E402
-from flowutils.vision_pretraining import labelled_frames, train_vision  # noqa: E402
-from flowutils.training import (  # noqa: E402
+from flowutils.toy.models import ToyConfig, build_toy, toy_config_dict  # noqa: E402
+from flowutils.toy.scene_text import scene_questions  # noqa: E402
+from flowutils.data.synthetic import IMAGE_TASKS, VIDEO_TASKS  # noqa: E402
+from flowutils.toy.vision_pretraining import labelled_frames, train_vision  # noqa: E402
+from flowutils.toy.training import (  # noqa: E402
     TEXT_CONTEXTS, accuracy_table, encode_all, encoded_prediction_table, heldout_samples, prediction_table, render_samples,
     train)
 
@@ -233,7 +233,7 @@ MANIFEST_FILES = ("model.safetensors", "config.json", "processor_config.json", "
 def cmd_manifest(args):
     import yaml
 
-    from flowutils.manifests import MANIFEST_DIR, sha256
+    from flowutils.data.manifests import MANIFEST_DIR, sha256
 
     models = {}
     for name, role in (("toy-imagellm", "ImageLLM"), ("toy-videollm", "VideoLLM (Video-FT of toy-imagellm)")):
@@ -251,7 +251,7 @@ def cmd_manifest(args):
     spec = {"name": "toy_models", "title": "Toy ImageLLM and VideoLLM trained on the synthetic benchmark",
             "source": "trained by scripts/train_toy_models.py (make toy-models) on a GPU; shipped in models/",
             "licence": "same licence as the project", "precision": "float16 safetensors",
-            "verify": "flowutils.models.toy.load_toy(name) checks every sha256 below before loading",
+            "verify": "flowutils.models.load(name) checks every sha256 below before loading",
             "models": models}
     (MANIFEST_DIR / "toy_models.yaml").write_text(yaml.safe_dump(spec, sort_keys=False, width=110))
     print(f"wrote {MANIFEST_DIR / 'toy_models.yaml'}")
@@ -313,7 +313,7 @@ def main():
     image.add_argument("--init", default=None, help="continue a saved ImageLLM (a further stage, fresh schedule)")
     image.add_argument("--text-context", choices=sorted(TEXT_CONTEXTS), default="answer",
                        help="what text questions hold where the video would be: the answer text, or a "
-                            "description of every object in the scene (flowutils.synthetic.describe)")
+                            "description of every object in the scene (flowutils.data.synthetic.describe)")
     image.add_argument("--freeze-vision", action="store_true", help="keep the (pretrained) vision tower as it is")
     video.add_argument("--init", default="models/toy-imagellm")
     video.add_argument("--image-mix", type=float, default=0.2, help="weight of image batches next to video batches")

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from flowutils import synthetic
+from flowutils.data import synthetic
 from flowutils.models.flow_model import FlowModel
-from flowutils.models.toy import ToyConfig, build_toy
+from flowutils.toy.models import ToyConfig, build_toy
 
 FAMILIES = ("llava_next_video", "llava_onevision")
 

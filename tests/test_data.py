@@ -4,7 +4,8 @@ import shutil
 import numpy as np
 import pytest
 
-from flowutils import data, manifests, synthetic
+from flowutils import data
+from flowutils.data import manifests, synthetic
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,9 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import unmodified_logits
-from flowutils import flows, windows
+from flowutils.knockout import flows, windows
 from flowutils.engine import generate, knockout_logits, run_baseline
-from flowutils.plan import KnockoutPlan
+from flowutils.knockout.plan import KnockoutPlan
 
 ALL_FLOWS = [f for fam in flows.FAMILIES.values() for f in fam] + ["system->video", "video->video", "last->question"]
 

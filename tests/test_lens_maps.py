@@ -1,10 +1,10 @@
 import torch
 
 from conftest import unmodified_logits
-from flowutils.attention_maps import attention_rows, attention_to_video
+from flowutils.analysis.attention_maps import attention_rows, attention_to_video
 from flowutils.engine import run_baseline
-from flowutils.logit_lens import answer_probability, layer_logits, top_tokens
-from flowutils.plan import KnockoutPlan
+from flowutils.analysis.logit_lens import answer_probability, layer_logits, top_tokens
+from flowutils.knockout.plan import KnockoutPlan
 
 
 def test_last_layer_lens_is_the_models_output(tiny, samples):

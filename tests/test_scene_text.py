@@ -5,8 +5,8 @@ from collections import Counter
 
 import pytest
 
-from flowutils.scene_text import SCENE_TASKS, scene_questions
-from flowutils.synthetic import describe, distractors
+from flowutils.toy.scene_text import SCENE_TASKS, scene_questions
+from flowutils.data.synthetic import describe, distractors
 
 
 def _brute_force_answer(q) -> str:

@@ -1,7 +1,7 @@
 import pytest
 
-from flowutils.spans import LayoutError, build_layout
-from flowutils.prompt import build_prompt
+from flowutils.knockout.spans import LayoutError, build_layout
+from flowutils.knockout.prompt import build_prompt
 
 
 def test_groups_decode_to_their_text(tiny, samples):

@@ -1,10 +1,10 @@
 import pandas as pd
 import pytest
 
-from flowutils import flows, windows
+from flowutils.knockout import flows, windows
 from flowutils.engine import knockout_logits
-from flowutils.plan import KnockoutPlan
-from flowutils.sweep import run_sweep, summarize
+from flowutils.knockout.plan import KnockoutPlan
+from flowutils.analysis.sweep import run_sweep, summarize
 
 FLOWS = ["cross-frame", "video->last", "true_option->last"]
 
@@ -26,6 +26,11 @@ def test_rows_match_an_independent_reference_run(tiny, samples):
             expected = 100 * (ref[:, pred] - base[pred]) / base[pred]
             assert abs(rows.relative_change_pct.to_numpy() - expected.numpy()).max() <= 1e-2
             assert (rows.correct_knockout.to_numpy() == (ref.argmax(-1) == p.gold_id).numpy()).all()
+            # the saturation-robust metric, from the reference logits by a plain loop over the options
+            ref_logits = knockout_logits(tiny, p, plans, "reference")
+            for row, lg in zip(rows.itertuples(), ref_logits):
+                false = max(float(lg[o]) for j, o in enumerate(p.option_ids) if j != p.gold_index)
+                assert abs(row.logit_diff_knockout - (float(lg[p.gold_id]) - false)) <= 1e-3
 
 
 def test_sample_modes_partition_the_questions(tiny, samples):

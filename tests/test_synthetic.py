@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from flowutils import synthetic as S
+from flowutils.data import synthetic as S
 
 
 def test_deterministic_and_splits_differ():

@@ -4,9 +4,10 @@ import shutil
 
 import pytest
 
-from flowutils.manifests import MANIFEST_DIR, load_manifest
-from flowutils.models.toy import TOY_MODELS, load_toy
-from flowutils.training import accuracy_table, heldout_samples, prediction_table
+from flowutils.data.manifests import MANIFEST_DIR, load_manifest
+from flowutils.models import load, loading
+from flowutils.toy.models import TOY_MODELS
+from flowutils.toy.training import accuracy_table, heldout_samples, prediction_table
 
 N = 48  # questions per task: the first N of the held-out stream the manifest's numbers (n=200) come from
 
@@ -18,20 +19,21 @@ def measured():
     samples = heldout_samples(N, spec["seed"], spec["split"])
     out = {}
     for name in TOY_MODELS:
-        fm = load_toy(name)
+        fm = load(name)
         out[name] = {kind: accuracy_table(prediction_table(fm.model, fm.processor, fm.template, s))
                      for kind, s in samples.items()}
     return out
 
 
-def test_checksum_mismatch_is_refused(tmp_path):
-    shutil.copytree(MANIFEST_DIR.parent / "models" / "toy-imagellm", tmp_path / "toy-imagellm")
-    weights = tmp_path / "toy-imagellm" / "model.safetensors"
+def test_checksum_mismatch_is_refused(tmp_path, monkeypatch):
+    shutil.copytree(MANIFEST_DIR.parent / "models" / "toy-imagellm", tmp_path / "models" / "toy-imagellm")
+    weights = tmp_path / "models" / "toy-imagellm" / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 1
     weights.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="checksum mismatch"):
-        load_toy("toy-imagellm", root=tmp_path)
+        monkeypatch.setattr(loading, "MANIFEST_DIR", tmp_path / "data_manifests")  # the copy, not the shipped files
+        load("toy-imagellm")
 
 
 @pytest.mark.parametrize("name", TOY_MODELS)

@@ -3,9 +3,9 @@
 import numpy as np
 import torch
 
-from flowutils.models.toy import ToyConfig, build_toy
-from flowutils.synthetic import BACKGROUND, COLORS, _paint, _shape_mask, generate
-from flowutils.vision_pretraining import COLOR_CLASSES, SHAPE_CLASSES, labelled_frames, patch_labels, train_vision
+from flowutils.toy.models import ToyConfig, build_toy
+from flowutils.data.synthetic import BACKGROUND, COLORS, _paint, _shape_mask, generate
+from flowutils.toy.vision_pretraining import COLOR_CLASSES, SHAPE_CLASSES, labelled_frames, patch_labels, train_vision
 
 SIZE, PATCH = 64, 8
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from flowutils import flows, windows
-from flowutils.plan import KnockoutPlan
-from flowutils.spans import TokenLayout
+from flowutils.knockout import flows, windows
+from flowutils.knockout.plan import KnockoutPlan
+from flowutils.knockout.spans import TokenLayout
 
 
 def test_window_styles():

@@ -1,0 +1,12 @@
+"""Layer 3, ``models``: the model loaders.
+
+One declarative adapter per transformers model family (:mod:`.adapters`), :class:`FlowModel`
+(a Hugging Face video LLM, unchanged, plus its token layout and the knockout attention;
+:mod:`.flow_model`) and :func:`load` (:mod:`.loading`). May import ``knockout`` and ``data``.
+"""
+
+from .adapters import ADAPTERS, FamilyAdapter, get_adapter
+from .flow_model import FlowModel, PreparedInput
+from .loading import load
+
+__all__ = ["ADAPTERS", "FamilyAdapter", "FlowModel", "PreparedInput", "get_adapter", "load"]

@@ -1,8 +1,8 @@
 """``FlowModel``: a Hugging Face video LLM, unchanged, plus what flowutils needs to probe it.
 
 It owns the model, its processor and its family adapter; it builds the prompt, runs the
-processor, locates the token groups (:class:`flowutils.spans.TokenLayout`) and switches the
-model's attention implementation to ``flow_knockout`` (:mod:`flowutils.attention`), which
+processor, locates the token groups (:class:`flowutils.knockout.spans.TokenLayout`) and switches the
+model's attention implementation to ``flow_knockout`` (:mod:`flowutils.knockout.attention`), which
 behaves exactly like SDPA until a :class:`KnockoutState` is passed.
 """
 
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..attention import KnockoutState, register
-from ..prompt import build_prompt, get_template, prompt_text
-from ..spans import TokenLayout, build_layout
+from ..knockout.attention import KnockoutState, register
+from ..knockout.prompt import build_prompt, get_template, prompt_text
+from ..knockout.spans import TokenLayout, build_layout
 from .adapters import FamilyAdapter, get_adapter
 
 
@@ -96,7 +96,7 @@ class FlowModel:
 
     def prepare_sample(self, sample, num_frames: int = 8) -> PreparedInput:
         """Prepare a :class:`flowutils.data.VideoQASample` (read from disk) or a rendered synthetic sample."""
-        from ..data import read_frames, sample_frames
+        from ..data.video import read_frames, sample_frames
 
         if hasattr(sample, "video_path"):
             frames = read_frames(sample.video_path, num_frames, sample.bound)

@@ -3,14 +3,14 @@
 The paper's models see through a CLIP/SigLIP encoder pretrained on hundreds of millions of
 images, whose patch features already say what object part each patch shows. A toy vision
 tower trained only through the LM's answer loss does not learn that: with a language model
-that binds perfectly in words (:mod:`flowutils.scene_text`), the toy ImageLLM still answered
+that binds perfectly in words (:mod:`flowutils.toy.scene_text`), the toy ImageLLM still answered
 questions about one of two objects at the level of picking either object (book appendix).
 So before the image questions, the vision tower learns to name, at every patch, the colour
 and the shape of the object the patch covers (or background): two linear heads on the
 features the LM will read (``vision_feature_layer``, class token dropped), discarded after.
 
 Labels come from the rendered pixels and the ground truth: every object of a synthetic image
-has its own colour (an exact RGB of :data:`flowutils.synthetic.COLORS`), and ``meta["objects"]``
+has its own colour (an exact RGB of :data:`flowutils.data.synthetic.COLORS`), and ``meta["objects"]``
 gives that colour's shape. A patch takes the label of the object that covers most of it, where
 that is at least a quarter of the patch, else background.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .synthetic import COLORS, SHAPES
+from ..data.synthetic import COLORS, SHAPES
 
 COLOR_CLASSES = ("background",) + tuple(COLORS)
 SHAPE_CLASSES = ("background",) + SHAPES
@@ -81,7 +81,7 @@ def train_vision(model, processor, data: dict, steps: int, batch_size: int = 256
                  noise: float = 0.03, log_every: int = 100, progress: bool = True) -> list[dict]:
     """Train the vision tower (and two throwaway linear heads) to classify every patch's colour
     and shape (``data``: :func:`labelled_frames`, on the model's device), with Gaussian noise of std
-    ``noise`` on the normalised pixels as in :func:`flowutils.training.train`; returns the log
+    ``noise`` on the normalised pixels as in :func:`flowutils.toy.training.train`; returns the log
     (loss, and each head's accuracy on the patches that show an object)."""
     from tqdm.auto import tqdm
 

@@ -6,6 +6,11 @@ relative change ``100 * (p_knockout - p_baseline) / p_baseline`` (Sec. 3, Figs. 
 analyses the questions the model answers correctly (``sample_mode="correct"``); ``"wrong"``
 and ``"all"`` are there too.
 
+A very confident model (the toy VideoLLM often puts more than 0.999 on its answer) hides
+everything short of a flip from that metric, so every row also carries a saturation-robust
+one: the logit difference between the true option's letter and the best false option's
+letter (:func:`logit_difference`), before and after the knockout.
+
 :func:`run_sweep` writes the table as it goes (one CSV append per question) and, given the
 same file again, skips the questions already in it, so a long run can be resumed. The
 run's parameters are columns of every row; resuming with other parameters is an error.
@@ -15,10 +20,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .engine import knockout_logits, run_baseline
-from .flows import family_of, flow_label
-from .plan import KnockoutPlan
-from .windows import STYLES, scaled_window_size, sweep
+from ..engine import knockout_logits, run_baseline
+from ..knockout.flows import family_of, flow_label
+from ..knockout.plan import KnockoutPlan
+from ..knockout.windows import STYLES, scaled_window_size, sweep
 
 SAMPLE_MODES = ("correct", "wrong", "all")
 PARAMETERS = ("model", "k", "style", "backend", "sample_mode", "num_frames")
@@ -31,6 +36,13 @@ def sweep_plans(layout, flows, n_layers: int, k: int, style: str = "center", lay
             for flow in flows for layer, window in sweep(n_layers, k, style, layers)]
 
 
+def logit_difference(logits, option_ids, gold_index: int):
+    """``[..., vocab]`` -> ``[...]``: logit of the true option's letter minus the best false option's."""
+    letters = logits[..., list(option_ids)]
+    false = [i for i in range(len(option_ids)) if i != gold_index]
+    return letters[..., gold_index] - letters[..., false].max(-1).values
+
+
 def _sample_id(sample, i: int) -> str:
     return getattr(sample, "sample_id", None) or f"{sample.task}/{i}"
 
@@ -40,11 +52,12 @@ def run_sweep(fm, samples, flows, k: int | None = None, style: str = "center", l
     """Knock out each flow at each sweep layer for each question; returns a pandas DataFrame.
 
     ``samples``: :class:`flowutils.data.VideoQASample` or rendered synthetic samples. ``k``
-    defaults to the paper's share of the depth (:func:`flowutils.windows.scaled_window_size`).
+    defaults to the paper's share of the depth (:func:`flowutils.knockout.windows.scaled_window_size`).
     Columns: the run's parameters, ``sample_id``, ``task``, ``flow`` (paper spelling), ``family``,
     ``layer``, ``window``, ``predicted``/``gold`` (tokens), ``p_pred_baseline``/``p_pred_knockout``,
-    ``relative_change_pct``, ``p_gold_baseline``/``p_gold_knockout``, ``argmax_knockout``,
-    ``correct_baseline``/``correct_knockout``. Questions outside ``sample_mode`` give no rows.
+    ``relative_change_pct``, ``p_gold_baseline``/``p_gold_knockout``, ``relative_change_gold_pct``,
+    ``logit_diff_baseline``/``logit_diff_knockout``/``logit_diff_change`` (:func:`logit_difference`),
+    ``argmax_knockout``, ``correct_baseline``/``correct_knockout``. Questions outside ``sample_mode`` give no rows.
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -82,17 +95,24 @@ def run_sweep(fm, samples, flows, k: int | None = None, style: str = "center", l
         rows = []
         if sample_mode == "all" or correct == (sample_mode == "correct"):
             plans = sweep_plans(prepared.layout, flows, fm.n_layers, k, style, layers)
-            probs = knockout_logits(fm, prepared, plans, backend, baseline=base).softmax(-1)
+            logits = knockout_logits(fm, prepared, plans, backend, baseline=base)
+            probs = logits.softmax(-1)
+            diffs = logit_difference(logits, prepared.option_ids, prepared.gold_index)
+            diff_base = float(logit_difference(base.logits.cpu(), prepared.option_ids, prepared.gold_index))
             question = {**params, "sample_id": sid, "task": prepared.task, "predicted": tok.convert_ids_to_tokens(pred),
                         "gold": tok.convert_ids_to_tokens(gold), "p_pred_baseline": float(p_base[pred]),
-                        "p_gold_baseline": float(p_base[gold]), "correct_baseline": correct}
-            for plan, p in zip(plans, probs):
+                        "p_gold_baseline": float(p_base[gold]), "logit_diff_baseline": diff_base,
+                        "correct_baseline": correct}
+            for plan, p, diff in zip(plans, probs, diffs):
                 top = int(p.argmax())
                 rows.append({**question, "flow": flow_label(plan.label["flow"]),
                              "family": family_of(plan.label["flow"]) or "custom", "layer": plan.label["layer"],
                              "window": plan.label["window"], "p_pred_knockout": float(p[pred]),
                              "relative_change_pct": 100 * float((p[pred] - p_base[pred]) / p_base[pred]),
-                             "p_gold_knockout": float(p[gold]), "argmax_knockout": tok.convert_ids_to_tokens(top),
+                             "p_gold_knockout": float(p[gold]),
+                             "relative_change_gold_pct": 100 * float((p[gold] - p_base[gold]) / p_base[gold]),
+                             "logit_diff_knockout": float(diff), "logit_diff_change": float(diff) - diff_base,
+                             "argmax_knockout": tok.convert_ids_to_tokens(top),
                              "correct_knockout": top == gold})
         if rows:
             frame = pd.DataFrame(rows)

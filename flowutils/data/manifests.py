@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-MANIFEST_DIR = Path(__file__).resolve().parent.parent / "data_manifests"
+MANIFEST_DIR = Path(__file__).resolve().parent.parent.parent / "data_manifests"
 
 
 def available_manifests() -> list[str]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..prompt import TEMPLATES
-from ..synthetic import vocabulary
+from ..knockout.prompt import TEMPLATES
+from ..data.synthetic import vocabulary
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<video>", "<image>"]
 
@@ -21,7 +21,7 @@ def build_tokenizer(extra_text: str = ""):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    from ..synthetic import _split_words
+    from ..data.synthetic import _split_words
 
     words = set(vocabulary())
     for t in TEMPLATES.values():
@@ -124,7 +124,7 @@ def build_toy(cfg: ToyConfig | None = None, seed: int = 0):
     """A randomly initialised toy model, its processor, and the config record: ``(model, processor)``."""
     import torch
 
-    from .adapters import get_adapter
+    from ..models.adapters import get_adapter
 
     cfg = cfg or ToyConfig()
     tokenizer = build_tokenizer()
@@ -138,31 +138,7 @@ def toy_config_dict(cfg: ToyConfig) -> dict:
     return asdict(cfg)
 
 
-TOY_MODELS = ("toy-imagellm", "toy-videollm")
-
-
-def load_toy(name: str = "toy-videollm", root=None, device="cpu"):
-    """The shipped toy model ``name`` as a :class:`FlowModel` (float32), after checking every
-    file's sha256 against ``data_manifests/toy_models.yaml``."""
-    from pathlib import Path
-
-    import torch
-    from transformers import AutoProcessor, LlavaNextVideoForConditionalGeneration
-
-    from ..manifests import MANIFEST_DIR, load_manifest, verify_sha256
-    from .flow_model import FlowModel
-
-    models = load_manifest("toy_models")["models"]
-    if name not in models:
-        raise ValueError(f"unknown toy model {name!r}; valid: {sorted(models)}")
-    spec = models[name]
-    path = Path(root) / name if root is not None else MANIFEST_DIR.parent / spec["path"]
-    for file, digest in spec["sha256"].items():
-        if not (path / file).is_file():
-            raise FileNotFoundError(f"{name}: {path / file} is missing (see data_manifests/toy_models.yaml)")
-        verify_sha256(path / file, digest)
-    model = LlavaNextVideoForConditionalGeneration.from_pretrained(path, dtype=torch.float32).to(device)
-    return FlowModel(model, AutoProcessor.from_pretrained(path), name=name)
+TOY_MODELS = ("toy-imagellm", "toy-videollm")  # shipped in models/, loaded by flowutils.models.load
 
 
 def architecture(fm) -> dict:

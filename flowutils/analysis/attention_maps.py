@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from .models.flow_model import FlowModel, PreparedInput
-from .plan import KnockoutPlan
+from ..models.flow_model import FlowModel, PreparedInput
+from ..knockout.plan import KnockoutPlan
 
 
 @torch.no_grad()

@@ -1,6 +1,6 @@
 """Knockout plans: for each decoder layer, the blocks of (target, source) edges to cut.
 
-A plan is pure data. The attention function (:mod:`flowutils.attention`) asks it, layer
+A plan is pure data. The attention function (:mod:`flowutils.knockout.attention`) asks it, layer
 by layer, for a boolean ``[q_len, k_len]`` matrix of cut edges (True = cut) on top of the
 causal mask. Query rows past the prompt (decode steps of open-ended generation) follow
 the last prompt position's rule; keys past the prompt (generated tokens) are never cut.

@@ -7,19 +7,19 @@ ImageLLM answered questions about one of two objects no better than picking eith
 object, with pixels and with a description of the scene alike (book appendix).
 
 This module writes the benchmark's own multiple-choice questions with no pixels: a
-description of the scene (``Blue square. Red circle.``, :func:`flowutils.synthetic.describe`)
+description of the scene (``Blue square. Red circle.``, :func:`flowutils.data.synthetic.describe`)
 goes where the video would (``training.encode_all(..., text="scene")``). Colour and shape
 questions ask about one of up to ``max_objects`` objects (the benchmark's images hold one
 or two), so that a guess among the objects present pays less and binding pays more.
 Object Count questions follow the benchmark's own plan
-(:func:`flowutils.synthetic.object_count_plan`), in words: ``Red begins. Red never.``.
+(:func:`flowutils.data.synthetic.object_count_plan`), in words: ``Red begins. Red never.``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .synthetic import (QUESTIONS, SHAPES, SyntheticSample, attribute_question, object_count_plan, object_list, scene_objects,
+from ..data.synthetic import (QUESTIONS, SHAPES, SyntheticSample, attribute_question, object_count_plan, object_list, scene_objects,
                         split_seed)
 
 SCENE_TASKS = ("image_color", "image_shape", "image_count", "object_count")

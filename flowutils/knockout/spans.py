@@ -4,7 +4,7 @@ each option (true / false), last position.
 Video tokens are found as the contiguous run of the model's video placeholder id in the
 processor's ``input_ids`` and split into frames by the count the processor's pixel tensor
 implies. Text groups come from character offsets: the prompt is built from named segments
-(:mod:`flowutils.prompt`), the tokenizer maps tokens to characters, and a token belongs to
+(:mod:`flowutils.knockout.prompt`), the tokenizer maps tokens to characters, and a token belongs to
 the segment where it starts. The processor's ids, with the video run collapsed to one
 placeholder, must equal the tokenizer's ids of the same text; if not, the layout cannot
 be trusted and a clear error says so.

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from .engine import Baseline
-from .models.flow_model import FlowModel
+from ..engine import Baseline
+from ..models.flow_model import FlowModel
 
 VARIANTS = ("final_norm", "input_embedding")
 

@@ -7,11 +7,11 @@ the answer continuation ``X) answer`` (the words give the visual concepts a dire
 Three kinds of training data, mixed by weight (:func:`train`):
 
 * ``text``: text-only questions. The video slot holds text (:data:`TEXT_CONTEXTS`): the
-  answer itself or a description of the scene (:func:`flowutils.synthetic.describe`: every
+  answer itself or a description of the scene (:func:`flowutils.data.synthetic.describe`: every
   object with its colour and shape or motion), so the model keeps the generic
   multiple-choice skill (find the option the context supports, read out its letter). The
-  shipped recipe's LM learns that skill, and binding, first from :mod:`flowutils.scene_text`,
-  and its vision tower from :mod:`flowutils.vision_pretraining`, as the real ImageLLMs start
+  shipped recipe's LM learns that skill, and binding, first from :mod:`flowutils.toy.scene_text`,
+  and its vision tower from :mod:`flowutils.toy.vision_pretraining`, as the real ImageLLMs start
   from a pretrained LLM and a pretrained vision encoder.
 * ``image``: single-frame image questions (the ImageLLM's instruction tuning).
 * ``video``: the five temporal tasks (the VideoLLM's Video-FT, vision tower frozen).
@@ -32,9 +32,9 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import torch
 
-from .data import sample_frames
-from .prompt import build_prompt, prompt_text
-from .synthetic import IMAGE_TASKS, VIDEO_TASKS, RenderConfig, describe, distractors, generate
+from ..data.video import sample_frames
+from ..knockout.prompt import build_prompt, prompt_text
+from ..data.synthetic import IMAGE_TASKS, VIDEO_TASKS, RenderConfig, describe, distractors, generate
 
 
 def _render(args):
@@ -51,7 +51,7 @@ def render_samples(tasks, n_per_task: int, seed: int, split: str, num_frames: in
     """Rendered samples (frames already sampled to ``num_frames``), task by task.
 
     ``shard_size``: a task's samples come in pieces of at most this many, each from its own
-    stream (:func:`~flowutils.synthetic.task_rng`'s shards 0, 1, ...), rendered in parallel; the
+    stream (:func:`~flowutils.data.synthetic.task_rng`'s shards 0, 1, ...), rendered in parallel; the
     first ``shard_size`` samples are those of the unsharded stream. ``None``: one stream per task.
     """
     size = shard_size or max(n_per_task, 1)
@@ -182,7 +182,7 @@ def encoded_prediction_table(model, processor, enc: dict, tasks, objects=None):
 def prediction_table(model, processor, template, samples, text: str | None = None, device=None):
     """One row per sample: task, objects (in the scene, where the ground truth lists them, else
     0), n_options, gold and predicted option index, whether the predicted letter is also the top
-    token over the whole vocabulary, and distractors (:func:`flowutils.synthetic.distractors`).
+    token over the whole vocabulary, and distractors (:func:`flowutils.data.synthetic.distractors`).
     ``text`` as in :func:`encode_all`."""
     import pandas as pd
 
@@ -310,7 +310,7 @@ def stage_args(record: dict) -> list[dict]:
 def recipe_table(records: dict, tasks) -> "pd.DataFrame":
     """One row per training record (``{name: training_log.json dict}``): patch size, LM heads, the LM's
     text pretraining (``answer`` / ``scene`` questions mixed in by the image stage, ``scene curriculum``:
-    :mod:`flowutils.scene_text`), the vision tower (``answer loss`` only, or ``patch labels``
+    :mod:`flowutils.toy.scene_text`), the vision tower (``answer loss`` only, or ``patch labels``
     pretraining then ``frozen``/``trained`` in the image stage), the Object Count training samples of the
     last stage's data (``count samples``), the steps of every stage, then per task
     in ``tasks`` the validation accuracy at the end of training (``val``) and, where the record was

@@ -1,7 +1,7 @@
 """Multiple-choice prompts, built as the paper's code builds them, with per-model chat formats.
 
 A prompt is a list of named text segments. Keeping the segments (rather than one string)
-is what lets :mod:`flowutils.spans` find the non-option question, each option and the
+is what lets :mod:`flowutils.knockout.spans` find the non-option question, each option and the
 last position exactly, whatever the tokenizer does inside each segment.
 
 TVBench prompt of the LLaVA-NeXT-Video-FT / PLLaVA models (``eval_mvbench``)::
@@ -21,7 +21,7 @@ SYSTEM_MVBENCH = (
     "option that accurately addresses the question.\n"
 )
 
-# Segment names; flowutils.spans maps each to token positions.
+# Segment names; flowutils.knockout.spans maps each to token positions.
 SYSTEM, VIDEO, NON_OPTION_QUESTION, SEPARATOR, OPTION, SUFFIX = (
     "system", "video", "non_option_question", "separator", "option", "suffix"
 )

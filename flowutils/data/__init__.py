@@ -1,0 +1,12 @@
+"""Layer 1, ``data``: what the models are asked about.
+
+Benchmarks on disk (one module per on-disk format: :mod:`.tvbench`), frame reading
+(:mod:`.video`), dataset and model manifests (:mod:`.manifests`) and the synthetic
+renderer of the embedded default benchmark (:mod:`.synthetic`). Imports no other layer.
+"""
+
+from .tvbench import VideoQASample, load_benchmark, load_task, option_letters
+from .video import BenchmarkError, read_frames, sample_frames, uniform_frame_indices
+
+__all__ = ["BenchmarkError", "VideoQASample", "load_benchmark", "load_task", "option_letters", "read_frames",
+           "sample_frames", "uniform_frame_indices"]

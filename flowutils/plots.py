@@ -1,4 +1,5 @@
-"""Paper-style figures (matplotlib): frame strips, knockout curves, training curves."""
+"""Paper-style figures (matplotlib): frame strips, knockout curves with bands, training curves; saving
+figures (PNG and SVG) and tables (CSV) under a results folder."""
 
 from __future__ import annotations
 
@@ -22,23 +23,6 @@ def frame_strips(rows, titles=None, height: float = 1.1):
     return fig
 
 
-def knockout_curves(summary, value: str = "relative_change_pct", title: str = "", ax=None):
-    """Mean relative probability change per window centre (1-based layer), one line per flow.
-
-    ``summary``: a DataFrame with columns ``flow``, ``layer`` (0-based) and ``value``.
-    """
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 3))
-    for flow, g in summary.groupby("flow", sort=False):
-        ax.plot(g["layer"] + 1, g[value], marker="o", ms=3, label=flow)
-    ax.axhline(0, color="gray", lw=0.8)
-    ax.set_xlabel("layer (window centre)")
-    ax.set_ylabel("% probability change")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
-    return ax
-
-
 def training_curves(losses, heldout, tasks, title: str = ""):
     """Loss per training set and held-out accuracy of ``tasks`` over the global step (stages shaded)."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.2))
@@ -59,3 +43,44 @@ def training_curves(losses, heldout, tasks, title: str = ""):
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def band_curves(curves, ax=None, title: str = "", ylabel: str = "% probability change", label_with=None):
+    """Mean per layer with its 95% band, one line per ``flow`` (or per ``label_with`` column).
+
+    ``curves``: the output of :func:`flowutils.analysis.uncertainty.curve` (columns ``layer``
+    0-based, ``mean``, ``lo``, ``hi``, ``questions``). Legends give the question count.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3))
+    key = label_with or "flow"
+    for name, g in curves.groupby(key, sort=False):
+        line, = ax.plot(g["layer"] + 1, g["mean"], marker="o", ms=3, label=f"{name} (n={int(g['questions'].max())})")
+        ax.fill_between(g["layer"] + 1, g["lo"], g["hi"], color=line.get_color(), alpha=0.2, lw=0)
+    ax.axhline(0, color="gray", lw=0.8)
+    ax.set_xlabel("layer (window centre, 1-based)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    return ax
+
+
+def save_figure(fig, results_dir, name: str):
+    """Save ``fig`` as ``results_dir/figures/<name>.png`` and ``.svg``; returns the PNG path."""
+    from pathlib import Path
+
+    folder = Path(results_dir) / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    fig.savefig(folder / f"{name}.svg", bbox_inches="tight")
+    fig.savefig(folder / f"{name}.png", dpi=150, bbox_inches="tight")
+    return folder / f"{name}.png"
+
+
+def save_table(table, results_dir, name: str):
+    """Save a DataFrame as ``results_dir/tables/<name>.csv``; returns the path."""
+    from pathlib import Path
+
+    folder = Path(results_dir) / "tables"
+    folder.mkdir(parents=True, exist_ok=True)
+    table.to_csv(folder / f"{name}.csv", index=False)
+    return folder / f"{name}.csv"

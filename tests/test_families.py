@@ -23,7 +23,7 @@ from flowutils.knockout.plan import KnockoutPlan
 from flowutils.models import FlowModel, load
 from flowutils.toy.models import build_tokenizer
 
-QUESTION, CANDIDATES = "What is the color of the cube", ["red", "blue", "green"]
+QUESTION, CANDIDATES = "What is the color the square", ["red", "blue", "green"]  # words of the toy vocabulary
 ALL_FLOWS = [f for fam in flows.FAMILIES.values() for f in fam] + ["video->video", "system->video"]
 
 
@@ -62,7 +62,56 @@ def _pllava(tmp):
     return model, processor
 
 
-BUILDERS = {"pllava": _pllava}
+def _toy_family(family):
+    """The two families the toy models use, through the toy builder, saved by save_pretrained."""
+    def build(tmp):
+        from flowutils.toy.models import ToyConfig, build_toy
+
+        model, processor = build_toy(ToyConfig(family=family, text_layers=4, text_hidden=64, text_heads=4,
+                                               text_kv_heads=2, text_intermediate=128, vision_layers=2,
+                                               vision_hidden=32, vision_heads=2, image_size=32), seed=0)
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        return model.float(), processor
+    return build
+
+
+QWEN_SPECIAL = ["<|vision_start|>", "<|vision_end|>", "<|video_pad|>", "<|image_pad|>", "<|im_start|>", "<|im_end|>"]
+
+
+def _qwen2_5_vl(tmp):
+    import transformers
+
+    tok = build_tokenizer(QUESTION + " " + " ".join(CANDIDATES) + " system user assistant")
+    tok.add_special_tokens({"additional_special_tokens": QWEN_SPECIAL})
+    tok.video_token, tok.image_token = "<|video_pad|>", "<|image_pad|>"
+    ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIAL}
+    config = transformers.Qwen2_5_VLConfig(
+        text_config={"vocab_size": len(tok), "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4,
+                     "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512,
+                     "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+                     "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "tie_word_embeddings": False},
+        vision_config={"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
+                       "patch_size": 8, "temporal_patch_size": 2, "spatial_merge_size": 2, "window_size": 16,
+                       "fullatt_block_indexes": [1]},
+        video_token_id=ids["<|video_pad|>"], image_token_id=ids["<|image_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(0)
+    model = transformers.Qwen2_5_VLForConditionalGeneration(config).eval()
+    size = {"shortest_edge": 32 * 64, "longest_edge": 32 * 64}
+    kw = dict(patch_size=8, temporal_patch_size=2, merge_size=2, size=size)
+    processor = transformers.Qwen2_5_VLProcessor(image_processor=transformers.Qwen2VLImageProcessor(**kw),
+                                                  video_processor=transformers.Qwen2VLVideoProcessor(**kw),
+                                                  tokenizer=tok)
+    model.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    return model, processor
+
+
+BUILDERS = {"pllava": _pllava, "llava_next_video": _toy_family("llava_next_video"),
+            "llava_onevision": _toy_family("llava_onevision"), "qwen2_5_vl": _qwen2_5_vl}
 
 
 @pytest.fixture(scope="module", params=sorted(BUILDERS))
@@ -121,6 +170,15 @@ def _frames_times_tokens(name, fm, prepared, frames):
         t, h, w = config.pooling_shape
         assert t <= len(frames)
         return t, h * w
+    if name in ("llava_next_video", "llava_onevision"):
+        pixels = prepared.inputs["pixel_values_videos"]  # [1, T, 3, H, W]
+        side = pixels.shape[-1] // config.vision_config.patch_size
+        pooled = side // 2 if name == "llava_next_video" else -(-side // 2)
+        return pixels.shape[1], pooled * pooled
+    if name == "qwen2_5_vl":  # a frame span is a temporal group of 2 frames
+        t, h, w = prepared.inputs["video_grid_thw"][0].tolist()
+        assert t == len(frames) // 2
+        return t, h * w // 4
     raise AssertionError(name)
 
 
@@ -194,3 +252,23 @@ def test_pllava_video_embeddings_project_then_pool(frames, tmp_path):
     text = [i for i in range(p.layout.n) if i not in set(p.layout.video)]
     rows = model.get_input_embeddings().weight[p.input_ids[0, text]]
     assert torch.equal(p.inputs["inputs_embeds"][0, text], rows)
+
+
+def test_mrope_suffix_positions_are_the_models_own(family, frames):
+    """M-RoPE families: the 3-D positions the engine recomputes with differ from 1-D ``arange`` positions
+    (so fast == reference above really exercises them); 1-D families get ``arange``."""
+    from flowutils.engine import run_baseline
+    from flowutils.models.adapters import MROPE
+
+    _, fm, _ = family
+    p = _prepared(fm, frames)
+    base = run_baseline(fm, p)
+    arange = torch.arange(p.layout.n)
+    ids = base.position_ids
+    if fm.adapter.positions == MROPE:
+        assert ids is None or ids.shape[-1] == p.layout.n
+        cos = base.position_embeddings[0]
+        flat = fm.decoder.rotary_emb(base.layer_inputs[0], arange[None].expand(3, 1, -1))[0]
+        assert cos.shape == flat.shape and (cos - flat).abs().max() > 1e-3
+    else:
+        assert torch.equal(ids.reshape(-1).cpu(), arange)

@@ -57,6 +57,9 @@ class FamilyAdapter:
     # (fm, text, frames [T, H, W, 3]) -> VideoEncoding; None: the family's processor on (text, video)
     encode: Callable | None = None
     default_tokens_per_frame: Callable[[object], int | None] = lambda config: None
+    video_markers: tuple[str, str] = ("", "")  # text the family puts right around its video placeholder
+    # (config, processor outputs) -> (frame spans, tokens per span) when the pixel tensor is not [1, T, C, H, W]
+    video_grid: Callable | None = None
 
     def decoder(self, model: nn.Module) -> nn.Module:
         """The decoder-only LM: has ``layers``, ``norm``, ``rotary_emb``, ``embed_tokens``."""
@@ -115,6 +118,12 @@ def _pllava_encode(fm, text, frames):
     return encode(fm, text, frames)
 
 
+def _qwen_grid(config, enc) -> tuple[int, int]:
+    """Qwen2.5-VL: ``video_grid_thw`` = (T / temporal_patch, H / patch, W / patch); merge 2x2 patches per token."""
+    t, h, w = (int(x) for x in enc["video_grid_thw"][0])
+    return t, h * w // config.vision_config.spatial_merge_size ** 2
+
+
 # The legacy LLaVA key layout of PLLaVA-style checkpoints (and of llava-v1.6-*-hf) -> transformers 5 names
 LEGACY_LLAVA_KEYS = {
     r"^language_model\.model\.": "model.language_model.",
@@ -146,6 +155,20 @@ ADAPTERS = {
         trailing_video_tokens=1,  # one image_newline embedding after the whole video
         tokens_per_frame=_llava_onevision_tokens,
         default_tokens_per_frame=_at_tower_size(_llava_onevision_tokens),
+    ),
+    "qwen2_5_vl": FamilyAdapter(
+        family="qwen2_5_vl",
+        model_class="Qwen2_5_VLForConditionalGeneration",
+        processor_class="Qwen2_5_VLProcessor",
+        template="chatml",
+        video_token="<|video_pad|>",
+        video_markers=("<|vision_start|>", "<|vision_end|>"),
+        video_token_id_attr="video_token_id",
+        trailing_video_tokens=0,
+        tokens_per_frame=lambda config, height, width: None,  # from the processor's grid (video_grid)
+        video_grid=_qwen_grid,
+        positions=MROPE,
+        frame_unit="temporal group of temporal_patch_size (2) frames",
     ),
     # The paper's LLaVA-NeXT-7B/13B-Video-FT (PLLaVA-style) and their ImageLLM bases: CLIP layer -2
     # without CLS, projector per frame, THEN a 3-D average pool to config.pooling_shape, in place of one <image>

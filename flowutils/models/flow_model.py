@@ -79,7 +79,7 @@ class FlowModel:
         candidates = list(candidates)
         if answer is not None and answer not in candidates:
             raise ValueError(f"{sample_id or 'sample'}: answer {answer!r} is not among candidates {candidates}")
-        segments = build_prompt(self.template, self.adapter.video_token, question, candidates)
+        segments = build_prompt(self.template, self.adapter.video_token, question, candidates, self.adapter.video_markers)
         text = prompt_text(segments)
         enc = (self.adapter.encode or _processor_encode)(self, text, np.asarray(frames))
         gold = candidates.index(answer) if answer is not None else None
@@ -118,5 +118,9 @@ def _processor_encode(fm: FlowModel, text: str, frames: np.ndarray) -> VideoEnco
     video = enc["pixel_values_videos"]
     inputs = {k: v.to(fm.device) for k, v in enc.items()}
     inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(fm.dtype)
-    per_frame = fm.adapter.tokens_per_frame(fm.model.config, video.shape[-2], video.shape[-1])
-    return VideoEncoding(inputs, enc["input_ids"], num_frames=video.shape[1], tokens_per_frame=per_frame)
+    config = fm.model.config
+    if fm.adapter.video_grid is not None:
+        n_frames, per_frame = fm.adapter.video_grid(config, enc)
+    else:  # [1, T, C, H, W]
+        n_frames, per_frame = video.shape[1], fm.adapter.tokens_per_frame(config, video.shape[-2], video.shape[-1])
+    return VideoEncoding(inputs, enc["input_ids"], num_frames=n_frames, tokens_per_frame=per_frame)

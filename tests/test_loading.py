@@ -89,3 +89,19 @@ def test_unknown_family_names_the_valid_ones(tiny_ckpt):
     path, _ = tiny_ckpt
     with pytest.raises(ValueError, match="supported"):
         load(path, family="nope")
+
+
+def test_supported_models_table_is_built_from_manifests_adapters_and_results(tmp_path):
+    import json
+
+    from flowutils.models import supported_models
+
+    (tmp_path / "model_shapes_H200.json").write_text(json.dumps({"gpu": "NVIDIA H200", "tiny": False, "results": [
+        {"model": "llava-next-7b-video-ft", "fast_s_per_question": 1.5, "peak_mem_gib": 15.0}]}))
+    table = supported_models(tmp_path).set_index("model")
+    assert set(model_manifests()) <= set(table.index) and "(any qwen2_5_vl checkpoint)" in table.index
+    assert table.loc["llava-next-7b-video-ft", "s / question (sweep)"] == 1.5
+    assert table.loc["llava-next-7b-video-ft", "window k"] == 9 and table.loc["llava-next-13b-video-ft", "window k"] == 11
+    missing = set(table.index[table["verified here"] == "no adapter yet"])
+    assert missing == {n for n, s in model_manifests().items() if s["family"] not in ("pllava", "llava_next_video",
+                                                                                      "llava_onevision", "qwen2_5_vl")}

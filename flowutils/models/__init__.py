@@ -6,7 +6,9 @@ One declarative adapter per transformers model family (:mod:`.adapters`), :class
 """
 
 from .adapters import ADAPTERS, FamilyAdapter, adapter_for, get_adapter
+from .catalog import supported_models
 from .flow_model import FlowModel, PreparedInput
 from .loading import load, model_manifests
 
-__all__ = ["ADAPTERS", "FamilyAdapter", "FlowModel", "PreparedInput", "adapter_for", "get_adapter", "load", "model_manifests"]
+__all__ = ["ADAPTERS", "FamilyAdapter", "FlowModel", "PreparedInput", "adapter_for", "get_adapter", "load", "model_manifests",
+           "supported_models"]

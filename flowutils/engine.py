@@ -41,7 +41,10 @@ class Baseline:
 
     ``layer_inputs[l]``: ``[1, n, d_model]`` input of decoder layer ``l``;
     ``layer_outputs[l]``: its output; ``kv[l]``: keys/values ``[1, kv_heads, n, head_dim]``;
-    ``logits``: ``[vocab]`` at the last position (float32).
+    ``logits``: ``[vocab]`` at the last position (float32);
+    ``position_ids`` / ``position_embeddings``: what the model itself passed to its decoder
+    layers (1-D ``[1, n]``, or M-RoPE ``[3, 1, n]``; rotary ``(cos, sin)`` with positions on
+    dim -2), so that a recomputed suffix gets exactly its own tokens' positions.
     """
 
     layer_inputs: list
@@ -49,6 +52,8 @@ class Baseline:
     kv: dict
     logits: torch.Tensor
     records: dict  # layer -> recorded attention weights (see KnockoutState.record_rows)
+    position_ids: torch.Tensor | None = None
+    position_embeddings: tuple | None = None
 
     @property
     def probs(self) -> torch.Tensor:
@@ -58,11 +63,16 @@ class Baseline:
 @torch.no_grad()
 def run_baseline(fm: FlowModel, prepared: PreparedInput, record_rows=None) -> Baseline:
     """The unmodified forward, capturing every decoder layer's input, output and keys/values."""
-    inputs, outputs = {}, {}
+    inputs, outputs, positions = {}, {}, {}
     hooks = []
+
+    def pre_hook(module, args, kwargs, i):
+        inputs[i] = (args[0] if args else kwargs["hidden_states"]).detach()
+        if i == 0:  # the positions the model computed itself (M-RoPE: from the video's grid)
+            positions.update(ids=kwargs.get("position_ids"), emb=kwargs.get("position_embeddings"))
+
     for i, layer in enumerate(fm.decoder.layers):
-        hooks.append(layer.register_forward_pre_hook(
-            lambda m, a, kw, i=i: inputs.__setitem__(i, (a[0] if a else kw["hidden_states"]).detach()), with_kwargs=True))
+        hooks.append(layer.register_forward_pre_hook(lambda m, a, kw, i=i: pre_hook(m, a, kw, i), with_kwargs=True))
         hooks.append(layer.register_forward_hook(
             lambda m, a, out, i=i: outputs.__setitem__(i, (out[0] if isinstance(out, tuple) else out).detach())))
     state = fm.state(prepared, capture_kv=True, record_rows=record_rows)
@@ -72,7 +82,7 @@ def run_baseline(fm: FlowModel, prepared: PreparedInput, record_rows=None) -> Ba
         for h in hooks:
             h.remove()
     return Baseline([inputs[i] for i in range(fm.n_layers)], [outputs[i] for i in range(fm.n_layers)],
-                    state.kv, out.logits[0, -1].float(), state.records)
+                    state.kv, out.logits[0, -1].float(), state.records, positions.get("ids"), positions.get("emb"))
 
 
 @torch.no_grad()
@@ -85,8 +95,12 @@ def _recompute(fm: FlowModel, prepared: PreparedInput, base: Baseline, plans, t0
     """
     n = prepared.layout.n
     first = [p.first_layer for p in plans]
-    positions = torch.arange(t0, n, device=fm.device)[None]
-    rotary = fm.decoder.rotary_emb(base.layer_inputs[0][:, t0:], positions)
+    if base.position_embeddings is None:
+        raise ValueError(f"{fm.name}: its decoder layers received no position_embeddings; the fast backend "
+                         "needs the model's own rotary (cos, sin) to recompute a suffix (use backend='reference')")
+    # the model's own positions of tokens t0..n-1 (1-D, or M-RoPE's 3-D positions from the video grid)
+    rotary = tuple(x[..., t0:, :] for x in base.position_embeddings)
+    positions = None if base.position_ids is None else base.position_ids[..., t0:]
     prefix = {l: (k[:, :, :t0], v[:, :, :t0]) for l, (k, v) in base.kv.items()}
     state = fm.state(prepared, mode="fast", prefix_kv=prefix)
     hidden = None

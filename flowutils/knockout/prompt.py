@@ -37,8 +37,12 @@ class PromptTemplate:
     after_video: str
     suffix: str
 
-    def segments(self, video_token: str, question: str, candidates, open_ended_prefix: str | None = None):
+    def segments(self, video_token: str, question: str, candidates, open_ended_prefix: str | None = None,
+                 video_markers: tuple[str, str] = ("", "")):
         """``[(kind, text)]`` whose concatenation is the whole prompt.
+
+        ``video_markers``: a model's text right before and after its video placeholder (Qwen's
+        ``<|vision_start|>`` / ``<|vision_end|>``); they belong to the prompt text around the video.
 
         Options are separate segments of kind ``option`` (``(A) text``), each after a newline
         ``separator`` (part of the question block, of neither an option nor the non-option
@@ -48,7 +52,8 @@ class PromptTemplate:
         segs = []
         if self.system:
             segs.append((SYSTEM, self.system))
-        segs += [(SYSTEM, self.before_video), (VIDEO, video_token), (SYSTEM, self.after_video)]
+        segs += [(SYSTEM, self.before_video + video_markers[0]), (VIDEO, video_token),
+                 (SYSTEM, video_markers[1] + self.after_video)]
         if open_ended_prefix is not None:
             segs.append((NON_OPTION_QUESTION, f"Question: {question}"))
             segs.append((SUFFIX, self.suffix_open_ended(open_ended_prefix)))
@@ -99,10 +104,11 @@ def get_template(name: str) -> PromptTemplate:
     return TEMPLATES[name]
 
 
-def build_prompt(template: str | PromptTemplate, video_token: str, question: str, candidates) -> list[tuple[str, str]]:
+def build_prompt(template: str | PromptTemplate, video_token: str, question: str, candidates,
+                 video_markers: tuple[str, str] = ("", "")) -> list[tuple[str, str]]:
     """Segments of the multiple-choice prompt for one question."""
     t = get_template(template) if isinstance(template, str) else template
-    return t.segments(video_token, question, candidates)
+    return t.segments(video_token, question, candidates, video_markers=video_markers)
 
 
 def prompt_text(segments) -> str:

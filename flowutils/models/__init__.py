@@ -5,8 +5,10 @@ One declarative adapter per transformers model family (:mod:`.adapters`), :class
 :mod:`.flow_model`) and :func:`load` (:mod:`.loading`). May import ``knockout`` and ``data``.
 """
 
-from .adapters import ADAPTERS, FamilyAdapter, get_adapter
+from .adapters import ADAPTERS, FamilyAdapter, adapter_for, get_adapter
+from .catalog import supported_models
 from .flow_model import FlowModel, PreparedInput
-from .loading import load
+from .loading import load, model_manifests
 
-__all__ = ["ADAPTERS", "FamilyAdapter", "FlowModel", "PreparedInput", "get_adapter", "load"]
+__all__ = ["ADAPTERS", "FamilyAdapter", "FlowModel", "PreparedInput", "adapter_for", "get_adapter", "load", "model_manifests",
+           "supported_models"]

@@ -1,10 +1,17 @@
-"""Declarative adapters: where each transformers model family keeps what flowutils needs.
+"""Declarative adapters: where each model family keeps what flowutils needs.
 
-An adapter names, for one ``config.model_type``, the model and processor classes, the
-decoder-only language model inside (its layers, final norm, rotary embedding), the LM
-head, the video placeholder, how many placeholder tokens a frame gets and how many trail
-the whole video, and the default prompt template. Nothing else in flowutils knows about
-model families: supporting a new one is a new entry here plus a tiny-config test.
+An adapter names, for one family, the model and processor classes, the decoder-only
+language model inside (its layers, final norm, rotary embedding), the LM head, the video
+placeholder, how many placeholder tokens a frame gets and how many trail the whole video,
+how positions are computed (1-D RoPE, or M-RoPE whose 3-D positions the engine reads from
+the model's own forward), the default prompt template, the key mapping of an older
+on-disk checkpoint layout, and the known paths that bypass attention (a knockout cannot
+block them; results record them). Nothing else in flowutils knows about model families:
+supporting a new one is a new entry here plus a tiny-config test.
+
+Most families run their own processor on ``(text, video)``; a family whose video
+embeddings transformers does not compute the way its checkpoints were trained (PLLaVA,
+:mod:`.pllava`) supplies ``encode`` and feeds the decoder through ``inputs_embeds``.
 """
 
 from __future__ import annotations
@@ -13,12 +20,25 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
 from torch import nn
+
+ROPE_1D, MROPE = "1-D RoPE", "M-RoPE (3-D position ids)"
+
+
+@dataclass
+class VideoEncoding:
+    """One processed prompt + video: the model's keyword inputs and what the token layout needs."""
+
+    inputs: dict  # keyword arguments of the model's forward
+    input_ids: torch.Tensor  # [1, n], the video placeholder id once per video token
+    num_frames: int  # frame spans (or temporal groups) in the video
+    tokens_per_frame: int  # expected tokens of each span
 
 
 @dataclass(frozen=True)
 class FamilyAdapter:
-    model_type: str
+    family: str
     model_class: str  # name in ``transformers``
     processor_class: str
     template: str
@@ -26,9 +46,20 @@ class FamilyAdapter:
     video_token_id_attr: str  # config attribute holding its id
     trailing_video_tokens: int  # placeholder tokens after the last frame (e.g. a newline embedding)
     tokens_per_frame: Callable[[object, int, int], int]  # (config, height, width) -> tokens of one frame
+    model_types: tuple[str, ...] = ()  # ``config.model_type`` values served (default: ``(family,)``)
     # attribute paths from the ...ForConditionalGeneration instance
     decoder_path: str = "model.language_model"
     lm_head_path: str = "lm_head"
+    positions: str = ROPE_1D
+    frame_unit: str = "frame"  # what one frame span is (Qwen: a temporal group of 2 frames)
+    key_mapping: dict | None = None  # regex: older checkpoint key layout -> transformers names
+    bypasses: tuple[str, ...] = ()  # paths from the video to the LM that attention knockout does not block
+    # (fm, text, frames [T, H, W, 3]) -> VideoEncoding; None: the family's processor on (text, video)
+    encode: Callable | None = None
+    default_tokens_per_frame: Callable[[object], int | None] = lambda config: None
+    video_markers: tuple[str, str] = ("", "")  # text the family puts right around its video placeholder
+    # (config, processor outputs) -> (frame spans, tokens per span) when the pixel tensor is not [1, T, C, H, W]
+    video_grid: Callable | None = None
 
     def decoder(self, model: nn.Module) -> nn.Module:
         """The decoder-only LM: has ``layers``, ``norm``, ``rotary_emb``, ``embed_tokens``."""
@@ -68,9 +99,43 @@ def _llava_onevision_tokens(config, height: int, width: int) -> int:
     return math.ceil(height // patch / 2) * math.ceil(width // patch / 2)
 
 
+def _at_tower_size(per_frame):
+    """Tokens per frame at the vision tower's own input size."""
+    def default(config):
+        size = config.vision_config.image_size
+        return per_frame(config, size, size)
+    return default
+
+
+def _pllava_tokens(config, height: int, width: int) -> int:
+    _, h, w = config.pooling_shape
+    return h * w
+
+
+def _pllava_encode(fm, text, frames):
+    from .pllava import encode
+
+    return encode(fm, text, frames)
+
+
+def _qwen_grid(config, enc) -> tuple[int, int]:
+    """Qwen2.5-VL: ``video_grid_thw`` = (T / temporal_patch, H / patch, W / patch); merge 2x2 patches per token."""
+    t, h, w = (int(x) for x in enc["video_grid_thw"][0])
+    return t, h * w // config.vision_config.spatial_merge_size ** 2
+
+
+# The legacy LLaVA key layout of PLLaVA-style checkpoints (and of llava-v1.6-*-hf) -> transformers 5 names
+LEGACY_LLAVA_KEYS = {
+    r"^language_model\.model\.": "model.language_model.",
+    r"^language_model\.lm_head\.": "lm_head.",
+    r"^vision_tower\.": "model.vision_tower.",
+    r"^multi_modal_projector\.": "model.multi_modal_projector.",
+    r"^image_newline$": "model.image_newline",
+}
+
 ADAPTERS = {
     "llava_next_video": FamilyAdapter(
-        model_type="llava_next_video",
+        family="llava_next_video",
         model_class="LlavaNextVideoForConditionalGeneration",
         processor_class="LlavaNextVideoProcessor",
         template="eval_mvbench",
@@ -78,9 +143,10 @@ ADAPTERS = {
         video_token_id_attr="video_token_index",
         trailing_video_tokens=0,
         tokens_per_frame=_llava_next_video_tokens,
+        default_tokens_per_frame=_at_tower_size(_llava_next_video_tokens),
     ),
     "llava_onevision": FamilyAdapter(
-        model_type="llava_onevision",
+        family="llava_onevision",
         model_class="LlavaOnevisionForConditionalGeneration",
         processor_class="LlavaOnevisionProcessor",
         template="chatml",
@@ -88,11 +154,58 @@ ADAPTERS = {
         video_token_id_attr="video_token_index",
         trailing_video_tokens=1,  # one image_newline embedding after the whole video
         tokens_per_frame=_llava_onevision_tokens,
+        default_tokens_per_frame=_at_tower_size(_llava_onevision_tokens),
+    ),
+    "qwen2_5_vl": FamilyAdapter(
+        family="qwen2_5_vl",
+        model_class="Qwen2_5_VLForConditionalGeneration",
+        processor_class="Qwen2_5_VLProcessor",
+        template="chatml",
+        video_token="<|video_pad|>",
+        video_markers=("<|vision_start|>", "<|vision_end|>"),
+        video_token_id_attr="video_token_id",
+        trailing_video_tokens=0,
+        tokens_per_frame=lambda config, height, width: None,  # from the processor's grid (video_grid)
+        video_grid=_qwen_grid,
+        positions=MROPE,
+        frame_unit="temporal group of temporal_patch_size (2) frames",
+    ),
+    # The paper's LLaVA-NeXT-7B/13B-Video-FT (PLLaVA-style) and their ImageLLM bases: CLIP layer -2
+    # without CLS, projector per frame, THEN a 3-D average pool to config.pooling_shape, in place of one <image>
+    "pllava": FamilyAdapter(
+        family="pllava",
+        model_types=("llava", "llava_next", "pllava"),
+        model_class="AutoModelForImageTextToText",  # LlavaForConditionalGeneration or LlavaNext... by model_type
+        processor_class="AutoProcessor",
+        template="eval_mvbench",
+        video_token="<image>",
+        video_token_id_attr="image_token_index",
+        trailing_video_tokens=0,
+        tokens_per_frame=_pllava_tokens,
+        key_mapping=LEGACY_LLAVA_KEYS,
+        encode=_pllava_encode,
+        frame_unit="temporal bin of the 3-D pool (pooling_shape[0] bins; one frame when frames == bins)",
+        default_tokens_per_frame=lambda config: _pllava_tokens(config, 0, 0),
     ),
 }
 
 
-def get_adapter(model_type: str) -> FamilyAdapter:
-    if model_type not in ADAPTERS:
-        raise ValueError(f"model family {model_type!r} is not supported; supported: {sorted(ADAPTERS)}")
-    return ADAPTERS[model_type]
+def get_adapter(family: str) -> FamilyAdapter:
+    """The adapter of ``family`` (a key of :data:`ADAPTERS`)."""
+    if family not in ADAPTERS:
+        raise ValueError(f"model family {family!r} is not supported; supported: {sorted(ADAPTERS)}")
+    return ADAPTERS[family]
+
+
+def adapter_for(config, family: str | None = None) -> FamilyAdapter:
+    """The adapter of a checkpoint: ``family`` if given, else PLLaVA when the config has a
+    ``pooling_shape``, else the family whose ``model_types`` include ``config.model_type``."""
+    if family is not None:
+        return get_adapter(family)
+    if getattr(config, "pooling_shape", None) is not None:
+        return ADAPTERS["pllava"]
+    for adapter in ADAPTERS.values():
+        if config.model_type in (adapter.model_types or (adapter.family,)):
+            return adapter
+    raise ValueError(f"model type {config.model_type!r} is not supported; supported families: {sorted(ADAPTERS)} "
+                     "(pass family=... to load a checkpoint of a supported family under another model type)")

@@ -16,7 +16,7 @@ import torch
 from ..knockout.attention import KnockoutState, register
 from ..knockout.prompt import build_prompt, get_template, prompt_text
 from ..knockout.spans import TokenLayout, build_layout
-from .adapters import FamilyAdapter, get_adapter
+from .adapters import FamilyAdapter, VideoEncoding, adapter_for
 
 
 @dataclass
@@ -29,6 +29,7 @@ class PreparedInput:
     gold_index: int | None
     sample_id: str = ""
     task: str = ""
+    input_ids: torch.Tensor | None = None  # [1, n] token ids, the video placeholder once per video token
 
     @property
     def gold_id(self) -> int | None:
@@ -42,7 +43,7 @@ class FlowModel:
                  name: str = "model"):
         self.model = model.eval()
         self.processor = processor
-        self.adapter = adapter or get_adapter(model.config.model_type)
+        self.adapter = adapter or adapter_for(model.config)
         self.template = get_template(template or self.adapter.template)
         self.name = name
         self.model.set_attn_implementation(register())
@@ -78,21 +79,18 @@ class FlowModel:
         candidates = list(candidates)
         if answer is not None and answer not in candidates:
             raise ValueError(f"{sample_id or 'sample'}: answer {answer!r} is not among candidates {candidates}")
-        segments = build_prompt(self.template, self.adapter.video_token, question, candidates)
-        enc = self.processor(text=prompt_text(segments), videos=[np.asarray(frames)], return_tensors="pt")
-        video = enc["pixel_values_videos"]
-        config = self.model.config
+        segments = build_prompt(self.template, self.adapter.video_token, question, candidates, self.adapter.video_markers)
+        text = prompt_text(segments)
+        enc = (self.adapter.encode or _processor_encode)(self, text, np.asarray(frames))
         gold = candidates.index(answer) if answer is not None else None
         layout = build_layout(
-            segments, enc["input_ids"], self.tokenizer, self.adapter.video_token_id(config), num_frames=video.shape[1],
-            trailing_video_tokens=self.adapter.trailing_video_tokens,
-            expected_tokens_per_frame=self.adapter.tokens_per_frame(config, video.shape[-2], video.shape[-1]),
-            answer_index=gold, model_name=self.name,
+            segments, enc.input_ids, self.tokenizer, self.adapter.video_token_id(self.model.config),
+            num_frames=enc.num_frames, trailing_video_tokens=self.adapter.trailing_video_tokens,
+            expected_tokens_per_frame=enc.tokens_per_frame, answer_index=gold, model_name=self.name,
         )
-        inputs = {k: v.to(self.device) for k, v in enc.items()}
-        inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(self.dtype)
         letters = [chr(ord("A") + i) for i in range(len(candidates))]
-        return PreparedInput(inputs, layout, [self.letter_id(l) for l in letters], gold, sample_id, task)
+        return PreparedInput(enc.inputs, layout, [self.letter_id(l) for l in letters], gold, sample_id, task,
+                             enc.input_ids)
 
     def prepare_sample(self, sample, num_frames: int = 8) -> PreparedInput:
         """Prepare a :class:`flowutils.data.VideoQASample` (read from disk) or a rendered synthetic sample."""
@@ -112,3 +110,17 @@ class FlowModel:
     def forward(self, prepared: PreparedInput, state: KnockoutState | None = None, **kwargs):
         """One full forward of the unchanged model (``state``: knockout / capture / records)."""
         return self.model(**prepared.inputs, flow_knockout=state, **kwargs)
+
+
+def _processor_encode(fm: FlowModel, text: str, frames: np.ndarray) -> VideoEncoding:
+    """The family's own processor on ``(text, video)``; frames counted from its pixel tensor."""
+    enc = fm.processor(text=text, videos=[frames], return_tensors="pt")
+    video = enc["pixel_values_videos"]
+    inputs = {k: v.to(fm.device) for k, v in enc.items()}
+    inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(fm.dtype)
+    config = fm.model.config
+    if fm.adapter.video_grid is not None:
+        n_frames, per_frame = fm.adapter.video_grid(config, enc)
+    else:  # [1, T, C, H, W]
+        n_frames, per_frame = video.shape[1], fm.adapter.tokens_per_frame(config, video.shape[-2], video.shape[-1])
+    return VideoEncoding(inputs, enc["input_ids"], num_frames=n_frames, tokens_per_frame=per_frame)

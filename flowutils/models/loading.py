@@ -1,57 +1,175 @@
 """Loading a video LLM as a :class:`FlowModel`: the one loader every notebook and command calls.
 
-``name_or_path`` is a local checkpoint directory, or the name of a model listed in a model
-manifest of ``data_manifests/`` (today the shipped toy pair of ``toy_models.yaml``, whose
-every file is sha256-checked before loading). Loading never reaches the network
-(``local_files_only``), reads safetensors only and runs no remote code. The family comes
-from the checkpoint's ``config.model_type`` and picks the adapter (:mod:`.adapters`).
+``name_or_path`` is one of:
+
+* a short name of a model manifest, ``data_manifests/models/<name>.yaml`` (the paper's
+  checkpoints and example current ones): the checkpoint is looked for in the manifest's
+  ``local_dir`` (relative to the repository, or ``$FLOWUTILS_MODEL_DIR/<name>``), then in the
+  Hugging Face cache under the manifest's ``source`` and ``revision``; its config is checked
+  against the manifest's ``expected`` values and every mismatch is named;
+* a shipped toy model of ``data_manifests/toy_models.yaml`` (every file sha256-checked);
+* a local checkpoint directory (with a ``config.json``);
+* a hub id (``owner/name``) resolved from the local Hugging Face cache only.
+
+Loading never reaches the network (``local_files_only``), reads safetensors only and runs
+no remote code unless asked (``trust_remote_code``). The family (adapter, :mod:`.adapters`)
+comes from the manifest, from ``family=...`` or from the checkpoint's config; a checkpoint in
+an older key layout is loaded with the adapter's ``key_mapping`` through
+``from_pretrained(key_mapping=...)``. ``device_map="auto"`` spreads a large model over the
+visible GPUs through accelerate.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import torch
+import yaml
 
 from ..data.manifests import MANIFEST_DIR, load_manifest, verify_sha256
-from .adapters import get_adapter
+from .adapters import FamilyAdapter, adapter_for
 from .flow_model import FlowModel
 
-MODEL_MANIFEST = "toy_models"
+TOY_MANIFEST = "toy_models"
 
 
 def known_models() -> dict:
-    """Model names resolved by :func:`load`: ``{name: manifest entry}``."""
-    return load_manifest(MODEL_MANIFEST)["models"]
+    """Shipped toy models resolved by :func:`load`: ``{name: manifest entry}``."""
+    return load_manifest(TOY_MANIFEST)["models"]
 
 
-def resolve(name_or_path: str | Path) -> Path:
-    """The local checkpoint directory of a manifest name (files sha256-checked) or a path."""
-    models = known_models()
-    if str(name_or_path) in models:
-        spec = models[str(name_or_path)]
+def model_manifests() -> dict:
+    """Model manifests of ``data_manifests/models/``: ``{name: manifest}`` (``manifest["file"]``: its path)."""
+    out = {}
+    for path in sorted((MANIFEST_DIR / "models").glob("*.yaml")):
+        spec = yaml.safe_load(path.read_text())
+        spec["file"] = str(path)
+        out[spec["name"]] = spec
+    return out
+
+
+def _hub_cache(repo_id: str, revision: str | None) -> Path | None:
+    """The local snapshot of a hub repository, or None (never the network)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, ValueError):
+        return None
+
+
+def _manifest_dir(spec: dict, revision: str | None) -> Path:
+    tried = []
+    local = spec.get("local_dir") or f"models/{spec['name']}"
+    candidates = [Path(local) if Path(local).is_absolute() else MANIFEST_DIR.parent / local]
+    if os.environ.get("FLOWUTILS_MODEL_DIR"):
+        candidates.append(Path(os.environ["FLOWUTILS_MODEL_DIR"]) / spec["name"])
+    for path in candidates:
+        if (path / "config.json").is_file():
+            return path
+        tried.append(str(path))
+    hub_id = spec.get("hub_id")
+    if hub_id:
+        snapshot = _hub_cache(hub_id, revision or spec.get("revision"))
+        if snapshot is not None:
+            return snapshot
+        tried.append(f"Hugging Face cache: {hub_id}@{revision or spec.get('revision') or 'main'}")
+    raise FileNotFoundError(f"model {spec['name']!r}: no checkpoint found (looked in {tried}); "
+                            f"{spec['file']} says where to get it: {spec.get('source')}")
+
+
+def resolve(name_or_path: str | Path, revision: str | None = None) -> tuple[Path, dict | None]:
+    """``(local checkpoint directory, its model manifest or None)`` of a name, directory or hub id."""
+    name = str(name_or_path)
+    toys = known_models()
+    if name in toys:
+        spec = toys[name]
         path = MANIFEST_DIR.parent / spec["path"]
         for file, digest in spec["sha256"].items():
             if not (path / file).is_file():
-                raise FileNotFoundError(f"{name_or_path}: {path / file} is missing "
-                                        f"(see {MANIFEST_DIR / (MODEL_MANIFEST + '.yaml')})")
+                raise FileNotFoundError(f"{name}: {path / file} is missing "
+                                        f"(see {MANIFEST_DIR / (TOY_MANIFEST + '.yaml')})")
             verify_sha256(path / file, digest)
-        return path
+        return path, None
+    manifests = model_manifests()
+    if name in manifests:
+        return _manifest_dir(manifests[name], revision), manifests[name]
     path = Path(name_or_path)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"model {str(name_or_path)!r}: no checkpoint directory with a config.json at {path}; "
-                                f"known names: {sorted(models)}")
-    return path
+    if (path / "config.json").is_file():
+        return path, None
+    if not path.exists() and name.count("/") == 1 and not name.startswith((".", "/")):
+        snapshot = _hub_cache(name, revision)
+        if snapshot is not None:
+            return snapshot, None
+    raise FileNotFoundError(f"model {name!r}: no checkpoint directory with a config.json at {path.resolve()}, "
+                            f"and not a hub id in the local Hugging Face cache; known names: "
+                            f"{sorted(toys) + sorted(manifests)} (manifests in {MANIFEST_DIR / 'models'})")
 
 
-def load(name_or_path: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
-         template: str | None = None, name: str | None = None) -> FlowModel:
-    """The model ``name_or_path`` (a manifest name or a local directory) as a :class:`FlowModel`."""
-    from transformers import AutoConfig, AutoProcessor
+def _config(path: Path, adapter_hint: str | None, trust_remote_code: bool):
+    """The checkpoint's config; a ``model_type`` transformers does not know (``pllava``) is read as LLaVA."""
+    from transformers import AutoConfig, LlavaConfig
 
-    path = resolve(name_or_path)
-    config = AutoConfig.from_pretrained(path, local_files_only=True)
-    adapter = get_adapter(config.model_type)
-    model = adapter.model_cls().from_pretrained(path, dtype=dtype, local_files_only=True, use_safetensors=True)
-    processor = AutoProcessor.from_pretrained(path, local_files_only=True)
-    return FlowModel(model.to(device), processor, adapter, template, name=name or str(name_or_path))
+    raw = json.loads((path / "config.json").read_text())
+    if raw.get("model_type") == "pllava" or adapter_hint == "pllava" and raw.get("model_type") not in (
+            "llava", "llava_next"):
+        return LlavaConfig.from_pretrained(path, local_files_only=True)
+    return AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
+
+
+def config_mismatches(config, adapter: FamilyAdapter, expected: dict) -> list[str]:
+    """Every difference between a checkpoint's config and a manifest's ``expected`` values."""
+    text = getattr(config, "text_config", config)
+    actual = {
+        "family": adapter.family,
+        "layers": text.num_hidden_layers,
+        "hidden_size": text.hidden_size,
+        "video_token_id": adapter.video_token_id(config),
+        "tokens_per_frame": adapter.default_tokens_per_frame(config),
+    }
+    problems = []
+    for key, want in expected.items():
+        if key not in actual:
+            problems.append(f"{key}: not a checkable value (valid: {sorted(actual)})")
+        elif actual[key] is not None and actual[key] != want:
+            problems.append(f"{key}: checkpoint has {actual[key]!r}, manifest expects {want!r}")
+    return problems
+
+
+def load(name_or_path: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device | None = "cpu",
+         template: str | None = None, name: str | None = None, device_map: str | dict | None = None,
+         revision: str | None = None, family: str | None = None, trust_remote_code: bool = False,
+         check_manifest: bool = True, config_overrides: dict | None = None) -> FlowModel:
+    """The model ``name_or_path`` (manifest name, toy name, local directory or cached hub id) as a :class:`FlowModel`.
+
+    ``device_map`` (e.g. ``"auto"``) hands placement to accelerate and ``device`` is then ignored;
+    ``family`` overrides the adapter chosen from the manifest or the config; ``config_overrides``
+    (after the manifest's own, e.g. PLLaVA's ``pooling_shape``) set config attributes; ``check_manifest``
+    compares a manifest checkpoint's config with the manifest's expected values (a
+    ``ValueError`` lists every mismatch).
+    """
+    from transformers import AutoProcessor
+
+    path, spec = resolve(name_or_path, revision)
+    family = family or (spec or {}).get("family")
+    config = _config(path, family, trust_remote_code)
+    for key, value in {**(spec or {}).get("config_overrides", {}), **(config_overrides or {})}.items():
+        setattr(config, key, value)
+    adapter = adapter_for(config, family)
+    if spec is not None and check_manifest:
+        problems = config_mismatches(config, adapter, spec.get("expected", {}))
+        if problems:
+            raise ValueError(f"{path}: config does not match {spec['file']}: " + "; ".join(problems))
+    kwargs = dict(config=config, dtype=dtype, local_files_only=True, use_safetensors=True,
+                  trust_remote_code=trust_remote_code, key_mapping=adapter.key_mapping)
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    model = adapter.model_cls().from_pretrained(path, **kwargs)
+    if device_map is None and device is not None:
+        model = model.to(device)
+    processor = AutoProcessor.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
+    template = template or (spec or {}).get("template")
+    return FlowModel(model, processor, adapter, template, name=name or str(name_or_path))

@@ -1,0 +1,58 @@
+"""PLLaVA-style video embeddings (the paper's LLaVA-NeXT-7B/13B-Video-FT and their ImageLLM bases).
+
+Per frame, the CLIP vision tower's features of layer ``config.vision_feature_layer`` (-2)
+are taken without the CLS token (``[T, 24*24, C]`` at 336 px) and projected by the
+multimodal projector (linear_1 -> GELU -> linear_2) to the LM width. Only then are the
+projected features average-pooled in 3-D (time, height, width) to ``config.pooling_shape``
+(``(8, 12, 12)``: 1152 tokens), flattened frame-major, and placed where the prompt's single
+``<image>`` placeholder was. transformers' ``LlavaNextVideo`` pools *before* its projector;
+with the GELU in between the two orders differ, so flowutils computes these embeddings
+itself and feeds the decoder through ``inputs_embeds`` (the model's own modules, unchanged).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .adapters import VideoEncoding
+
+
+@torch.no_grad()
+def video_embeddings(model, pixel_values: torch.Tensor) -> torch.Tensor:
+    """``pixel_values`` ``[T, 3, H, W]`` -> pooled video embeddings ``[T' * h * w, d_model]`` (frame-major)."""
+    config = model.config
+    inner = model.model
+    tower = inner.vision_tower(pixel_values, output_hidden_states=True)
+    features = tower.hidden_states[config.vision_feature_layer][:, 1:]  # [T, P, C], CLS dropped
+    projected = inner.multi_modal_projector(features)  # [T, P, d]
+    frames, patches, d = projected.shape
+    side = int(round(patches ** 0.5))
+    if side * side != patches:
+        raise ValueError(f"PLLaVA pooling needs a square patch grid; the vision tower gave {patches} patches")
+    grid = projected.reshape(1, frames, side, side, d).permute(0, 4, 1, 2, 3)  # [1, d, T, side, side]
+    pooled = F.adaptive_avg_pool3d(grid, tuple(config.pooling_shape))  # [1, d, T', h, w]
+    return pooled.permute(0, 2, 3, 4, 1).reshape(-1, d)
+
+
+def encode(fm, text: str, frames: np.ndarray) -> VideoEncoding:
+    """Tokenise ``text`` (one ``<image>``), expand the placeholder to the pooled tokens, embed."""
+    config = fm.model.config
+    pixel_values = fm.processor.image_processor(images=list(np.asarray(frames)), return_tensors="pt")["pixel_values"]
+    video = video_embeddings(fm.model, pixel_values.to(fm.device, fm.dtype))
+    ids = fm.tokenizer(text, return_tensors="pt")["input_ids"][0]
+    placeholder = fm.adapter.video_token_id(config)
+    where = (ids == placeholder).nonzero().flatten()
+    if len(where) != 1:
+        raise ValueError(f"{fm.name}: the PLLaVA prompt must hold exactly one {fm.adapter.video_token} "
+                         f"(id {placeholder}); found {len(where)} in {text[:200]!r}...")
+    at = int(where[0])
+    ids = torch.cat([ids[:at], ids.new_full((len(video),), placeholder), ids[at + 1:]])[None]
+    ids = ids.to(fm.device)
+    with torch.no_grad():
+        embeds = fm.decoder.embed_tokens(ids).clone()
+    embeds[0, at:at + len(video)] = video.to(embeds.dtype)
+    t, h, w = config.pooling_shape
+    inputs = {"inputs_embeds": embeds, "attention_mask": torch.ones_like(ids)}
+    return VideoEncoding(inputs, ids, num_frames=t, tokens_per_frame=h * w)

@@ -1,0 +1,107 @@
+"""``flowutils.models.load``: manifest names, local directories, hub ids from the local cache only,
+config checks against the manifest, and clear errors naming the path and the manifest."""
+
+import shutil
+
+import pytest
+import torch
+import transformers
+
+from flowutils.models import adapter_for, load, loading, model_manifests
+from test_families import _pllava
+
+PAPER_MODELS = ("llava-next-7b-video-ft", "llava-next-13b-video-ft", "mini-internvl-4b-video-ft", "videollama3-7b")
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pllava") / "ckpt"
+    model, _ = _pllava(path)
+    return path, model
+
+
+def test_every_paper_model_has_a_manifest_with_the_required_fields():
+    specs = model_manifests()
+    assert set(PAPER_MODELS) <= set(specs)
+    for name, spec in specs.items():
+        missing = {"name", "family", "source", "revision", "expected", "licence"} - set(spec)
+        assert not missing, (name, missing)
+        assert {"layers", "hidden_size", "tokens_per_frame"} <= set(spec["expected"]), name
+
+
+def test_missing_checkpoint_names_the_paths_and_the_manifest(monkeypatch, tmp_path):
+    monkeypatch.setenv("FLOWUTILS_MODEL_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError) as err:
+        load("llava-next-7b-video-ft")
+    msg = str(err.value)
+    assert str(tmp_path / "llava-next-7b-video-ft") in msg and "llava-next-7b-video-ft.yaml" in msg
+    with pytest.raises(FileNotFoundError, match="known names"):
+        load(tmp_path / "nowhere")
+
+
+def test_manifest_name_loads_from_the_model_dir_and_names_every_mismatch(monkeypatch, tmp_path, tiny_ckpt):
+    path, _ = tiny_ckpt
+    shutil.copytree(path, tmp_path / "llava-next-7b-video-ft")
+    monkeypatch.setenv("FLOWUTILS_MODEL_DIR", str(tmp_path))
+    with pytest.raises(ValueError) as err:
+        load("llava-next-7b-video-ft")  # a tiny model is not the 7B the manifest describes
+    msg = str(err.value)
+    for part in ("layers: checkpoint has 4, manifest expects 32", "hidden_size: checkpoint has 64",
+                 "video_token_id: checkpoint has", "llava-next-7b-video-ft.yaml"):
+        assert part in msg, part
+    # the manifest's pooling_shape (8, 12, 12) was applied before the check: 144 tokens per frame agree
+    assert "tokens_per_frame" not in msg
+    fm = load("llava-next-7b-video-ft", check_manifest=False, config_overrides={"pooling_shape": [2, 2, 2]})
+    assert fm.adapter.family == "pllava" and fm.template.name == "eval_mvbench"
+
+
+def test_manifest_values_agree_with_a_config_of_the_real_shape():
+    """A config with the 7B checkpoint's shape (no weights) passes the 7B manifest's check, the 13B's fails."""
+    config = transformers.LlavaNextConfig(
+        text_config={"model_type": "llama", "num_hidden_layers": 32, "hidden_size": 4096},
+        image_token_index=32000)
+    config.pooling_shape = [8, 12, 12]
+    adapter = adapter_for(config, "pllava")
+    specs = model_manifests()
+    assert loading.config_mismatches(config, adapter, specs["llava-next-7b-video-ft"]["expected"]) == []
+    assert loading.config_mismatches(config, adapter, specs["llava-v1.6-vicuna-7b"]["expected"]) == []
+    bad = loading.config_mismatches(config, adapter, specs["llava-next-13b-video-ft"]["expected"])
+    assert [b.split(":")[0] for b in bad] == ["layers", "hidden_size"]
+
+
+def test_hub_id_from_the_local_cache_only(monkeypatch, tmp_path, tiny_ckpt):
+    import huggingface_hub.constants
+
+    path, model = tiny_ckpt
+    repo = tmp_path / "models--someone--tiny-pllava"
+    shutil.copytree(path, repo / "snapshots" / ("0" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    fm = load("someone/tiny-pllava", dtype=torch.float32)
+    assert all(torch.equal(a, b) for a, b in zip(fm.model.state_dict().values(), model.state_dict().values()))
+    with pytest.raises(FileNotFoundError, match="local Hugging Face cache"):
+        load("someone/not-downloaded")
+
+
+def test_unknown_family_names_the_valid_ones(tiny_ckpt):
+    path, _ = tiny_ckpt
+    with pytest.raises(ValueError, match="supported"):
+        load(path, family="nope")
+
+
+def test_supported_models_table_is_built_from_manifests_adapters_and_results(tmp_path):
+    import json
+
+    from flowutils.models import supported_models
+
+    (tmp_path / "model_shapes_H200.json").write_text(json.dumps({"gpu": "NVIDIA H200", "tiny": False, "results": [
+        {"model": "llava-next-7b-video-ft", "fast_s_per_question": 1.5, "peak_mem_gib": 15.0}]}))
+    table = supported_models(tmp_path).set_index("model")
+    assert set(model_manifests()) <= set(table.index) and "(any qwen2_5_vl checkpoint)" in table.index
+    assert table.loc["llava-next-7b-video-ft", "s / question (sweep)"] == 1.5
+    assert table.loc["llava-next-7b-video-ft", "window k"] == 9 and table.loc["llava-next-13b-video-ft", "window k"] == 11
+    missing = set(table.index[table["verified here"] == "no adapter yet"])
+    assert missing == {n for n, s in model_manifests().items() if s["family"] not in ("pllava", "llava_next_video",
+                                                                                      "llava_onevision", "qwen2_5_vl")}

@@ -79,6 +79,7 @@ def file_sha256(path: Path, cache_file: Path | None = None) -> str:
     if entry not in cache:
         cache[entry] = sha256(path)
         if cache_file is not None:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
             _write_atomic(cache_file, json.dumps(cache, indent=1))
     return cache[entry]
 

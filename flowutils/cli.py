@@ -96,7 +96,7 @@ def _sweep(args) -> int:
                       num_shards=args.num_shards, batch_size=args.batch_size)
     questions = table.sample_id.nunique() if len(table) else 0
     print(f"{len(table)} rows from {questions} question(s); {skip_summary(table.attrs['skipped'])}")
-    print(f"results: {table.attrs['store']}  (read them with flowutils.load_results; shards are merged)")
+    print(f"results: {table.attrs['store']}  (read them with flowutils.analysis.load_results; shards are merged)")
     return 0
 
 

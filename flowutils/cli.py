@@ -1,4 +1,8 @@
-"""Command line: ``python -m flowutils {data,validate} ...`` (``--help`` lists the subcommands)."""
+"""Command line: ``python -m flowutils {data,validate,sweep} ...`` (``--help`` lists the subcommands).
+
+``sweep`` runs a knockout sweep with no notebook into the result store that the notebooks read
+(:mod:`flowutils.analysis.store`); under ``torchrun`` each rank runs its shard on its own GPU.
+"""
 
 from __future__ import annotations
 
@@ -20,17 +24,80 @@ def main(argv=None) -> int:
     v.add_argument("--manifest", required=True, choices=manifests.available_manifests())
     v.add_argument("--root", required=True)
     v.add_argument("--no-counts", action="store_true", help="do not compare question counts (a subset)")
+    v.add_argument("--decode-videos", action="store_true", help="also open every video and report corrupt ones")
+    v.add_argument("--min-frames", type=int, help="with --decode-videos: report videos with fewer frames")
+    _sweep_parser(sub)
     args = ap.parse_args(argv)
+    if args.command == "sweep":
+        return _sweep(args)
     if args.command == "data":
+        if args.n_per_task <= 0:
+            ap.error(f"--n-per-task must be >= 1, got {args.n_per_task}")
         root = synthetic.write_benchmark(synthetic.benchmark_dir(args.root, args.seed, args.split, args.n_per_task),
                                          args.n_per_task, args.seed, args.split)
         print(root)
         return 0
-    problems = manifests.validate_benchmark(args.root, args.manifest, check_counts=not args.no_counts)
+    problems = manifests.validate_benchmark(args.root, args.manifest, check_counts=not args.no_counts,
+                                            decode_videos=args.decode_videos, min_frames=args.min_frames)
     for p in problems:
         print(p)
     print(f"{args.root}: {'OK' if not problems else f'{len(problems)} problem(s)'} against manifest {args.manifest!r}")
     return 1 if problems else 0
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _sweep_parser(sub) -> None:
+    from .knockout.flows import FAMILIES
+    from .knockout.windows import STYLES
+
+    s = sub.add_parser("sweep", help="run an Attention Knockout sweep into a results directory (resumable)")
+    s.add_argument("--model", required=True, help="a model name of the model manifest (e.g. toy-videollm) or a checkpoint directory")
+    s.add_argument("--benchmark", required=True, help="root of the local benchmark copy")
+    s.add_argument("--manifest", default="synthetic", choices=manifests.available_manifests())
+    s.add_argument("--tasks", nargs="+", help="tasks to sweep (default: the manifest's analysed tasks)")
+    s.add_argument("--n-per-task", type=int, help="first N questions of each task (default: all)")
+    which = s.add_mutually_exclusive_group(required=True)
+    which.add_argument("--flows", nargs="+", help="flows, e.g. 'video->last' cross-frame")
+    which.add_argument("--family", nargs="+", choices=list(FAMILIES), help="flow families of the paper")
+    s.add_argument("--k", type=int, help="window size (default: the paper's 9 of 32 layers, scaled to the depth)")
+    s.add_argument("--style", default="center", choices=STYLES)
+    s.add_argument("--layers", type=int, nargs="+", help="sweep layers, 0-based (default: every layer)")
+    s.add_argument("--frames", type=int, default=8, help="frames sampled per video")
+    s.add_argument("--sample-mode", default="correct", choices=("correct", "wrong", "all"))
+    s.add_argument("--backend", default="fast", choices=("fast", "reference"))
+    s.add_argument("--dtype", default="float32", choices=DTYPES)
+    s.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available; under torchrun "
+                                                   "LOCAL_RANK picks the GPU)")
+    s.add_argument("--batch-size", type=int, default=256, help="plans per batch of the fast backend")
+    s.add_argument("--shard", type=int, help="run shard i of --num-shards (default: torchrun's RANK/WORLD_SIZE)")
+    s.add_argument("--num-shards", type=int)
+    s.add_argument("--out", required=True, help="results directory (the sweep writes under OUT/<hash>/)")
+
+
+def _sweep(args) -> int:
+    import torch
+
+    from .analysis.shards import local_device
+    from .analysis.store import skip_summary
+    from .analysis.sweep import run_sweep
+    from .data.tvbench import load_benchmark
+    from .knockout.flows import family_flows
+    from .models.loading import load
+
+    flows = args.flows or [f for fam in args.family for f in family_flows(fam)]
+    device = local_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    samples = load_benchmark(args.benchmark, args.manifest, args.tasks, args.n_per_task)
+    fm = load(args.model, dtype=getattr(torch, args.dtype), device=device)
+    table = run_sweep(fm, samples, flows, k=args.k, style=args.style, layers=args.layers, backend=args.backend,
+                      sample_mode=args.sample_mode, num_frames=args.frames, out=args.out,
+                      benchmark=manifests.manifest_identity(args.manifest), shard=args.shard,
+                      num_shards=args.num_shards, batch_size=args.batch_size)
+    questions = table.sample_id.nunique() if len(table) else 0
+    print(f"{len(table)} rows from {questions} question(s); {skip_summary(table.attrs['skipped'])}")
+    print(f"results: {table.attrs['store']}  (read them with flowutils.analysis.load_results; shards are merged)")
+    return 0
 
 
 if __name__ == "__main__":

@@ -144,6 +144,7 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
         raise ValueError(f"unknown backend {backend!r}; valid: {BACKENDS}")
     plans = list(plans)
     for plan in plans:
+        plan.validate(fm.n_layers, prepared.layout.n)
         plan.prepare(prepared.layout.n, fm.device)
     out = torch.empty(len(plans), fm.lm_head.out_features)
     if backend == "reference":

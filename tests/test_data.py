@@ -102,7 +102,7 @@ def test_manifests_parse_and_tvbench_counts():
 
 def test_validate_reports_wrong_counts(bench):
     problems = manifests.validate_benchmark(bench, "tvbench")
-    assert any("question file missing" in p for p in problems)  # synthetic copy lacks other tasks
+    assert any("question file not found" in p for p in problems)  # synthetic copy lacks other tasks
 
 
 def test_unknown_manifest():

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -42,16 +44,19 @@ def test_sample_modes_partition_the_questions(tiny, samples):
 
 
 def test_resume_skips_done_questions_and_gives_the_same_table(tiny, samples, tmp_path):
-    out = tmp_path / "sweep.csv"
     kw = dict(k=3, num_frames=4, sample_mode="all", progress=False)
-    run_sweep(tiny, samples[:2], ["last->last"], out=out, **kw)
-    first = out.read_text()
-    resumed = run_sweep(tiny, samples[:3], ["last->last"], out=out, **kw)
-    assert out.read_text().startswith(first)  # the first two questions were not rewritten
-    fresh = run_sweep(tiny, samples[:3], ["last->last"], **kw)
-    pd.testing.assert_frame_equal(resumed.reset_index(drop=True), fresh.reset_index(drop=True), check_dtype=False)
-    with pytest.raises(ValueError, match="k="):
-        run_sweep(tiny, samples[:3], ["last->last"], out=out, **{**kw, "k": 1})
+    first = run_sweep(tiny, samples[:2], ["last->last"], out=tmp_path, **kw)
+    store = Path(first.attrs["store"])
+    resumed = run_sweep(tiny, samples[:3], ["last->last"], out=tmp_path, **kw)
+    assert resumed.attrs["store"] == str(store)
+    fresh = run_sweep(tiny, samples[:3], ["last->last"], **kw)  # in memory, no store
+    pd.testing.assert_frame_equal(resumed, fresh)
+    again = run_sweep(tiny, samples[:3], ["last->last"], out=tmp_path, **kw)
+    pd.testing.assert_frame_equal(again, fresh)
+    # another window size is another result set, not an error and not a mix
+    other = run_sweep(tiny, samples[:1], ["last->last"], out=tmp_path, **{**kw, "k": 1})
+    assert other.attrs["store"] != str(store) and set(other.k) == {1}
+    assert len(list(store.glob("*.sqlite"))) == 1
 
 
 def test_summarize_matches_a_loop():

@@ -28,34 +28,48 @@ def load_manifest(name: str) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def validate_benchmark(root: str | Path, name: str, check_counts: bool = True) -> list[str]:
+def manifest_identity(name: str) -> dict:
+    """``{"manifest": name, "sha256": ...}``: what a result set records of the benchmark it read
+    (pass it as ``run_sweep(..., benchmark=...)``; the ``sweep`` command does)."""
+    load_manifest(name)
+    return {"manifest": name, "sha256": sha256(MANIFEST_DIR / f"{name}.yaml")}
+
+
+def validate_benchmark(root: str | Path, name: str, check_counts: bool = True, decode_videos: bool = False,
+                       min_frames: int | None = None) -> list[str]:
     """Problems found in the local copy ``root`` of benchmark ``name`` (an empty list: it matches).
 
-    Checks that each task's question file exists and parses, that its number of questions
-    matches the manifest (unless ``check_counts`` is false, e.g. for a subset), and that
-    every referenced video exists.
+    Every problem is listed, not only the first: per task, a missing or unparsable question
+    file, a question count that differs from the manifest (unless ``check_counts`` is false,
+    e.g. for a subset), and per entry what :func:`flowutils.data.tvbench.read_task` checks
+    (keys, answer among candidates, duplicates, bounds, missing or empty videos).
+    ``decode_videos``: also open every video (decord) and report the corrupt ones and those
+    with fewer than ``min_frames`` frames.
     """
+    from .tvbench import read_task
+    from .video import BenchmarkError, read_frames
+
     spec = load_manifest(name)
     root = Path(root)
-    problems = []
     if not root.is_dir():
         return [f"benchmark folder not found: {root}"]
+    problems = []
     for task, t in spec.get("tasks", {}).items():
+        samples, found = read_task(root, task, t["json"], t["video_dir"])
+        problems += found
         qfile = root / "json" / t["json"]
-        if not qfile.is_file():
-            problems.append(f"{task}: question file missing: {qfile}")
-            continue
-        try:
-            entries = json.loads(qfile.read_text())
-        except json.JSONDecodeError as err:
-            problems.append(f"{task}: {qfile} is not valid JSON ({err})")
-            continue
         expected = t.get("questions")
-        if check_counts and expected is not None and len(entries) != expected:
-            problems.append(f"{task}: {qfile} has {len(entries)} questions, manifest says {expected}")
-        missing = [e.get("video") for e in entries if not (root / t["video_dir"] / str(e.get("video"))).is_file()]
-        if missing:
-            problems.append(f"{task}: {len(missing)} video(s) missing under {root / t['video_dir']}, e.g. {missing[:3]}")
+        if check_counts and expected is not None and qfile.is_file() and not any(
+                "not valid JSON" in p or "holds a JSON" in p for p in found):
+            n = len(json.loads(qfile.read_text()))
+            if n != expected:
+                problems.append(f"{task}: {qfile} has {n} questions, manifest says {expected}")
+        if decode_videos:
+            for s in samples:
+                try:
+                    read_frames(s.video_path, min_frames or 1, s.bound)
+                except BenchmarkError as err:
+                    problems.append(f"{task} entry {s.index}: {err}")
     return problems
 
 

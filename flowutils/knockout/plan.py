@@ -42,6 +42,35 @@ class KnockoutPlan:
                 out.setdefault(l, []).extend(bl)
         return cls(out, dict(label))
 
+    def problems(self, n_layers: int, n: int | None = None) -> list[str]:
+        """What makes this plan invalid for a model of ``n_layers`` decoder layers and an ``n``-token
+        input: layers that are not integers in ``0..n_layers-1`` (a negative layer would silently
+        index from the end), positions outside ``0..n-1``. Empty: valid."""
+        out = []
+        bad = [l for l in self.blocks if not (isinstance(l, int) and not isinstance(l, bool) and 0 <= l < n_layers)]
+        if bad:
+            out.append(f"plan {self.label or ''}: layers {sorted(bad, key=str)} outside 0..{n_layers - 1} "
+                       f"(the model has {n_layers} decoder layers; layers are 0-based)")
+        if n is not None:
+            checked = set()  # windows share one block list: check each list once
+            for l, bl in self.blocks.items():
+                if id(bl) in checked:
+                    continue
+                checked.add(id(bl))
+                for t, s in bl:
+                    pos = torch.cat([t.reshape(-1), s.reshape(-1)])
+                    if len(pos) and (int(pos.min()) < 0 or int(pos.max()) >= n):
+                        out.append(f"plan {self.label or ''}: layer {l} cuts positions outside 0..{n - 1} "
+                                   f"(min {int(pos.min())}, max {int(pos.max())}) of the {n}-token input")
+                        break
+        return out
+
+    def validate(self, n_layers: int, n: int | None = None) -> None:
+        """Raise ``ValueError`` listing :meth:`problems` if there are any."""
+        found = self.problems(n_layers, n)
+        if found:
+            raise ValueError("; ".join(found))
+
     # A plan is not changed after it is built: these are computed once.
     @cached_property
     def _live(self):

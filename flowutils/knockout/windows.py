@@ -16,6 +16,8 @@ STYLES = ("center", "inverse", "top_down", "bottom_up")
 
 def window(layer: int, k: int, n_layers: int, style: str = "center") -> tuple[int, ...]:
     """Layers blocked for the sweep point ``layer`` (window size ``k``, ``style``)."""
+    if not isinstance(layer, int) or isinstance(layer, bool) or not isinstance(k, int) or isinstance(k, bool):
+        raise ValueError(f"layer and window size k must be integers, got layer={layer!r}, k={k!r}")
     if not 0 <= layer < n_layers:
         raise ValueError(f"layer {layer} outside 0..{n_layers - 1}")
     if style not in STYLES:

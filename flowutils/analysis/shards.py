@@ -1,0 +1,60 @@
+"""Sharding a sweep's questions over GPUs and nodes, on existing launchers (no scheduler of our own).
+
+Question ``i`` of the sample list belongs to shard ``i % num_shards`` (round robin: every shard
+gets every task). Each shard writes its own file of the result store (:mod:`.store`), and the
+loader merges them, so the shards never coordinate.
+
+* GPUs of one host: ``torchrun --nproc-per-node 2 -m flowutils sweep ...`` or
+  ``accelerate launch``; each rank reads ``RANK``/``WORLD_SIZE`` (:func:`resolve_shard`) and
+  ``LOCAL_RANK`` picks its GPU (:func:`local_device`).
+* Nodes: :func:`submit_shards` submits one SLURM array task per shard with ``submitit``
+  (its ``LocalExecutor`` runs the same tasks as local processes, which is how it is tested).
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def resolve_shard(shard: int | None = None, num_shards: int | None = None) -> tuple[int, int]:
+    """``(shard, num_shards)``: the arguments if given, else ``RANK``/``WORLD_SIZE`` of torchrun or
+    accelerate, else ``(0, 1)``."""
+    if (shard is None) != (num_shards is None):
+        raise ValueError(f"give both shard and num_shards or neither (got shard={shard!r}, num_shards={num_shards!r})")
+    if shard is None:
+        shard, num_shards = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    for name, value in (("shard", shard), ("num_shards", num_shards)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+    if num_shards < 1 or not 0 <= shard < num_shards:
+        raise ValueError(f"shard must be in 0..num_shards-1 with num_shards >= 1, got shard={shard}, "
+                         f"num_shards={num_shards}")
+    return shard, num_shards
+
+
+def shard_indices(n: int, shard: int, num_shards: int) -> list[int]:
+    """Indices of the ``n`` questions that shard ``shard`` of ``num_shards`` runs."""
+    return list(range(shard, n, num_shards))
+
+
+def local_device(device: str = "cuda") -> str:
+    """``cuda:<LOCAL_RANK>`` under a launcher that sets ``LOCAL_RANK`` and ``device`` is plain ``cuda``;
+    else ``device`` unchanged."""
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        return f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    return device
+
+
+def submit_shards(function, num_shards: int, folder, executor=None, **parameters) -> list:
+    """Submit ``function(shard, num_shards)`` as ``num_shards`` array tasks; returns submitit jobs
+    (``job.result()`` waits for one). ``executor``: a submitit executor (default
+    ``submitit.AutoExecutor(folder)``, i.e. SLURM where there is one); ``parameters`` go to its
+    ``update_parameters`` (e.g. ``slurm_partition``, ``gpus_per_node``, ``timeout_min``)."""
+    import submitit  # lazy: only the nodes that submit need it
+
+    if not isinstance(num_shards, int) or num_shards < 1:
+        raise ValueError(f"num_shards must be an integer >= 1, got {num_shards!r}")
+    executor = executor or submitit.AutoExecutor(folder=folder)
+    if parameters:
+        executor.update_parameters(**parameters)
+    return executor.map_array(function, list(range(num_shards)), [num_shards] * num_shards)

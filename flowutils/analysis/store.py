@@ -1,0 +1,295 @@
+"""The result store of knockout sweeps: crash-safe, resumable, one file per writer, shards merged on load.
+
+Layout of a results directory ``root`` (the ``out`` of :func:`flowutils.analysis.sweep.run_sweep`)::
+
+    root/<key>/params.json                 the sweep's parameters (what <key> hashes)
+    root/<key>/shard-<i>-of-<n>.sqlite     one SQLite file per writer (a rank, an array task, one process)
+    root/<key>/provenance-<i>-of-<n>.json  that writer's package versions, git commit, GPU, start/end times
+
+``<key>`` is the first 16 hex digits of the sha256 of the canonical JSON of the parameters:
+the model's identity (name, class, dtype, prompt template, and the sha256 of its checkpoint's
+safetensors files, or of its parameters for a model built in memory), the benchmark and its
+manifest hash, the flows, window size and style, sweep layers, frames, backend, sample mode
+and the flowutils version. Changing any of them starts a new result set; rerunning the same
+sweep finds its directory and skips the questions already finished there (in any shard).
+
+Why SQLite, one file per writer, one transaction per question:
+
+* A question's rows and its "finished" record are written in one transaction. SQLite's
+  journal makes a transaction all or nothing across a crash, a ``SIGKILL`` or a power cut,
+  so a half-written question cannot exist (the failure of the old CSV append: half a line,
+  accepted on resume). No hand-made file format or append logic is left to get wrong.
+* One writer per file needs no locking between processes: ranks on one host and array
+  tasks on several nodes never write the same file. The rollback journal (SQLite's default,
+  not WAL) is used because WAL needs shared memory on one host and results directories of
+  SLURM arrays often sit on network file systems; its one fsync per question costs
+  milliseconds against a question's seconds of GPU work.
+* SQLite is in the standard library (no dependency on the GPU machines), one file is easy
+  to copy, and DuckDB's ``sqlite_scan`` or pandas read it as is. Parquet parts renamed into
+  place atomically would also be crash-safe, but need one file per question (thousands of
+  small files) or a compaction step.
+
+Floats are stored as 8-byte IEEE doubles, so the numbers read back are bit-identical to
+those computed. Questions carry a fingerprint of their content (question, candidates,
+answer, video); a resume that finds another content under a finished question's id stops
+with an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import socket
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+SHARD_GLOB = "shard-*-of-*.sqlite"
+STATUSES = ("done", "excluded", "skipped")  # rows written / outside sample_mode / skipped with a reason
+RETRIED_SKIPS = ("oom",)  # skip kinds that a rerun tries again (they depend on the machine, not the question)
+_SQL_TYPES = {bool: "BOOLEAN", int: "INTEGER", float: "REAL", str: "TEXT"}
+
+
+class StoreError(ValueError):
+    """A results directory is unreadable or was written by another sweep (the message names the file)."""
+
+
+def sweep_key(params: dict) -> str:
+    """First 16 hex digits of the sha256 of ``params``' canonical JSON."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def file_sha256(path: Path, cache_file: Path | None = None) -> str:
+    """sha256 of a file, remembered in ``cache_file`` by (absolute path, size, mtime): a 7B checkpoint
+    is hashed once, not at every resume."""
+    from ..data.manifests import sha256
+
+    path = Path(path).resolve()
+    st = path.stat()
+    entry = f"{path}|{st.st_size}|{st.st_mtime_ns}"
+    cache = {}
+    if cache_file is not None and cache_file.is_file():
+        try:
+            cache = json.loads(cache_file.read_text())
+        except json.JSONDecodeError:
+            cache = {}  # a cache is only a cache: recompute
+    if entry not in cache:
+        cache[entry] = sha256(path)
+        if cache_file is not None:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomic(cache_file, json.dumps(cache, indent=1))
+    return cache[entry]
+
+
+def model_identity(fm, cache_file: Path | None = None) -> dict:
+    """What makes two models the same for a sweep: ``fm.identity`` if the model has one, else its name,
+    class, dtype, prompt template and the sha256 of its checkpoint's safetensors files (from
+    ``config._name_or_path``) or, for a model built in memory, of its parameters."""
+    if getattr(fm, "identity", None):
+        return dict(fm.identity)
+    import torch
+
+    ident = {"name": fm.name, "class": type(fm.model).__name__, "dtype": str(fm.dtype),
+             "template": getattr(fm.template, "name", str(fm.template))}
+    path = Path(str(getattr(fm.model.config, "_name_or_path", "") or "."))
+    files = sorted(path.glob("*.safetensors")) if str(path) not in ("", ".") and path.is_dir() else []
+    if files:
+        ident["checkpoint_sha256"] = {f.name: file_sha256(f, cache_file) for f in files}
+        return ident
+    h = hashlib.sha256()
+    for name, tensor in sorted(fm.model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
+    ident["parameters_sha256"] = h.hexdigest()
+    return ident
+
+
+def provenance(device=None) -> dict:
+    """Package versions, git commit (if the package sits in a git checkout), host and GPU of this writer."""
+    import numpy
+    import pandas
+    import torch
+    import transformers
+
+    from .. import __version__
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                                text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    gpu = None
+    if device is not None and torch.device(device).type == "cuda":
+        gpu = torch.cuda.get_device_name(torch.device(device))
+    return {"flowutils": __version__, "git_commit": commit, "python": platform.python_version(),
+            "torch": torch.__version__, "transformers": transformers.__version__, "numpy": numpy.__version__,
+            "pandas": pandas.__version__, "sqlite": sqlite3.sqlite_version, "host": socket.gethostname(),
+            "device": str(device) if device is not None else None, "gpu": gpu}
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        con = sqlite3.connect(path, isolation_level=None)  # transactions are explicit (BEGIN ... COMMIT)
+        con.execute("CREATE TABLE IF NOT EXISTS questions (sample_id TEXT PRIMARY KEY, task TEXT, fingerprint TEXT, "
+                    "status TEXT NOT NULL, reason TEXT, n_rows INTEGER)")
+    except sqlite3.DatabaseError as err:
+        raise StoreError(f"{path}: not a readable result store ({err}); move it away to start this shard again") from err
+    return con
+
+
+class ResultStore:
+    """One sweep's directory ``root/<key>``; this process writes shard ``shard`` of ``num_shards``."""
+
+    def __init__(self, root, params: dict, shard: int = 0, num_shards: int = 1, device=None):
+        self.params = params
+        self.dir = Path(root) / sweep_key(params)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        params_file = self.dir / "params.json"
+        if params_file.is_file():
+            stored = json.loads(params_file.read_text())
+            if stored != json.loads(json.dumps(params, default=str)):
+                raise StoreError(f"{params_file}: parameters differ from this run's under the same key; "
+                                 "remove the directory")
+        else:
+            _write_atomic(params_file, json.dumps(params, indent=1, sort_keys=True, default=str))
+        name = f"{shard:03d}-of-{num_shards:03d}"
+        self.path = self.dir / f"shard-{name}.sqlite"
+        self.provenance_file = self.dir / f"provenance-{name}.json"
+        self.provenance = {**provenance(device), "shard": shard, "num_shards": num_shards, "started": _now(),
+                           "finished": None}
+        _write_atomic(self.provenance_file, json.dumps(self.provenance, indent=1))
+        self.con = _connect(self.path)
+
+    def finished(self) -> dict[str, str]:
+        """``{sample_id: fingerprint}`` of the questions finished in any shard file of this sweep
+        (skips of a kind in :data:`RETRIED_SKIPS` are not finished: a rerun tries them again)."""
+        q = load_questions(self.dir)
+        keep = (q.status != "skipped") | ~q.reason.str.split(":").str[0].isin(RETRIED_SKIPS)
+        return dict(zip(q.sample_id[keep], q.fingerprint[keep]))
+
+    def record(self, sample_id: str, task: str, fingerprint: str, status: str, rows=(), reason: str = "") -> None:
+        """Write one question (its rows and its status) in one transaction."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}; valid: {STATUSES}")
+        rows = list(rows)
+        con = self.con
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            if rows:
+                columns = list(rows[0])
+                types = [_SQL_TYPES.get(type(v), "TEXT") for v in rows[0].values()]
+                con.execute("CREATE TABLE IF NOT EXISTS rows (seq INTEGER PRIMARY KEY, "
+                            + ", ".join(f'"{c}" {t}' for c, t in zip(columns, types)) + ")")
+                names = ", ".join(f'"{c}"' for c in columns)
+                con.executemany(f"INSERT INTO rows ({names}) VALUES ({', '.join('?' * len(columns))})",
+                                [tuple(r[c] for c in columns) for r in rows])
+            con.execute("INSERT OR REPLACE INTO questions VALUES (?, ?, ?, ?, ?, ?)",
+                        (sample_id, task, fingerprint, status, reason, len(rows)))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self.provenance["finished"] = _now()
+        _write_atomic(self.provenance_file, json.dumps(self.provenance, indent=1))
+        self.con.close()
+
+
+def shard_files(path) -> list[Path]:
+    path = Path(path)
+    if not path.is_dir():
+        raise StoreError(f"no result set at {path} (a directory root/<key> written by run_sweep)")
+    return sorted(path.glob(SHARD_GLOB))
+
+
+def _read(file: Path, query: str):
+    import pandas as pd
+
+    try:
+        # read-write: a writer killed mid-transaction leaves a hot journal, which the next reader rolls back
+        con = sqlite3.connect(file, timeout=60)
+        try:
+            frame = pd.read_sql_query(query, con)
+            types = {r[1]: r[2] for r in con.execute("PRAGMA table_info(rows)")}
+        finally:
+            con.close()
+    except (sqlite3.DatabaseError, pd.errors.DatabaseError) as err:
+        if "no such table: rows" in str(err):
+            return pd.DataFrame()
+        raise StoreError(f"{file}: not a readable result store ({err})") from err
+    for column, sql_type in types.items():  # SQLite has no boolean: 0/1 back to bool
+        if sql_type == "BOOLEAN" and column in frame:
+            frame[column] = frame[column].astype(bool)
+    return frame
+
+
+def load_questions(path):
+    """Every question's record over all shard files of ``path`` (a ``root/<key>`` directory):
+    ``sample_id``, ``task``, ``fingerprint``, ``status``, ``reason``, ``n_rows``, ``shard_file``."""
+    import pandas as pd
+
+    frames = [_read(f, "SELECT * FROM questions ORDER BY rowid").assign(shard_file=f.name) for f in shard_files(path)]
+    columns = ["sample_id", "task", "fingerprint", "status", "reason", "n_rows", "shard_file"]
+    q = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else None
+    return q if q is not None else pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+
+
+def load_results(path):
+    """All rows of the result set ``path`` (a ``root/<key>`` directory), shards merged, as a DataFrame.
+
+    A question finished in two shard files (two shardings of one sweep run at once) is taken
+    from the first file. ``attrs["skipped"]``: the skipped questions (:func:`load_skipped`);
+    ``attrs["params"]``: the sweep's parameters.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    frames, seen = [], set()
+    for f in shard_files(path):
+        rows = _read(f, "SELECT * FROM rows ORDER BY seq")
+        if len(rows):
+            rows = rows[~rows.sample_id.isin(seen)].drop(columns="seq")
+            seen |= set(rows.sample_id)
+            frames.append(rows)
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    table.attrs["skipped"] = load_skipped(path)
+    table.attrs["params"] = json.loads((path / "params.json").read_text()) if (path / "params.json").is_file() else {}
+    return table
+
+
+def load_skipped(path):
+    """The skipped questions of the result set ``path``: ``sample_id``, ``task``, ``kind``, ``reason``."""
+    q = load_questions(path)
+    q = q[q.status == "skipped"].drop_duplicates("sample_id")
+    return skipped_frame(q.sample_id, q.task, q.reason)
+
+
+def skipped_frame(sample_ids, tasks, reasons):
+    """``sample_id``, ``task``, ``kind`` (the reason's ``kind:`` prefix), ``reason``."""
+    import pandas as pd
+
+    reasons = list(reasons)
+    return pd.DataFrame({"sample_id": list(sample_ids), "task": list(tasks),
+                         "kind": [r.split(":", 1)[0] for r in reasons], "reason": reasons})
+
+
+def skip_summary(skipped) -> str:
+    """``"3 question(s) skipped: 2 video, 1 oom"`` (or ``"no question skipped"``)."""
+    if skipped is None or not len(skipped):
+        return "no question skipped"
+    counts = skipped.kind.value_counts().sort_index()
+    return f"{len(skipped)} question(s) skipped: " + ", ".join(f"{n} {kind}" for kind, n in counts.items())

@@ -1,0 +1,310 @@
+"""Bad input: each case gives a clear error (naming the file, question or parameter and the valid
+choices) before any work, or a counted skip during a sweep; never a crash of the whole sweep and
+never a silently wrong number."""
+
+import copy
+import json
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+
+from flowutils import cli, data
+from flowutils.analysis import sweep as sweep_module
+from flowutils.analysis.sweep import run_sweep, summarize
+from flowutils.data import manifests, synthetic
+from flowutils.engine import knockout_logits
+from flowutils.knockout import windows
+from flowutils.knockout.plan import KnockoutPlan
+from flowutils.models.flow_model import FlowModel
+from flowutils.toy.models import build_toy
+
+from conftest import tiny_config
+
+KW = dict(k=1, num_frames=4, sample_mode="all", progress=False)
+
+
+@pytest.fixture(scope="module")
+def fm():
+    model, processor = build_toy(tiny_config("llava_next_video"), seed=0)
+    return FlowModel(model.float(), processor, name="tiny")
+
+
+@pytest.fixture(scope="module")
+def questions():
+    out = []
+    for task in synthetic.VIDEO_TASKS[:3]:
+        s = next(synthetic.generate(task, 1, seed=0, split="test"))
+        s.frames, s.sample_id = s.frames[::4], f"{task}/0"
+        out.append(s)
+    return out
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench") / "synthetic"
+    synthetic.write_benchmark(root, 2, seed=0, split="test", progress=False)
+    return root
+
+
+def _copy(bench, tmp_path):
+    return shutil.copytree(bench, tmp_path / "copy")
+
+
+def _edit(root, task, change):
+    path = root / "json" / f"{task}.json"
+    path.write_text(json.dumps(change(json.loads(path.read_text()))))
+    return path
+
+
+# ------------------------------------------------------------------ sweep parameters: checked before any work
+# (keyword arguments, text the error must contain)
+SWEEP_CASES = {
+    "empty flows": (dict(flows=[]), "flows must be a non-empty list"),
+    "flows as one string": (dict(flows="video->last"), "flows must be a non-empty list"),
+    "unknown token group": (dict(flows=["video->nowhere"]), r"flow 'video->nowhere'.*valid"),
+    "flow without arrow": (dict(flows=["videolast"]), r"'source->target' or 'cross-frame'"),
+    "duplicate flows": (dict(flows=["video->last", "video->last"]), "duplicates"),
+    "k = 0 (no silent default)": (dict(k=0), r"window size k must be an integer in 1\.\.4"),
+    "k past the depth": (dict(k=5), r"in 1\.\.4 \(the model's depth\)"),
+    "k not an integer": (dict(k=2.5), "window size k"),
+    "unknown style": (dict(style="diagonal"), r"unknown window style 'diagonal'; valid: \('center'"),
+    "layer -1": (dict(layers=[-1]), r"integers in 0\.\.3"),
+    "layer past the depth": (dict(layers=[4]), r"integers in 0\.\.3"),
+    "no layers": (dict(layers=[]), "non-empty list"),
+    "duplicate layers": (dict(layers=[0, 0]), "layers contain duplicates"),
+    "unknown backend": (dict(backend="turbo"), r"unknown backend 'turbo'; valid: \('fast', 'reference'\)"),
+    "unknown sample_mode": (dict(sample_mode="right"), r"unknown sample_mode 'right'; valid"),
+    "num_frames = 0": (dict(num_frames=0), "num_frames must be an integer >= 1"),
+    "num_frames as text": (dict(num_frames="8"), "num_frames must be an integer >= 1"),
+    "num_frames past the video": (dict(num_frames=9), r"fewer frames than num_frames=9: \['action_antonym/0 \(4 frames\)"),
+    "shard without num_shards": (dict(shard=0), "give both shard and num_shards"),
+    "shard out of range": (dict(shard=2, num_shards=2), r"shard must be in 0\.\.num_shards-1"),
+}
+
+
+@pytest.mark.parametrize("case", list(SWEEP_CASES))
+def test_bad_sweep_parameter_is_a_clear_error(fm, questions, case):
+    change, message = SWEEP_CASES[case]
+    kw = {**KW, "flows": ["video->last"], **change}
+    with pytest.raises(ValueError, match=message):
+        run_sweep(fm, questions, **kw)
+
+
+def test_all_problems_are_listed_at_once(fm, questions):
+    with pytest.raises(ValueError, match=r"3 problem\(s\)(?s:.*)backend(?s:.*)sample_mode(?s:.*)num_frames"):
+        run_sweep(fm, questions, ["video->last"], k=1, backend="x", sample_mode="y", num_frames=0)
+
+
+def test_empty_sample_list(fm):
+    with pytest.raises(ValueError, match="sample list is empty"):
+        run_sweep(fm, [], ["video->last"], **KW)
+
+
+def test_duplicate_sample_ids(fm, questions):
+    twin = copy.copy(questions[1])
+    twin.sample_id = questions[0].sample_id
+    with pytest.raises(ValueError, match=r"sample ids must be unique.*action_antonym/0"):
+        run_sweep(fm, [questions[0], twin], ["video->last"], **KW)
+
+
+def test_summarize_an_empty_table():
+    with pytest.raises(ValueError, match="non-empty sweep table"):
+        summarize(pd.DataFrame())
+
+
+# ------------------------------------------------------------------ plans and windows
+@pytest.mark.parametrize("backend", ["fast", "reference"])
+@pytest.mark.parametrize("layer", [-1, 4])
+def test_plan_layer_outside_the_model_is_an_error_in_both_backends(fm, questions, backend, layer):
+    p = fm.prepare_sample(questions[0], 4)
+    plan = KnockoutPlan.from_flows(p.layout, ["video->last"], [layer])
+    with pytest.raises(ValueError, match=rf"layers \[{layer}\] outside 0\.\.3"):
+        knockout_logits(fm, p, [plan], backend)
+
+
+def test_plan_position_outside_the_input_is_an_error(fm, questions):
+    p = fm.prepare_sample(questions[0], 4)
+    n = p.layout.n
+    plan = KnockoutPlan({0: [(torch.tensor([n + 3]), torch.tensor([0]))]})
+    with pytest.raises(ValueError, match=rf"positions outside 0\.\.{n - 1}"):
+        knockout_logits(fm, p, [plan])
+
+
+def test_window_layer_not_an_integer():
+    with pytest.raises(ValueError, match="must be integers"):
+        windows.window(1.5, 3, 12)
+
+
+# ------------------------------------------------------------------ benchmark files: every problem at once
+def test_task_json_that_is_a_dict(bench, tmp_path):
+    root = _copy(bench, tmp_path)
+    _edit(root, "action_antonym", lambda e: {"questions": e})
+    with pytest.raises(data.BenchmarkError, match=r"action_antonym.json holds a JSON dict; expected a list"):
+        data.load_benchmark(root, "synthetic")
+
+
+def test_invalid_json(bench, tmp_path):
+    root = _copy(bench, tmp_path)
+    (root / "json" / "object_count.json").write_text("[{")
+    with pytest.raises(data.BenchmarkError, match="object_count.json is not valid JSON"):
+        data.load_benchmark(root, "synthetic")
+
+
+def test_empty_question_list(bench, tmp_path):
+    root = _copy(bench, tmp_path)
+    _edit(root, "object_count", lambda e: [])
+    with pytest.raises(data.BenchmarkError, match="object_count.json has no questions"):
+        data.load_benchmark(root, "synthetic")
+
+
+ENTRY_CASES = {
+    "answer not among candidates": (lambda e: {**e, "answer": "Sideways."}, r"answer 'Sideways.' is not among"),
+    "missing keys": (lambda e: {k: v for k, v in e.items() if k != "candidates"}, r"missing keys \['candidates'\]"),
+    "one candidate": (lambda e: {**e, "candidates": [e["answer"]]}, "candidates must be a list of at least 2 non-empty strings"),
+    "duplicate candidates": (lambda e: {**e, "candidates": [e["answer"]] * 2}, "candidates contain duplicates"),
+    "empty question": (lambda e: {**e, "question": ""}, "question must be a non-empty string"),
+    "start > end": (lambda e: {**e, "start": 5, "end": 2}, r"bounds must satisfy 0 <= start < end, got start=5, end=2"),
+    "start without end": (lambda e: {**e, "start": 1}, "give both start and end"),
+    "bounds as text": (lambda e: {**e, "start": "a", "end": "b"}, "start and end must be numbers"),
+    "entry not an object": (lambda e: ["video.mp4"], "an entry is an object"),
+    "missing video": (lambda e: {**e, "video": "nope.mp4"}, r"video file not found: .*nope.mp4"),
+}
+
+
+@pytest.mark.parametrize("case", list(ENTRY_CASES))
+def test_bad_entry_is_named_with_its_file_and_index(bench, tmp_path, case):
+    change, message = ENTRY_CASES[case]
+    root = _copy(bench, tmp_path)
+    _edit(root, "moving_direction", lambda es: [es[0], change(es[1])])
+    with pytest.raises(data.BenchmarkError, match=rf"moving_direction.json entry 1: {message}"):
+        data.load_benchmark(root, "synthetic")
+
+
+def test_duplicate_entries(bench, tmp_path):
+    root = _copy(bench, tmp_path)
+    _edit(root, "action_sequence", lambda es: es + [es[0]])
+    with pytest.raises(data.BenchmarkError, match="entry 2: duplicate of entry 0"):
+        data.load_benchmark(root, "synthetic")
+
+
+def test_empty_video_file(bench, tmp_path):
+    root = _copy(bench, tmp_path)
+    (root / "video" / "scene_transition" / "scene_transition_00001.mp4").write_bytes(b"")
+    with pytest.raises(data.BenchmarkError, match=r"video file is empty \(0 bytes\)"):
+        data.load_benchmark(root, "synthetic")
+
+
+def test_every_problem_of_every_task_is_listed_at_once(bench, tmp_path):
+    root = _copy(bench, tmp_path)
+    _edit(root, "action_antonym", lambda es: [{**es[0], "answer": "Nope."}, {**es[1], "start": 3, "end": 1}])
+    _edit(root, "object_count", lambda es: {"not": "a list"})
+    with pytest.raises(data.BenchmarkError) as err:
+        data.load_benchmark(root, "synthetic")
+    text = str(err.value)
+    assert "3 problem(s)" in text and "entry 0: answer 'Nope.'" in text and "entry 1: bounds" in text
+    assert "object_count.json holds a JSON dict" in text
+    problems = manifests.validate_benchmark(root, "synthetic", check_counts=False)
+    assert len(problems) == 3
+
+
+def test_corrupt_and_too_short_videos_found_by_decoding(bench, tmp_path):
+    root = _copy(bench, tmp_path)
+    video = root / "video" / "action_antonym" / "action_antonym_00000.mp4"
+    video.write_bytes(video.read_bytes()[:300])
+    assert manifests.validate_benchmark(root, "synthetic", check_counts=False) == []  # not decoded: not seen
+    problems = manifests.validate_benchmark(root, "synthetic", check_counts=False, decode_videos=True)
+    assert len(problems) == 1 and "action_antonym entry 0" in problems[0] and "action_antonym_00000.mp4" in problems[0]
+    problems = manifests.validate_benchmark(root, "synthetic", check_counts=False, decode_videos=True, min_frames=32)
+    assert len(problems) == 10 and sum("fewer than the 32" in p for p in problems) == 9
+
+
+@pytest.mark.parametrize("n", [0, -1, "abc", 2.5])
+def test_bad_n_per_task(bench, n):
+    with pytest.raises(data.BenchmarkError, match="n_per_task must be an integer >= 1"):
+        data.load_benchmark(bench, "synthetic", n_per_task=n)
+
+
+def test_no_tasks_and_unknown_manifest(bench):
+    with pytest.raises(data.BenchmarkError, match="no tasks asked for; valid"):
+        data.load_benchmark(bench, "synthetic", tasks=[])
+    with pytest.raises(FileNotFoundError, match="no manifest 'kinetics'.*valid"):
+        data.load_benchmark(bench, "kinetics")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["data", "--n-per-task", "0"], "--n-per-task must be >= 1"),
+    (["data", "--seed", "abc"], "invalid int value: 'abc'"),
+    (["sweep", "--model", "m", "--benchmark", "b", "--out", "o", "--family", "nope"], "invalid choice: 'nope'"),
+    (["sweep", "--model", "m", "--benchmark", "b", "--out", "o"], "one of the arguments --flows --family is required"),
+    (["sweep", "--model", "m", "--benchmark", "b", "--out", "o", "--flows", "x", "--dtype", "fp8"], "invalid choice"),
+])
+def test_command_line_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ during a sweep: counted skips
+def test_undecodable_and_too_short_videos_are_counted_skips(fm, bench, tmp_path):
+    root = _copy(bench, tmp_path)
+    (root / "video" / "action_antonym" / "action_antonym_00000.mp4").write_bytes(b"\0" * 4096)
+    samples = data.load_benchmark(root, "synthetic", tasks=["action_antonym"])
+    table = run_sweep(fm, samples, ["video->last"], **KW)
+    skipped = table.attrs["skipped"]
+    assert list(skipped.sample_id) == ["action_antonym/0"] and list(skipped.kind) == ["video"]
+    assert "action_antonym_00000.mp4" in skipped.reason[0]
+    assert set(table.sample_id) == {"action_antonym/1"}  # the other question still ran
+    short = run_sweep(fm, samples[1:], ["video->last"], **{**KW, "num_frames": 32}).attrs["skipped"]
+    assert list(short.kind) == ["video"] and "fewer than the 32" in short.reason[0]
+
+
+def test_spans_not_found_is_a_counted_skip(fm, questions):
+    class WrongTokensPerFrame:  # an adapter that expects one token per frame too many
+        def __getattr__(self, name):
+            return getattr(fm.adapter, name)
+
+        def tokens_per_frame(self, *args):
+            return fm.adapter.tokens_per_frame(*args) + 1
+
+    wrong = FlowModel(fm.model, fm.processor, adapter=WrongTokensPerFrame(), name="tiny")
+    table = run_sweep(wrong, questions[:2], ["video->last"], **KW)
+    fm.model.set_attn_implementation("flow_knockout")
+    assert len(table) == 0 and list(table.attrs["skipped"].kind) == ["spans", "spans"]
+
+
+def test_nan_logits_are_a_counted_skip(fm, questions, tmp_path):
+    broken = copy.deepcopy(fm)
+    with torch.no_grad():
+        broken.lm_head.weight[5] = float("nan")
+    table = run_sweep(broken, questions, ["video->last"], out=tmp_path, **KW)
+    assert len(table) == 0 and list(table.attrs["skipped"].kind) == ["non-finite"] * 3
+    assert "NaN or inf" in table.attrs["skipped"].reason[0]
+
+
+def test_out_of_memory_is_retried_with_a_smaller_batch_then_skipped(fm, questions, tmp_path, monkeypatch):
+    reference = run_sweep(fm, questions, ["video->last", "cross-frame"], **KW)
+    real, seen = sweep_module.knockout_logits, []
+
+    def small_memory(*args, batch_size, **kwargs):  # only batches of <= 2 plans fit
+        seen.append(batch_size)
+        if batch_size > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 GiB")
+        return real(*args, batch_size=batch_size, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "knockout_logits", small_memory)
+    retried = run_sweep(fm, questions, ["video->last", "cross-frame"], batch_size=8, **KW)
+    assert seen[:3] == [8, 4, 2]
+    # the same numbers up to float rounding (a smaller batch sums in another order)
+    pd.testing.assert_frame_equal(retried, reference, check_exact=False, rtol=1e-5, atol=1e-4)
+
+    def no_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(sweep_module, "knockout_logits", no_memory)
+    skipped = run_sweep(fm, questions, ["video->last"], out=tmp_path, **KW)
+    assert list(skipped.attrs["skipped"].kind) == ["oom"] * 3
+    monkeypatch.setattr(sweep_module, "knockout_logits", real)  # a rerun with memory tries them again
+    rerun = run_sweep(fm, questions, ["video->last"], out=tmp_path, **KW)
+    assert rerun.sample_id.nunique() == 3 and len(rerun.attrs["skipped"]) == 0

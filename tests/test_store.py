@@ -1,0 +1,149 @@
+"""The result store: crash safety under SIGKILL, resume without recomputation, result-set keys, shards merged."""
+
+import multiprocessing as mp
+import os
+import random
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from flowutils.analysis import sweep as sweep_module
+from flowutils.analysis.store import StoreError, load_questions, load_results, load_skipped, skip_summary
+from flowutils.analysis.sweep import run_sweep
+from flowutils.data import synthetic
+from flowutils.models.flow_model import FlowModel
+from flowutils.toy.models import build_toy
+
+from conftest import tiny_config
+
+KW = dict(k=1, num_frames=4, sample_mode="all", progress=False)
+
+
+@pytest.fixture(scope="module")
+def fm():
+    model, processor = build_toy(tiny_config("llava_next_video"), seed=0)
+    return FlowModel(model.float(), processor, name="tiny")
+
+
+@pytest.fixture(scope="module")
+def questions():
+    """40 questions (8 per video task), 4 frames each, with their own ids."""
+    out = []
+    for task in synthetic.VIDEO_TASKS:
+        for j, s in enumerate(synthetic.generate(task, 8, seed=0, split="test")):
+            s.frames, s.sample_id = s.frames[::4], f"{task}/{j}"
+            out.append(s)
+    return out
+
+
+def _child(fm, questions, out, started):
+    """Run the sweep; ``started`` is set when the first question begins (the store is open by then)."""
+    question = sweep_module._question
+
+    def signalling(*args, **kwargs):
+        started.set()
+        return question(*args, **kwargs)
+
+    sweep_module._question = signalling
+    run_sweep(fm, questions, ["video->last", "cross-frame"], out=out, **KW)
+    os._exit(0)
+
+
+def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_table(fm, questions, tmp_path):
+    """20 SIGKILLs at random points of a sweep in a child process, each followed by a resume; the final
+    table equals an uninterrupted in-memory run row for row, bit for bit."""
+    flows = ["video->last", "cross-frame"]
+    t = time.perf_counter()
+    reference = run_sweep(fm, questions, flows, **KW)
+    per_question = (time.perf_counter() - t) / len(questions)
+    ctx = mp.get_context("fork")  # the child shares the parent's model: the same weights, no import time
+    rng = random.Random(0)
+    killed_running = 0
+    for i in range(20):
+        started = ctx.Event()
+        child = ctx.Process(target=_child, args=(fm, questions, tmp_path, started))
+        child.start()
+        if i % 5 == 4:  # now and then while the store is being opened
+            time.sleep(rng.uniform(0, 0.2))
+        else:  # else at a random point of the questions' work, commits included
+            assert started.wait(60)
+            time.sleep(rng.uniform(0, 2.5 * per_question))
+        if child.is_alive():
+            killed_running += 1
+            os.kill(child.pid, signal.SIGKILL)
+        child.join()
+        assert child.exitcode in (0, -signal.SIGKILL)
+    assert killed_running >= 15  # the kills did land in running sweeps
+    print(f"{killed_running} kills in running sweeps")
+    stored = load_questions(next(tmp_path.glob("*/")))
+    assert 0 < len(stored) < len(questions)  # the kills left the sweep unfinished ...
+    final = run_sweep(fm, questions, flows, out=tmp_path, **KW)  # ... and this resume finishes it
+    pd.testing.assert_frame_equal(final, reference)
+    assert not final.duplicated(["sample_id", "flow", "layer"]).any()
+    assert load_questions(final.attrs["store"]).sample_id.is_unique
+
+
+def test_a_rerun_computes_nothing_and_returns_the_same_table(fm, questions, tmp_path, monkeypatch):
+    first = run_sweep(fm, questions[:4], ["video->last"], out=tmp_path, **KW)
+    monkeypatch.setattr(sweep_module, "_question", lambda *a, **k: pytest.fail("a finished question was recomputed"))
+    again = run_sweep(fm, questions[:4], ["video->last"], out=tmp_path, **KW)
+    pd.testing.assert_frame_equal(again, first)
+    pd.testing.assert_frame_equal(load_results(first.attrs["store"]), first)  # the loader alone reads the same
+
+
+def test_every_parameter_and_the_weights_key_their_own_result_set(fm, questions, tmp_path):
+    base = dict(KW, out=tmp_path)
+    dirs = {run_sweep(fm, questions[:1], ["video->last"], **base).attrs["store"]}
+    variants = [dict(k=3), dict(style="inverse"), dict(num_frames=2), dict(backend="reference"),
+                dict(sample_mode="correct"), dict(layers=[0, 1]), dict(benchmark={"manifest": "x"})]
+    for change in variants:
+        dirs.add(run_sweep(fm, questions[:1], ["video->last"], **{**base, **change}).attrs["store"])
+    dirs.add(run_sweep(fm, questions[:1], ["cross-frame"], **base).attrs["store"])
+    # another model with the same name (other random weights) must not share the results
+    model, processor = build_toy(tiny_config("llava_next_video"), seed=1)
+    other = FlowModel(model.float(), processor, name="tiny")
+    table = run_sweep(other, questions[:1], ["video->last"], **base)
+    dirs.add(table.attrs["store"])
+    assert len(dirs) == len(variants) + 3
+    assert (table.p_pred_baseline != run_sweep(fm, questions[:1], ["video->last"], **KW).p_pred_baseline).all()
+
+
+def test_changed_question_content_under_a_finished_id_is_an_error(fm, questions, tmp_path):
+    run_sweep(fm, questions[:1], ["video->last"], out=tmp_path, **KW)
+    changed = synthetic.SyntheticSample(questions[1].task, questions[1].frames, questions[1].question,
+                                        questions[1].candidates, questions[1].answer)
+    changed.sample_id = questions[0].sample_id
+    with pytest.raises(ValueError, match="stored with other content"):
+        run_sweep(fm, [changed], ["video->last"], out=tmp_path, **KW)
+
+
+def test_shards_merge_into_the_unsharded_table(fm, questions, tmp_path):
+    reference = run_sweep(fm, questions[:7], ["video->last"], **KW)
+    parts = [run_sweep(fm, questions[:7], ["video->last"], out=tmp_path, shard=i, num_shards=3, **KW) for i in range(3)]
+    assert sorted(sum((list(p.sample_id.unique()) for p in parts), [])) == sorted(reference.sample_id.unique())
+    store = parts[0].attrs["store"]
+    assert len(list(Path(store).glob("shard-*.sqlite"))) == 3
+    # an unsharded rerun finds every question in the shard files and returns the full table
+    pd.testing.assert_frame_equal(run_sweep(fm, questions[:7], ["video->last"], out=tmp_path, **KW), reference)
+
+
+def test_a_corrupt_store_file_is_a_clear_error(fm, questions, tmp_path):
+    table = run_sweep(fm, questions[:1], ["video->last"], out=tmp_path, **KW)
+    shard = next(Path(table.attrs["store"]).glob("shard-*.sqlite"))
+    shard.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match=shard.name):
+        run_sweep(fm, questions[:1], ["video->last"], out=tmp_path, **KW)
+
+
+def test_stored_rows_are_plain_sqlite(fm, questions, tmp_path):
+    """Another tool (sqlite3 here, DuckDB alike) reads the same numbers the sweep returned."""
+    table = run_sweep(fm, questions[:2], ["video->last"], out=tmp_path, **KW)
+    shard = next(Path(table.attrs["store"]).glob("shard-*.sqlite"))
+    with sqlite3.connect(shard) as con:
+        values = [r[0] for r in con.execute("SELECT p_pred_knockout FROM rows ORDER BY seq")]
+    assert values == list(table.p_pred_knockout)
+    assert skip_summary(load_skipped(table.attrs["store"])) == "no question skipped"

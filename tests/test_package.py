@@ -31,4 +31,4 @@ def test_readme_example_runs(tmp_path, monkeypatch):
     scope = {}
     exec(code.replace("data/synthetic-test-seed0-n24", str(bench)), scope)
     assert scope["probs"].shape[0] == len(scope["plans"]) == scope["fm"].n_layers
-    assert set(scope["table"]["flow"]) <= {"cross-frame", "video->last"} and (tmp_path / "sweep.csv").is_file()
+    assert set(scope["table"]["flow"]) <= {"cross-frame", "video->last"} and any((tmp_path / "results" / "sweeps").glob("*/params.json"))

@@ -102,7 +102,7 @@ def open_page(browser, server, name):
 def test_every_page_offline_and_clean(browser, server, html_dir):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     names = pages(html_dir)
-    assert {"intro.html", "data.html"} <= set(names), names
+    assert {"intro.html", "data.html", "explore.html"} <= set(names), names
     total = 0
     for name in names:
         page, log = open_page(browser, server, name)
@@ -124,17 +124,19 @@ def figure_state(page) -> str:
     """A digest of every plotly figure's traces as the browser holds them (data and visibility)."""
     return hashlib.sha256(page.evaluate("""() => JSON.stringify(Array.from(
         document.querySelectorAll('.js-plotly-plot')).map(gd => gd.data.map(
-        t => [t.visible, t.x, t.y, t.z, t.source, t.text]))))""").encode()).hexdigest()
+        t => [t.visible, t.x, t.y, t.z, t.source, t.text])))""").encode()).hexdigest()
 
 
 def pick_dropdown(page, menu: int, option: int):
     """Open the ``menu``-th plotly dropdown and click its ``option``-th entry, as a reader does."""
-    page.locator(".updatemenu-header-group").nth(menu).click()
-    page.locator(".updatemenu-dropdown-button-group .updatemenu-item-rect").nth(option).click()
+    page.locator(".updatemenu-header-group").nth(menu).locator("rect").first.click(force=True)
+    page.locator(".updatemenu-dropdown-button").nth(option).locator("rect").first.click(force=True)
 
 
 def drag_slider(page, fraction: float):
-    rail = page.locator(".slider-rail-rect").first.bounding_box()
+    touch = page.locator(".slider-rail-touch-rect").first
+    touch.scroll_into_view_if_needed()
+    rail = touch.bounding_box()
     page.mouse.click(rail["x"] + fraction * rail["width"], rail["y"] + rail["height"] / 2)
 
 

@@ -153,8 +153,8 @@ _SCRIPT = """
       });
       const opts = e.options.map((o, j) => String.fromCharCode(65 + j) + ') ' + o + (j === gold ? ' \u2714' : '')).join('   ');
       Plotly.relayout(gd, {'title.text': '<b>' + e.model + '</b> \u00b7 ' + e.question + '<br><span style="font-size:11px">' + opts +
-        ' \u00b7 predicted ' + e.predicted + '<br>attention of the question at layer ' + (l + 1) + ' \u00b7 ' + flow +
-        ' knocked out, ' + e.style + ' window of ' + e.k + ' layers</span>'});
+        ' \u00b7 predicted ' + e.predicted + '<br>unmodified attention of the question at layer ' + (l + 1) + ' \u00b7 knockout curve: ' + flow +
+        ', ' + e.style + ' window of ' + e.k + ' layers</span>'});
     };
     img.src = G.frames[e.frames];
   }

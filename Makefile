@@ -4,12 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 KERNEL := flowutils
-SECTIONS := data performance supported_models toy_models
+SECTIONS := data explore performance supported_models toy_models
 NB     ?= data
 PARAMS ?=
 PYTEST_NBVAL := --nbval-lax --nbval-kernel-name $(KERNEL) --nbval-sanitize-with book/nbval_sanitize.cfg
 
-.PHONY: venv data notebooks section book test toy-models benchmark clean
+.PHONY: venv data notebooks section book test browser-deps toy-models benchmark clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -33,7 +33,14 @@ notebooks: venv
 book: venv data notebooks
 	$(BIN)/jupyter-book build book --config _config.yml --path-output . -W -n --keep-going
 
-test: venv
+# the browser test (tests/test_browser.py) drives Debian's Chromium through Playwright; CHROMIUM=path overrides
+browser-deps:
+	@[ -n "$$CHROMIUM" ] || command -v chromium >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+# includes the browser test: it builds the book into _build/html (BOOK_HTML=dir reuses a built one) and
+# writes screenshots of every page to _build/screenshots/
+test: venv browser-deps
 	$(BIN)/lint-imports
 	TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 $(BIN)/python -m pytest -q $(PYTEST_NBVAL) tests $(addprefix book/,$(addsuffix .ipynb,$(SECTIONS)))
 

@@ -84,3 +84,33 @@ def save_table(table, results_dir, name: str):
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(folder / f"{name}.csv", index=False)
     return folder / f"{name}.csv"
+
+
+def attention_over_frames(frames, maps, titles, eps: float = 5e-5, alpha: float = 0.6):
+    """Attention maps drawn over the video frames, one row per map (Figure 5).
+
+    ``frames``: per row ``[time, height, width, 3]`` uint8; ``maps``: per row ``[time, tokens per
+    frame]`` attention weights (square token grids). Shown as ``log10(a + eps)`` with each row's own
+    min/max (viridis), as the paper does.
+    """
+    n_rows, n_cols = len(maps), max(len(m) for m in maps)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(n_cols * 1.2, n_rows * 1.35), squeeze=False)
+    for i, (video, m) in enumerate(zip(frames, maps)):
+        m = np.log10(np.asarray(m) + eps)
+        side = int(round(np.sqrt(m.shape[1])))
+        if side * side != m.shape[1]:
+            raise ValueError(f"{m.shape[1]} tokens per frame do not form a square grid")
+        lo, hi = m.min(), m.max()
+        for j in range(n_cols):
+            ax = axes[i, j]
+            ax.axis("off")
+            if j < len(m):
+                h, w = video[j].shape[:2]
+                ax.imshow(video[j])
+                ax.imshow(m[j].reshape(side, side), cmap="viridis", vmin=lo, vmax=hi, alpha=alpha,
+                          extent=(0, w, h, 0), interpolation="nearest")
+                if i == 0:
+                    ax.set_title(f"frame {j + 1}", fontsize=7)
+        axes[i, 0].text(-0.1, 0.5, titles[i], transform=axes[i, 0].transAxes, ha="right", va="center", fontsize=7)
+    fig.tight_layout(pad=0.2)
+    return fig

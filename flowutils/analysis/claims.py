@@ -60,3 +60,43 @@ def load_claims(results_dir: str | Path, names=None):
         raise FileNotFoundError(f"no saved claims table(s) {missing or [str(folder / '*.csv')]}; run the section "
                                 "notebooks first (make notebooks)")
     return pd.concat([pd.read_csv(p, keep_default_na=False).assign(page=p.stem) for p in paths], ignore_index=True)
+
+
+def largest_drop(table, value: str = "relative_change_pct", by=("flow",)):
+    """Per ``by`` group, the layer where the mean of ``value`` over questions is lowest.
+
+    ``table``: a sweep table (one row per question x flow x layer). Returns a DataFrame with
+    the ``by`` columns, ``layer`` (0-based, of the lowest mean), ``drop`` (that mean) and
+    ``questions``. A knockout that hurts gives a negative ``drop``.
+    """
+    import pandas as pd
+
+    if len(table) == 0:
+        raise ValueError(f"no rows to find the largest drop of {value!r} in")
+    means = table.groupby([*by, "layer"], sort=False)[value].mean().reset_index()
+    rows = []
+    for key, g in means.groupby(list(by), sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        low = g.loc[g[value].idxmin()]
+        sub = table
+        for col, k in zip(by, key):
+            sub = sub[sub[col] == k]
+        rows.append({**dict(zip(by, key)), "layer": int(low["layer"]), "drop": float(low[value]),
+                     "questions": int(sub["sample_id"].nunique())})
+    return pd.DataFrame(rows)
+
+
+# The curve metrics a claim can be tested on: (name in words, the mean below which a knockout
+# counts as hurting). -5% is the paper's threshold for a significant drop (Table E); the logit
+# difference (true option vs best false option) has no threshold in the paper: -1 logit is ours.
+METRICS = {
+    "relative_change_pct": ("relative change of the predicted answer's probability (%)", -5.0),
+    "logit_diff_change": ("change of the logit difference, true vs best false option", -1.0),
+}
+
+
+def metric(value: str) -> tuple[str, float]:
+    """``(words, threshold)`` of a curve metric of :data:`METRICS`."""
+    if value not in METRICS:
+        raise ValueError(f"unknown metric {value!r}; valid: {list(METRICS)}")
+    return METRICS[value]

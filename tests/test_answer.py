@@ -10,7 +10,7 @@ from flowutils.analysis import answer as A
 
 
 def test_answer_table_matches_hooks_on_the_plain_model(tiny, samples):
-    table = A.answer_table(tiny, samples[:3], num_frames=4, sample_mode="all", progress=False)
+    table = A.answer_table(tiny, samples[:3], num_frames=4, progress=False)
     assert len(table) == 3 * tiny.n_layers
     for s in samples[:3]:
         p = tiny.prepare_sample(s, 4)
@@ -36,12 +36,12 @@ def test_answer_table_matches_hooks_on_the_plain_model(tiny, samples):
         assert rows.correct_baseline.iloc[0] == (int(final.argmax()) == p.gold_id)
 
 
-def test_sample_modes_partition(tiny, samples):
-    by = {m: set(A.answer_table(tiny, samples, num_frames=4, sample_mode=m, progress=False).get("sample_id", []))
-          for m in ("all", "correct", "wrong")}
-    assert by["correct"] | by["wrong"] == by["all"] and not by["correct"] & by["wrong"]
-    with pytest.raises(ValueError, match="valid"):
-        A.answer_table(tiny, samples, sample_mode="right")
+def test_sample_modes_partition():
+    t = pd.DataFrame({"sample_id": list("aabbc"), "correct_baseline": [True, True, False, False, True]})
+    by = {m: list(A.select(t, m).sample_id) for m in ("all", "correct", "wrong")}
+    assert by == {"all": list("aabbc"), "correct": list("aac"), "wrong": list("bb")}
+    with pytest.raises(ValueError, match=r"sample_mode 'right'; valid: \('correct'"):
+        A.select(t, "right")
 
 
 def table(p_true, p_false, questions=2):

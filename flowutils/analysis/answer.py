@@ -35,23 +35,19 @@ FALSE_LEAD = 0.05
 PAPER_RISE = "rises from about layer 20 of 32 (LLaVA-NeXT-7B-Video-FT)"
 
 
-def answer_table(fm, samples, num_frames: int = 8, sample_mode: str = "correct", variant: str = "final_norm",
-                 progress: bool = True):
-    """One row per question x layer: ``sample_id``, ``task``, ``layer`` (0-based), ``p_true``,
-    ``p_false`` (the best false option's letter), ``logit_diff`` (true minus best false letter),
-    ``correct_baseline``. Probabilities are over the whole vocabulary."""
+def answer_table(fm, samples, num_frames: int = 8, variant: str = "final_norm", progress: bool = True):
+    """One row per question x layer, for every question: ``sample_id``, ``task``, ``layer`` (0-based),
+    ``p_true``, ``p_false`` (the best false option's letter), ``logit_diff`` (true minus best false
+    letter), ``correct_baseline``. Probabilities are over the whole vocabulary; :func:`select`
+    keeps the questions of a sample mode."""
     import pandas as pd
     from tqdm.auto import tqdm
 
-    if sample_mode not in SAMPLE_MODES:
-        raise ValueError(f"unknown sample_mode {sample_mode!r}; valid: {SAMPLE_MODES}")
     rows = []
     for sample in tqdm(list(samples), desc=f"answer probability {fm.name}", disable=not progress):
         prepared = fm.prepare_sample(sample, num_frames)
         base = run_baseline(fm, prepared)
         correct = int(base.logits.argmax()) == prepared.gold_id
-        if not (sample_mode == "all" or correct == (sample_mode == "correct")):
-            continue
         logits = layer_logits(fm, base, prepared.layout.last, variant)[:, 0].cpu()  # [layer, vocab]
         probs = logits.softmax(-1)[:, prepared.option_ids]
         gold = prepared.gold_index
@@ -62,6 +58,15 @@ def answer_table(fm, samples, num_frames: int = 8, sample_mode: str = "correct",
                          "p_true": float(probs[layer, gold]), "p_false": float(probs[layer, false].max()),
                          "logit_diff": float(diffs[layer]), "correct_baseline": correct})
     return pd.DataFrame(rows)
+
+
+def select(table, sample_mode: str = "correct"):
+    """The rows of the questions answered correctly (``correct``), wrongly (``wrong``) or all (``all``)."""
+    if sample_mode not in SAMPLE_MODES:
+        raise ValueError(f"unknown sample_mode {sample_mode!r}; valid: {SAMPLE_MODES}")
+    if sample_mode == "all" or len(table) == 0:
+        return table
+    return table[table["correct_baseline"] == (sample_mode == "correct")]
 
 
 def long_format(table):

@@ -96,6 +96,16 @@ def interval_table(table, n_layers: int, size: int | None = None, value: str = "
     return pd.DataFrame(rows)
 
 
+def selection_samples(samples, task: str = "action_antonym") -> list:
+    """The questions of ``task`` (the paper selects the effective layers on Action Antonym)."""
+    samples = list(samples)
+    chosen = [s for s in samples if s.task == task]
+    if not chosen:
+        raise ValueError(f"parameter selection_task={task!r} has no question among the loaded tasks "
+                         f"{sorted({s.task for s in samples})}; add it to tasks or choose one of those")
+    return chosen
+
+
 def effective_layers(table_e, threshold: float = THRESHOLD_PCT) -> dict[str, tuple[int, ...]]:
     """``{flow: 0-based layers}``: the union of the intervals whose mean is below ``threshold``.
 

@@ -204,14 +204,15 @@ def run_pathways(fm, samples, effective: dict, seeds=range(5), num_frames: int =
         lay, L = prepared.layout, fm.n_layers
         full = L * lay.n * (lay.n + 1) // 2
         eff = effective_pathway_plan(lay, L, effective)
-        cuts = matched_cuts(cut_edges(eff, lay.n, L), L)
+        total_cut = cut_edges(eff, lay.n, L)
+        cuts = matched_cuts(total_cut, L)
         rand = [random_blocking_plan(lay, cuts, np.random.default_rng([seed, i])) for seed in seeds]
         base = run_baseline(fm, prepared)
         logits = torch.cat([base.logits.cpu()[None], knockout_logits(fm, prepared, [eff, *rand], backend,
                                                                      baseline=base)])
         diffs = logit_difference(logits, prepared.option_ids, prepared.gold_index)
         probs = logits.softmax(-1)
-        conds = [(CONDITIONS[0], -1, full), (CONDITIONS[1], -1, full - cut_edges(eff, lay.n, L))]
+        conds = [(CONDITIONS[0], -1, full), (CONDITIONS[1], -1, full - total_cut)]
         conds += [(CONDITIONS[2], int(s), full - sum(cuts)) for s in seeds]
         for (cond, seed, edges), p, d in zip(conds, probs, diffs):
             rows.append({"sample_id": prepared.sample_id, "task": prepared.task, "condition": cond, "seed": seed,

@@ -98,7 +98,7 @@ def interval_heatmap(table_e, ax=None, threshold: float = -5.0, title: str = "")
     bound = max(abs(threshold), np.nanmax(np.abs(values))) if values.size else 1.0
     ax.imshow(values, cmap="RdBu", vmin=-bound, vmax=bound, aspect="auto")
     for (i, j), v in np.ndenumerate(values):
-        ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=7)
+        ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=7, color="white" if abs(v) > 0.6 * bound else "black")
         if v < threshold:
             ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=1.8, ec="black"))
     ax.set_xticks(range(wide.shape[1]), wide.columns, fontsize=7)

@@ -219,3 +219,9 @@ def test_table_e_claim():
     assert P.claim_effective_layers(good | {"cross-frame": ()}).holds is False  # no effective interval
     assert P.claim_effective_layers(good | {"question->last": (0, 1)}).holds is False  # last before the video flows
     assert "cross-frame none" in P.claim_effective_layers(good | {"cross-frame": ()}).measured
+
+
+def test_selection_task_must_be_loaded(samples):
+    assert [s.task for s in P.selection_samples(samples, "object_count")] == ["object_count"]
+    with pytest.raises(ValueError, match=r"selection_task='action_count' has no question among the loaded tasks"):
+        P.selection_samples(samples, "action_count")

@@ -114,3 +114,46 @@ def attention_over_frames(frames, maps, titles, eps: float = 5e-5, alpha: float 
         axes[i, 0].text(-0.1, 0.5, titles[i], transform=axes[i, 0].transAxes, ha="right", va="center", fontsize=7)
     fig.tight_layout(pad=0.2)
     return fig
+
+
+def interval_heatmap(table_e, ax=None, threshold: float = -5.0, title: str = ""):
+    """Table E(b) drawn as a grid: mean % probability change per flow (rows) and layer interval
+    (columns), cells below ``threshold`` (effective) outlined. ``table_e``: columns ``flow``,
+    ``interval``, ``mean`` (:func:`flowutils.analysis.pathways.interval_table`)."""
+    wide = table_e.pivot(index="flow", columns="interval", values="mean")
+    wide = wide.loc[list(dict.fromkeys(table_e["flow"])), list(dict.fromkeys(table_e["interval"]))]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1 + 0.8 * wide.shape[1], 0.6 + 0.45 * wide.shape[0]))
+    values = wide.to_numpy(dtype=float)
+    bound = max(abs(threshold), np.nanmax(np.abs(values))) if values.size else 1.0
+    ax.imshow(values, cmap="RdBu", vmin=-bound, vmax=bound, aspect="auto")
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=7, color="white" if abs(v) > 0.6 * bound else "black")
+        if v < threshold:
+            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=1.8, ec="black"))
+    ax.set_xticks(range(wide.shape[1]), wide.columns, fontsize=7)
+    ax.set_yticks(range(wide.shape[0]), wide.index, fontsize=7)
+    ax.set_title(title, fontsize=9)
+    return ax
+
+
+def accuracy_bars(table, ax=None, title: str = ""):
+    """Accuracy per condition (Table 3) with its 95% interval, or mean +- std over seeds where there
+    are several seeds. ``table``: columns ``condition``, ``accuracy``, ``lo``, ``hi``,
+    ``std_over_seeds``, ``seeds``, ``questions``, ``kept_pct``."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3))
+    for i, r in enumerate(table.itertuples()):
+        if r.seeds > 1:
+            err, note = [[r.std_over_seeds], [r.std_over_seeds]], f"+- std, {r.seeds} seeds"
+        else:
+            err, note = [[r.accuracy - r.lo], [r.hi - r.accuracy]], "95% CI"
+        ax.bar(i, r.accuracy, color=f"C{i}", alpha=0.8)
+        ax.errorbar(i, r.accuracy, yerr=err, color="black", capsize=4)
+        ax.text(i, 2, f"{r.kept_pct:.0f}% edges\n({note})", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(table)), [f"{c}\n(n={q})" for c, q in zip(table["condition"], table["questions"])],
+                  fontsize=7)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title(title, fontsize=9)
+    return ax

@@ -1,0 +1,300 @@
+"""Effective information-flow pathways (Sec. 3.5, Table 3, Table E).
+
+The paper keeps only the attention edges its analysis found to matter and checks that the
+model still answers as well, while blocking as many *random* edges hurts it.
+
+1. **Selecting the effective layers (Table E).** From the Attention Knockout sweep of the
+   Action Antonym questions, the layers are split into 5-layer intervals (of 32; scaled to
+   the model's depth by :func:`scaled_interval`), the relative change of the predicted
+   answer's probability is averaged over each interval (:func:`interval_table`), and an
+   interval is *effective* for a flow when its mean is below -5% (:func:`effective_layers`).
+   This is done for cross-frame, video->question and question->last (``EFFECTIVE_FLOWS``).
+2. **The combined plan (Table 3, "effective pathways").** :func:`effective_pathway_plan`:
+   cross-frame, video->question and question->last are cut outside their effective layers;
+   video->last and last->last are cut in every layer; video->video is cut after the last
+   effective video->question layer and question->question after the last effective
+   question->last layer (the video and question tokens are no longer read there).
+3. **Random blocking (Table 3).** As many edges as the combined plan cuts, spread evenly over
+   the layers (:func:`matched_cuts`), drawn uniformly and independently per layer and per
+   question among the causal (query, key) pairs whose query and key both come after the
+   system prompt (:func:`random_blocking_plan`); several seeds give a mean and a spread.
+4. :func:`run_pathways` evaluates every question (also those answered wrongly at baseline)
+   under full causal attention, the combined plan and each random draw; :func:`table3`
+   summarises accuracy and edge counts; the ``claim_*`` functions state the findings.
+
+"# attention edges" counts the valid causal (query, key) pairs over all layers
+(:meth:`flowutils.knockout.KnockoutPlan.attention_edges`): full causal attention has
+``L * N (N + 1) / 2``. Layers are 0-based in code and 1-based (``L6-15``) in labels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..engine import knockout_logits, run_baseline
+from ..knockout.flows import CROSS_FRAME, flow_blocks, flow_label
+from ..knockout.plan import KnockoutPlan
+from ..knockout.spans import TokenLayout
+from .claims import Claim
+from .sweep import logit_difference
+
+EFFECTIVE_FLOWS = (CROSS_FRAME, "video->question", "question->last")
+ALWAYS_CUT = ("video->last", "last->last")
+THRESHOLD_PCT = -5.0  # an interval is effective when its mean relative change is below this
+CONDITIONS = ("full causal attention", "effective pathways", "random blocking")
+
+# The paper's numbers for LLaVA-NeXT-7B-Video-FT (Table E(a), 1-based inclusive; Table 3, TVBench).
+PAPER_RANGES = {CROSS_FRAME: "L6-15", "video->question": "L6-20", "question->last": "L16-25"}
+PAPER_TABLE3 = {"full causal attention": 51.5, "effective pathways": 51.2, "random blocking": 40.1, "kept_pct": 42.0}
+# This book's reading of "marginal" and "significant" accuracy changes (percentage points).
+RETAINED_POINTS = 5.0
+RANDOM_GAP_POINTS = 5.0
+MAX_KEPT_PCT = 58.0  # the largest share kept among the paper's four models (VideoLLaMA3-7B)
+
+
+def scaled_interval(n_layers: int, paper_interval: int = 5, paper_layers: int = 32) -> int:
+    """Interval length with the paper's share of the depth (5 of 32 layers), rounded, >= 1."""
+    return max(1, round(paper_interval * n_layers / paper_layers))
+
+
+def intervals(n_layers: int, size: int) -> list[tuple[int, ...]]:
+    """Consecutive 0-based layer intervals of ``size`` (the last one clipped at the depth)."""
+    return [tuple(range(a, min(a + size, n_layers))) for a in range(0, n_layers, size)]
+
+
+def range_label(layers) -> str:
+    """0-based layers -> the paper's 1-based ranges: ``(5, 6, 7, 10)`` -> ``"L6-8, L11"``; empty -> ``"none"``."""
+    layers = sorted(layers)
+    if not layers:
+        return "none"
+    runs, start = [], layers[0]
+    for a, b in zip(layers, layers[1:] + [None]):
+        if b != a + 1:
+            runs.append(f"L{start + 1}" if start == a else f"L{start + 1}-{a + 1}")
+            start = b
+    return ", ".join(runs)
+
+
+def interval_table(table, n_layers: int, size: int | None = None, value: str = "relative_change_pct"):
+    """Table E(b): mean ``value`` per flow over each layer interval of a knockout sweep.
+
+    ``table``: rows of :func:`flowutils.analysis.run_sweep` (``flow``, ``layer`` = window
+    centre, 0-based). Returns columns ``flow``, ``interval`` (``"L1-2"``), ``layers`` (tuple,
+    0-based), ``mean``, ``questions``.
+    """
+    import pandas as pd
+
+    size = size or scaled_interval(n_layers)
+    rows = []
+    for flow, g in table.groupby("flow", sort=False):
+        for layers in intervals(n_layers, size):
+            sel = g[g["layer"].isin(layers)]
+            rows.append({"flow": flow, "interval": range_label(layers), "layers": layers,
+                         "mean": float(sel[value].mean()) if len(sel) else float("nan"),
+                         "questions": int(sel["sample_id"].nunique()) if len(sel) else 0})
+    return pd.DataFrame(rows)
+
+
+def selection_samples(samples, task: str = "action_antonym") -> list:
+    """The questions of ``task`` (the paper selects the effective layers on Action Antonym)."""
+    samples = list(samples)
+    chosen = [s for s in samples if s.task == task]
+    if not chosen:
+        raise ValueError(f"parameter selection_task={task!r} has no question among the loaded tasks "
+                         f"{sorted({s.task for s in samples})}; add it to tasks or choose one of those")
+    return chosen
+
+
+def effective_layers(table_e, threshold: float = THRESHOLD_PCT) -> dict[str, tuple[int, ...]]:
+    """``{flow: 0-based layers}``: the union of the intervals whose mean is below ``threshold``.
+
+    ``table_e``: the output of :func:`interval_table`. Every one of ``EFFECTIVE_FLOWS``
+    must have rows (flow names in code or paper spelling).
+    """
+    named = {flow_label(f): f for f in EFFECTIVE_FLOWS}
+    have = set(table_e["flow"])
+    missing = [f for f in named if f not in have]
+    if missing:
+        raise ValueError(f"Table E has no rows for flow(s) {missing}; it has {sorted(have)}")
+    out = {}
+    for label, flow in named.items():
+        g = table_e[(table_e["flow"] == label) & (table_e["mean"] < threshold)]
+        out[flow] = tuple(sorted(l for layers in g["layers"] for l in layers))
+    return out
+
+
+def effective_pathway_plan(layout: TokenLayout, n_layers: int, effective: dict) -> KnockoutPlan:
+    """Table 3's combined plan: only the effective pathways stay open (see the module docstring).
+
+    ``effective``: ``{flow: 0-based layers}`` for each of ``EFFECTIVE_FLOWS``
+    (:func:`effective_layers`). A flow with no effective layer is cut everywhere, and its
+    late cut (video->video / question->question) is then not made (there is no range end).
+    """
+    missing = [f for f in EFFECTIVE_FLOWS if f not in effective]
+    if missing:
+        raise ValueError(f"effective layers missing for {missing}; need {list(EFFECTIVE_FLOWS)}")
+    late = {"video->video": effective["video->question"], "question->question": effective["question->last"]}
+    blocks = {flow: flow_blocks(flow, layout) for flow in (*EFFECTIVE_FLOWS, *ALWAYS_CUT, *late)}
+    plan = {}
+    for layer in range(n_layers):
+        cut = [f for f in EFFECTIVE_FLOWS if layer not in effective[f]] + list(ALWAYS_CUT)
+        cut += [f for f, rng in late.items() if rng and layer > max(rng)]
+        plan[layer] = [b for f in cut for b in blocks[f]]
+    return KnockoutPlan(plan, {"plan": "effective pathways", **{f: range_label(l) for f, l in effective.items()}})
+
+
+def cut_edges(plan: KnockoutPlan, n: int, n_layers: int) -> int:
+    """Causal (query, key) pairs a plan cuts over all layers of an ``n``-token input."""
+    return n_layers * n * (n + 1) // 2 - plan.attention_edges(n, n_layers)
+
+
+def matched_cuts(total: int, n_layers: int) -> list[int]:
+    """``total`` cut edges spread over the layers as evenly as possible (earlier layers take the remainder)."""
+    return [total // n_layers + (layer < total % n_layers) for layer in range(n_layers)]
+
+
+def post_system_start(layout: TokenLayout) -> int:
+    """The first position after the system prompt (random edges are drawn from there on): the end of
+    the leading run of system positions (chat-format text after the video is not the system prompt)."""
+    system, start = set(layout.system), 0
+    while start in system:
+        start += 1
+    return start
+
+
+def random_blocking_plan(layout: TokenLayout, cuts_per_layer, rng: np.random.Generator) -> KnockoutPlan:
+    """Cut ``cuts_per_layer[l]`` causal (query, key) pairs in layer ``l``, drawn uniformly without
+    replacement among pairs whose query and key both lie after the system prompt.
+
+    One block per query row (``([q], keys)``). ``rng``: a seeded numpy Generator (one per
+    question and seed, so each question gets its own draw).
+    """
+    start = post_system_start(layout)
+    q_idx, k_idx = np.tril_indices(layout.n - start)
+    plan = {}
+    for layer, count in enumerate(cuts_per_layer):
+        if count > len(q_idx):
+            raise ValueError(f"layer {layer}: cannot cut {count} random edges; only {len(q_idx)} causal pairs "
+                             f"lie after the system prompt (positions {start}..{layout.n - 1})")
+        pick = np.sort(rng.choice(len(q_idx), size=int(count), replace=False))  # sorted: row-major order
+        q, k = q_idx[pick] + start, k_idx[pick] + start
+        rows = np.flatnonzero(np.diff(q, prepend=-1))
+        plan[layer] = [(torch.tensor([int(q[a])]), torch.from_numpy(k[a:b].astype(np.int64)))
+                       for a, b in zip(rows, list(rows[1:]) + [len(q)])]
+    return KnockoutPlan(plan, {"plan": "random blocking"})
+
+
+def run_pathways(fm, samples, effective: dict, seeds=range(5), num_frames: int = 8, backend: str = "fast",
+                 progress: bool = True):
+    """Every question under full causal attention, the effective pathways and ``len(seeds)`` random draws.
+
+    Returns one row per question x condition x seed (``seed`` is -1 for the two fixed
+    conditions): ``sample_id``, ``task``, ``condition``, ``seed``, ``edges``, ``edges_full``,
+    ``p_gold``, ``logit_diff`` (true option vs best false option), ``correct`` (argmax over
+    the vocabulary = the true option's letter). Questions answered wrongly at baseline are
+    kept (Table 3 evaluates the whole split).
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    rows = []
+    for i, sample in enumerate(tqdm(list(samples), desc=f"pathways {fm.name}", disable=not progress)):
+        prepared = fm.prepare_sample(sample, num_frames)
+        lay, L = prepared.layout, fm.n_layers
+        full = L * lay.n * (lay.n + 1) // 2
+        eff = effective_pathway_plan(lay, L, effective)
+        total_cut = cut_edges(eff, lay.n, L)
+        cuts = matched_cuts(total_cut, L)
+        rand = [random_blocking_plan(lay, cuts, np.random.default_rng([seed, i])) for seed in seeds]
+        base = run_baseline(fm, prepared)
+        logits = torch.cat([base.logits.cpu()[None], knockout_logits(fm, prepared, [eff, *rand], backend,
+                                                                     baseline=base)])
+        diffs = logit_difference(logits, prepared.option_ids, prepared.gold_index)
+        probs = logits.softmax(-1)
+        conds = [(CONDITIONS[0], -1, full), (CONDITIONS[1], -1, full - total_cut)]
+        conds += [(CONDITIONS[2], int(s), full - sum(cuts)) for s in seeds]
+        for (cond, seed, edges), p, d in zip(conds, probs, diffs):
+            rows.append({"sample_id": prepared.sample_id, "task": prepared.task, "condition": cond, "seed": seed,
+                         "edges": edges, "edges_full": full, "p_gold": float(p[prepared.gold_id]),
+                         "logit_diff": float(d), "correct": int(p.argmax()) == prepared.gold_id})
+    return pd.DataFrame(rows)
+
+
+def table3(results):
+    """Table 3 from :func:`run_pathways` rows: per condition, mean edges and share kept, accuracy.
+
+    Accuracy of the fixed conditions has a Wilson 95% interval; random blocking gives the
+    mean and standard deviation over seeds (each seed's accuracy over all questions).
+    """
+    import pandas as pd
+
+    from .uncertainty import accuracy
+
+    out = []
+    for cond in CONDITIONS:
+        g = results[results["condition"] == cond]
+        if not len(g):
+            continue
+        per_seed = g.groupby("seed")["correct"].mean() * 100
+        acc = accuracy(g[g["seed"] == g["seed"].iloc[0]]["correct"])
+        out.append({"condition": cond, "edges": g["edges"].mean(), "kept_pct": 100 * (g["edges"] / g["edges_full"]).mean(),
+                    "accuracy": per_seed.mean(), "std_over_seeds": per_seed.std(ddof=1) if len(per_seed) > 1 else 0.0,
+                    "seeds": len(per_seed), "lo": acc["lo"] if len(per_seed) == 1 else float("nan"),
+                    "hi": acc["hi"] if len(per_seed) == 1 else float("nan"), "questions": acc["questions"],
+                    "logit_diff": g["logit_diff"].mean()})
+    return pd.DataFrame(out)
+
+
+def claim_effective_layers(effective: dict) -> Claim:
+    """Table E: every flow has an effective interval, and cross-frame and video->question come before question->last."""
+    found = {f: effective.get(f, ()) for f in EFFECTIVE_FLOWS}
+    measured = "; ".join(f"{flow_label(f)} {range_label(l)}" for f, l in found.items())
+    if not all(found.values()):
+        holds = False
+    else:
+        centre = {f: float(np.mean(l)) for f, l in found.items()}
+        holds = centre[CROSS_FRAME] < centre["question->last"] and centre["video->question"] < centre["question->last"]
+    return Claim("3.5", "Table E", "effective layers: cross-frame and video->question early-to-middle, "
+                 "question->last middle-to-late (mean drop < -5% per interval)",
+                 "; ".join(f"{flow_label(f)} {r}" for f, r in PAPER_RANGES.items()), measured, holds)
+
+
+def _row(t3, cond):
+    g = t3[t3["condition"] == cond]
+    return None if g.empty else g.iloc[0]
+
+
+def claim_effective_retains(t3, points: float = RETAINED_POINTS) -> Claim:
+    """Table 3: accuracy with only the effective pathways is within ``points`` of full causal attention."""
+    full, eff = _row(t3, CONDITIONS[0]), _row(t3, CONDITIONS[1])
+    paper = f"{PAPER_TABLE3[CONDITIONS[0]]} -> {PAPER_TABLE3[CONDITIONS[1]]} (TVBench, 7B)"
+    finding = f"effective pathways alone retain accuracy (drop <= {points:g} points)"
+    if full is None or eff is None:
+        return Claim("3.5", "Table 3", finding, paper, "not run", None)
+    drop = full.accuracy - eff.accuracy
+    return Claim("3.5", "Table 3", finding, paper,
+                 f"{full.accuracy:.1f} -> {eff.accuracy:.1f} (n={int(full.questions)})", bool(drop <= points))
+
+
+def claim_random_hurts(t3, points: float = RANDOM_GAP_POINTS) -> Claim:
+    """Table 3: random blocking of as many edges lowers accuracy more than ``points`` below the effective pathways."""
+    eff, rnd = _row(t3, CONDITIONS[1]), _row(t3, CONDITIONS[2])
+    paper = f"{PAPER_TABLE3[CONDITIONS[1]]} vs {PAPER_TABLE3[CONDITIONS[2]]} (TVBench, 7B)"
+    finding = f"random blocking of the same number of edges is worse (by > {points:g} points)"
+    if eff is None or rnd is None:
+        return Claim("3.5", "Table 3", finding, paper, "not run", None)
+    return Claim("3.5", "Table 3", finding, paper,
+                 f"{eff.accuracy:.1f} vs {rnd.accuracy:.1f} +- {rnd.std_over_seeds:.1f} ({int(rnd.seeds)} seeds)",
+                 bool(eff.accuracy - rnd.accuracy > points))
+
+
+def claim_edges_suppressed(t3, max_kept: float = MAX_KEPT_PCT) -> Claim:
+    """Table 3: the effective pathways keep at most ``max_kept`` % of the attention edges."""
+    eff = _row(t3, CONDITIONS[1])
+    finding = f"the effective pathways suppress a substantial share of the edges (keep <= {max_kept:g}%)"
+    paper = f"{PAPER_TABLE3['kept_pct']:g}% kept (7B); 37-58% over four models"
+    if eff is None:
+        return Claim("3.5", "Table 3", finding, paper, "not run", None)
+    return Claim("3.5", "Table 3", finding, paper, f"{eff.kept_pct:.1f}% kept ({eff.edges:,.0f} edges)",
+                 bool(eff.kept_pct <= max_kept))

@@ -1,0 +1,85 @@
+"""Sec. 3.4: layerwise answer probability against hooks on the unmodified model; Figure 8's claims
+on hand-made tables."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from flowutils.analysis import answer as A
+
+
+def test_answer_table_matches_hooks_on_the_plain_model(tiny, samples):
+    table = A.answer_table(tiny, samples[:3], num_frames=4, progress=False)
+    assert len(table) == 3 * tiny.n_layers
+    for s in samples[:3]:
+        p = tiny.prepare_sample(s, 4)
+        outs = []
+        hooks = [layer.register_forward_hook(lambda m, a, o: outs.append(o[0] if isinstance(o, tuple) else o))
+                 for layer in tiny.decoder.layers]
+        try:
+            with torch.no_grad():
+                final = tiny.model(**p.inputs).logits[0, -1]
+                lens = [tiny.lm_head(tiny.decoder.norm(h[0, -1])) for h in outs]
+        finally:
+            for h in hooks:
+                h.remove()
+        rows = table[table.sample_id == p.sample_id].sort_values("layer")
+        assert torch.allclose(lens[-1], final, atol=1e-4)  # the lens at the last layer is the model's output
+        for row, logits in zip(rows.itertuples(), lens):
+            probs = logits.softmax(-1)
+            letters = [float(probs[i]) for i in p.option_ids]
+            false = [v for j, v in enumerate(letters) if j != p.gold_index]
+            assert abs(row.p_true - letters[p.gold_index]) < 1e-5 and abs(row.p_false - max(false)) < 1e-5
+            lg = [float(logits[i]) for i in p.option_ids]
+            assert abs(row.logit_diff - (lg[p.gold_index] - max(v for j, v in enumerate(lg) if j != p.gold_index))) < 1e-4
+        assert rows.correct_baseline.iloc[0] == (int(final.argmax()) == p.gold_id)
+
+
+def test_sample_modes_partition():
+    t = pd.DataFrame({"sample_id": list("aabbc"), "correct_baseline": [True, True, False, False, True]})
+    by = {m: list(A.select(t, m).sample_id) for m in ("all", "correct", "wrong")}
+    assert by == {"all": list("aabbc"), "correct": list("aac"), "wrong": list("bb")}
+    with pytest.raises(ValueError, match=r"sample_mode 'right'; valid: \('correct'"):
+        A.select(t, "right")
+
+
+def table(p_true, p_false, questions=2):
+    """Hand-made answer table: every question has the given per-layer probabilities."""
+    return pd.DataFrame([{"sample_id": f"q{q}", "task": "t", "layer": l, "p_true": t, "p_false": f, "logit_diff": 0.0}
+                         for q in range(questions) for l, (t, f) in enumerate(zip(p_true, p_false))])
+
+
+LATE_SHARP = table([0.2] * 8 + [0.3, 0.9, 0.95, 0.99], [0.2] * 8 + [0.2, 0.05, 0.02, 0.0])
+EARLY_SHARP = table([0.1, 0.4, 0.7, 0.9] + [0.9] * 8, [0.1] * 12)
+GRADUAL = table(np.linspace(0.1, 0.9, 12), np.linspace(0.1, 0.05, 12))
+FALSE_FIRST = table([0.1] * 6 + [0.1, 0.1, 0.2, 0.5, 0.9, 0.95], [0.1] * 6 + [0.5, 0.6, 0.5, 0.3, 0.05, 0.0])
+FLAT = table([0.3] * 12, [0.3] * 12)
+
+
+@pytest.mark.parametrize("t, after, distinct, sharp", [
+    (LATE_SHARP, True, True, True),
+    (EARLY_SHARP, False, True, True),
+    (GRADUAL, True, True, False),  # half of a linear climb is just past the middle
+    (FALSE_FIRST, True, False, True),
+    (FLAT, False, True, False),
+])
+def test_figure8_claims_on_hand_made_tables(t, after, distinct, sharp):
+    got = [c.holds for c in A.answer_claims(t)]
+    assert got == [after, distinct, sharp]
+
+
+def test_rise_layer_and_progress_by_hand():
+    assert A.rise_layer(LATE_SHARP) == 9  # (0.9 - 0.2) / (0.99 - 0.2) = 0.89 >= 0.5 at 0-based layer 9
+    assert A.rise_layer(FLAT) is None
+    share = A.progress(GRADUAL)
+    assert share[0] == 0 and share[-1] == 1
+    assert "half of the climb at layer 10" in A.claim_rise_after_middle(LATE_SHARP).measured
+    assert A.claim_distinct(table([], [])).holds is None
+
+
+def test_long_format_pairs_every_row():
+    long = A.long_format(LATE_SHARP)
+    assert len(long) == 2 * len(LATE_SHARP) and set(long.option) == set(A.OPTIONS)
+    true = long[long.option == A.OPTIONS[0]].probability.to_numpy()
+    assert np.array_equal(true, LATE_SHARP.p_true.to_numpy())

@@ -1,0 +1,227 @@
+"""Sec. 3.5: effective-interval selection (on the paper's own Table E), the combined plan's edges
+(against a brute-force count), the random-blocking draw, Table 3 and its claims."""
+
+import dataclasses
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from flowutils.analysis import pathways as P
+from flowutils.engine import knockout_logits
+from flowutils.knockout.plan import KnockoutPlan
+from test_windows_plan import small_layout
+
+# Table E(b) of the paper (Action Antonym; intervals L1-5, L6-10, ...) and its depth, and Table E(a).
+PAPER_E = {
+    "LLaVA-NeXT-7B-Video-FT": (32, {
+        "cross-frame": [-4.2, -11.1, -6.3, -0.2, 0, -0.2, -0.2],
+        "video->question": [-3.9, -15.1, -21.5, -5.6, -0.2, 0, 0],
+        "question->last": [-0.3, -1.2, -4.5, -19.3, -15.1, 0.7, 1.1]}),
+    "LLaVA-NeXT-13B-Video-FT": (40, {
+        "cross-frame": [-0.7, -11.2, -11.1, -2.1, -0.2, -0.2, -0.2, -0.3],
+        "video->question": [-1.2, -16.7, -29.1, -9.2, -0.3, -0.2, -0.2, -0.2],
+        "question->last": [-1.8, -2, -4.6, -21.7, -28.4, -5.7, -0.1, -1.9]}),
+    "Mini-InternVL-4B-Video-FT": (32, {
+        "cross-frame": [-2.3, -11.1, -11.5, -3.3, 0, 0.2, 0],
+        "video->question": [-2.4, -24.4, -35.0, -15.9, -1.3, -0.3, -0.2],
+        "question->last": [0, -1.3, -5.9, -30.8, -46.8, -14.1, -3.2]}),
+    "VideoLLaMA3-7B": (28, {
+        "cross-frame": [-65.1, -61.4, -14.9, -5.0, 0, 0.2],
+        "video->question": [-4.3, -7.2, -18.5, -16.3, -2.2, 0],
+        "question->last": [2, 3.7, 1.9, -2.7, -16.2, -19.1]}),
+}
+PAPER_E_RANGES = {
+    "LLaVA-NeXT-7B-Video-FT": ("L6-15", "L6-20", "L16-25"),
+    "LLaVA-NeXT-13B-Video-FT": ("L6-15", "L6-20", "L16-30"),
+    "Mini-InternVL-4B-Video-FT": ("L6-15", "L6-20", "L11-30"),
+    "VideoLLaMA3-7B": ("L1-15", "L6-20", "L21-28"),
+}
+
+
+def sweep_rows(n_layers, per_interval, size=5, questions=3, seed=0):
+    """A sweep table whose every question has, at every layer of an interval, values averaging to its number."""
+    rng, rows = np.random.default_rng(seed), []
+    for flow, values in per_interval.items():
+        for i, v in enumerate(values):
+            layers = range(i * size, min((i + 1) * size, n_layers))
+            noise = rng.normal(size=(questions, len(layers)))
+            noise -= noise.mean()  # the interval's mean stays exactly v
+            for q in range(questions):
+                for j, l in enumerate(layers):
+                    rows.append({"sample_id": f"q{q}", "flow": flow, "layer": l, "relative_change_pct": v + noise[q, j]})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("model", list(PAPER_E))
+def test_selection_rule_reproduces_the_papers_table_e(model):
+    n_layers, values = PAPER_E[model]
+    table_e = P.interval_table(sweep_rows(n_layers, values), n_layers, size=5)
+    assert np.allclose(table_e.groupby("flow", sort=False)["mean"].apply(list).to_dict()["cross-frame"],
+                       values["cross-frame"])
+    eff = P.effective_layers(table_e)
+    assert tuple(P.range_label(eff[f]) for f in P.EFFECTIVE_FLOWS) == PAPER_E_RANGES[model]
+
+
+def test_interval_table_matches_a_loop_and_threshold_is_strict():
+    rng = np.random.default_rng(3)
+    t = pd.DataFrame([{"sample_id": f"q{q}", "flow": f, "layer": l, "relative_change_pct": rng.normal(-4, 3)}
+                      for f in ("cross-frame", "video->question", "question->last") for q in range(4) for l in range(7)])
+    e = P.interval_table(t, 7, size=3)
+    assert list(e.interval[:3]) == ["L1-3", "L4-6", "L7"]
+    for r in e.itertuples():
+        vals = [x.relative_change_pct for x in t.itertuples() if x.flow == r.flow and x.layer in r.layers]
+        assert abs(r.mean - np.mean(vals)) < 1e-12 and r.questions == 4
+    # exactly -5 is not below -5 (the paper's "< -5%")
+    e2 = pd.DataFrame({"flow": ["cross-frame", "video->question", "question->last"], "layers": [(0,), (1,), (2,)],
+                       "mean": [-5.0, -5.01, 0.0]})
+    assert P.effective_layers(e2) == {"cross-frame": (), "video->question": (1,), "question->last": ()}
+    with pytest.raises(ValueError, match=r"no rows for flow\(s\) \['question->last'\]"):
+        P.effective_layers(e2[e2.flow != "question->last"])
+
+
+def test_scaled_interval_and_labels():
+    assert P.scaled_interval(32) == 5 and P.scaled_interval(12) == 2 and P.scaled_interval(2) == 1
+    assert P.range_label((5, 6, 7, 10)) == "L6-8, L11" and P.range_label(()) == "none"
+    assert P.intervals(5, 2) == [(0, 1), (2, 3), (4,)]
+
+
+def brute_force_kept(lay, n_layers, eff):
+    """Kept causal pairs per layer, decided pair by pair from the rules of Sec. 3.5 and positions alone."""
+    frame_of = {p: f for f, r in enumerate(lay.frames) for p in r}
+    video, question, last = set(lay.video), set(lay.question), lay.n - 1
+    v_end = max(eff["video->question"]) if eff["video->question"] else None
+    q_end = max(eff["question->last"]) if eff["question->last"] else None
+    kept = []
+    for l in range(n_layers):
+        count = 0
+        for q, k in ((q, k) for q in range(lay.n) for k in range(q + 1)):
+            cut = (q in frame_of and k in frame_of and frame_of[k] < frame_of[q] and l not in eff["cross-frame"]) \
+                or (k in video and q in question and l not in eff["video->question"]) \
+                or (k in question and q == last and l not in eff["question->last"]) \
+                or (q == last and (k in video or k == last)) \
+                or (v_end is not None and l > v_end and q in video and k in video) \
+                or (q_end is not None and l > q_end and q in question and k in question)
+            count += not cut
+        kept.append(count)
+    return kept
+
+
+@pytest.mark.parametrize("eff", [
+    {"cross-frame": (1, 2), "video->question": (1, 2, 3), "question->last": (3, 4)},
+    {"cross-frame": (), "video->question": (2, 4), "question->last": (0, 5)},  # empty and non-contiguous
+    {"cross-frame": (0,), "video->question": (), "question->last": ()},
+])
+def test_effective_plan_edges_match_a_brute_force_count(eff):
+    lay, n_layers = small_layout(frames=3, per_frame=2), 6
+    plan = P.effective_pathway_plan(lay, n_layers, eff)
+    kept = brute_force_kept(lay, n_layers, eff)
+    assert plan.attention_edges(lay.n, n_layers) == sum(kept)
+    causal = torch.ones(lay.n, lay.n, dtype=torch.bool).tril()
+    for l in range(n_layers):
+        assert int((causal & ~plan.dense(l, lay.n)).sum()) == kept[l]
+    assert P.cut_edges(plan, lay.n, n_layers) == n_layers * lay.n * (lay.n + 1) // 2 - sum(kept)
+
+
+def test_random_blocking_draw():
+    lay, n_layers = small_layout(frames=3, per_frame=3, n_sys=4), 5
+    # chat text after the video is tagged system too; only the leading run is the system prompt
+    lay = dataclasses.replace(lay, system=lay.system + [lay.video_span.stop])
+    start = P.post_system_start(lay)
+    assert start == 4
+    cuts = P.matched_cuts(97, n_layers)
+    assert cuts == [20, 20, 19, 19, 19] and sum(cuts) == 97
+    plan = P.random_blocking_plan(lay, cuts, np.random.default_rng([0, 7]))
+    assert plan.attention_edges(lay.n, n_layers) == n_layers * lay.n * (lay.n + 1) // 2 - 97
+    for l in range(n_layers):
+        pairs = plan.dense(l, lay.n).nonzero().tolist()
+        assert len(pairs) == cuts[l]
+        assert all(start <= k <= q for q, k in pairs)  # causal, both after the system prompt
+    again = P.random_blocking_plan(lay, cuts, np.random.default_rng([0, 7]))
+    other = P.random_blocking_plan(lay, cuts, np.random.default_rng([1, 7]))
+    assert all(torch.equal(plan.dense(l, lay.n), again.dense(l, lay.n)) for l in range(n_layers))
+    assert any(not torch.equal(plan.dense(l, lay.n), other.dense(l, lay.n)) for l in range(n_layers))
+    m = lay.n - start
+    with pytest.raises(ValueError, match=f"only {m * (m + 1) // 2} causal pairs lie after the system prompt"):
+        P.random_blocking_plan(lay, [m * (m + 1) // 2 + 1], np.random.default_rng(0))
+
+
+def test_random_draw_is_uniform_over_post_system_pairs():
+    """Every post-system causal pair is cut about equally often over many draws."""
+    lay = small_layout(frames=2, per_frame=2, n_sys=3, n_q=2, opts=(1, 1), n_suffix=1)
+    m = lay.n - 3
+    counts = torch.zeros(lay.n, lay.n)
+    draws = 2000
+    for s in range(draws):
+        counts += P.random_blocking_plan(lay, [5], np.random.default_rng(s)).dense(0, lay.n).float()
+    pairs = [(q, k) for q, k in itertools.product(range(3, lay.n), repeat=2) if k <= q]
+    freq = np.array([counts[q, k].item() for q, k in pairs]) / draws
+    assert len(pairs) == m * (m + 1) // 2 and counts.sum() == 5 * draws
+    assert np.abs(freq - 5 / len(pairs)).max() < 0.04
+
+
+def test_run_pathways_matches_the_reference_backend(tiny, samples):
+    eff = {"cross-frame": (0, 1), "video->question": (1, 2), "question->last": (2, 3)}
+    fast = P.run_pathways(tiny, samples[:2], eff, seeds=[0, 1], num_frames=4, progress=False)
+    assert len(fast) == 2 * 4 and set(fast.condition) == set(P.CONDITIONS)
+    for i, s in enumerate(samples[:2]):
+        p = tiny.prepare_sample(s, 4)
+        plan = P.effective_pathway_plan(p.layout, tiny.n_layers, eff)
+        cuts = P.matched_cuts(P.cut_edges(plan, p.layout.n, tiny.n_layers), tiny.n_layers)
+        plans = [KnockoutPlan(), plan] + [P.random_blocking_plan(p.layout, cuts, np.random.default_rng([seed, i]))
+                                          for seed in (0, 1)]
+        ref = knockout_logits(tiny, p, plans, "reference").softmax(-1)
+        rows = fast[fast.sample_id == p.sample_id]
+        assert np.abs(rows.p_gold.to_numpy() - ref[:, p.gold_id].numpy()).max() < 1e-4
+        assert (rows.correct.to_numpy() == (ref.argmax(-1) == p.gold_id).numpy()).all()
+        assert rows.edges.iloc[1] == rows.edges.iloc[2] == rows.edges.iloc[3] == plan.attention_edges(
+            p.layout.n, tiny.n_layers)
+
+
+def results(full, eff, rand_per_seed, n=10):
+    """Hand-made run_pathways rows: ``full``/``eff`` correct counts, one correct count per random seed."""
+    rows = []
+    for cond, seed, k, edges in [(P.CONDITIONS[0], -1, full, 100), (P.CONDITIONS[1], -1, eff, 40)] + \
+            [(P.CONDITIONS[2], s, k, 40) for s, k in enumerate(rand_per_seed)]:
+        rows += [{"sample_id": f"q{i}", "condition": cond, "seed": seed, "edges": edges, "edges_full": 100,
+                  "correct": i < k, "logit_diff": 0.0} for i in range(n)]
+    return pd.DataFrame(rows)
+
+
+def test_table3_matches_hand_counts():
+    t = P.table3(results(9, 8, [5, 6, 4, 5, 5])).set_index("condition")
+    assert t.loc["full causal attention", "accuracy"] == 90 and t.loc["effective pathways", "kept_pct"] == 40
+    assert t.loc["random blocking", "accuracy"] == 50
+    assert abs(t.loc["random blocking", "std_over_seeds"] - np.std([50, 60, 40, 50, 50], ddof=1)) < 1e-9
+    assert t.loc["random blocking", "seeds"] == 5 and t.loc["effective pathways", "questions"] == 10
+    assert t.loc["full causal attention", "lo"] < 90 < t.loc["full causal attention", "hi"]
+
+
+@pytest.mark.parametrize("full, eff, rand, retains, hurts, suppressed", [
+    (9, 9, [5, 5, 5, 5, 5], True, True, True),
+    (9, 3, [5, 5, 5, 5, 5], False, False, True),
+    (9, 9, [9, 8, 9, 9, 9], True, False, True),
+])
+def test_table3_claims(full, eff, rand, retains, hurts, suppressed):
+    t3 = P.table3(results(full, eff, rand))
+    assert P.claim_effective_retains(t3).holds is retains
+    assert P.claim_random_hurts(t3).holds is hurts
+    assert P.claim_edges_suppressed(t3).holds is suppressed
+    assert P.claim_edges_suppressed(t3, max_kept=30).holds is False
+    assert P.claim_effective_retains(t3[t3.condition != P.CONDITIONS[1]]).holds is None
+
+
+def test_table_e_claim():
+    good = {"cross-frame": (2, 3), "video->question": (2, 3, 4), "question->last": (5, 6)}
+    assert P.claim_effective_layers(good).holds is True
+    assert P.claim_effective_layers(good | {"cross-frame": ()}).holds is False  # no effective interval
+    assert P.claim_effective_layers(good | {"question->last": (0, 1)}).holds is False  # last before the video flows
+    assert "cross-frame none" in P.claim_effective_layers(good | {"cross-frame": ()}).measured
+
+
+def test_selection_task_must_be_loaded(samples):
+    assert [s.task for s in P.selection_samples(samples, "object_count")] == ["object_count"]
+    with pytest.raises(ValueError, match=r"selection_task='action_count' has no question among the loaded tasks"):
+        P.selection_samples(samples, "action_count")

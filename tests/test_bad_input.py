@@ -252,11 +252,11 @@ def test_undecodable_and_too_short_videos_are_counted_skips(fm, bench, tmp_path)
     (root / "video" / "action_antonym" / "action_antonym_00000.mp4").write_bytes(b"\0" * 4096)
     samples = data.load_benchmark(root, "synthetic", tasks=["action_antonym"])
     table = run_sweep(fm, samples, ["video->last"], **KW)
-    skipped = table.attrs["skipped"]
+    skipped = pd.DataFrame(table.attrs["skipped"])
     assert list(skipped.sample_id) == ["action_antonym/0"] and list(skipped.kind) == ["video"]
     assert "action_antonym_00000.mp4" in skipped.reason[0]
     assert set(table.sample_id) == {"action_antonym/1"}  # the other question still ran
-    short = run_sweep(fm, samples[1:], ["video->last"], **{**KW, "num_frames": 32}).attrs["skipped"]
+    short = pd.DataFrame(run_sweep(fm, samples[1:], ["video->last"], **{**KW, "num_frames": 32}).attrs["skipped"])
     assert list(short.kind) == ["video"] and "fewer than the 32" in short.reason[0]
 
 
@@ -271,7 +271,7 @@ def test_spans_not_found_is_a_counted_skip(fm, questions):
     wrong = FlowModel(fm.model, fm.processor, adapter=WrongTokensPerFrame(), name="tiny")
     table = run_sweep(wrong, questions[:2], ["video->last"], **KW)
     fm.model.set_attn_implementation("flow_knockout")
-    assert len(table) == 0 and list(table.attrs["skipped"].kind) == ["spans", "spans"]
+    assert len(table) == 0 and list(pd.DataFrame(table.attrs["skipped"]).kind) == ["spans", "spans"]
 
 
 def test_nan_logits_are_a_counted_skip(fm, questions, tmp_path):
@@ -279,8 +279,8 @@ def test_nan_logits_are_a_counted_skip(fm, questions, tmp_path):
     with torch.no_grad():
         broken.lm_head.weight[5] = float("nan")
     table = run_sweep(broken, questions, ["video->last"], out=tmp_path, **KW)
-    assert len(table) == 0 and list(table.attrs["skipped"].kind) == ["non-finite"] * 3
-    assert "NaN or inf" in table.attrs["skipped"].reason[0]
+    assert len(table) == 0 and list(pd.DataFrame(table.attrs["skipped"]).kind) == ["non-finite"] * 3
+    assert "NaN or inf" in pd.DataFrame(table.attrs["skipped"]).reason[0]
 
 
 def test_out_of_memory_is_retried_with_a_smaller_batch_then_skipped(fm, questions, tmp_path, monkeypatch):
@@ -304,7 +304,7 @@ def test_out_of_memory_is_retried_with_a_smaller_batch_then_skipped(fm, question
 
     monkeypatch.setattr(sweep_module, "knockout_logits", no_memory)
     skipped = run_sweep(fm, questions, ["video->last"], out=tmp_path, **KW)
-    assert list(skipped.attrs["skipped"].kind) == ["oom"] * 3
+    assert list(pd.DataFrame(skipped.attrs["skipped"]).kind) == ["oom"] * 3
     monkeypatch.setattr(sweep_module, "knockout_logits", real)  # a rerun with memory tries them again
     rerun = run_sweep(fm, questions, ["video->last"], out=tmp_path, **KW)
     assert rerun.sample_id.nunique() == 3 and len(rerun.attrs["skipped"]) == 0

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from flowutils.analysis import sweep as sweep_module
 from flowutils.analysis.store import StoreError, load_questions, load_results, load_skipped, skip_summary
@@ -41,11 +42,16 @@ def questions():
 
 
 def _child(fm, questions, out, started):
-    """Run the sweep; ``started`` is set when the first question begins (the store is open by then)."""
+    """Run the sweep; ``started`` is set when the second question begins: the store is open and the first
+    question committed by then, so every kill after it leaves progress however fast this machine is."""
+    torch.set_num_threads(1)  # OpenMP's thread pool does not survive fork: a parallel region would hang
     question = sweep_module._question
+    calls = []
 
     def signalling(*args, **kwargs):
-        started.set()
+        calls.append(1)
+        if len(calls) == 2:
+            started.set()
         return question(*args, **kwargs)
 
     sweep_module._question = signalling
@@ -53,13 +59,23 @@ def _child(fm, questions, out, started):
     os._exit(0)
 
 
-def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_table(fm, questions, tmp_path):
+@pytest.fixture
+def one_thread():
+    """Bit-identical numbers need the same thread count in the children (one: see _child) and here."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_table(fm, questions, tmp_path, one_thread):
     """20 SIGKILLs at random points of a sweep in a child process, each followed by a resume; the final
     table equals an uninterrupted in-memory run row for row, bit for bit."""
     flows = ["video->last", "cross-frame"]
+    reference = run_sweep(fm, questions, flows, **KW)  # one thread, as the children (see one_thread)
     t = time.perf_counter()
-    reference = run_sweep(fm, questions, flows, **KW)
-    per_question = (time.perf_counter() - t) / len(questions)
+    run_sweep(fm, questions[:8], flows, **KW)
+    per_question = (time.perf_counter() - t) / 8
     ctx = mp.get_context("fork")  # the child shares the parent's model: the same weights, no import time
     rng = random.Random(0)
     killed_running = 0
@@ -71,7 +87,7 @@ def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_table(fm, 
             time.sleep(rng.uniform(0, 0.2))
         else:  # else at a random point of the questions' work, commits included
             assert started.wait(60)
-            time.sleep(rng.uniform(0, 2.5 * per_question))
+            time.sleep(rng.uniform(0, per_question))
         if child.is_alive():
             killed_running += 1
             os.kill(child.pid, signal.SIGKILL)
@@ -80,8 +96,8 @@ def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_table(fm, 
     assert killed_running >= 15  # the kills did land in running sweeps
     print(f"{killed_running} kills in running sweeps")
     stored = load_questions(next(tmp_path.glob("*/")))
-    assert 0 < len(stored) < len(questions)  # the kills left the sweep unfinished ...
-    final = run_sweep(fm, questions, flows, out=tmp_path, **KW)  # ... and this resume finishes it
+    assert 0 < len(stored) <= len(questions)  # the kills landed after commits (on a fast machine, all of them)
+    final = run_sweep(fm, questions, flows, out=tmp_path, **KW)  # this resume finishes what is left
     pd.testing.assert_frame_equal(final, reference)
     assert not final.duplicated(["sample_id", "flow", "layer"]).any()
     assert load_questions(final.attrs["store"]).sample_id.is_unique

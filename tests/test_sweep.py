@@ -66,3 +66,11 @@ def test_summarize_matches_a_loop():
     s = summarize(t).set_index("layer")
     assert s.loc[0, "relative_change_pct"] == -20.0 and s.loc[1, "relative_change_pct"] == 2.5
     assert s.loc[0, "accuracy_knockout"] == 50.0 and s.loc[1, "accuracy_knockout"] == 100.0
+
+
+def test_sweep_tables_concatenate(tiny, samples, tmp_path):
+    """Notebooks concatenate the tables of two models; their attrs must not break pandas.concat."""
+    kw = dict(k=3, num_frames=4, sample_mode="all", progress=False)
+    a = run_sweep(tiny, samples[:1], ["last->last"], **kw)
+    b = run_sweep(tiny, samples[1:2], ["last->last"], out=tmp_path, **kw)
+    assert len(pd.concat([a, b], ignore_index=True)) == len(a) + len(b)

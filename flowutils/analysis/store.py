@@ -266,7 +266,8 @@ def load_results(path):
             seen |= set(rows.sample_id)
             frames.append(rows)
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    table.attrs["skipped"] = load_skipped(path)
+    # records, not a DataFrame: pandas compares attrs when concatenating, and DataFrames do not compare to a bool
+    table.attrs["skipped"] = load_skipped(path).to_dict("records")
     table.attrs["params"] = json.loads((path / "params.json").read_text()) if (path / "params.json").is_file() else {}
     return table
 
@@ -289,7 +290,10 @@ def skipped_frame(sample_ids, tasks, reasons):
 
 def skip_summary(skipped) -> str:
     """``"3 question(s) skipped: 2 video, 1 oom"`` (or ``"no question skipped"``)."""
+    import pandas as pd
+
     if skipped is None or not len(skipped):
         return "no question skipped"
+    skipped = pd.DataFrame(skipped)  # a table's attrs["skipped"] holds records
     counts = skipped.kind.value_counts().sort_index()
     return f"{len(skipped)} question(s) skipped: " + ", ".join(f"{n} {kind}" for kind, n in counts.items())

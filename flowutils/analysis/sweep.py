@@ -233,8 +233,8 @@ def run_sweep(fm, samples, flows, k: int | None = None, style: str = "center", l
     ``relative_change_pct``, ``p_gold_baseline``/``p_gold_knockout``, ``relative_change_gold_pct``,
     ``logit_diff_baseline``/``logit_diff_knockout``/``logit_diff_change`` (:func:`logit_difference`),
     ``argmax_knockout``, ``correct_baseline``/``correct_knockout``, in the order of ``samples``.
-    Questions outside ``sample_mode`` give no rows. ``attrs["skipped"]``: skipped questions with
-    their reason; ``attrs["store"]``: the result set's directory (None without ``out``).
+    Questions outside ``sample_mode`` give no rows. ``attrs["skipped"]``: records (``sample_id``,
+    ``task``, ``kind``, ``reason``) of the skipped questions; ``attrs["store"]``: the result set's directory (None without ``out``).
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -282,7 +282,8 @@ def run_sweep(fm, samples, flows, k: int | None = None, style: str = "center", l
             store.close()
     if store is None:
         table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-        table.attrs["skipped"] = skipped_frame(*zip(*skipped)) if skipped else skipped_frame([], [], [])
+        frame = skipped_frame(*zip(*skipped)) if skipped else skipped_frame([], [], [])
+        table.attrs["skipped"] = frame.to_dict("records")
         table.attrs["store"] = None
         return table
     stored = load_results(store.dir)
@@ -291,8 +292,7 @@ def run_sweep(fm, samples, flows, k: int | None = None, style: str = "center", l
         stored = stored[stored.sample_id.isin(wanted)]
         order = stored.sample_id.map(wanted)
         stored = stored.iloc[order.argsort(kind="stable")].reset_index(drop=True)
-    skipped = stored.attrs["skipped"]
-    stored.attrs["skipped"] = skipped[skipped.sample_id.isin(wanted)].reset_index(drop=True)
+    stored.attrs["skipped"] = [r for r in stored.attrs["skipped"] if r["sample_id"] in wanted]
     stored.attrs["store"] = str(store.dir)
     return stored
 

@@ -1,5 +1,7 @@
 """Shared fixtures: tiny random-weight models of every supported family (fp32, CPU)."""
 
+import shutil
+
 import pytest
 import torch
 
@@ -13,6 +15,24 @@ FAMILIES = ("llava_next_video", "llava_onevision")
 def tiny_config(family: str) -> ToyConfig:
     return ToyConfig(family=family, text_layers=4, text_hidden=64, text_heads=4, text_kv_heads=2,
                      text_intermediate=128, vision_layers=2, vision_hidden=32, vision_heads=2, image_size=32)
+
+
+def tiny_llava_next_video(seed: int = 0, name: str = "tiny") -> FlowModel:
+    """A FlowModel around the tiny random-weight llava_next_video model (the same weights for a seed)."""
+    model, processor = build_toy(tiny_config("llava_next_video"), seed=seed)
+    return FlowModel(model.float(), processor, name=name)
+
+
+@pytest.fixture(scope="session")
+def bench(tmp_path_factory):
+    """A two-question-per-task synthetic benchmark on disk; tests that change it work on copy_benchmark."""
+    root = tmp_path_factory.mktemp("bench") / "synthetic"
+    synthetic.write_benchmark(root, 2, seed=0, split="test", progress=False)
+    return root
+
+
+def copy_benchmark(bench, tmp_path):
+    return shutil.copytree(bench, tmp_path / "copy")
 
 
 @pytest.fixture(scope="session", params=FAMILIES)

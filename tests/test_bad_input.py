@@ -4,7 +4,6 @@ never a silently wrong number."""
 
 import copy
 import json
-import shutil
 
 import pandas as pd
 import pytest
@@ -18,17 +17,15 @@ from flowutils.engine import knockout_logits
 from flowutils.knockout import windows
 from flowutils.knockout.plan import KnockoutPlan
 from flowutils.models.flow_model import FlowModel
-from flowutils.toy.models import build_toy
 
-from conftest import tiny_config
+from conftest import copy_benchmark, tiny_llava_next_video
 
 KW = dict(k=1, num_frames=4, sample_mode="all", progress=False)
 
 
 @pytest.fixture(scope="module")
 def fm():
-    model, processor = build_toy(tiny_config("llava_next_video"), seed=0)
-    return FlowModel(model.float(), processor, name="tiny")
+    return tiny_llava_next_video()
 
 
 @pytest.fixture(scope="module")
@@ -39,17 +36,6 @@ def questions():
         s.frames, s.sample_id = s.frames[::4], f"{task}/0"
         out.append(s)
     return out
-
-
-@pytest.fixture(scope="module")
-def bench(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bench") / "synthetic"
-    synthetic.write_benchmark(root, 2, seed=0, split="test", progress=False)
-    return root
-
-
-def _copy(bench, tmp_path):
-    return shutil.copytree(bench, tmp_path / "copy")
 
 
 def _edit(root, task, change):
@@ -139,21 +125,21 @@ def test_window_layer_not_an_integer():
 
 # ------------------------------------------------------------------ benchmark files: every problem at once
 def test_task_json_that_is_a_dict(bench, tmp_path):
-    root = _copy(bench, tmp_path)
+    root = copy_benchmark(bench, tmp_path)
     _edit(root, "action_antonym", lambda e: {"questions": e})
     with pytest.raises(data.BenchmarkError, match=r"action_antonym.json holds a JSON dict; expected a list"):
         data.load_benchmark(root, "synthetic")
 
 
 def test_invalid_json(bench, tmp_path):
-    root = _copy(bench, tmp_path)
+    root = copy_benchmark(bench, tmp_path)
     (root / "json" / "object_count.json").write_text("[{")
     with pytest.raises(data.BenchmarkError, match="object_count.json is not valid JSON"):
         data.load_benchmark(root, "synthetic")
 
 
 def test_empty_question_list(bench, tmp_path):
-    root = _copy(bench, tmp_path)
+    root = copy_benchmark(bench, tmp_path)
     _edit(root, "object_count", lambda e: [])
     with pytest.raises(data.BenchmarkError, match="object_count.json has no questions"):
         data.load_benchmark(root, "synthetic")
@@ -176,28 +162,28 @@ ENTRY_CASES = {
 @pytest.mark.parametrize("case", list(ENTRY_CASES))
 def test_bad_entry_is_named_with_its_file_and_index(bench, tmp_path, case):
     change, message = ENTRY_CASES[case]
-    root = _copy(bench, tmp_path)
+    root = copy_benchmark(bench, tmp_path)
     _edit(root, "moving_direction", lambda es: [es[0], change(es[1])])
     with pytest.raises(data.BenchmarkError, match=rf"moving_direction.json entry 1: {message}"):
         data.load_benchmark(root, "synthetic")
 
 
 def test_duplicate_entries(bench, tmp_path):
-    root = _copy(bench, tmp_path)
+    root = copy_benchmark(bench, tmp_path)
     _edit(root, "action_sequence", lambda es: es + [es[0]])
     with pytest.raises(data.BenchmarkError, match="entry 2: duplicate of entry 0"):
         data.load_benchmark(root, "synthetic")
 
 
 def test_empty_video_file(bench, tmp_path):
-    root = _copy(bench, tmp_path)
+    root = copy_benchmark(bench, tmp_path)
     (root / "video" / "scene_transition" / "scene_transition_00001.mp4").write_bytes(b"")
     with pytest.raises(data.BenchmarkError, match=r"video file is empty \(0 bytes\)"):
         data.load_benchmark(root, "synthetic")
 
 
 def test_every_problem_of_every_task_is_listed_at_once(bench, tmp_path):
-    root = _copy(bench, tmp_path)
+    root = copy_benchmark(bench, tmp_path)
     _edit(root, "action_antonym", lambda es: [{**es[0], "answer": "Nope."}, {**es[1], "start": 3, "end": 1}])
     _edit(root, "object_count", lambda es: {"not": "a list"})
     with pytest.raises(data.BenchmarkError) as err:
@@ -210,7 +196,7 @@ def test_every_problem_of_every_task_is_listed_at_once(bench, tmp_path):
 
 
 def test_corrupt_and_too_short_videos_found_by_decoding(bench, tmp_path):
-    root = _copy(bench, tmp_path)
+    root = copy_benchmark(bench, tmp_path)
     video = root / "video" / "action_antonym" / "action_antonym_00000.mp4"
     video.write_bytes(video.read_bytes()[:300])
     assert manifests.validate_benchmark(root, "synthetic", check_counts=False) == []  # not decoded: not seen
@@ -248,7 +234,7 @@ def test_command_line_errors(argv, message, capsys):
 
 # ------------------------------------------------------------------ during a sweep: counted skips
 def test_undecodable_and_too_short_videos_are_counted_skips(fm, bench, tmp_path):
-    root = _copy(bench, tmp_path)
+    root = copy_benchmark(bench, tmp_path)
     (root / "video" / "action_antonym" / "action_antonym_00000.mp4").write_bytes(b"\0" * 4096)
     samples = data.load_benchmark(root, "synthetic", tasks=["action_antonym"])
     table = run_sweep(fm, samples, ["video->last"], **KW)

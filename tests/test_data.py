@@ -1,5 +1,4 @@
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -7,18 +6,7 @@ import pytest
 from flowutils import data
 from flowutils.data import manifests, synthetic
 
-
-@pytest.fixture(scope="module")
-def bench(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bench") / "synthetic"
-    synthetic.write_benchmark(root, 2, seed=0, split="test", progress=False)
-    return root
-
-
-def _copy(bench, tmp_path):
-    dst = tmp_path / "copy"
-    shutil.copytree(bench, dst)
-    return dst
+from conftest import copy_benchmark
 
 
 def test_roundtrip_reads_uniform_frames(bench):
@@ -46,14 +34,14 @@ def test_resume_and_conflicting_arguments(bench):
 
 
 def test_missing_json(bench, tmp_path):
-    root = _copy(bench, tmp_path)
+    root = copy_benchmark(bench, tmp_path)
     (root / "json" / "object_count.json").unlink()
     with pytest.raises(data.BenchmarkError, match="object_count.json"):
         data.load_benchmark(root, "synthetic")
 
 
 def test_missing_video(bench, tmp_path):
-    root = _copy(bench, tmp_path)
+    root = copy_benchmark(bench, tmp_path)
     (root / "video" / "action_antonym" / "action_antonym_00001.mp4").unlink()
     with pytest.raises(data.BenchmarkError, match="action_antonym_00001.mp4"):
         data.load_benchmark(root, "synthetic")
@@ -62,7 +50,7 @@ def test_missing_video(bench, tmp_path):
 
 
 def test_truncated_video(bench, tmp_path):
-    root = _copy(bench, tmp_path)
+    root = copy_benchmark(bench, tmp_path)
     video = root / "video" / "scene_transition" / "scene_transition_00000.mp4"
     video.write_bytes(video.read_bytes()[:200])
     with pytest.raises(data.BenchmarkError, match="scene_transition_00000.mp4"):
@@ -76,7 +64,7 @@ def test_too_few_frames(bench):
 
 
 def test_answer_not_among_candidates(bench, tmp_path):
-    root = _copy(bench, tmp_path)
+    root = copy_benchmark(bench, tmp_path)
     path = root / "json" / "moving_direction.json"
     entries = json.loads(path.read_text())
     entries[1]["answer"] = "Sideways."

@@ -10,23 +10,20 @@ from flowutils.analysis.shards import local_device, resolve_shard, shard_indices
 from flowutils.analysis.store import load_results
 from flowutils.analysis.sweep import run_sweep
 from flowutils.data import synthetic
-from flowutils.models.flow_model import FlowModel
-from flowutils.toy.models import build_toy
 
-from conftest import tiny_config
+from conftest import tiny_llava_next_video
 
 KW = dict(k=1, num_frames=4, sample_mode="all", progress=False)
 
 
 def _setup():
     """The same model and questions in every process (seeded)."""
-    model, processor = build_toy(tiny_config("llava_next_video"), seed=0)
     questions = []
     for task in synthetic.VIDEO_TASKS:
         for j, s in enumerate(synthetic.generate(task, 2, seed=0, split="test")):
             s.frames, s.sample_id = s.frames[::4], f"{task}/{j}"
             questions.append(s)
-    return FlowModel(model.float(), processor, name="tiny"), questions
+    return tiny_llava_next_video(), questions
 
 
 @pytest.mark.parametrize("n, num_shards", [(10, 1), (10, 3), (2, 4), (0, 2)])

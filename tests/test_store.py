@@ -16,18 +16,15 @@ from flowutils.analysis import sweep as sweep_module
 from flowutils.analysis.store import StoreError, load_questions, load_results, load_skipped, skip_summary
 from flowutils.analysis.sweep import run_sweep
 from flowutils.data import synthetic
-from flowutils.models.flow_model import FlowModel
-from flowutils.toy.models import build_toy
 
-from conftest import tiny_config
+from conftest import tiny_llava_next_video
 
 KW = dict(k=1, num_frames=4, sample_mode="all", progress=False)
 
 
 @pytest.fixture(scope="module")
 def fm():
-    model, processor = build_toy(tiny_config("llava_next_video"), seed=0)
-    return FlowModel(model.float(), processor, name="tiny")
+    return tiny_llava_next_video()
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +117,7 @@ def test_every_parameter_and_the_weights_key_their_own_result_set(fm, questions,
         dirs.add(run_sweep(fm, questions[:1], ["video->last"], **{**base, **change}).attrs["store"])
     dirs.add(run_sweep(fm, questions[:1], ["cross-frame"], **base).attrs["store"])
     # another model with the same name (other random weights) must not share the results
-    model, processor = build_toy(tiny_config("llava_next_video"), seed=1)
-    other = FlowModel(model.float(), processor, name="tiny")
+    other = tiny_llava_next_video(seed=1)
     table = run_sweep(other, questions[:1], ["video->last"], **base)
     dirs.add(table.attrs["store"])
     assert len(dirs) == len(variants) + 3

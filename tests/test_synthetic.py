@@ -85,3 +85,13 @@ def test_distractors_match_the_objects_seen_in_the_first_frame():
             seen = [palette.get(tuple(int(x) for x in px)) for px in centres]
             assert S.distractors(s) == sum(c is not None and c != asked for c in seen), (task, s.meta)
     assert all(S.distractors(s) == 0 for s in S.generate("image_count", 5, seed=8))
+
+
+def test_videos_encode_to_the_same_bytes_every_time(tmp_path):
+    """A rendered benchmark must not change between renders: nbval compares notebooks that read it."""
+    for i, sample in enumerate(S.generate("object_count", 6, seed=0, split="test")):
+        encodings = set()
+        for j in range(4):
+            S.write_video(tmp_path / f"{i}-{j}.mp4", sample.frames, fps=8)
+            encodings.add((tmp_path / f"{i}-{j}.mp4").read_bytes())
+        assert len(encodings) == 1, f"object_count sample {i}: {len(encodings)} different encodings"

@@ -489,7 +489,9 @@ def write_video(path: Path, frames: np.ndarray, fps: int, crf: int = 12) -> None
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "medium"}
+        # x264's macroblock-tree rate control gave other bytes (and decoded pixels) on every run; without it
+        # the same frames always encode to the same file, so every render of the benchmark is identical
+        stream.options = {"crf": str(crf), "preset": "medium", "x264-params": "mbtree=0"}
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)

@@ -82,3 +82,72 @@ def test_claims_round_trip(tmp_path):
     assert list(back.paper) == ["-30.1", "", ""] and set(back.page) == {"temporal_interaction"}
     with pytest.raises(FileNotFoundError, match="run the section notebooks"):
         claims.load_claims(tmp_path, ["effective_pathways"])
+
+
+def test_a_notebook_sweep_reads_what_the_sweep_command_stored(bench, tmp_path, monkeypatch):
+    """The notebooks' store arguments key a sweep as the command does: the rerun computes nothing."""
+    from flowutils.analysis import sweep as sweep_module
+    from flowutils.cli import main
+    from flowutils.data import load_benchmark
+    from flowutils.models import load
+
+    argv = ["sweep", "--model", "toy-videollm", "--benchmark", str(bench), "--tasks", "object_count",
+            "--n-per-task", "2", "--flows", "video->last", "--layers", "0", "5", "--sample-mode", "all",
+            "--device", "cpu", "--out", str(tmp_path / "sweeps")]
+    assert main(argv) == 0
+    monkeypatch.setattr(sweep_module, "_question", lambda *a, **k: pytest.fail("the notebook recomputed a question"))
+    store = parameters.sweep_store(defaults(results_dir=str(tmp_path)))
+    table = sweep_module.run_sweep(load("toy-videollm"), load_benchmark(bench, "synthetic", ["object_count"], 2),
+                                   ["video->last"], layers=[0, 5], sample_mode="all", progress=False, **store)
+    assert table.sample_id.nunique() == 2 and sorted(table.layer.unique()) == [0, 5]
+
+
+def test_rerun_commands_name_only_parameters_the_notebooks_have():
+    import json
+    import shlex
+    from pathlib import Path
+
+    from flowutils.analysis import rerun
+
+    root = Path(__file__).resolve().parents[1]
+    lines = rerun.commands("llava-next-7b-video-ft", "llava-v1.6-vicuna-7b", "/data/TV Bench", "tvbench", "results/x")
+    real = shlex.split(lines.splitlines()[0].split("=", 1)[1])[0]  # REAL="..."
+    for line in lines.splitlines()[2:]:
+        words = shlex.split(line.replace("$REAL", real).replace("$PM ", ""))
+        source, target = words[0], words[1]
+        assert target == source.replace("notebooks/", "book/") and (root / source).is_file()
+        cells = json.loads((root / source).read_text())["cells"]
+        (cell,) = [c for c in cells if "parameters" in c["metadata"].get("tags", [])]
+        defined = {ln.split("=")[0].strip() for ln in "".join(cell["source"]).splitlines() if "=" in ln}
+        given = dict(zip(words[3::3], words[4::3]))
+        assert set(given) <= defined, (source, set(given) - defined)
+        if "temporal_interaction" in source:
+            assert given["base_model"] == "llava-v1.6-vicuna-7b" and given["benchmark_root"] == "/data/TV Bench"
+    assert len(lines.splitlines()) == 2 + len(rerun.SECTIONS) + 1
+
+
+def test_rerun_estimate_matches_a_hand_computation(tmp_path):
+    import json
+
+    from flowutils.analysis import rerun
+
+    shape = {"model": "llava-next-7b-video-ft", "layers": 32, "hidden": 4096, "tokens": 1000, "plans": 100,
+             "fast_s_per_question": 2.0, "peak_mem_gib": 20.0, "weights_gib": 10.0}
+    (tmp_path / "model_shapes_X.json").write_text(json.dumps({"gpu": "X", "results": [shape]}))
+    (tmp_path / "knockout_sweep_X.json").write_text(json.dumps(
+        {"reference_s_per_sample": 50.0, "plans_per_sample": 100, "weights_gib": 5.0, "tokens": 2000}))
+    t = rerun.estimate("llava-next-7b-video-ft", "llava-v1.6-vicuna-7b", "tvbench", results_dir=tmp_path).set_index("section")
+    plan, forward = 2.0 / 100, 50.0 / 100 * (10 / 5) * (1000 / 2000)  # 0.02 s, 0.5 s
+    questions = 320 + 528 + 185 + 232 + 148  # TVBench's five analysed tasks
+    flows = 4 + 3 + 3  # Figures 3, 6 and 7
+    expected = {"temporal_interaction": (2 * 32 * plan + 2 * forward) * questions,
+                "video_language_integration": (flows * 32 * plan + forward) * questions,
+                "answer_generation": forward * questions,
+                "effective_pathways": 7 * forward * questions + 3 * 32 * plan * 320}
+    for section, seconds in expected.items():
+        assert t.loc[section, "estimated GPU hours"] == pytest.approx(seconds / 3600)
+    # the base (same shape, found by layers and hidden size) adds its weights where both models are loaded
+    assert t.loc["temporal_interaction", "GPU memory GiB (estimate)"] == 30.0
+    assert t.loc["answer_generation", "GPU memory GiB (estimate)"] == 20.0
+    with pytest.raises(ValueError, match="no manifest; valid:"):
+        rerun.estimate("llava-next-7b", None, "tvbench", results_dir=tmp_path)

@@ -108,7 +108,7 @@ def test_a_rerun_computes_nothing_and_returns_the_same_table(fm, questions, tmp_
     pd.testing.assert_frame_equal(load_results(first.attrs["store"]), first)  # the loader alone reads the same
 
 
-def test_every_parameter_and_the_weights_key_their_own_result_set(fm, questions, tmp_path):
+def test_every_parameter_and_the_weights_key_their_own_result_set(fm, questions, tmp_path, monkeypatch):
     base = dict(KW, out=tmp_path)
     dirs = {run_sweep(fm, questions[:1], ["video->last"], **base).attrs["store"]}
     variants = [dict(k=3), dict(style="inverse"), dict(num_frames=2), dict(backend="reference"),
@@ -116,11 +116,14 @@ def test_every_parameter_and_the_weights_key_their_own_result_set(fm, questions,
     for change in variants:
         dirs.add(run_sweep(fm, questions[:1], ["video->last"], **{**base, **change}).attrs["store"])
     dirs.add(run_sweep(fm, questions[:1], ["cross-frame"], **base).attrs["store"])
+    with monkeypatch.context() as m:  # an edited flowutils (same version string) computes anew
+        m.setattr(sweep_module, "source_sha256", lambda: "edited")
+        dirs.add(run_sweep(fm, questions[:1], ["video->last"], **base).attrs["store"])
     # another model with the same name (other random weights) must not share the results
     other = tiny_llava_next_video(seed=1)
     table = run_sweep(other, questions[:1], ["video->last"], **base)
     dirs.add(table.attrs["store"])
-    assert len(dirs) == len(variants) + 3
+    assert len(dirs) == len(variants) + 4
     assert (table.p_pred_baseline != run_sweep(fm, questions[:1], ["video->last"], **KW).p_pred_baseline).all()
 
 

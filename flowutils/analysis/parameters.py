@@ -6,7 +6,8 @@ parameter name the notebook does not define (it injects it as a new variable); h
 unknown name, a value of the wrong type or outside its valid choices is an error that
 names the parameter and lists what is valid. :func:`load_inputs` then loads the models
 and questions the parameters name, through the one model loader
-(:func:`flowutils.models.load`), so a notebook runs a real checkpoint unchanged.
+(:func:`flowutils.models.load`), so a notebook runs a real checkpoint unchanged, and
+:func:`sweep_store` points its knockout sweeps at the result store the ``sweep`` command writes.
 
 The defaults run the toy VideoLLM and its ImageLLM base on the synthetic benchmark on a CPU.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..data import load_benchmark, synthetic
-from ..data.manifests import available_manifests, load_manifest
+from ..data.manifests import available_manifests, load_manifest, manifest_identity
 from ..knockout.windows import STYLES
 from ..models import load
 from .sweep import SAMPLE_MODES
@@ -126,6 +127,13 @@ def benchmark_root(params: dict) -> Path:
     if params["manifest"] == "synthetic" and not root.is_dir() and params["benchmark_root"] == SYNTHETIC_DEFAULT:
         synthetic.write_benchmark(root, 24, seed=0, split="test", progress=False)
     return root
+
+
+def sweep_store(params: dict) -> dict:
+    """``out`` and ``benchmark`` of :func:`flowutils.analysis.sweep.run_sweep` for a notebook: sweeps go
+    to ``<results_dir>/sweeps``, keyed as the ``sweep`` command keys them, so a notebook rerun after
+    ``python -m flowutils sweep ... --out <results_dir>/sweeps`` reads those results and computes nothing twice."""
+    return {"out": repository_path(params["results_dir"]) / "sweeps", "benchmark": manifest_identity(params["manifest"])}
 
 
 def load_inputs(params: dict):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from .claims import load_claims
+from . import answer, pathways, temporal
+from .claims import METRICS, load_claims
 
 # (section, item, the paper's finding, notebook page)
 ITEMS = (
@@ -37,6 +38,58 @@ ITEMS = (
 COLUMNS = ["section", "item", "finding", "paper", "measured", "verdict", "page"]
 
 
+def criteria():
+    """How the claims are judged: one row per threshold (its value read from the module that applies
+    it), and where it comes from: the paper's own number, or this book's reading of the paper's words
+    with the paper's numbers that bound it. A DataFrame: criterion, value, used by, source."""
+    import pandas as pd
+
+    rel, logit = METRICS["relative_change_pct"][1], METRICS["logit_diff_change"][1]
+    t3 = pathways.PAPER_TABLE3
+    rows = [
+        ("a knockout hurts (relative change of p(answer))", f"mean below {rel:g}%", "Figure 2, Figure 3, Figure 6, Figure 7",
+         "the paper: its threshold for a significant probability drop (Table E)"),
+        ("a knockout hurts (logit difference, true vs best false option)", f"mean below {logit:g}",
+         "Figure 2, Figure 3, Figure 6, Figure 7", "this book: the paper uses probabilities only; -1 logit divides the true option's "
+         "odds against the best false option by e (2.7)"),
+        ("early layers", "the largest drop lies in layers 1 to L/2", "Figure 2, Figure 3",
+         "the paper's \"early-to-middle layers\" read as the first half"),
+        ("Table 2: the first-half knockout hurts", f"accuracy drop of at least {-temporal.PAPER_SMALLEST_DROP:g} points "
+         "per task", "Table 2", "the paper: \"accuracy drops of at least 18%\" (Sec. 3.2)"),
+        ("Table B: the second-half knockout is marginal", f"drop of at most {-temporal.MARGINAL_DROP:g} points, and no "
+         "larger than the first half's", "Table B",
+         f"this book; the paper's second-half drops are at most {-min(temporal.PAPER_TABLE_B_SECOND_HALF.values()):g} points"),
+        ("Figure 4: spatial before temporal", "the frequency-weighted mean layer of the spatial keywords' logit-lens "
+         "hits is below the temporal keywords'", "Figure 4", "this book's reading of the figure (the paper gives no number)"),
+        ("Figure 5: temporal words attend to their frames", "\"begins\" puts a larger share of its attention on the "
+         "first half of the frames than \"ends\" (a); the gap shrinks under cross-frame knockout (b)", "Figure 5",
+         "this book's reading of the figure (the paper gives no number)"),
+        ("Figure 8: the true option rises after the middle", "half of its climb is reached in layers L/2+1 to L",
+         "Figure 8", "this book's reading of \"starts to rise immediately after the middle layers\""),
+        ("Figure 8: no false option leads", f"the best false option never leads by more than {answer.FALSE_LEAD:g}",
+         "Figure 8", "this book's reading of the figure (the paper gives no number)"),
+        ("Figure 8: the rise is sharp", "10% to 90% of the climb within a quarter of the depth", "Figure 8",
+         "this book's reading of the figure (the paper gives no number)"),
+        ("Table E: an effective interval", f"{pathways.scaled_interval(32)} of 32 layers (scaled to the depth), mean "
+         f"relative change below {pathways.THRESHOLD_PCT:g}%", "Table E", "the paper (Table E)"),
+        ("Table 3: the effective pathways retain accuracy", f"drop of at most {pathways.RETAINED_POINTS:g} points",
+         "Table 3", f"this book; the paper's drops over four models and two benchmarks are at most 1.0 point "
+         f"({t3['full causal attention']:g} -> {t3['effective pathways']:g} for the 7B on TVBench)"),
+        ("Table 3: random blocking hurts", f"random accuracy at least {pathways.RANDOM_GAP_POINTS:g} points below the "
+         "effective pathways'", "Table 3", "this book; the paper's gaps are 3.6 to 35.0 points (11.1 to 35.0 on "
+         "TVBench)"),
+        ("Table 3: the effective pathways cut many edges", f"at most {pathways.MAX_KEPT_PCT:g}% of the edges kept",
+         "Table 3", "the paper: 37% to 58% kept over its four models"),
+    ]
+    return pd.DataFrame(rows, columns=["criterion", "value", "used by", "source"])
+
+
+def belongs_to(claim_item: str, item: str) -> bool:
+    """Whether a saved claim's item (e.g. "Figure 2: early layers (logit_diff_change)") is about
+    ``item`` ("Figure 2"): the same name, or the name followed by ":" or " (" and a qualifier."""
+    return claim_item == item or claim_item.startswith((f"{item}:", f"{item} ("))
+
+
 def reproduction_status(results_dir: str | Path):
     """DataFrame with ``COLUMNS``: every saved claim, in the order of ``ITEMS`` (claims of items not
     listed there follow their section), and one "not run" row per item without a saved claim."""
@@ -49,7 +102,7 @@ def reproduction_status(results_dir: str | Path):
     saved = saved.astype({"section": str})
     rows, used = [], set()
     for section, item, finding, page in ITEMS:
-        mine = saved[(saved["section"] == section) & (saved["item"] == item)]
+        mine = saved[(saved["section"] == section) & saved["item"].map(lambda s: belongs_to(s, item))]
         if mine.empty:
             rows.append({"section": section, "item": item, "finding": finding, "paper": "", "measured": "",
                          "verdict": "not run", "page": page})

@@ -9,8 +9,9 @@ Layout of a results directory ``root`` (the ``out`` of :func:`flowutils.analysis
 ``<key>`` is the first 16 hex digits of the sha256 of the canonical JSON of the parameters:
 the model's identity (name, class, dtype, prompt template, and the sha256 of its checkpoint's
 safetensors files, or of its parameters for a model built in memory), the benchmark and its
-manifest hash, the flows, window size and style, sweep layers, frames, backend, sample mode
-and the flowutils version. Changing any of them starts a new result set; rerunning the same
+manifest hash, the flows, window size and style, sweep layers, frames, backend, sample mode,
+the flowutils version and the sha256 of its source files (an edited engine does not reuse the
+numbers of the old one). Changing any of them starts a new result set; rerunning the same
 sweep finds its directory and skips the questions already finished there (in any shard).
 
 Why SQLite, one file per writer, one transaction per question:
@@ -37,6 +38,7 @@ with an error.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -82,6 +84,17 @@ def file_sha256(path: Path, cache_file: Path | None = None) -> str:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
             _write_atomic(cache_file, json.dumps(cache, indent=1))
     return cache[entry]
+
+
+@functools.cache
+def source_sha256() -> str:
+    """sha256 of flowutils' own ``*.py`` files (paths and bytes): a development checkout changes its
+    numbers without changing its version string."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
 
 
 def model_identity(fm, cache_file: Path | None = None) -> dict:

@@ -37,7 +37,7 @@ from ..knockout.plan import KnockoutPlan
 from ..knockout.spans import LayoutError
 from ..knockout.windows import STYLES, scaled_window_size, sweep
 from .shards import resolve_shard, shard_indices
-from .store import ResultStore, load_results, model_identity, skipped_frame
+from .store import ResultStore, load_results, model_identity, skipped_frame, source_sha256
 
 SAMPLE_MODES = ("correct", "wrong", "all")
 PARAMETERS = ("model", "k", "style", "backend", "sample_mode", "num_frames")
@@ -146,7 +146,8 @@ def sweep_parameters(fm, flows, k, style, layers, backend, sample_mode, num_fram
 
     return {"model": model_identity(fm, cache_file), "benchmark": benchmark, "flows": list(flows), "k": k,
             "style": style, "layers": None if layers is None else list(layers), "backend": backend,
-            "sample_mode": sample_mode, "num_frames": num_frames, "flowutils": __version__}
+            "sample_mode": sample_mode, "num_frames": num_frames, "flowutils": __version__,
+            "flowutils_source": source_sha256()}
 
 
 def _is_oom(err: BaseException) -> bool:

@@ -23,6 +23,12 @@ def test_last_layer_lens_is_the_models_output(tiny, samples):
     emb = layer_logits(tiny, base, p.layout.last, "input_embedding")
     hidden = base.layer_outputs[0][0, p.layout.last]
     assert torch.allclose(emb[0], hidden @ tiny.decoder.embed_tokens.weight.T, atol=1e-5)
+    # the official Figure 8 default: the LM head on the raw hidden state, at every layer
+    head = layer_logits(tiny, base, p.layout.last, "lm_head")
+    last = base.layer_outputs[-1][0, p.layout.last]
+    assert torch.allclose(head[0], hidden @ tiny.lm_head.weight.T, atol=1e-5)
+    assert torch.allclose(head[-1], last @ tiny.lm_head.weight.T, atol=1e-5)
+    assert not torch.allclose(head[-1], ref[p.layout.last], atol=1e-3)  # the model's output has the norm
 
 
 def test_recorded_rows_equal_eager_attention_weights(tiny, samples):

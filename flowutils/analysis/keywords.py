@@ -23,7 +23,7 @@ import torch
 from ..data import synthetic
 from ..engine import run_baseline
 from .claims import Claim
-from .logit_lens import VARIANTS, layer_logits
+from .logit_lens import layer_logits
 
 # Table D of the paper: keywords of TVBench's Action Sequence question prompts (lower case, present tense).
 TABLE_D = {
@@ -32,6 +32,8 @@ TABLE_D = {
     "temporal": ["close", "down", "drink", "eat", "hold", "on", "open", "put", "sit", "take", "throw", "tidy", "up"],
 }
 CATEGORIES = ("spatial", "temporal")
+# Figure 4's logit lenses: the textbook one and the official code's (see :mod:`.logit_lens`)
+LENSES = ("final_norm", "input_embedding")
 STOP_WORDS = {"and", "the", "to", "from"}
 
 
@@ -66,7 +68,7 @@ def keyword_token_ids(tokenizer, word: str) -> list[int]:
 
 
 @torch.no_grad()
-def keyword_hits(fm, samples, keywords: dict[str, list[str]], variants=VARIANTS, num_frames: int = 8):
+def keyword_hits(fm, samples, keywords: dict[str, list[str]], variants=LENSES, num_frames: int = 8):
     """Logit-lens top-1 hits of each keyword on the video tokens: a DataFrame with one row per
     variant x question x layer x keyword (``variant``, ``sample_id``, ``task``, ``layer``, ``keyword``,
     ``category``, ``hits``: how many video positions of that layer have the keyword's token as top-1)."""

@@ -3,10 +3,11 @@
 The hidden state a decoder layer writes for a position is projected to the vocabulary:
 
 * ``final_norm`` (textbook logit lens): the model's final norm, then its LM head;
-* ``input_embedding`` (the official code's variant): the INPUT embedding matrix, with no
-  norm, for every layer but the last, which gets the final norm first.
+* ``input_embedding`` (the official code's Figure 4 variant): the INPUT embedding matrix, with
+  no norm, for every layer but the last, which gets the final norm first;
+* ``lm_head`` (the official code's Figure 8 default): the LM head with no final norm at any layer.
 
-Figures say which variant they used.
+The paper's text says "LM head"; figures say which variant they used.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 from ..engine import Baseline
 from ..models.flow_model import FlowModel
 
-VARIANTS = ("final_norm", "input_embedding")
+VARIANTS = ("final_norm", "input_embedding", "lm_head")
 
 
 @torch.no_grad()
@@ -27,6 +28,8 @@ def layer_logits(fm: FlowModel, baseline: Baseline, positions, variant: str = "f
     hidden = torch.stack([h[0, list(positions)] for h in baseline.layer_outputs])  # [layer, pos, d_model]
     if variant == "final_norm":
         return fm.lm_head(fm.decoder.norm(hidden)).float()
+    if variant == "lm_head":
+        return fm.lm_head(hidden).float()
     embed = fm.decoder.embed_tokens.weight
     out = (hidden @ embed.T).float()
     out[-1] = (fm.decoder.norm(hidden[-1]) @ embed.T).float()

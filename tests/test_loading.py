@@ -7,7 +7,7 @@ import pytest
 import torch
 import transformers
 
-from flowutils.models import adapter_for, load, loading, model_manifests
+from flowutils.models import ADAPTERS, adapter_for, load, loading, model_manifests
 from test_families import _pllava
 
 PAPER_MODELS = ("llava-next-7b-video-ft", "llava-next-13b-video-ft", "mini-internvl-4b-video-ft", "videollama3-7b")
@@ -103,5 +103,4 @@ def test_supported_models_table_is_built_from_manifests_adapters_and_results(tmp
     assert table.loc["llava-next-7b-video-ft", "s / question (sweep)"] == 1.5
     assert table.loc["llava-next-7b-video-ft", "window k"] == 9 and table.loc["llava-next-13b-video-ft", "window k"] == 11
     missing = set(table.index[table["verified here"] == "no adapter yet"])
-    assert missing == {n for n, s in model_manifests().items() if s["family"] not in ("pllava", "llava_next_video",
-                                                                                      "llava_onevision", "qwen2_5_vl")}
+    assert missing == {n for n, s in model_manifests().items() if s["family"] not in ADAPTERS}

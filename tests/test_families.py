@@ -203,6 +203,8 @@ def _internvl(tmp):
 def _smolvlm(tmp):
     import transformers
 
+    pytest.importorskip("num2words")  # SmolVLM2's processor writes the frame count in words
+
     named = {"fake_image_token": "<fake_token_around_image>", "global_image_token": "<global-img>",
              "end_of_utterance_token": "<end_of_utterance>"}
     tok = _tokenizer("You are provided the following series of four frames from a video Frame User Assistant System",

@@ -20,12 +20,15 @@ Two backends give the same probabilities (tested to 1e-4 in fp32):
 
 The decoder layers are the model's own modules, called in order with the model's own
 rotary embedding; attention inside them goes through :mod:`flowutils.knockout.attention`.
+What the model adds to the hidden states between two decoder layers outside them (Qwen3-VL's
+DeepStack vision features) is not attention, so no plan changes it: the recomputation adds
+the baseline's additions back (``Baseline.between``), as the model's own forward does.
 """
 
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -44,7 +47,9 @@ class Baseline:
     ``logits``: ``[vocab]`` at the last position (float32);
     ``position_ids`` / ``position_embeddings``: what the model itself passed to its decoder
     layers (1-D ``[1, n]``, or M-RoPE ``[3, 1, n]``; rotary ``(cos, sin)`` with positions on
-    dim -2), so that a recomputed suffix gets exactly its own tokens' positions.
+    dim -2), so that a recomputed suffix gets exactly its own tokens' positions;
+    ``between[l]``: ``[1, n, d_model]`` what the model added to layer ``l``'s output before layer
+    ``l + 1`` (only layers where it added something: DeepStack).
     """
 
     layer_inputs: list
@@ -54,6 +59,7 @@ class Baseline:
     records: dict  # layer -> recorded attention weights (see KnockoutState.record_rows)
     position_ids: torch.Tensor | None = None
     position_embeddings: tuple | None = None
+    between: dict = field(default_factory=dict)
 
     @property
     def probs(self) -> torch.Tensor:
@@ -81,8 +87,10 @@ def run_baseline(fm: FlowModel, prepared: PreparedInput, record_rows=None) -> Ba
     finally:
         for h in hooks:
             h.remove()
+    between = {l: d for l in range(fm.n_layers - 1) if (d := inputs[l + 1] - outputs[l]).any()}
     return Baseline([inputs[i] for i in range(fm.n_layers)], [outputs[i] for i in range(fm.n_layers)],
-                    state.kv, out.logits[0, -1].float(), state.records, positions.get("ids"), positions.get("emb"))
+                    state.kv, out.logits[0, -1].float(), state.records, positions.get("ids"), positions.get("emb"),
+                    between)
 
 
 @torch.no_grad()
@@ -113,6 +121,8 @@ def _recompute(fm: FlowModel, prepared: PreparedInput, base: Baseline, plans, t0
         out = fm.decoder.layers[l](hidden, attention_mask=None, position_ids=positions, position_embeddings=rotary,
                                    flow_knockout=state)
         hidden = out[0] if isinstance(out, tuple) else out
+        if l in base.between:
+            hidden = hidden + base.between[l][:, t0:]
     return fm.lm_head(fm.decoder.norm(hidden[:, -1:]))[:, -1].float()
 
 

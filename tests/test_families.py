@@ -110,8 +110,122 @@ def _qwen2_5_vl(tmp):
     return model, processor
 
 
+def _tokenizer(words: str, named: dict, special=()):
+    """The toy word-level tokenizer with the family's named special tokens (``tokenizer.<name>`` and
+    ``<name>_id``, kept by save_pretrained, as the family's processor reads them) and other special tokens."""
+    from transformers import PreTrainedTokenizerFast
+
+    named = {"video_token": "<video>", "image_token": "<image>", **named}
+    base = build_tokenizer(QUESTION + " " + " ".join(CANDIDATES) + " system user assistant " + words)
+    tok = PreTrainedTokenizerFast(tokenizer_object=base.backend_tokenizer, unk_token="<unk>", pad_token="<pad>",
+                                  bos_token="<s>", eos_token="</s>", extra_special_tokens=named)
+    tok.add_special_tokens({"additional_special_tokens": list(dict.fromkeys([*named.values(), *special]))},
+                           replace_extra_special_tokens=False)
+    return tok
+
+
+def _lm(tok, model_type="qwen2", **kw):
+    return {"model_type": model_type, "vocab_size": len(tok), "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512,
+            "tie_word_embeddings": False, **kw}
+
+
+def _save(tmp, model, processor):
+    model.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    return model, processor
+
+
+def _qwen3_vl(tmp):
+    import transformers
+
+    named = {"video_token": "<|video_pad|>", "image_token": "<|image_pad|>", "vision_start_token": "<|vision_start|>",
+             "vision_end_token": "<|vision_end|>"}
+    tok = _tokenizer("seconds", named, ["<|im_start|>", "<|im_end|>"])
+    lm = _lm(tok, head_dim=16, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                "mrope_section": [2, 3, 3], "mrope_interleaved": True})
+    lm.pop("model_type")
+    config = transformers.Qwen3VLConfig(
+        text_config=lm,
+        vision_config={"depth": 3, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
+                       "patch_size": 8, "temporal_patch_size": 2, "spatial_merge_size": 2, "num_position_embeddings": 16,
+                       "deepstack_visual_indexes": [0, 1]},
+        **{f"{k}_id": tok.convert_tokens_to_ids(v) for k, v in named.items()}, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    model = transformers.Qwen3VLForConditionalGeneration(config).eval()
+    # Qwen3-VL bounds the pixels of the whole video (4 frames of at most 48 x 48)
+    kw = dict(patch_size=8, temporal_patch_size=2, merge_size=2, size={"shortest_edge": 4 * 32 * 32, "longest_edge": 4 * 48 * 48})
+    processor = transformers.Qwen3VLProcessor(
+        image_processor=transformers.Qwen2VLImageProcessor(**kw), tokenizer=tok,
+        video_processor=transformers.Qwen3VLVideoProcessor(**kw, do_sample_frames=False, cap_pixels_per_frame=False))
+    return _save(tmp, model, processor)
+
+
+def _video_llama_3(tmp):
+    import transformers
+
+    tok = _tokenizer("Time", {"video_token": "<|video_pad|>", "image_token": "<|image_pad|>"}, ["<|im_start|>", "<|im_end|>"])
+    config = transformers.VideoLlama3Config(
+        text_config=_lm(tok),
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "patch_size": 8},
+        video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"), image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"))
+    torch.manual_seed(0)
+    model = transformers.VideoLlama3ForConditionalGeneration(config).eval()
+    kw = dict(patch_size=8, merge_size=2, min_pixels=32 * 32, max_pixels=48 * 48)
+    # token compression ON in the saved processor, as in released checkpoints: the adapter must turn it off
+    processor = transformers.VideoLlama3Processor(
+        image_processor=transformers.VideoLlama3ImageProcessor(**kw), tokenizer=tok,
+        video_processor=transformers.VideoLlama3VideoProcessor(**kw, use_token_compression=True, do_sample_frames=False))
+    return _save(tmp, model, processor)
+
+
+INTERNVL_TOKENS = {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>"}
+
+
+def _internvl(tmp):
+    import transformers
+
+    tok = _tokenizer("Frame1 Frame2 Frame3 Frame4", INTERNVL_TOKENS, ["<|im_start|>", "<|im_end|>"])
+    config = transformers.InternVLConfig(
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "image_size": 32, "patch_size": 8},
+        text_config=_lm(tok), image_token_id=tok.context_image_token_id, image_seq_length=4, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    model = transformers.InternVLForConditionalGeneration(config).eval()
+    size = {"height": 32, "width": 32}
+    processor = transformers.InternVLProcessor(
+        image_processor=transformers.GotOcr2ImageProcessor(size=size), tokenizer=tok,
+        video_processor=transformers.InternVLVideoProcessor(size=size), image_seq_length=4)
+    return _save(tmp, model, processor)
+
+
+def _smolvlm(tmp):
+    import transformers
+
+    pytest.importorskip("num2words")  # SmolVLM2's processor writes the frame count in words
+
+    named = {"fake_image_token": "<fake_token_around_image>", "global_image_token": "<global-img>",
+             "end_of_utterance_token": "<end_of_utterance>"}
+    tok = _tokenizer("You are provided the following series of four frames from a video Frame User Assistant System",
+                     named, ["<|im_start|>"])
+    config = transformers.SmolVLMConfig(
+        text_config=_lm(tok, "llama"),
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "patch_size": 8, "image_size": 32},
+        image_token_id=tok.convert_tokens_to_ids("<image>"), scale_factor=2, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    model = transformers.SmolVLMForConditionalGeneration(config).eval()
+    kw = dict(size={"longest_edge": 32}, max_image_size={"longest_edge": 32})
+    processor = transformers.SmolVLMProcessor(
+        image_processor=transformers.SmolVLMImageProcessor(**kw, do_image_splitting=False), tokenizer=tok,
+        video_processor=transformers.SmolVLMVideoProcessor(**kw, do_sample_frames=False), image_seq_len=4)
+    return _save(tmp, model, processor)
+
+
 BUILDERS = {"pllava": _pllava, "llava_next_video": _toy_family("llava_next_video"),
-            "llava_onevision": _toy_family("llava_onevision"), "qwen2_5_vl": _qwen2_5_vl}
+            "llava_onevision": _toy_family("llava_onevision"), "qwen2_5_vl": _qwen2_5_vl, "qwen3_vl": _qwen3_vl,
+            "video_llama_3": _video_llama_3, "internvl": _internvl, "smolvlm": _smolvlm}
 
 
 @pytest.fixture(scope="module", params=sorted(BUILDERS))
@@ -175,10 +289,20 @@ def _frames_times_tokens(name, fm, prepared, frames):
         side = pixels.shape[-1] // config.vision_config.patch_size
         pooled = side // 2 if name == "llava_next_video" else -(-side // 2)
         return pixels.shape[1], pooled * pooled
-    if name == "qwen2_5_vl":  # a frame span is a temporal group of 2 frames
+    if name in ("qwen2_5_vl", "qwen3_vl"):  # a frame span is a temporal group of 2 frames
         t, h, w = prepared.inputs["video_grid_thw"][0].tolist()
         assert t == len(frames) // 2
         return t, h * w // 4
+    if name == "video_llama_3":  # 2x2 patches merged per token, every frame (compression off)
+        t, h, w = prepared.inputs["video_grid_thw"][0].tolist()
+        assert t == len(frames)
+        return t, h * w // 4
+    if name == "internvl":  # frames stacked as images; pixel shuffle keeps a quarter of the 4x4 patches
+        pixels = prepared.inputs["pixel_values"]
+        return pixels.shape[0], (pixels.shape[-1] // 8) ** 2 // 4
+    if name == "smolvlm":  # [1, T, 3, 32, 32]; scale factor 2 merges 2x2 patches
+        pixels = prepared.inputs["pixel_values"]
+        return pixels.shape[1], (pixels.shape[-1] // 8) ** 2 // 4
     raise AssertionError(name)
 
 
@@ -188,8 +312,35 @@ def test_frame_spans_match_the_processor(family, frames):
     n_frames, per_frame = _frames_times_tokens(name, fm, p, frames)
     lay = p.layout
     assert lay.num_frames == n_frames and all(len(f) == per_frame for f in lay.frames)
-    assert len(lay.video) == n_frames * per_frame + fm.adapter.trailing_video_tokens
-    assert [f.start for f in lay.frames] == [lay.video_span.start + i * per_frame for i in range(n_frames)]
+    ids = p.input_ids[0]
+    video_id = fm.adapter.video_token_id(fm.model.config)
+    trailing = [i for i in lay.video_text if ids[i] == video_id]
+    text_pos = [i for i in lay.video_text if ids[i] != video_id]
+    assert len(trailing) == fm.adapter.trailing_video_tokens and trailing == lay.video[len(lay.video) - len(trailing):]
+    assert len(lay.video) == n_frames * per_frame + len(trailing) + len(text_pos)
+    text = _video_text(name, n_frames)
+    if not text:  # one run: frames back to back from the region's start
+        assert [f.start for f in lay.frames] == [lay.video_span.start + i * per_frame for i in range(n_frames)]
+    # the video region's text (frame labels, timestamps, wrappers) is the processor's, from protocol-facts.md
+    tok = fm.tokenizer
+    assert _squash(tok.decode(ids[text_pos])) == _squash(tok.decode(tok(text, add_special_tokens=False)["input_ids"]))
+    assert set(lay.video_text).isdisjoint(lay.question + lay.system + lay.suffix)
+
+
+def _video_text(name, n_frames):
+    """The text a family's processor puts into the video region, written out by hand (4 frames at the
+    processors' default fps: 24, VideoLLaMA3 1)."""
+    if name == "internvl":
+        return "\n".join(f"Frame{i + 1}: <img></img>" for i in range(n_frames))
+    if name == "qwen3_vl":  # mean timestamp of each group of 2 frames
+        return "".join(f"<{(4 * g + 1) / 48:.1f} seconds><|vision_start|><|vision_end|>" for g in range(n_frames))
+    if name == "video_llama_3":
+        return ",".join(f"Time {i:.1f}s:" for i in range(n_frames))
+    if name == "smolvlm":
+        frame = "\nFrame from 00:00:<fake_token_around_image><global-img><fake_token_around_image>"
+        return "You are provided the following series of four frames from a 0:00:00 [H:MM:SS] video.\n" + \
+            frame * n_frames + "\n\n"
+    return ""
 
 
 def _squash(text):
@@ -206,7 +357,9 @@ def test_question_and_option_spans_decode_to_the_text(family, frames):
     for i, c in enumerate(CANDIDATES):
         assert _squash(decode(ids[lay.options[i]])) == _squash(f"({chr(65 + i)}) {c}")
     assert lay.true_option == lay.options[2]
-    assert all(int(ids[v]) == fm.adapter.video_token_id(fm.model.config) for v in lay.video)
+    video_id = fm.adapter.video_token_id(fm.model.config)
+    assert all(int(ids[v]) == video_id for f in lay.frames for v in f)
+    assert int((ids == video_id).sum()) == sum(map(len, lay.frames)) + fm.adapter.trailing_video_tokens
 
 
 def test_round_trip_through_load(family, frames):
@@ -279,3 +432,25 @@ def test_every_adapter_has_a_tiny_config_here():
     from flowutils.models import ADAPTERS
 
     assert set(BUILDERS) == set(ADAPTERS)
+
+
+def test_sweep_records_the_paths_knockout_does_not_block(frames, tmp_path):
+    """Qwen3-VL's DeepStack bypasses attention: the sweep table and the stored parameters say so;
+    a family without such a path records none."""
+    from types import SimpleNamespace
+
+    from flowutils.analysis.store import load_results
+    from flowutils.analysis.sweep import run_sweep
+
+    sample = SimpleNamespace(sample_id="q0", task="color", question=QUESTION, candidates=CANDIDATES, answer="blue",
+                             frames=frames)
+    for name, builder in (("qwen3_vl", _qwen3_vl), ("internvl", _internvl)):
+        fm = FlowModel(*builder(tmp_path / name), name=name)
+        table = run_sweep(fm, [sample], ["video->last"], k=1, layers=[0], sample_mode="all", num_frames=4,
+                          out=tmp_path / "results", progress=False)
+        want = "DeepStack" if name == "qwen3_vl" else None
+        assert len(table) == 1
+        if want:
+            assert want in table.bypasses[0] and any(want in b for b in load_results(table.attrs["store"]).attrs["params"]["bypasses"])
+        else:
+            assert table.bypasses[0] == "" and load_results(table.attrs["store"]).attrs["params"]["bypasses"] == []

@@ -7,7 +7,7 @@ import pytest
 import torch
 import transformers
 
-from flowutils.models import adapter_for, load, loading, model_manifests
+from flowutils.models import ADAPTERS, adapter_for, load, loading, model_manifests
 from test_families import _pllava
 
 PAPER_MODELS = ("llava-next-7b-video-ft", "llava-next-13b-video-ft", "mini-internvl-4b-video-ft", "videollama3-7b")
@@ -103,5 +103,39 @@ def test_supported_models_table_is_built_from_manifests_adapters_and_results(tmp
     assert table.loc["llava-next-7b-video-ft", "s / question (sweep)"] == 1.5
     assert table.loc["llava-next-7b-video-ft", "window k"] == 9 and table.loc["llava-next-13b-video-ft", "window k"] == 11
     missing = set(table.index[table["verified here"] == "no adapter yet"])
-    assert missing == {n for n, s in model_manifests().items() if s["family"] not in ("pllava", "llava_next_video",
-                                                                                      "llava_onevision", "qwen2_5_vl")}
+    assert missing == {n for n, s in model_manifests().items() if s["family"] not in ADAPTERS}
+
+
+def test_device_map_auto_loads_through_accelerate(tiny_ckpt):
+    """``device_map="auto"`` (accelerate's placement; here all on the CPU) gives the plain load's logits."""
+    pytest.importorskip("accelerate")
+    import numpy as np
+
+    from conftest import unmodified_logits
+    from test_families import CANDIDATES, QUESTION
+
+    path, _ = tiny_ckpt
+    plain, auto = load(path), load(path, device_map="auto")
+    assert auto.device.type == "cpu"  # the only device here: accelerate puts every module on it
+    frames = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    a, b = (unmodified_logits(fm, fm.prepare(frames, QUESTION, CANDIDATES, "red")) for fm in (plain, auto))
+    assert torch.equal(a, b)
+
+
+def test_current_family_manifests_agree_with_configs_of_the_real_shape():
+    """Configs with the example checkpoints' published shapes (no weights) pass their manifests' checks."""
+    specs = model_manifests()
+    configs = {
+        "internvl3-1b": transformers.InternVLConfig(  # InternViT-300M at 448 px, patch 14, pixel shuffle 0.5
+            text_config={"model_type": "qwen2", "num_hidden_layers": 24, "hidden_size": 896}, image_token_id=151667),
+        "smolvlm2-256m-video": transformers.SmolVLMConfig(  # SigLIP at 512 px, patch 16, scale factor 4
+            vision_config={"image_size": 512, "patch_size": 16}, scale_factor=4, image_token_id=49190,
+            text_config={"model_type": "llama", "num_hidden_layers": 30, "hidden_size": 576}),
+        "qwen3-vl-2b": transformers.Qwen3VLConfig(text_config={"num_hidden_layers": 28, "hidden_size": 2048}),
+    }
+    for name, config in configs.items():
+        adapter = adapter_for(config)
+        assert adapter.family == specs[name]["family"]
+        assert loading.config_mismatches(config, adapter, specs[name]["expected"]) == [], name
+    assert loading.config_mismatches(configs["internvl3-1b"], adapter_for(configs["internvl3-1b"]),
+                                     specs["smolvlm2-256m-video"]["expected"])  # and they can fail

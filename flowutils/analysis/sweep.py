@@ -40,7 +40,6 @@ from .shards import resolve_shard, shard_indices
 from .store import ResultStore, load_results, model_identity, skipped_frame, source_sha256
 
 SAMPLE_MODES = ("correct", "wrong", "all")
-PARAMETERS = ("model", "k", "style", "backend", "sample_mode", "num_frames")
 
 
 def sweep_plans(layout, flows, n_layers: int, k: int, style: str = "center", layers=None) -> list[KnockoutPlan]:
@@ -147,7 +146,7 @@ def sweep_parameters(fm, flows, k, style, layers, backend, sample_mode, num_fram
     return {"model": model_identity(fm, cache_file), "benchmark": benchmark, "flows": list(flows), "k": k,
             "style": style, "layers": None if layers is None else list(layers), "backend": backend,
             "sample_mode": sample_mode, "num_frames": num_frames, "flowutils": __version__,
-            "flowutils_source": source_sha256()}
+            "flowutils_source": source_sha256(), "bypasses": list(fm.adapter.bypasses)}
 
 
 def _is_oom(err: BaseException) -> bool:
@@ -229,7 +228,8 @@ def run_sweep(fm, samples, flows, k: int | None = None, style: str = "center", l
     ``RANK``/``WORLD_SIZE``, else all); the table then holds this shard's questions.
     ``batch_size``: plans per batch of the fast backend (halved on out-of-memory).
 
-    Columns: the run's parameters, ``sample_id``, ``task``, ``flow`` (paper spelling), ``family``,
+    Columns: the run's parameters, ``bypasses`` (the model's known paths from the video to the LM
+    that attention knockout does not block, e.g. Qwen3-VL's DeepStack; empty if none), ``sample_id``, ``task``, ``flow`` (paper spelling), ``family``,
     ``layer``, ``window``, ``predicted``/``gold`` (tokens), ``p_pred_baseline``/``p_pred_knockout``,
     ``relative_change_pct``, ``p_gold_baseline``/``p_gold_knockout``, ``relative_change_gold_pct``,
     ``logit_diff_baseline``/``logit_diff_knockout``/``logit_diff_change`` (:func:`logit_difference`),
@@ -251,7 +251,7 @@ def run_sweep(fm, samples, flows, k: int | None = None, style: str = "center", l
     shard, num_shards = resolve_shard(shard, num_shards)
     mine = shard_indices(len(samples), shard, num_shards)
     params = {"model": fm.name, "k": k, "style": style, "backend": backend, "sample_mode": sample_mode,
-              "num_frames": num_frames}
+              "num_frames": num_frames, "bypasses": "; ".join(fm.adapter.bypasses)}
     store = None
     if out is not None:
         key = sweep_parameters(fm, flows, k, style, layers, backend, sample_mode, num_frames, benchmark,

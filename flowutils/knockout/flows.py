@@ -52,11 +52,12 @@ def flow_label(flow: str) -> str:
 
 
 def cross_frame_blocks(layout: TokenLayout) -> list[Block]:
-    """Queries of frame ``i`` may not attend to keys of frames ``0..i-1``, for every ``i >= 1``."""
-    blocks = []
+    """Queries of frame ``i`` may not attend to keys of frames ``0..i-1``, for every ``i >= 1``
+    (the frames' own tokens: text between frames, such as frame labels, stays visible)."""
+    blocks, earlier = [], []
     for f in range(1, layout.num_frames):
-        earlier = torch.arange(layout.frames[0].start, layout.frames[f].start)
-        blocks.append((torch.tensor(layout.frame(f)), earlier))
+        earlier += layout.frame(f - 1)
+        blocks.append((torch.tensor(layout.frame(f)), torch.tensor(earlier)))
     return blocks
 
 

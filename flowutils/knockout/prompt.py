@@ -95,6 +95,22 @@ TEMPLATES = {
         suffix="\nAnswer with the option's letter from the given choices directly and only give the best "
         "option.<|im_end|>\n<|im_start|>assistant\n",
     ),
+    # SmolVLM2's chat format (role names, <end_of_utterance>) with the paper's system text and answer prefix
+    "smolvlm": PromptTemplate(
+        name="smolvlm",
+        system="<|im_start|>System: " + SYSTEM_MVBENCH.rstrip("\n") + "<end_of_utterance>\n",
+        before_video="User:",
+        after_video="\n",
+        suffix="\nOnly give the best option.<end_of_utterance>\nAssistant: Best option:(",
+    ),
+    # Phi-3 chat format (Mini-InternVL-4B's LM) with the paper's system text and answer prefix
+    "phi3": PromptTemplate(
+        name="phi3",
+        system="<|system|>\n" + SYSTEM_MVBENCH + "<|end|>\n",
+        before_video="<|user|>\n",
+        after_video="\n",
+        suffix="\nOnly give the best option.<|end|>\n<|assistant|>\nBest option:(",
+    ),
 }
 
 

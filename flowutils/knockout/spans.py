@@ -1,13 +1,29 @@
 """Token groups of one prompt: system, video (and each frame), question, non-option question,
 each option (true / false), last position.
 
-Video tokens are found as the contiguous run of the model's video placeholder id in the
-processor's ``input_ids`` and split into frames by the count the processor's pixel tensor
-implies. Text groups come from character offsets: the prompt is built from named segments
+The processor replaces the prompt's one video placeholder with the video's expansion: the
+*video region*. The tokenizer's ids of the prompt text, with that one placeholder token
+replaced by the region, must equal the processor's ``input_ids``; if not, the layout cannot be
+trusted and a clear error says so. Inside the region, frames are runs of the model's
+video placeholder id:
+
+* one run (LLaVA-NeXT-Video, LLaVA-OneVision, PLLaVA, Qwen2.5-VL): split evenly into the
+  frame count the processor's outputs imply, after ``trailing_video_tokens`` (OneVision's
+  newline embedding after the whole video);
+* one run per frame (InternVL ``Frame{i}: <img>...</img>``, VideoLLaMA3 ``Time t s:...``,
+  Qwen3-VL ``<t seconds><|vision_start|>...<|vision_end|>`` per temporal group, SmolVLM2
+  ``Frame from MM:SS:<fake_token_around_image>...``): frame ``f`` is run ``f``.
+
+**Text inside the video region** (frame labels, timestamps, wrapper tokens, SmolVLM2's
+intro and outro sentences) belongs to the ``video`` group and to no frame. It exists only
+because of the video and, like the frames, only carries the video's information to the
+rest of the prompt, so the paper's flows (video / question / options / last) treat it as
+video: ``video->question`` also cuts the labels, while ``cross-frame`` cuts only edges
+between frames' own tokens (:attr:`TokenLayout.video_text` lists these positions).
+
+Text groups come from character offsets: the prompt is built from named segments
 (:mod:`flowutils.knockout.prompt`), the tokenizer maps tokens to characters, and a token belongs to
-the segment where it starts. The processor's ids, with the video run collapsed to one
-placeholder, must equal the tokenizer's ids of the same text; if not, the layout cannot
-be trusted and a clear error says so.
+the segment where it starts.
 """
 
 from __future__ import annotations
@@ -61,6 +77,13 @@ class TokenLayout:
         return [self.n - 1]
 
     @property
+    def video_text(self) -> list[int]:
+        """Positions of the video region outside every frame: frame labels, timestamps, wrapper tokens and
+        placeholder tokens after the last frame (``trailing_video_tokens``)."""
+        in_frames = {i for f in self.frames for i in f}
+        return [i for i in self.video_span if i not in in_frames]
+
+    @property
     def num_frames(self) -> int:
         return len(self.frames)
 
@@ -97,6 +120,22 @@ def _video_runs(ids: list[int], video_id: int) -> list[range]:
     return runs
 
 
+def _frame_spans(runs: list[range], num_frames: int, trailing: int, model_name: str) -> list[range]:
+    """Frames from the placeholder runs: one run per frame, or one run split evenly (after ``trailing``)."""
+    if num_frames > 0 and len(runs) == num_frames and num_frames > 1 and not trailing:
+        return runs
+    if len(runs) != 1:
+        raise LayoutError(f"{model_name}: {len(runs)} runs of video placeholder tokens for {num_frames} frames "
+                          f"(expected one run per frame, or one run for the whole video)")
+    run = runs[0]
+    n_frame_tokens = len(run) - trailing
+    if num_frames <= 0 or n_frame_tokens % num_frames:
+        raise LayoutError(f"{model_name}: {len(run)} video tokens do not split into {num_frames} frames "
+                          f"(+{trailing} trailing)")
+    per = n_frame_tokens // num_frames
+    return [range(run.start + f * per, run.start + (f + 1) * per) for f in range(num_frames)]
+
+
 def build_layout(
     segments,
     input_ids: torch.Tensor,
@@ -111,35 +150,39 @@ def build_layout(
     """Locate every token group of ``input_ids`` (``[1, n]`` or ``[n]``) built from ``segments``."""
     ids = input_ids.reshape(-1).tolist()
     text = prompt_text(segments)
-    runs = _video_runs(ids, video_token_id)
-    if len(runs) != 1:
-        raise LayoutError(
-            f"{model_name}: expected one run of video placeholder id {video_token_id}, found {len(runs)} in the "
-            f"processed prompt {text[:200]!r}..."
-        )
-    run = runs[0]
-    n_frame_tokens = len(run) - trailing_video_tokens
-    if num_frames <= 0 or n_frame_tokens % num_frames:
-        raise LayoutError(f"{model_name}: {len(run)} video tokens do not split into {num_frames} frames "
-                          f"(+{trailing_video_tokens} trailing)")
-    per_frame = n_frame_tokens // num_frames
-    if expected_tokens_per_frame is not None and per_frame != expected_tokens_per_frame:
-        raise LayoutError(f"{model_name}: {per_frame} tokens per frame in input_ids, the config implies "
-                          f"{expected_tokens_per_frame}")
-    frames = [range(run.start + f * per_frame, run.start + (f + 1) * per_frame) for f in range(num_frames)]
-
     enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=True)
     text_ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
-    collapsed = ids[: run.start + 1] + ids[run.stop:]
-    if collapsed != text_ids:
-        raise LayoutError(f"{model_name}: the processor's input_ids (video run collapsed) differ from the "
-                          f"tokenizer's ids of the prompt text {text[:200]!r}...; cannot map text offsets")
 
     # character range of each segment
     bounds, pos = [], 0
     for kind, seg in segments:
         bounds.append((kind, pos, pos + len(seg)))
         pos += len(seg)
+    segment_of = [next((i for i, (_, a, b) in enumerate(bounds) if a <= start < b), None) for start, _ in offsets]
+    at = [j for j, s_i in enumerate(segment_of) if s_i is not None and bounds[s_i][0] == VIDEO]
+    if len(at) != 1:
+        raise LayoutError(f"{model_name}: the video placeholder of the prompt is {len(at)} tokens, expected one "
+                          f"(is it a special token of the tokenizer?) in {text[:200]!r}...")
+    at = at[0]
+    region = range(at, len(ids) - (len(text_ids) - at - 1))  # the processor's expansion of the placeholder
+    if len(region) < 1 or ids[:at] != text_ids[:at] or ids[region.stop:] != text_ids[at + 1:]:
+        raise LayoutError(f"{model_name}: the processor's input_ids (video region collapsed) differ from the "
+                          f"tokenizer's ids of the prompt text {text[:200]!r}...; cannot map text offsets")
+    runs = [range(region.start + r.start, region.start + r.stop) for r in _video_runs(ids[region.start:region.stop],
+                                                                                        video_token_id)]
+    outside = sum(t == video_token_id for t in ids) - sum(len(r) for r in runs)
+    if outside:
+        raise LayoutError(f"{model_name}: {outside} video placeholder tokens (id {video_token_id}) lie outside "
+                          f"the video region in {text[:200]!r}...")
+    frames = _frame_spans(runs, num_frames, trailing_video_tokens, model_name)
+    per_frame = {len(f) for f in frames}
+    if len(per_frame) != 1:
+        raise LayoutError(f"{model_name}: frames have different token counts {[len(f) for f in frames]}")
+    per_frame = per_frame.pop()
+    if expected_tokens_per_frame is not None and per_frame != expected_tokens_per_frame:
+        raise LayoutError(f"{model_name}: {per_frame} tokens per frame in input_ids, the config implies "
+                          f"{expected_tokens_per_frame}")
+
     option_of_segment, k = {}, 0
     for s_i, (kind, _, _) in enumerate(bounds):
         if kind == OPTION:
@@ -147,25 +190,22 @@ def build_layout(
             k += 1
     groups = {SYSTEM: [], NON_OPTION_QUESTION: [], SEPARATOR: [], SUFFIX: []}
     options = [[] for _ in range(k)]
-    for j, (start, end) in enumerate(offsets):
-        p = j if j <= run.start else j + len(run) - 1  # position in the expanded sequence
-        if j == run.start:
-            continue  # the placeholder itself (video tokens are the run)
+    for j, ((start, end), s_i) in enumerate(zip(offsets, segment_of)):
+        if j == at:
+            continue  # the placeholder itself (its expansion is the video region)
+        p = j if j < at else j + len(region) - 1  # position in the expanded sequence
         if start == end and j == 0:
             groups[SYSTEM].append(p)  # BOS-like special token
             continue
-        s_i = next((i for i, (_, a, b) in enumerate(bounds) if a <= start < b), None)
         if s_i is None:
             raise LayoutError(f"{model_name}: token {j} (chars {start}:{end}) lies outside every prompt segment")
         kind = bounds[s_i][0]
         if kind == OPTION:
             options[option_of_segment[s_i]].append(p)
-        elif kind == VIDEO:
-            raise LayoutError(f"{model_name}: a text token overlaps the video placeholder at chars {start}:{end}")
         else:
             groups[kind].append(p)
     layout = TokenLayout(
-        n=len(ids), frames=frames, video_span=run, system=groups[SYSTEM], non_option_question=groups[NON_OPTION_QUESTION],
+        n=len(ids), frames=frames, video_span=region, system=groups[SYSTEM], non_option_question=groups[NON_OPTION_QUESTION],
         options=options, separators=groups[SEPARATOR], suffix=groups[SUFFIX], answer_index=answer_index,
     )
     empty = [name for name, g in (("non-option question", layout.non_option_question), ("suffix", layout.suffix))

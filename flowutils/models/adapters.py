@@ -17,7 +17,7 @@ embeddings transformers does not compute the way its checkpoints were trained (P
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -60,6 +60,7 @@ class FamilyAdapter:
     video_markers: tuple[str, str] = ("", "")  # text the family puts right around its video placeholder
     # (config, processor outputs) -> (frame spans, tokens per span) when the pixel tensor is not [1, T, C, H, W]
     video_grid: Callable | None = None
+    processor_kwargs: dict = field(default_factory=dict)  # passed to every processor call (e.g. settings to pin)
 
     def decoder(self, model: nn.Module) -> nn.Module:
         """The decoder-only LM: has ``layers``, ``norm``, ``rotary_emb``, ``embed_tokens``."""
@@ -124,6 +125,31 @@ def _qwen_grid(config, enc) -> tuple[int, int]:
     return t, h * w // config.vision_config.spatial_merge_size ** 2
 
 
+def _video_llama_3_grid(config, enc) -> tuple[int, int]:
+    """VideoLLaMA3: ``video_grid_thw`` = (T, H / patch, W / patch), ``video_merge_sizes`` x its square per token."""
+    t, h, w = (int(x) for x in enc["video_grid_thw"][0])
+    return t, h * w // int(enc["video_merge_sizes"][0]) ** 2
+
+
+def _internvl_tokens(config, height=None, width=None) -> int:
+    """InternVL: every frame is resized to the tower's size; pixel shuffle keeps downsample_ratio**2 of the patches."""
+    size, patch = config.vision_config.image_size, config.vision_config.patch_size
+    return round(size[0] // patch[0] * (size[1] // patch[1]) * config.downsample_ratio ** 2)
+
+
+def _smolvlm_tokens(config, height=None, width=None) -> int:
+    """SmolVLM2: each frame at the tower's size (no splitting), scale_factor**2 patches per token."""
+    side = config.vision_config.image_size // config.vision_config.patch_size
+    return side * side // config.scale_factor ** 2
+
+
+def _frames_then(pixel_key: str, frame_dim: int, per_frame):
+    """(config, processor outputs) -> (frames: dim ``frame_dim`` of ``pixel_key``, ``per_frame(config)``)."""
+    def grid(config, enc):
+        return enc[pixel_key].shape[frame_dim], per_frame(config)
+    return grid
+
+
 # The legacy LLaVA key layout of PLLaVA-style checkpoints (and of llava-v1.6-*-hf) -> transformers 5 names
 LEGACY_LLAVA_KEYS = {
     r"^language_model\.model\.": "model.language_model.",
@@ -169,6 +195,62 @@ ADAPTERS = {
         video_grid=_qwen_grid,
         positions=MROPE,
         frame_unit="temporal group of temporal_patch_size (2) frames",
+    ),
+    "qwen3_vl": FamilyAdapter(
+        family="qwen3_vl",
+        model_class="Qwen3VLForConditionalGeneration",
+        processor_class="Qwen3VLProcessor",
+        template="chatml",
+        video_token="<|video_pad|>",
+        video_markers=("<|vision_start|>", "<|vision_end|>"),  # the chat template's; the processor adds its own per group
+        video_token_id_attr="video_token_id",
+        trailing_video_tokens=0,
+        tokens_per_frame=lambda config, height, width: None,
+        video_grid=_qwen_grid,
+        positions=MROPE,
+        frame_unit="temporal group of temporal_patch_size (2) frames, after its '<t seconds>' text",
+        bypasses=("DeepStack: vision-tower features added to the video positions' hidden states after the first "
+                  "len(deepstack_visual_indexes) decoder layers",),
+    ),
+    "video_llama_3": FamilyAdapter(
+        family="video_llama_3",
+        model_class="VideoLlama3ForConditionalGeneration",
+        processor_class="VideoLlama3Processor",
+        template="videollama3",
+        video_token="<|video_pad|>",
+        video_token_id_attr="video_token_id",
+        trailing_video_tokens=0,
+        tokens_per_frame=lambda config, height, width: None,
+        video_grid=_video_llama_3_grid,
+        processor_kwargs={"use_token_compression": False},  # every frame keeps all its tokens (the paper's setting)
+        frame_unit="frame, after its 'Time t s:' text",
+    ),
+    "internvl": FamilyAdapter(
+        family="internvl",
+        model_class="InternVLForConditionalGeneration",
+        processor_class="InternVLProcessor",
+        template="chatml",
+        video_token="<video>",
+        video_token_id_attr="image_token_id",  # frames are runs of <IMG_CONTEXT> inside 'FrameN: <img>...</img>'
+        trailing_video_tokens=0,
+        tokens_per_frame=_internvl_tokens,
+        video_grid=_frames_then("pixel_values", 0, _internvl_tokens),  # frames stacked as images [T, C, H, W]
+        default_tokens_per_frame=_internvl_tokens,
+        frame_unit="frame, inside its 'FrameN: <img>...</img>' text",
+    ),
+    "smolvlm": FamilyAdapter(
+        family="smolvlm",
+        model_class="SmolVLMForConditionalGeneration",
+        processor_class="SmolVLMProcessor",
+        template="smolvlm",
+        video_token="<video>",
+        video_token_id_attr="image_token_id",  # frames are image runs after 'Frame from MM:SS:'
+        trailing_video_tokens=0,
+        tokens_per_frame=_smolvlm_tokens,
+        decoder_path="model.text_model",
+        video_grid=_frames_then("pixel_values", 1, _smolvlm_tokens),  # [1, T, C, H, W] under the image key
+        default_tokens_per_frame=_smolvlm_tokens,
+        frame_unit="frame, inside its 'Frame from MM:SS:' text and wrapper tokens",
     ),
     # The paper's LLaVA-NeXT-7B/13B-Video-FT (PLLaVA-style) and their ImageLLM bases: CLIP layer -2
     # without CLS, projector per frame, THEN a 3-D average pool to config.pooling_shape, in place of one <image>

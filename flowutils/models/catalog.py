@@ -51,6 +51,7 @@ def supported_models(results_dir: str | Path = RESULTS_DIR):
             "window k": scaled_window_size(layers) if layers else None,
             "positions": adapter.positions if adapter else "",
             "frame span": adapter.frame_unit if adapter else "",
+            "bypasses attention": "; ".join(adapter.bypasses) if adapter else "",
             "verified here": "tiny-config bars, round trip" if adapter else "no adapter yet",
             "needs a real-weight run": "accuracy, config check against the manifest",
             "s / question (sweep)": b["fast_s_per_question"] if b else None,
@@ -64,6 +65,7 @@ def supported_models(results_dir: str | Path = RESULTS_DIR):
             continue
         rows.append({"model": f"(any {family} checkpoint)", "role": "current family", "family": family,
                      "positions": adapter.positions, "frame span": adapter.frame_unit,
+                     "bypasses attention": "; ".join(adapter.bypasses),
                      "verified here": "tiny-config bars, round trip",
                      "needs a real-weight run": "accuracy, tokens per frame at the checkpoint's size",
                      "run the sections": "papermill -k flowutils -p model <local dir or hub id> notebooks/<section>.ipynb "

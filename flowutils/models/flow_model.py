@@ -114,13 +114,12 @@ class FlowModel:
 
 def _processor_encode(fm: FlowModel, text: str, frames: np.ndarray) -> VideoEncoding:
     """The family's own processor on ``(text, video)``; frames counted from its pixel tensor."""
-    enc = fm.processor(text=text, videos=[frames], return_tensors="pt")
-    video = enc["pixel_values_videos"]
-    inputs = {k: v.to(fm.device) for k, v in enc.items()}
-    inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(fm.dtype)
+    enc = fm.processor(text=text, videos=[frames], return_tensors="pt", **fm.adapter.processor_kwargs)
+    inputs = {k: v.to(fm.device, fm.dtype) if v.is_floating_point() else v.to(fm.device) for k, v in enc.items()}
     config = fm.model.config
     if fm.adapter.video_grid is not None:
         n_frames, per_frame = fm.adapter.video_grid(config, enc)
-    else:  # [1, T, C, H, W]
+    else:  # pixel_values_videos [1, T, C, H, W]
+        video = enc["pixel_values_videos"]
         n_frames, per_frame = video.shape[1], fm.adapter.tokens_per_frame(config, video.shape[-2], video.shape[-1])
     return VideoEncoding(inputs, enc["input_ids"], num_frames=n_frames, tokens_per_frame=per_frame)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .data import manifests, synthetic
+from .data import manifests, synthetic, tvbench
 
 
 def main(argv=None) -> int:
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
                                          args.n_per_task, args.seed, args.split)
         print(root)
         return 0
-    problems = manifests.validate_benchmark(args.root, args.manifest, check_counts=not args.no_counts,
+    problems = tvbench.validate_benchmark(args.root, args.manifest, check_counts=not args.no_counts,
                                             decode_videos=args.decode_videos, min_frames=args.min_frames)
     for p in problems:
         print(p)

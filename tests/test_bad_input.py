@@ -12,7 +12,7 @@ import torch
 from flowutils import cli, data
 from flowutils.analysis import sweep as sweep_module
 from flowutils.analysis.sweep import run_sweep, summarize
-from flowutils.data import manifests, synthetic
+from flowutils.data import synthetic, tvbench
 from flowutils.engine import knockout_logits
 from flowutils.knockout import windows
 from flowutils.knockout.plan import KnockoutPlan
@@ -191,7 +191,7 @@ def test_every_problem_of_every_task_is_listed_at_once(bench, tmp_path):
     text = str(err.value)
     assert "3 problem(s)" in text and "entry 0: answer 'Nope.'" in text and "entry 1: bounds" in text
     assert "object_count.json holds a JSON dict" in text
-    problems = manifests.validate_benchmark(root, "synthetic", check_counts=False)
+    problems = tvbench.validate_benchmark(root, "synthetic", check_counts=False)
     assert len(problems) == 3
 
 
@@ -199,10 +199,10 @@ def test_corrupt_and_too_short_videos_found_by_decoding(bench, tmp_path):
     root = copy_benchmark(bench, tmp_path)
     video = root / "video" / "action_antonym" / "action_antonym_00000.mp4"
     video.write_bytes(video.read_bytes()[:300])
-    assert manifests.validate_benchmark(root, "synthetic", check_counts=False) == []  # not decoded: not seen
-    problems = manifests.validate_benchmark(root, "synthetic", check_counts=False, decode_videos=True)
+    assert tvbench.validate_benchmark(root, "synthetic", check_counts=False) == []  # not decoded: not seen
+    problems = tvbench.validate_benchmark(root, "synthetic", check_counts=False, decode_videos=True)
     assert len(problems) == 1 and "action_antonym entry 0" in problems[0] and "action_antonym_00000.mp4" in problems[0]
-    problems = manifests.validate_benchmark(root, "synthetic", check_counts=False, decode_videos=True, min_frames=32)
+    problems = tvbench.validate_benchmark(root, "synthetic", check_counts=False, decode_videos=True, min_frames=32)
     assert len(problems) == 10 and sum("fewer than the 32" in p for p in problems) == 9
 
 

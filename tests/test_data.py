@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from flowutils import data
-from flowutils.data import manifests, synthetic
+from flowutils.data import manifests, synthetic, tvbench
 
 from conftest import copy_benchmark
 
@@ -45,7 +45,7 @@ def test_missing_video(bench, tmp_path):
     (root / "video" / "action_antonym" / "action_antonym_00001.mp4").unlink()
     with pytest.raises(data.BenchmarkError, match="action_antonym_00001.mp4"):
         data.load_benchmark(root, "synthetic")
-    problems = manifests.validate_benchmark(root, "synthetic", check_counts=False)
+    problems = tvbench.validate_benchmark(root, "synthetic", check_counts=False)
     assert len(problems) == 1 and "action_antonym_00001.mp4" in problems[0]
 
 
@@ -89,7 +89,7 @@ def test_manifests_parse_and_tvbench_counts():
 
 
 def test_validate_reports_wrong_counts(bench):
-    problems = manifests.validate_benchmark(bench, "tvbench")
+    problems = tvbench.validate_benchmark(bench, "tvbench")
     assert any("question file not found" in p for p in problems)  # synthetic copy lacks other tasks
 
 

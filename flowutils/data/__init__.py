@@ -5,8 +5,9 @@ Benchmarks on disk (one module per on-disk format: :mod:`.tvbench`), frame readi
 renderer of the embedded default benchmark (:mod:`.synthetic`). Imports no other layer.
 """
 
-from .tvbench import VideoQASample, load_benchmark, load_task, option_letters
+from .tvbench import VideoQASample, load_benchmark, load_task, option_letters, validate_benchmark
 from .video import BenchmarkError, read_frames, sample_frames, uniform_frame_indices
 
 __all__ = ["BenchmarkError", "VideoQASample", "load_benchmark", "load_task", "option_letters", "read_frames",
+           "validate_benchmark",
            "sample_frames", "uniform_frame_indices"]

@@ -1,15 +1,14 @@
-"""Dataset and model manifests (``data_manifests/*.yaml``) and local-copy validation.
+"""Dataset and model manifests (``data_manifests/*.yaml``).
 
 A manifest says what a benchmark or checkpoint is, where it comes from, its licence, the
 expected layout and, for benchmarks, each task's question file, video folder and question
-count. ``validate_benchmark`` compares a user's local copy with its manifest and lists
-exactly what is missing or different; ``verify_sha256`` checks shipped weights.
+count (a local copy is checked against it by :func:`flowutils.data.tvbench.validate_benchmark`);
+``verify_sha256`` checks shipped weights.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import yaml
@@ -33,44 +32,6 @@ def manifest_identity(name: str) -> dict:
     (pass it as ``run_sweep(..., benchmark=...)``; the ``sweep`` command does)."""
     load_manifest(name)
     return {"manifest": name, "sha256": sha256(MANIFEST_DIR / f"{name}.yaml")}
-
-
-def validate_benchmark(root: str | Path, name: str, check_counts: bool = True, decode_videos: bool = False,
-                       min_frames: int | None = None) -> list[str]:
-    """Problems found in the local copy ``root`` of benchmark ``name`` (an empty list: it matches).
-
-    Every problem is listed, not only the first: per task, a missing or unparsable question
-    file, a question count that differs from the manifest (unless ``check_counts`` is false,
-    e.g. for a subset), and per entry what :func:`flowutils.data.tvbench.read_task` checks
-    (keys, answer among candidates, duplicates, bounds, missing or empty videos).
-    ``decode_videos``: also open every video (decord) and report the corrupt ones and those
-    with fewer than ``min_frames`` frames.
-    """
-    from .tvbench import read_task
-    from .video import BenchmarkError, read_frames
-
-    spec = load_manifest(name)
-    root = Path(root)
-    if not root.is_dir():
-        return [f"benchmark folder not found: {root}"]
-    problems = []
-    for task, t in spec.get("tasks", {}).items():
-        samples, found = read_task(root, task, t["json"], t["video_dir"])
-        problems += found
-        qfile = root / "json" / t["json"]
-        expected = t.get("questions")
-        if check_counts and expected is not None and qfile.is_file() and not any(
-                "not valid JSON" in p or "holds a JSON" in p for p in found):
-            n = len(json.loads(qfile.read_text()))
-            if n != expected:
-                problems.append(f"{task}: {qfile} has {n} questions, manifest says {expected}")
-        if decode_videos:
-            for s in samples:
-                try:
-                    read_frames(s.video_path, min_frames or 1, s.bound)
-                except BenchmarkError as err:
-                    problems.append(f"{task} entry {s.index}: {err}")
-    return problems
 
 
 def sha256(path: str | Path) -> str:

@@ -4,7 +4,8 @@ On disk a benchmark is ``json/<task>.json`` (a list of ``{video, question, candi
 answer, [start, end]}``) plus videos under a per-task folder. The synthetic benchmark
 (:mod:`flowutils.data.synthetic`) and a user's copy of the real TVBench are read by the same
 code; which folder holds each task's videos comes from the benchmark's manifest
-(:mod:`flowutils.data.manifests`). Frames are read by :mod:`flowutils.data.video`, sampled uniformly as the
+(:mod:`flowutils.data.manifests`); :func:`validate_benchmark` lists every way a local copy
+differs from it. Frames are read by :mod:`flowutils.data.video`, sampled uniformly as the
 paper does.
 """
 
@@ -14,7 +15,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .video import BenchmarkError
+from .manifests import load_manifest
+from .video import BenchmarkError, read_frames
 
 
 @dataclass(frozen=True)
@@ -136,8 +138,6 @@ def load_benchmark(root: str | Path, manifest: str = "synthetic", tasks=None, n_
     tasks give each task's question file and video folder. Every problem of every task is
     reported at once (a :class:`BenchmarkError` listing them).
     """
-    from .manifests import load_manifest
-
     spec = load_manifest(manifest)
     known = spec["tasks"]
     if n_per_task is not None and not (isinstance(n_per_task, int) and not isinstance(n_per_task, bool)
@@ -160,6 +160,41 @@ def load_benchmark(root: str | Path, manifest: str = "synthetic", tasks=None, n_
         out.extend(samples[:n_per_task] if n_per_task is not None else samples)
     _raise_problems(problems, f"benchmark {root} (manifest {manifest!r})")
     return out
+
+
+def validate_benchmark(root: str | Path, name: str, check_counts: bool = True, decode_videos: bool = False,
+                       min_frames: int | None = None) -> list[str]:
+    """Problems found in the local copy ``root`` of benchmark ``name`` (an empty list: it matches).
+
+    Every problem is listed, not only the first: per task, a missing or unparsable question
+    file, a question count that differs from the manifest (unless ``check_counts`` is false,
+    e.g. for a subset), and per entry what :func:`read_task` checks
+    (keys, answer among candidates, duplicates, bounds, missing or empty videos).
+    ``decode_videos``: also open every video (decord) and report the corrupt ones and those
+    with fewer than ``min_frames`` frames.
+    """
+    spec = load_manifest(name)
+    root = Path(root)
+    if not root.is_dir():
+        return [f"benchmark folder not found: {root}"]
+    problems = []
+    for task, t in spec.get("tasks", {}).items():
+        samples, found = read_task(root, task, t["json"], t["video_dir"])
+        problems += found
+        qfile = root / "json" / t["json"]
+        expected = t.get("questions")
+        if check_counts and expected is not None and qfile.is_file() and not any(
+                "not valid JSON" in p or "holds a JSON" in p for p in found):
+            n = len(json.loads(qfile.read_text()))
+            if n != expected:
+                problems.append(f"{task}: {qfile} has {n} questions, manifest says {expected}")
+        if decode_videos:
+            for s in samples:
+                try:
+                    read_frames(s.video_path, min_frames or 1, s.bound)
+                except BenchmarkError as err:
+                    problems.append(f"{task} entry {s.index}: {err}")
+    return problems
 
 
 def option_letters(n: int) -> list[str]:

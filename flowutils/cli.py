@@ -1,7 +1,8 @@
 """Command line: ``python -m flowutils {data,validate,sweep} ...`` (``--help`` lists the subcommands).
 
 ``sweep`` runs a knockout sweep with no notebook into the result store that the notebooks read
-(:mod:`flowutils.analysis.store`); under ``torchrun`` each rank runs its shard on its own GPU.
+(:mod:`flowutils.analysis.store`); under ``torchrun`` each rank runs its shard on its own GPU
+(``LOCAL_RANK``), without oversubscribing the host's CPUs (:func:`flowutils.analysis.shards.rank_threads`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ def main(argv=None) -> int:
 DTYPES = ("float32", "bfloat16", "float16")
 
 
+def _at_least_one(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return int(text)
+
+
 def _sweep_parser(sub) -> None:
     from .knockout.flows import FAMILIES
     from .knockout.windows import STYLES
@@ -71,25 +78,39 @@ def _sweep_parser(sub) -> None:
     s.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available; under torchrun "
                                                    "LOCAL_RANK picks the GPU)")
     s.add_argument("--batch-size", type=int, default=256, help="plans per batch of the fast backend")
+    s.add_argument("--threads", type=_at_least_one, help="CPU threads (default: OMP_NUM_THREADS, which torchrun sets to 1, or "
+                                              "with several ranks on the host an even share of its CPUs, else torch's)")
     s.add_argument("--shard", type=int, help="run shard i of --num-shards (default: torchrun's RANK/WORLD_SIZE)")
     s.add_argument("--num-shards", type=int)
     s.add_argument("--out", required=True, help="results directory (the sweep writes under OUT/<hash>/)")
 
 
 def _sweep(args) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
     import torch
 
-    from .analysis.shards import local_device
-    from .analysis.store import skip_summary
+    from .analysis.shards import local_device, rank_threads
+    from .analysis.store import checkpoint_sha256, hash_cache, skip_summary
     from .analysis.sweep import run_sweep
     from .data.tvbench import load_benchmark
     from .knockout.flows import family_flows
-    from .models.loading import load
+    from .models.loading import load, resolve
 
+    threads = args.threads or rank_threads()
+    if threads:
+        torch.set_num_threads(threads)
     flows = args.flows or [f for fam in args.family for f in family_flows(fam)]
     device = local_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if torch.device(device).type == "cuda":
+        torch.cuda.set_device(device)  # else a rank's stray default-device work opens a context on GPU 0
     samples = load_benchmark(args.benchmark, args.manifest, args.tasks, args.n_per_task)
-    fm = load(args.model, dtype=getattr(torch, args.dtype), device=device)
+    # the checkpoint's sha256 (part of the store's key) is computed while the model loads: hashlib
+    # releases the GIL, and run_sweep then finds it in the results directory's hash cache
+    with ThreadPoolExecutor(1) as pool:
+        hashing = pool.submit(checkpoint_sha256, resolve(args.model)[0], hash_cache(args.out))
+        fm = load(args.model, dtype=getattr(torch, args.dtype), device=device)
+        hashing.result()
     table = run_sweep(fm, samples, flows, k=args.k, style=args.style, layers=args.layers, backend=args.backend,
                       sample_mode=args.sample_mode, num_frames=args.frames, out=args.out,
                       benchmark=manifests.manifest_identity(args.manifest), shard=args.shard,

@@ -225,6 +225,8 @@ def test_no_tasks_and_unknown_manifest(bench):
     (["sweep", "--model", "m", "--benchmark", "b", "--out", "o", "--family", "nope"], "invalid choice: 'nope'"),
     (["sweep", "--model", "m", "--benchmark", "b", "--out", "o"], "one of the arguments --flows --family is required"),
     (["sweep", "--model", "m", "--benchmark", "b", "--out", "o", "--flows", "x", "--dtype", "fp8"], "invalid choice"),
+    (["sweep", "--model", "m", "--benchmark", "b", "--out", "o", "--flows", "x", "--threads", "0"],
+     "argument --threads: must be an integer >= 1, got '0'"),
 ])
 def test_command_line_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:

@@ -1,17 +1,23 @@
-"""Sharding: shards cover every question exactly once, torchrun's environment picks the shard, and
-submitit array tasks (its local executor, as on SLURM) write shards that merge into the unsharded table."""
+"""Sharding: shards cover every question exactly once, torchrun's environment picks the shard and the
+threads, ``torchrun`` ranks of the sweep command and submitit array tasks (its local executor, as on
+SLURM) write shards that merge into the unsharded table."""
 
+import importlib.util
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from flowutils.analysis.shards import local_device, resolve_shard, shard_indices, submit_shards
-from flowutils.analysis.store import load_results
+from flowutils.analysis.shards import local_device, rank_threads, resolve_shard, shard_indices, submit_shards
+from flowutils.analysis.store import load_questions, load_results
 from flowutils.analysis.sweep import run_sweep
 from flowutils.data import synthetic
+from flowutils.toy.models import build_toy
 
-from conftest import tiny_llava_next_video
+from conftest import tiny_config, tiny_llava_next_video
 
 KW = dict(k=1, num_frames=4, sample_mode="all", progress=False)
 
@@ -42,6 +48,55 @@ def test_torchrun_environment_picks_the_shard_and_the_gpu(monkeypatch, tmp_path)
     fm, questions = _setup()
     table = run_sweep(fm, questions, ["video->last"], out=tmp_path, **KW)
     assert list(table.sample_id.unique()) == [q.sample_id for q in questions[1::2]]
+
+
+def test_ranks_keep_torchruns_threads_or_share_the_cpus(monkeypatch):
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert rank_threads() is None  # one process: torch's default
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert rank_threads() is None  # set by torchrun (or the user): kept
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert rank_threads() == max(1, len(os.sched_getaffinity(0)) // 2)
+
+
+def _sweep_command(model, bench, out, *extra):
+    return ["-m", "flowutils", "sweep", "--model", str(model), "--benchmark", str(bench), "--flows", "video->last",
+            "cross-frame", "--k", "1", "--frames", "4", "--sample-mode", "all", "--device", "cpu", "--out", str(out),
+            *extra]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch.distributed.run") is None,
+                    reason="torchrun (torch.distributed.run) is not in this torch build")
+def test_torchrun_ranks_of_the_sweep_command_merge_into_the_one_process_rows(bench, tmp_path):
+    """``torchrun --nproc-per-node 2 -m flowutils sweep`` (a real launcher, CPU) against one plain process of
+    the same command: the same store key, one shard file per rank, and the merged rows equal bit for bit
+    (the one process runs on one thread, as torchrun's ranks do: CPU numbers depend on the thread count)."""
+    model, processor = build_toy(tiny_config("llava_next_video"), seed=0)
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+           "TQDM_DISABLE": "1"}
+    runs = {"one": [sys.executable, *_sweep_command(tmp_path / "model", bench, tmp_path / "one", "--threads", "1")],
+            "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                         *_sweep_command(tmp_path / "model", bench, tmp_path / "torchrun")]}
+    for name, cmd in runs.items():
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{name}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+    (one,), (two,) = ([d for d in (tmp_path / name).iterdir() if d.is_dir()] for name in runs)
+    assert one.name == two.name  # the number of shards is not part of the sweep
+    assert sorted(f.name for f in two.glob("*.sqlite")) == ["shard-000-of-002.sqlite", "shard-001-of-002.sqlite"]
+    questions = load_questions(two)
+    ids = list(load_questions(one).sample_id)  # the benchmark's order
+    assert len(ids) == 10 and sorted(questions.sample_id) == sorted(ids)
+    for shard in (0, 1):  # each rank ran its round-robin share
+        in_file = questions[questions.shard_file == f"shard-00{shard}-of-002.sqlite"].sample_id
+        assert list(in_file) == ids[shard::2]
+    reference, merged = load_results(one), load_results(two)
+    order = {sid: i for i, sid in enumerate(ids)}
+    merged = merged.iloc[merged.sample_id.map(order).argsort(kind="stable")].reset_index(drop=True)
+    assert len(reference) == 10 * 2 * 4  # questions x flows x layers
+    pd.testing.assert_frame_equal(merged, reference, check_exact=True)
 
 
 def test_submitit_array_tasks_merge_into_the_unsharded_table(tmp_path):

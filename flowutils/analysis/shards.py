@@ -5,8 +5,9 @@ gets every task). Each shard writes its own file of the result store (:mod:`.sto
 loader merges them, so the shards never coordinate.
 
 * GPUs of one host: ``torchrun --nproc-per-node 2 -m flowutils sweep ...`` or
-  ``accelerate launch``; each rank reads ``RANK``/``WORLD_SIZE`` (:func:`resolve_shard`) and
-  ``LOCAL_RANK`` picks its GPU (:func:`local_device`).
+  ``accelerate launch``; each rank reads ``RANK``/``WORLD_SIZE`` (:func:`resolve_shard`),
+  ``LOCAL_RANK`` picks its GPU (:func:`local_device`) and the ranks do not oversubscribe the
+  host's CPUs (:func:`rank_threads`).
 * Nodes: :func:`submit_shards` submits one SLURM array task per shard with ``submitit``
   (its ``LocalExecutor`` runs the same tasks as local processes, which is how it is tested).
 """
@@ -43,6 +44,22 @@ def local_device(device: str = "cuda") -> str:
     if device == "cuda" and "LOCAL_RANK" in os.environ:
         return f"cuda:{int(os.environ['LOCAL_RANK'])}"
     return device
+
+
+def rank_threads() -> int | None:
+    """CPU threads for this rank when a launcher starts several ranks on the host (``LOCAL_WORLD_SIZE`` > 1)
+    and left ``OMP_NUM_THREADS`` unset: an even share of the CPUs this process may use; else None (keep
+    ``OMP_NUM_THREADS`` or torch's default, every CPU).
+
+    N ranks of torch's default thread count each would oversubscribe the host (two ranks of a sweep
+    ran 4x slower so). torchrun sets ``OMP_NUM_THREADS=1``, which is kept: a rank's CPU side
+    (decoding, the processor, the result rows) is small next to its GPU work, and small CPU ops run
+    fastest on one thread."""
+    ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    if ranks <= 1 or "OMP_NUM_THREADS" in os.environ:
+        return None
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()  # not on macOS
+    return max(1, cpus // ranks)
 
 
 def submit_shards(function, num_shards: int, folder, executor=None, **parameters) -> list:

@@ -4,7 +4,7 @@ Layout of a results directory ``root`` (the ``out`` of :func:`flowutils.analysis
 
     root/<key>/params.json                 the sweep's parameters (what <key> hashes)
     root/<key>/shard-<i>-of-<n>.sqlite     one SQLite file per writer (a rank, an array task, one process)
-    root/<key>/provenance-<i>-of-<n>.json  that writer's package versions, git commit, GPU, start/end times
+    root/<key>/provenance-<i>-of-<n>.json  that writer's package versions, git commit, GPU, threads, start/end times
 
 ``<key>`` is the first 16 hex digits of the sha256 of the canonical JSON of the parameters:
 the model's identity (name, class, dtype, prompt template, and the sha256 of its checkpoint's
@@ -46,7 +46,7 @@ import platform
 import socket
 import sqlite3
 import subprocess
-import time
+from datetime import datetime
 from pathlib import Path
 
 SHARD_GLOB = "shard-*-of-*.sqlite"
@@ -97,6 +97,18 @@ def source_sha256() -> str:
     return h.hexdigest()
 
 
+def hash_cache(root) -> Path:
+    """The file of the results directory ``root`` that remembers checkpoint hashes (:func:`file_sha256`)."""
+    return Path(root) / ".sha256-cache.json"
+
+
+def checkpoint_sha256(path, cache_file: Path | None = None) -> dict[str, str]:
+    """``{file name: sha256}`` of the safetensors files of the checkpoint directory ``path`` (empty if none)."""
+    path = Path(str(path or "."))
+    files = sorted(path.glob("*.safetensors")) if str(path) != "." and path.is_dir() else []
+    return {f.name: file_sha256(f, cache_file) for f in files}
+
+
 def model_identity(fm, cache_file: Path | None = None) -> dict:
     """What makes two models the same for a sweep: ``fm.identity`` if the model has one, else its name,
     class, dtype, prompt template and the sha256 of its checkpoint's safetensors files (from
@@ -107,10 +119,9 @@ def model_identity(fm, cache_file: Path | None = None) -> dict:
 
     ident = {"name": fm.name, "class": type(fm.model).__name__, "dtype": str(fm.dtype),
              "template": getattr(fm.template, "name", str(fm.template))}
-    path = Path(str(getattr(fm.model.config, "_name_or_path", "") or "."))
-    files = sorted(path.glob("*.safetensors")) if str(path) not in ("", ".") and path.is_dir() else []
-    if files:
-        ident["checkpoint_sha256"] = {f.name: file_sha256(f, cache_file) for f in files}
+    digests = checkpoint_sha256(getattr(fm.model.config, "_name_or_path", ""), cache_file)
+    if digests:
+        ident["checkpoint_sha256"] = digests
         return ident
     h = hashlib.sha256()
     for name, tensor in sorted(fm.model.state_dict().items()):
@@ -121,7 +132,7 @@ def model_identity(fm, cache_file: Path | None = None) -> dict:
 
 
 def provenance(device=None) -> dict:
-    """Package versions, git commit (if the package sits in a git checkout), host and GPU of this writer."""
+    """Package versions, git commit (if the package sits in a git checkout), host, GPU and CPU threads of this writer."""
     import numpy
     import pandas
     import torch
@@ -140,7 +151,8 @@ def provenance(device=None) -> dict:
     return {"flowutils": __version__, "git_commit": commit, "python": platform.python_version(),
             "torch": torch.__version__, "transformers": transformers.__version__, "numpy": numpy.__version__,
             "pandas": pandas.__version__, "sqlite": sqlite3.sqlite_version, "host": socket.gethostname(),
-            "device": str(device) if device is not None else None, "gpu": gpu}
+            "device": str(device) if device is not None else None, "gpu": gpu,
+            "threads": torch.get_num_threads()}  # CPU numbers depend on it
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -150,7 +162,8 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    # milliseconds: a shard's sweep time (finished - started) is read from these
+    return datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 
 def _connect(path: Path) -> sqlite3.Connection:

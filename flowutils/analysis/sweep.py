@@ -37,7 +37,7 @@ from ..knockout.plan import KnockoutPlan
 from ..knockout.spans import LayoutError
 from ..knockout.windows import STYLES, scaled_window_size, sweep
 from .shards import resolve_shard, shard_indices
-from .store import ResultStore, load_results, model_identity, skipped_frame, source_sha256
+from .store import ResultStore, hash_cache, load_results, model_identity, skipped_frame, source_sha256
 
 SAMPLE_MODES = ("correct", "wrong", "all")
 
@@ -195,22 +195,30 @@ def _question(fm, sample, sid, flows, k, style, layers, backend, sample_mode, nu
         return "skipped", [], f"non-finite: knockout logits contain NaN or inf under {bad[:5]}"
     tok = fm.tokenizer
     probs = logits.softmax(-1)
-    diffs = logit_difference(logits, prepared.option_ids, prepared.gold_index)
     diff_base = float(logit_difference(base.logits.cpu(), prepared.option_ids, prepared.gold_index))
     question = {**params, "sample_id": sid, "task": prepared.task, "predicted": tok.convert_ids_to_tokens(pred),
                 "gold": tok.convert_ids_to_tokens(gold), "p_pred_baseline": float(p_base[pred]),
                 "p_gold_baseline": float(p_base[gold]), "logit_diff_baseline": diff_base, "correct_baseline": correct}
+    # whole columns at once (the same float32 operations as element by element, so the same numbers): a
+    # rank's CPU work per question stays small next to its GPU work, on torchrun's one thread too
+    columns = {"p_pred_knockout": probs[:, pred], "p_gold_knockout": probs[:, gold],
+               "change_pred": (probs[:, pred] - p_base[pred]) / p_base[pred],
+               "change_gold": (probs[:, gold] - p_base[gold]) / p_base[gold],
+               "logit_diff_knockout": logit_difference(logits, prepared.option_ids, prepared.gold_index),
+               "top": probs.argmax(-1)}
+    columns = {name: column.tolist() for name, column in columns.items()}
+    tops = tok.convert_ids_to_tokens(columns["top"])
     rows = []
-    for plan, p, diff in zip(plans, probs, diffs):
-        top = int(p.argmax())
+    for j, plan in enumerate(plans):
+        diff = columns["logit_diff_knockout"][j]
         rows.append({**question, "flow": flow_label(plan.label["flow"]),
                      "family": family_of(plan.label["flow"]) or "custom", "layer": plan.label["layer"],
-                     "window": plan.label["window"], "p_pred_knockout": float(p[pred]),
-                     "relative_change_pct": 100 * float((p[pred] - p_base[pred]) / p_base[pred]),
-                     "p_gold_knockout": float(p[gold]),
-                     "relative_change_gold_pct": 100 * float((p[gold] - p_base[gold]) / p_base[gold]),
-                     "logit_diff_knockout": float(diff), "logit_diff_change": float(diff) - diff_base,
-                     "argmax_knockout": tok.convert_ids_to_tokens(top), "correct_knockout": top == gold})
+                     "window": plan.label["window"], "p_pred_knockout": columns["p_pred_knockout"][j],
+                     "relative_change_pct": 100 * columns["change_pred"][j],
+                     "p_gold_knockout": columns["p_gold_knockout"][j],
+                     "relative_change_gold_pct": 100 * columns["change_gold"][j],
+                     "logit_diff_knockout": diff, "logit_diff_change": diff - diff_base,
+                     "argmax_knockout": tops[j], "correct_knockout": columns["top"][j] == gold})
     return "done", rows, ""
 
 
@@ -255,7 +263,7 @@ def run_sweep(fm, samples, flows, k: int | None = None, style: str = "center", l
     store = None
     if out is not None:
         key = sweep_parameters(fm, flows, k, style, layers, backend, sample_mode, num_frames, benchmark,
-                               cache_file=Path(out) / ".sha256-cache.json")
+                               cache_file=hash_cache(out))
         store = ResultStore(out, key, shard, num_shards, fm.device)
     done = store.finished() if store is not None else {}
     frames, skipped = [], []

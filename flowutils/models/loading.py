@@ -145,7 +145,8 @@ def load(name_or_path: str | Path, dtype: torch.dtype = torch.float32, device: s
          check_manifest: bool = True, config_overrides: dict | None = None) -> FlowModel:
     """The model ``name_or_path`` (manifest name, toy name, local directory or cached hub id) as a :class:`FlowModel`.
 
-    ``device_map`` (e.g. ``"auto"``) hands placement to accelerate and ``device`` is then ignored;
+    ``device_map`` (e.g. ``"auto"``) hands placement to accelerate and ``device`` is then ignored (a GPU
+    ``device`` is loaded onto directly, as ``device_map={"": device}``);
     ``family`` overrides the adapter chosen from the manifest or the config; ``config_overrides``
     (after the manifest's own, e.g. PLLaVA's ``pooling_shape``) set config attributes; ``check_manifest``
     compares a manifest checkpoint's config with the manifest's expected values (a
@@ -165,6 +166,8 @@ def load(name_or_path: str | Path, dtype: torch.dtype = torch.float32, device: s
             raise ValueError(f"{path}: config does not match {spec['file']}: " + "; ".join(problems))
     kwargs = dict(config=config, dtype=dtype, local_files_only=True, use_safetensors=True,
                   trust_remote_code=trust_remote_code, key_mapping=adapter.key_mapping)
+    if device_map is None and device is not None and torch.device(device).type != "cpu":
+        device_map = {"": device}  # the weights go straight to the GPU, with no full copy in host memory first
     if device_map is not None:
         kwargs["device_map"] = device_map
     model = adapter.model_cls().from_pretrained(path, **kwargs)

@@ -144,6 +144,11 @@ def test_shards_merge_into_the_unsharded_table(fm, questions, tmp_path):
     assert len(list(Path(store).glob("shard-*.sqlite"))) == 3
     # an unsharded rerun finds every question in the shard files and returns the full table
     pd.testing.assert_frame_equal(run_sweep(fm, questions[:7], ["video->last"], out=tmp_path, **KW), reference)
+    # reading some questions only gives the whole table's rows of those questions
+    every = load_results(store)
+    some = {q.sample_id for q in questions[1:7:2]}
+    pd.testing.assert_frame_equal(load_results(store, sample_ids=some),
+                                  every[every.sample_id.isin(some)].reset_index(drop=True))
 
 
 def test_a_corrupt_store_file_is_a_clear_error(fm, questions, tmp_path):

@@ -242,14 +242,14 @@ def shard_files(path) -> list[Path]:
     return sorted(path.glob(SHARD_GLOB))
 
 
-def _read(file: Path, query: str):
+def _read(file: Path, query: str, params=()):
     import pandas as pd
 
     try:
         # read-write: a writer killed mid-transaction leaves a hot journal, which the next reader rolls back
         con = sqlite3.connect(file, timeout=60)
         try:
-            frame = pd.read_sql_query(query, con)
+            frame = pd.read_sql_query(query, con, params=params)
             types = {r[1]: r[2] for r in con.execute("PRAGMA table_info(rows)")}
         finally:
             con.close()
@@ -274,8 +274,9 @@ def load_questions(path):
     return q if q is not None else pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
 
 
-def load_results(path):
-    """All rows of the result set ``path`` (a ``root/<key>`` directory), shards merged, as a DataFrame.
+def load_results(path, sample_ids=None):
+    """All rows of the result set ``path`` (a ``root/<key>`` directory), shards merged, as a DataFrame;
+    only those of the questions ``sample_ids`` if given (a rank reads its own, not the whole sweep's).
 
     A question finished in two shard files (two shardings of one sweep run at once) is taken
     from the first file. ``attrs["skipped"]``: the skipped questions (:func:`load_skipped`);
@@ -285,8 +286,10 @@ def load_results(path):
 
     path = Path(path)
     frames, seen = [], set()
+    where, params = ("", ()) if sample_ids is None else (
+        "WHERE sample_id IN (SELECT value FROM json_each(?))", (json.dumps(list(sample_ids)),))
     for f in shard_files(path):
-        rows = _read(f, "SELECT * FROM rows ORDER BY seq")
+        rows = _read(f, f"SELECT * FROM rows {where} ORDER BY seq", params)
         if len(rows):
             rows = rows[~rows.sample_id.isin(seen)].drop(columns="seq")
             seen |= set(rows.sample_id)

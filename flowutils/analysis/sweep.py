@@ -295,10 +295,9 @@ def run_sweep(fm, samples, flows, k: int | None = None, style: str = "center", l
         table.attrs["skipped"] = frame.to_dict("records")
         table.attrs["store"] = None
         return table
-    stored = load_results(store.dir)
     wanted = {ids[i]: n for n, i in enumerate(mine)}
+    stored = load_results(store.dir, sample_ids=wanted)
     if len(stored):
-        stored = stored[stored.sample_id.isin(wanted)]
         order = stored.sample_id.map(wanted)
         stored = stored.iloc[order.argsort(kind="stable")].reset_index(drop=True)
     stored.attrs["skipped"] = [r for r in stored.attrs["skipped"] if r["sample_id"] in wanted]

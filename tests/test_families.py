@@ -20,7 +20,7 @@ from conftest import unmodified_logits
 from flowutils.engine import knockout_logits
 from flowutils.knockout import flows, windows
 from flowutils.knockout.plan import KnockoutPlan
-from flowutils.models import FlowModel, load
+from flowutils.models import FlowModel, get_adapter, load
 from flowutils.toy.models import build_tokenizer
 
 QUESTION, CANDIDATES = "What is the color the square", ["red", "blue", "green"]  # words of the toy vocabulary
@@ -200,6 +200,69 @@ def _internvl(tmp):
     return _save(tmp, model, processor)
 
 
+PHI3_CHAT = ["<|system|>", "<|end|>", "<|user|>", "<|assistant|>"]
+IMAGENET = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}  # InternVL-Chat's normalisation
+# transformers InternVL names -> the InternVL-Chat remote code's names, in order (vision q/k/v fused below)
+CHAT_NAMES = [("model.vision_tower.embeddings.cls_token", "vision_model.embeddings.class_embedding"),
+              ("model.vision_tower.embeddings.position_embeddings", "vision_model.embeddings.position_embedding"),
+              ("model.vision_tower.embeddings.patch_embeddings.projection.", "vision_model.embeddings.patch_embedding."),
+              ("model.vision_tower.encoder.layer.", "vision_model.encoder.layers."), (".layernorm_before.", ".norm1."),
+              (".layernorm_after.", ".norm2."), (".lambda_1", ".ls1"), (".lambda_2", ".ls2"),
+              (".attention.projection_layer.", ".attn.proj."), (".attention.", ".attn."),
+              ("model.multi_modal_projector.layer_norm.", "mlp1.0."), ("model.multi_modal_projector.linear_1.", "mlp1.1."),
+              ("model.multi_modal_projector.linear_2.", "mlp1.3."), ("model.language_model.", "language_model.model.")]
+
+
+def _internvl_chat_phi3(tmp):
+    """Mini-InternVL-4B's layout: a transformers InternVL + Phi-3 (long RoPE, as Phi-3-mini-128k), saved the way
+    the InternVL-Chat remote code saves it: its weight names, fused vision qkv, an ``internvl_chat`` config.json and
+    a tokenizer whose image tokens are plain added tokens."""
+    import transformers
+
+    tok = _tokenizer("Frame1 Frame2 Frame3 Frame4", INTERNVL_TOKENS, PHI3_CHAT)
+    rope = {"long_factor": [1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5], "short_factor": [1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7]}
+    lm = _lm(tok, "phi3", pad_token_id=tok.pad_token_id, max_position_embeddings=512, original_max_position_embeddings=32)
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 32,
+              "patch_size": 8, "layer_norm_eps": 1e-6}
+    config = transformers.InternVLConfig(
+        vision_config={**vision, "attention_bias": True},
+        text_config={**lm, "rope_parameters": {"rope_type": "longrope", "rope_theta": 10000.0, **rope,
+                                               "original_max_position_embeddings": 32}},
+        image_token_id=tok.context_image_token_id, image_seq_length=4, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    model = transformers.InternVLForConditionalGeneration(config).eval()
+    size = {"height": 32, "width": 32}
+    processor = transformers.InternVLProcessor(
+        image_processor=transformers.GotOcr2ImageProcessor(size=size, **IMAGENET), tokenizer=tok,
+        video_processor=transformers.InternVLVideoProcessor(size=size, **IMAGENET), image_seq_length=4)
+    state = {}
+    for key, value in model.state_dict().items():
+        for ours, theirs in CHAT_NAMES:
+            key = key.replace(ours, theirs)
+        state["language_model." + key if key.startswith("lm_head.") else key] = value.contiguous()
+    for i in range(2):
+        for p in ("weight", "bias"):
+            at = f"vision_model.encoder.layers.{i}.attn."
+            state[f"{at}qkv.{p}"] = torch.cat([state.pop(f"{at}{x}_proj.{p}") for x in "qkv"])
+    tmp.mkdir(parents=True, exist_ok=True)
+    save_file(state, tmp / "model.safetensors", metadata={"format": "pt"})
+    (tmp / "config.json").write_text(json.dumps({
+        "architectures": ["InternVLChatModel"], "model_type": "internvl_chat", "template": "phi3-chat",
+        "auto_map": {"AutoModel": "modeling_internvl_chat.InternVLChatModel"}, "select_layer": -1,
+        "downsample_ratio": 0.5, "ps_version": "v2", "force_image_size": 32, "dynamic_image_size": True,
+        "use_thumbnail": True, "max_dynamic_patch": 12, "min_dynamic_patch": 1,
+        "vision_config": {**vision, "architectures": ["InternVisionModel"], "model_type": "intern_vit_6b", "qkv_bias": True,
+                          "qk_normalization": False, "norm_type": "layer_norm", "hidden_act": "gelu", "num_channels": 3,
+                          "use_flash_attn": True, "drop_path_rate": 0.1},
+        "llm_config": {**lm, "architectures": ["Phi3ForCausalLM"], "attn_implementation": "flash_attention_2",
+                       "rope_theta": 10000.0, "rope_scaling": {"type": "su", **rope}},
+    }))
+    plain = transformers.PreTrainedTokenizerFast(tokenizer_object=tok.backend_tokenizer, unk_token="<unk>",
+                                                 pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+    plain.save_pretrained(tmp)
+    return model, processor
+
+
 def _smolvlm(tmp):
     import transformers
 
@@ -225,7 +288,8 @@ def _smolvlm(tmp):
 
 BUILDERS = {"pllava": _pllava, "llava_next_video": _toy_family("llava_next_video"),
             "llava_onevision": _toy_family("llava_onevision"), "qwen2_5_vl": _qwen2_5_vl, "qwen3_vl": _qwen3_vl,
-            "video_llama_3": _video_llama_3, "internvl": _internvl, "smolvlm": _smolvlm}
+            "video_llama_3": _video_llama_3, "internvl": _internvl, "smolvlm": _smolvlm,
+            "internvl_chat_phi3": _internvl_chat_phi3}
 
 
 @pytest.fixture(scope="module", params=sorted(BUILDERS))
@@ -233,7 +297,7 @@ def family(request, tmp_path_factory):
     """``(family, FlowModel of the original module, checkpoint directory)``."""
     path = tmp_path_factory.mktemp(request.param) / "ckpt"
     model, processor = BUILDERS[request.param](path)
-    return request.param, FlowModel(model, processor, name=f"tiny-{request.param}"), path
+    return request.param, FlowModel(model, processor, get_adapter(request.param), name=f"tiny-{request.param}"), path
 
 
 @pytest.fixture(scope="module")
@@ -297,7 +361,7 @@ def _frames_times_tokens(name, fm, prepared, frames):
         t, h, w = prepared.inputs["video_grid_thw"][0].tolist()
         assert t == len(frames)
         return t, h * w // 4
-    if name == "internvl":  # frames stacked as images; pixel shuffle keeps a quarter of the 4x4 patches
+    if name in ("internvl", "internvl_chat_phi3"):  # frames stacked as images; pixel shuffle keeps a quarter of the 4x4 patches
         pixels = prepared.inputs["pixel_values"]
         return pixels.shape[0], (pixels.shape[-1] // 8) ** 2 // 4
     if name == "smolvlm":  # [1, T, 3, 32, 32]; scale factor 2 merges 2x2 patches
@@ -330,7 +394,7 @@ def test_frame_spans_match_the_processor(family, frames):
 def _video_text(name, n_frames):
     """The text a family's processor puts into the video region, written out by hand (4 frames at the
     processors' default fps: 24, VideoLLaMA3 1)."""
-    if name == "internvl":
+    if name in ("internvl", "internvl_chat_phi3"):
         return "\n".join(f"Frame{i + 1}: <img></img>" for i in range(n_frames))
     if name == "qwen3_vl":  # mean timestamp of each group of 2 frames
         return "".join(f"<{(4 * g + 1) / 48:.1f} seconds><|vision_start|><|vision_end|>" for g in range(n_frames))
@@ -454,3 +518,63 @@ def test_sweep_records_the_paths_knockout_does_not_block(frames, tmp_path):
             assert want in table.bypasses[0] and any(want in b for b in load_results(table.attrs["store"]).attrs["params"]["bypasses"])
         else:
             assert table.bypasses[0] == "" and load_results(table.attrs["store"]).attrs["params"]["bypasses"] == []
+
+
+# ---- Mini-InternVL-4B-Video-FT: the manifest, and the weight converter's scope ----------------------------------
+
+MINI_INTERNVL = "mini-internvl-4b-video-ft"
+
+
+def test_mini_internvl_loads_by_its_manifest_name(frames, tmp_path, monkeypatch):
+    """The short name finds the checkpoint under $FLOWUTILS_MODEL_DIR, checks the manifest's expected values against
+    the translated config (the tiny one fails them, each named) and uses the manifest's family and template."""
+    model, processor = _internvl_chat_phi3(tmp_path / MINI_INTERNVL)
+    monkeypatch.setenv("FLOWUTILS_MODEL_DIR", str(tmp_path))
+    with pytest.raises(ValueError) as err:
+        load(MINI_INTERNVL)
+    for want in ("layers: checkpoint has 4, manifest expects 32", "hidden_size: checkpoint has 64, manifest expects 3072",
+                 "tokens_per_frame: checkpoint has 4, manifest expects 256"):
+        assert want in str(err.value)
+    loaded = load(MINI_INTERNVL, check_manifest=False)
+    assert loaded.adapter.family == "internvl_chat_phi3" and loaded.template.name == "phi3"
+    fm = FlowModel(model, processor, get_adapter("internvl_chat_phi3"))
+    assert (unmodified_logits(fm, _prepared(fm, frames)) - unmodified_logits(loaded, _prepared(loaded, frames))).abs().max() <= 1e-5
+
+
+def test_mini_internvl_manifest_matches_its_real_config(tmp_path):
+    """The manifest's expected values hold for an InternVL-Chat config.json of the real sizes (InternViT-300M-448px,
+    Phi-3-mini-128k; no weights needed): 32 layers, width 3072, (448 / 14)^2 / 4 = 256 tokens per frame."""
+    from flowutils.models import internvl_chat
+    from flowutils.models.loading import config_mismatches, model_manifests
+
+    _internvl_chat_phi3(tmp_path)  # its tokenizer files
+    raw = json.loads((tmp_path / "config.json").read_text())
+    raw["vision_config"].update(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+                                image_size=448, patch_size=14)
+    raw["force_image_size"] = 448
+    raw["llm_config"].update(hidden_size=3072, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
+                             intermediate_size=8192, max_position_embeddings=131072, original_max_position_embeddings=4096,
+                             sliding_window=262144, rope_scaling={"type": "su", "long_factor": [1.0] * 48,
+                                                                  "short_factor": [1.0] * 48})
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    config = internvl_chat.config(tmp_path)
+    assert config.text_config.model_type == "phi3" and config.text_config.rope_parameters["rope_type"] == "longrope"
+    assert config.text_config._attn_implementation != "flash_attention_2"  # the remote code's runtime choice is dropped
+    manifest = model_manifests()[MINI_INTERNVL]
+    assert manifest["family"] == "internvl_chat_phi3"
+    assert config_mismatches(config, get_adapter("internvl_chat_phi3"), manifest["expected"]) == []
+
+
+def test_fused_qkv_converter_is_active_only_while_internvl_chat_loads(tmp_path):
+    """A freshly built transformers InternVL still saves separate q/k/v after an InternVL-Chat load (transformers
+    reverts every registered conversion when saving a model built from a config)."""
+    from safetensors import safe_open
+    from transformers.conversion_mapping import get_checkpoint_conversion_mapping
+
+    _internvl_chat_phi3(tmp_path / "chat")
+    load(tmp_path / "chat")
+    assert not get_checkpoint_conversion_mapping("internvl_vision")
+    model, _ = _internvl(tmp_path / "hf")
+    with safe_open(tmp_path / "hf" / "model.safetensors", "pt") as f:
+        keys = list(f.keys())
+    assert any(".attention.q_proj." in k for k in keys) and not any("qkv" in k for k in keys)

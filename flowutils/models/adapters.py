@@ -5,8 +5,9 @@ language model inside (its layers, final norm, rotary embedding), the LM head, t
 placeholder, how many placeholder tokens a frame gets and how many trail the whole video,
 how positions are computed (1-D RoPE, or M-RoPE whose 3-D positions the engine reads from
 the model's own forward), the default prompt template, the key mapping of an older
-on-disk checkpoint layout, and the known paths that bypass attention (a knockout cannot
-block them; results record them). Nothing else in flowutils knows about model families:
+on-disk checkpoint layout (and, for a checkpoint written for remote code, how its config,
+processor and fused weights are read: :mod:`.internvl_chat`), and the known paths that
+bypass attention (a knockout cannot block them; results record them). Nothing else in flowutils knows about model families:
 supporting a new one is a new entry here plus a tiny-config test.
 
 Most families run their own processor on ``(text, video)``; a family whose video
@@ -17,8 +18,10 @@ embeddings transformers does not compute the way its checkpoints were trained (P
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
+
+from . import internvl_chat
 
 import torch
 from torch import nn
@@ -61,6 +64,10 @@ class FamilyAdapter:
     # (config, processor outputs) -> (frame spans, tokens per span) when the pixel tensor is not [1, T, C, H, W]
     video_grid: Callable | None = None
     processor_kwargs: dict = field(default_factory=dict)  # passed to every processor call (e.g. settings to pin)
+    # a checkpoint transformers cannot read natively (model_types: its config.json's model_type):
+    read_config: Callable | None = None  # checkpoint dir -> transformers config
+    read_processor: Callable | None = None  # (checkpoint dir, config) -> processor
+    load_context: Callable | None = None  # () -> context manager around from_pretrained (weight converters)
 
     def decoder(self, model: nn.Module) -> nn.Module:
         """The decoder-only LM: has ``layers``, ``norm``, ``rotary_emb``, ``embed_tokens``."""
@@ -159,6 +166,20 @@ LEGACY_LLAVA_KEYS = {
     r"^image_newline$": "model.image_newline",
 }
 
+INTERNVL = FamilyAdapter(
+    family="internvl",
+    model_class="InternVLForConditionalGeneration",
+    processor_class="InternVLProcessor",
+    template="chatml",
+    video_token="<video>",
+    video_token_id_attr="image_token_id",  # frames are runs of <IMG_CONTEXT> inside 'FrameN: <img>...</img>'
+    trailing_video_tokens=0,
+    tokens_per_frame=_internvl_tokens,
+    video_grid=_frames_then("pixel_values", 0, _internvl_tokens),  # frames stacked as images [T, C, H, W]
+    default_tokens_per_frame=_internvl_tokens,
+    frame_unit="frame, inside its 'FrameN: <img>...</img>' text",
+)
+
 ADAPTERS = {
     "llava_next_video": FamilyAdapter(
         family="llava_next_video",
@@ -225,19 +246,13 @@ ADAPTERS = {
         processor_kwargs={"use_token_compression": False},  # every frame keeps all its tokens (the paper's setting)
         frame_unit="frame, after its 'Time t s:' text",
     ),
-    "internvl": FamilyAdapter(
-        family="internvl",
-        model_class="InternVLForConditionalGeneration",
-        processor_class="InternVLProcessor",
-        template="chatml",
-        video_token="<video>",
-        video_token_id_attr="image_token_id",  # frames are runs of <IMG_CONTEXT> inside 'FrameN: <img>...</img>'
-        trailing_video_tokens=0,
-        tokens_per_frame=_internvl_tokens,
-        video_grid=_frames_then("pixel_values", 0, _internvl_tokens),  # frames stacked as images [T, C, H, W]
-        default_tokens_per_frame=_internvl_tokens,
-        frame_unit="frame, inside its 'FrameN: <img>...</img>' text",
-    ),
+    "internvl": INTERNVL,
+    # the paper's Mini-InternVL-4B-Video-FT: an InternVL-Chat checkpoint (remote-code layout, Phi-3 LM) read into
+    # the same classes; its fused vision qkv is split by a transformers weight converter while it loads
+    "internvl_chat_phi3": replace(
+        INTERNVL, family="internvl_chat_phi3", model_types=("internvl_chat",), template="phi3",
+        key_mapping=internvl_chat.KEY_MAPPING, read_config=internvl_chat.config,
+        read_processor=internvl_chat.processor, load_context=internvl_chat.fused_qkv_split),
     "smolvlm": FamilyAdapter(
         family="smolvlm",
         model_class="SmolVLMForConditionalGeneration",

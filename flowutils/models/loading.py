@@ -15,12 +15,16 @@ Loading never reaches the network (``local_files_only``), reads safetensors only
 no remote code unless asked (``trust_remote_code``). The family (adapter, :mod:`.adapters`)
 comes from the manifest, from ``family=...`` or from the checkpoint's config; a checkpoint in
 an older key layout is loaded with the adapter's ``key_mapping`` through
-``from_pretrained(key_mapping=...)``. ``device_map="auto"`` spreads a large model over the
+``from_pretrained(key_mapping=...)``. A checkpoint written for remote code (InternVL-Chat,
+``model_type: internvl_chat``) is read by its adapter: a translated config, a processor
+built from its tokenizer files and weight converters active while it loads
+(:mod:`.internvl_chat`). ``device_map="auto"`` spreads a large model over the
 visible GPUs through accelerate.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -29,7 +33,7 @@ import torch
 import yaml
 
 from ..data.manifests import MANIFEST_DIR, load_manifest, verify_sha256
-from .adapters import FamilyAdapter, adapter_for
+from .adapters import ADAPTERS, FamilyAdapter, adapter_for, get_adapter
 from .flow_model import FlowModel
 
 TOY_MANIFEST = "toy_models"
@@ -109,11 +113,20 @@ def resolve(name_or_path: str | Path, revision: str | None = None) -> tuple[Path
                             f"{sorted(toys) + sorted(manifests)} (manifests in {MANIFEST_DIR / 'models'})")
 
 
+def _foreign_family(path: Path) -> str | None:
+    """The family whose adapter reads this checkpoint's ``model_type`` itself (``internvl_chat``), or None."""
+    model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    return next((a.family for a in ADAPTERS.values() if a.read_config and model_type in a.model_types), None)
+
+
 def _config(path: Path, adapter_hint: str | None, trust_remote_code: bool):
-    """The checkpoint's config; a ``model_type`` transformers does not know (``pllava``) is read as LLaVA."""
+    """The checkpoint's config; a ``model_type`` transformers does not know (``pllava``) is read as LLaVA,
+    one written for remote code by its adapter's ``read_config``."""
     from transformers import AutoConfig, LlavaConfig
 
     raw = json.loads((path / "config.json").read_text())
+    if adapter_hint is not None and get_adapter(adapter_hint).read_config:
+        return get_adapter(adapter_hint).read_config(path)
     if raw.get("model_type") == "pllava" or adapter_hint == "pllava" and raw.get("model_type") not in (
             "llava", "llava_next"):
         return LlavaConfig.from_pretrained(path, local_files_only=True)
@@ -155,7 +168,7 @@ def load(name_or_path: str | Path, dtype: torch.dtype = torch.float32, device: s
     from transformers import AutoProcessor
 
     path, spec = resolve(name_or_path, revision)
-    family = family or (spec or {}).get("family")
+    family = family or (spec or {}).get("family") or _foreign_family(path)
     config = _config(path, family, trust_remote_code)
     for key, value in {**(spec or {}).get("config_overrides", {}), **(config_overrides or {})}.items():
         setattr(config, key, value)
@@ -170,9 +183,13 @@ def load(name_or_path: str | Path, dtype: torch.dtype = torch.float32, device: s
         device_map = {"": device}  # the weights go straight to the GPU, with no full copy in host memory first
     if device_map is not None:
         kwargs["device_map"] = device_map
-    model = adapter.model_cls().from_pretrained(path, **kwargs)
+    with adapter.load_context() if adapter.load_context else contextlib.nullcontext():
+        model = adapter.model_cls().from_pretrained(path, **kwargs)
     if device_map is None and device is not None:
         model = model.to(device)
-    processor = AutoProcessor.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
+    if adapter.read_processor:
+        processor = adapter.read_processor(path, config)
+    else:
+        processor = AutoProcessor.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
     template = template or (spec or {}).get("template")
     return FlowModel(model, processor, adapter, template, name=name or str(name_or_path))

@@ -21,22 +21,11 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from . import internvl_chat
-
-import torch
 from torch import nn
 
+from . import internvl_chat, pllava
+
 ROPE_1D, MROPE = "1-D RoPE", "M-RoPE (3-D position ids)"
-
-
-@dataclass
-class VideoEncoding:
-    """One processed prompt + video: the model's keyword inputs and what the token layout needs."""
-
-    inputs: dict  # keyword arguments of the model's forward
-    input_ids: torch.Tensor  # [1, n], the video placeholder id once per video token
-    num_frames: int  # frame spans (or temporal groups) in the video
-    tokens_per_frame: int  # expected tokens of each span
 
 
 @dataclass(frozen=True)
@@ -118,12 +107,6 @@ def _at_tower_size(per_frame):
 def _pllava_tokens(config, height: int, width: int) -> int:
     _, h, w = config.pooling_shape
     return h * w
-
-
-def _pllava_encode(fm, text, frames):
-    from .pllava import encode
-
-    return encode(fm, text, frames)
 
 
 def _qwen_grid(config, enc) -> tuple[int, int]:
@@ -280,7 +263,7 @@ ADAPTERS = {
         trailing_video_tokens=0,
         tokens_per_frame=_pllava_tokens,
         key_mapping=LEGACY_LLAVA_KEYS,
-        encode=_pllava_encode,
+        encode=pllava.encode,
         frame_unit="temporal bin of the 3-D pool (pooling_shape[0] bins; one frame when frames == bins)",
         default_tokens_per_frame=lambda config: _pllava_tokens(config, 0, 0),
     ),

@@ -16,7 +16,8 @@ import torch
 from ..knockout.attention import KnockoutState, register
 from ..knockout.prompt import build_prompt, get_template, prompt_text
 from ..knockout.spans import TokenLayout, build_layout
-from .adapters import FamilyAdapter, VideoEncoding, adapter_for
+from .adapters import FamilyAdapter, adapter_for
+from .encoding import VideoEncoding
 
 
 @dataclass

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .adapters import VideoEncoding
+from .encoding import VideoEncoding
 
 
 @torch.no_grad()

@@ -143,9 +143,10 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {BACKENDS}")
     plans = list(plans)
+    shared = {}  # the sweep's plans of one flow share its cut edges
     for plan in plans:
         plan.validate(fm.n_layers, prepared.layout.n)
-        plan.prepare(prepared.layout.n, fm.device)
+        plan.prepare(prepared.layout.n, fm.device, shared)
     out = torch.empty(len(plans), fm.lm_head.out_features)
     if backend == "reference":
         for i, plan in enumerate(plans):

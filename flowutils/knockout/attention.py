@@ -94,7 +94,11 @@ class KnockoutState:
                              + [c.mask(q_start, q_len, k_len) for c in distinct.values()])
         masked[1:] |= masked[0]
         bias = torch.zeros(masked.shape, dtype=dtype, device=device).masked_fill_(masked, float("-inf"))
-        bias = bias[index[:1]] if len(set(index)) == 1 else bias[torch.tensor(index, device=device)]
+        if len(set(index)) == 1:
+            bias = bias[index[:1]]
+        else:  # from pinned memory: a plain host-to-device copy would wait for the queued GPU work
+            rows = torch.tensor(index)
+            bias = bias[rows.pin_memory().to(device, non_blocking=True) if bias.is_cuda else rows]
         out = (bias[:, None], any(c.whole_rows for c in distinct.values()))
         self._last_bias = (built_from, out)
         return out

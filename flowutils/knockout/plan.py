@@ -26,20 +26,31 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
 import torch
 
 from .flows import Block, flow_blocks
 from .spans import TokenLayout
 
 
-def _classes(member: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``member [n, blocks]`` (0/1) -> (distinct rows ``[classes, blocks]``, class of each position ``[n]``)."""
-    if member.shape[1] > 62:
-        return torch.unique(member, dim=0, return_inverse=True)
-    # one integer per position (bit j: block j) is much faster to make unique than rows
-    codes = (member.long() << torch.arange(member.shape[1])).sum(1)
-    distinct, classes = torch.unique(codes, return_inverse=True)
-    return (distinct[:, None] >> torch.arange(member.shape[1]) & 1).to(torch.uint8), classes
+def _classes(sets, n: int) -> np.ndarray:
+    """Class of each of ``n`` positions: positions in exactly the same ``sets`` (index arrays) share one."""
+    classes = np.zeros(n, np.int64)
+    for start in range(0, len(sets), 62):  # 62 sets at a time as the bits of one integer per position
+        bits = np.zeros(n, np.int64)
+        for j, idx in enumerate(sets[start:start + 62]):
+            bits[idx] |= 1 << j
+        bits = np.unique(bits, return_inverse=True)[1].reshape(-1)
+        classes = np.unique(classes * (bits.max() + 1) + bits, return_inverse=True)[1].reshape(-1)
+    return classes
+
+
+def _members(classes: np.ndarray, sets) -> np.ndarray:
+    """``[classes, sets]``: whether each class lies in each set (its positions all do, or none)."""
+    out = np.zeros((classes.max() + 1, len(sets)), np.float32)
+    for j, idx in enumerate(sets):
+        out[classes[idx], j] = 1
+    return out
 
 
 @dataclass(frozen=True)
@@ -61,19 +72,14 @@ class CompactCut:
 
     @classmethod
     def from_blocks(cls, blocks, n: int, device=None) -> "CompactCut":
-        targets = torch.zeros(n, len(blocks), dtype=torch.uint8)
-        sources = torch.zeros(n, len(blocks), dtype=torch.uint8)
-        for j, (t, s) in enumerate(blocks):
-            if len(t) and len(s):
-                targets[t.cpu().reshape(-1), j] = 1
-                sources[s.cpu().reshape(-1), j] = 1
-        row_sets, rows = _classes(targets)
-        col_sets, cols = _classes(sources)
+        live = [(t.cpu().numpy().reshape(-1), s.cpu().numpy().reshape(-1)) for t, s in blocks if len(t) and len(s)]
+        targets, sources = [t for t, _ in live], [s for _, s in live]
+        rows, cols = _classes(targets, n), _classes(sources, n)
         # a row class and a column class share a block: the float product counts them exactly
-        table = (row_sets.float() @ col_sets.float().T) > 0
-        table = torch.cat([table, torch.zeros(len(table), 1, dtype=torch.bool)], 1)
-        key = b"|".join(x.numpy().tobytes() for x in (rows, cols, table)) + str(table.shape).encode()
-        return cls(rows.to(device), cols.to(device), table.to(device), key, bool(table[:, cols[0]].any()))
+        table = _members(rows, targets) @ _members(cols, sources).T > 0
+        table = np.concatenate([table, np.zeros((len(table), 1), bool)], 1)
+        key = b"|".join(x.tobytes() for x in (rows, cols, table)) + str(table.shape).encode()
+        return cls(*(torch.from_numpy(x).to(device) for x in (rows, cols, table)), key, bool(table[:, cols[0]].any()))
 
     def mask(self, q_start: int, q_len: int, k_len: int) -> torch.Tensor:
         """Boolean ``[q_len, k_len]`` of cut edges for queries ``q_start..q_start+q_len-1``."""
@@ -177,22 +183,27 @@ class KnockoutPlan:
                 m[t.to(m.device).reshape(-1, 1), s.to(m.device).reshape(1, -1)] = True
         return m
 
-    def compact(self, layer: int, n: int, device=None) -> "CompactCut | None":
+    def compact(self, layer: int, n: int, device=None, shared: dict | None = None) -> "CompactCut | None":
         """The edges cut in ``layer`` of an ``n``-token prompt as a :class:`CompactCut` (None: nothing cut),
-        built once per block list and device (windows share one list)."""
+        built once per block list and device (windows share one list). ``shared``: a dict that plans
+        with equal blocks (one flow in several windows) share their cuts through."""
         blocks = self.blocks.get(layer)
         if layer not in self._live:
             return None
         key = (id(blocks), n, str(device))
         if key not in self._compact:
-            self._compact[key] = CompactCut.from_blocks(blocks, n, device)
+            content = (n, str(device), tuple((t.cpu().numpy().tobytes(), s.cpu().numpy().tobytes()) for t, s in blocks))
+            shared = {} if shared is None else shared
+            if content not in shared:
+                shared[content] = CompactCut.from_blocks(blocks, n, device)
+            self._compact[key] = shared[content]
         return self._compact[key]
 
-    def prepare(self, n: int, device=None) -> None:
+    def prepare(self, n: int, device=None, shared: dict | None = None) -> None:
         """Build every layer's compact cut on ``device`` now: built lazily in the middle of a
         forward, each host-to-device copy would wait for the queued GPU work to finish."""
         for layer in self._live:
-            self.compact(layer, n, device)
+            self.compact(layer, n, device, shared)
 
     def attention_edges(self, n: int, n_layers: int) -> int:
         """Valid causal (query, key) pairs left over all ``n_layers`` layers of an ``n``-token input."""

@@ -132,6 +132,8 @@ def main():
     ap.add_argument("--profile", action="store_true", help="add a torch profile's top entries of fast")
     ap.add_argument("--explore", default="", help="fast only: time 'batch:tokens[:pack_bytes],...', profile, no reference")
     ap.add_argument("--name", default="knockout_sweep", help="output file: <name>_<gpu>.json")
+    ap.add_argument("--compile", action="store_true",
+                    help="lever: torch.compile every decoder layer (dynamic shapes; attention left eager)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -141,6 +143,12 @@ def main():
     shape = SHAPES[args.shape]
     model = build_model(shape, device)
     fm = FlowModel(model, processor=None, name=f"{args.shape}-shaped LLaVA-NeXT-Video (random weights)")
+    if args.compile:
+        from transformers import AttentionInterface
+
+        AttentionInterface.register(attention.ATTENTION_NAME, torch.compiler.disable(attention.flow_attention))
+        for layer in fm.decoder.layers:
+            layer.forward = torch.compile(layer.forward, dynamic=True)
     dtype = fm.dtype
 
     def sweep_plans(layout):
@@ -180,7 +188,8 @@ def main():
             p_i, _ = build_input(device, dtype, frames=args.frames, n_question=24 + i + 1, seed=2 + i)
             _, t, mem = timed(lambda: knockout_logits(fm, p_i, sweep_plans(p_i.layout), "fast", b,
                                                       max_batch_tokens=tokens))
-            print(f"explore batch {b} tokens {tokens} pack above {attention.PACK_ABOVE_BYTES}: {t:.3f} s/sample, "
+            print(f"explore batch {b} tokens {tokens} pack above {attention.PACK_ABOVE_BYTES}"
+                  f"{' compiled' if args.compile else ''}: {t:.3f} s/sample, "
                   f"peak {mem / 2**30:.2f} GiB ({mem / (weights + kv_cache):.2f} x weights + KV), "
                   f"{flops(b, tokens) / t / 1e12:.0f} TFLOP/s", flush=True)
         attention.PACK_ABOVE_BYTES = DEFAULT_PACK

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.attention
 import torch.nn.functional as F
+from torch.nn.attention.bias import causal_lower_right
 
 ATTENTION_NAME = "flow_knockout"
 _SDPA_BACKENDS = [torch.nn.attention.SDPBackend.EFFICIENT_ATTENTION, torch.nn.attention.SDPBackend.FLASH_ATTENTION,
@@ -194,6 +195,9 @@ def flow_attention(module, query, key, value, attention_mask, scaling=None, drop
                 return _packed_attention(query, key, value, *prefix, bias, scaling, whole_rows).transpose(1, 2), None
             key = torch.cat([prefix[0].expand(batch, -1, -1, -1), key], dim=2)
             value = torch.cat([prefix[1].expand(batch, -1, -1, -1), value], dim=2)
+        if query.is_cuda and attention_mask is None and not any(layer in p.cut_layers for p in state.plans or []):
+            # nothing cut: causal with the queries at the end, which the flash kernel does without a mask
+            bias, whole_rows = causal_lower_right(q_len, k_len), False
         out = _sdpa(query, _repeat_kv(key, heads // key.shape[1]), _repeat_kv(value, heads // value.shape[1]),
                     bias, scaling, whole_rows)
         return out.transpose(1, 2), None

@@ -147,6 +147,11 @@ class KnockoutPlan:
         return {l: bl for l, bl in self.blocks.items() if any(len(t) and len(s) for t, s in bl)}
 
     @cached_property
+    def cut_layers(self) -> frozenset:
+        """The layers where this plan cuts at least one edge."""
+        return frozenset(self._live)
+
+    @cached_property
     def is_empty(self) -> bool:
         return not self._live
 

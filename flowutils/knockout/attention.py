@@ -13,12 +13,15 @@ plan's cut edges of layer ``l`` (all heads). Two modes:
 
 * ``reference``: the paper's method: a dense additive mask (``-inf`` at cut edges) and an
   explicit eager softmax. Slow and obviously correct: the oracle of the tests.
-* ``fast``: ``torch.nn.functional.scaled_dot_product_attention`` with a boolean mask, a batch
-  of plans (one per batch row) and, optionally, the baseline keys/values of positions before
-  the first recomputed query (``prefix_kv``), so that only later positions are recomputed.
-  When that prefix is longer than the recomputed part (e.g. plans that cut edges into the
-  question or the last position), the plans of a batch are packed into one sequence that
-  shares the prefix, rather than copying the prefix once per plan.
+* ``fast``: ``torch.nn.functional.scaled_dot_product_attention`` on a batch of plans (one per
+  batch row) and, optionally, the baseline keys/values of positions before the first recomputed
+  query (``prefix_kv``), so that only later positions are recomputed. The mask is additive, built
+  once per batch and layer from the plans' compact cuts (:class:`flowutils.knockout.plan.CompactCut`;
+  rows with equal cuts share it); in a layer where no plan of the batch cuts anything a GPU gets
+  ``causal_lower_right`` instead, which the flash kernel applies without reading a mask. The
+  prefix is copied once per plan unless the copies would exceed ``PACK_ABOVE_BYTES`` (long
+  prefixes, many plans: e.g. plans that cut edges into the question or the last position);
+  then the plans of a batch are packed into one sequence that shares the prefix.
 
 A query row whose every key is cut outputs zeros (no NaN) in both modes.
 

@@ -11,8 +11,13 @@ of another length (every real question is new to the engine: new shapes). Printe
 max |dp| between them over the whole vocabulary, peak GPU memory against weights + one
 KV cache, and the fraction of the bf16 roofline reached by the work ``fast`` must do.
 
-Run on a GPU: ``python benchmarks/knockout_sweep.py`` (``--explore "256:8192,16:4096"`` times
-``fast`` alone under several batch_size:max_batch_tokens settings and prints a profile).
+Run on a GPU: ``python benchmarks/knockout_sweep.py`` (``--explore "256:8192,16:4096:0"`` times
+``fast`` alone under several batch_size:max_batch_tokens[:pack_above_bytes] settings and prints a
+profile). The scaling table: ``--frames 16`` / ``--frames 32`` / ``--shape 13b`` with
+``--reference-plans 32`` (the reference runs on an evenly spaced subset of the plans and its time
+is scaled by the plan count, said so in the JSON: ``reference_plans_timed``) and ``--name scaling_...``.
+``--profile`` adds the top entries of a torch profile of ``fast`` to the JSON.
+CPU smoke test: ``python benchmarks/knockout_sweep.py --tiny --device cpu --reference-plans 4 --out /tmp/ks``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from flowutils.engine import batches, knockout_logits, run_baseline  # noqa: E402
+from flowutils.knockout import attention  # noqa: E402
 from flowutils.knockout.flows import FAMILIES  # noqa: E402
 from flowutils.models.flow_model import FlowModel, PreparedInput  # noqa: E402
 from flowutils.knockout.plan import KnockoutPlan  # noqa: E402
@@ -34,28 +40,36 @@ from flowutils.knockout.spans import TokenLayout  # noqa: E402
 from flowutils.knockout.windows import sweep  # noqa: E402
 
 SPEC_TFLOPS = {"H100": 989.0, "H200": 989.0}  # dense bf16 tensor-core peak (SXM)
+DEFAULT_PACK = attention.PACK_ABOVE_BYTES
 
 
-def build_model(layers: int, device):
+# decoder shapes: Vicuna-7B and Vicuna-13B (LLaVA-NeXT-7B/13B-Video-FT); tiny: a CPU smoke test
+SHAPES = {"7b": dict(hidden=4096, inter=11008, layers=32, heads=32, vision_hidden=1024, vision_layers=24),
+          "13b": dict(hidden=5120, inter=13824, layers=40, heads=40, vision_hidden=1024, vision_layers=24),
+          "tiny": dict(hidden=64, inter=128, layers=4, heads=4, vision_hidden=32, vision_layers=1)}
+
+
+def build_model(shape: dict, device):
     import transformers
 
     config = transformers.LlavaNextVideoConfig(
-        vision_config={"model_type": "clip_vision_model", "hidden_size": 1024, "intermediate_size": 4096,
-                       "num_hidden_layers": 24, "num_attention_heads": 16, "image_size": 336, "patch_size": 14,
-                       "projection_dim": 768},
-        text_config={"model_type": "llama", "hidden_size": 4096, "intermediate_size": 11008,
-                     "num_hidden_layers": layers, "num_attention_heads": 32, "num_key_value_heads": 32,
-                     "vocab_size": 32064, "max_position_embeddings": 4096},
+        vision_config={"model_type": "clip_vision_model", "hidden_size": shape["vision_hidden"],
+                       "intermediate_size": 4 * shape["vision_hidden"], "num_hidden_layers": shape["vision_layers"],
+                       "num_attention_heads": 16 if shape["vision_hidden"] > 64 else 2, "image_size": 336,
+                       "patch_size": 14, "projection_dim": 768},
+        text_config={"model_type": "llama", "hidden_size": shape["hidden"], "intermediate_size": shape["inter"],
+                     "num_hidden_layers": shape["layers"], "num_attention_heads": shape["heads"],
+                     "num_key_value_heads": shape["heads"], "vocab_size": 32064, "max_position_embeddings": 8192},
         video_token_index=32000, image_token_index=32001, spatial_pool_stride=2,
     )
-    torch.set_default_dtype(torch.bfloat16)
+    torch.set_default_dtype(torch.bfloat16 if device.type == "cuda" else torch.float32)
     with torch.device(device):
         model = transformers.LlavaNextVideoForConditionalGeneration(config)
     torch.set_default_dtype(torch.float32)
     return model.eval()
 
 
-def build_input(device, frames=8, per_frame=144, n_system=40, n_question=24, option_len=8, n_options=4,
+def build_input(device, dtype, frames=8, per_frame=144, n_system=40, n_question=24, option_len=8, n_options=4,
                 n_suffix=16, seed=0):
     """Random token ids with the paper's layout; returns (PreparedInput, n)."""
     g = torch.Generator().manual_seed(seed)
@@ -80,7 +94,7 @@ def build_input(device, frames=8, per_frame=144, n_system=40, n_question=24, opt
                                       for f in range(frames)], video_span=video, system=system,
                          non_option_question=non_opt, options=options, separators=[], suffix=suffix, answer_index=0)
     inputs = {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device),
-              "pixel_values_videos": torch.randn(1, frames, 3, 336, 336, generator=g).to(device, torch.bfloat16)}
+              "pixel_values_videos": torch.randn(1, frames, 3, 336, 336, generator=g).to(device, dtype)}
     return PreparedInput(inputs, layout, option_ids=[319, 350, 315, 360], gold_index=0, sample_id="bench"), n
 
 
@@ -107,88 +121,148 @@ def matmul_tflops(device):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--layers", type=int, default=32)
+    ap.add_argument("--shape", choices=list(SHAPES), default="7b")
+    ap.add_argument("--tiny", action="store_const", const="tiny", dest="shape")
+    ap.add_argument("--frames", type=int, default=8)
+    ap.add_argument("--device", default="cuda")
     ap.add_argument("--k", type=int, default=9)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--max-batch-tokens", type=int, default=8192)
-    ap.add_argument("--explore", default="", help="fast only: time 'batch:tokens,...' settings, profile, no reference")
+    ap.add_argument("--reference-plans", type=int, default=0, help="time the reference on this many plans (0: all)")
+    ap.add_argument("--profile", action="store_true", help="add a torch profile's top entries of fast")
+    ap.add_argument("--explore", default="", help="fast only: time 'batch:tokens[:pack_bytes],...', profile, no reference")
+    ap.add_argument("--name", default="knockout_sweep", help="output file: <name>_<gpu>.json")
+    ap.add_argument("--compile", action="store_true",
+                    help="lever: torch.compile every decoder layer (dynamic shapes; attention left eager)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
-    device = torch.device("cuda")
-    gpu = torch.cuda.get_device_name()
-    model = build_model(args.layers, device)
-    fm = FlowModel(model, processor=None, name="7B-shaped LLaVA-NeXT-Video (random weights)")
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    gpu = torch.cuda.get_device_name() if cuda else "CPU"
+    shape = SHAPES[args.shape]
+    model = build_model(shape, device)
+    fm = FlowModel(model, processor=None, name=f"{args.shape}-shaped LLaVA-NeXT-Video (random weights)")
+    if args.compile:
+        from transformers import AttentionInterface
+
+        AttentionInterface.register(attention.ATTENTION_NAME, torch.compiler.disable(attention.flow_attention))
+        for layer in fm.decoder.layers:
+            layer.forward = torch.compile(layer.forward, dynamic=True)
+    dtype = fm.dtype
+
     def sweep_plans(layout):
         return [KnockoutPlan.from_flows(layout, [f], w, flow=f, layer=l)
                 for fam in FAMILIES.values() for f in fam for l, w in sweep(fm.n_layers, args.k)]
 
     # warm up on one question, time on others of other lengths: every question is new to the engine
-    warm, _ = build_input(device, n_question=20, seed=1)
-    prepared, n = build_input(device)
+    warm, _ = build_input(device, dtype, frames=args.frames, n_question=20, seed=1)
+    prepared, n = build_input(device, dtype, frames=args.frames)
     layout = prepared.layout
     plans = sweep_plans(layout)
+    d = shape["hidden"]
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    kv_cache = 2 * fm.n_layers * n * 4096 * 2
-    print(f"{gpu}: {len(plans)} plans, n={n} tokens, weights {weights / 2**30:.2f} GiB, "
-          f"one KV cache {kv_cache / 2**30:.2f} GiB", flush=True)
+    kv_cache = 2 * fm.n_layers * n * d * dtype.itemsize
+    print(f"{gpu}: {args.shape}, {args.frames} frames, {len(plans)} plans, n={n} tokens, weights "
+          f"{weights / 2**30:.2f} GiB, one KV cache {kv_cache / 2**30:.2f} GiB", flush=True)
 
     def timed(fn):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
+        sync()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
         t = time.perf_counter()
         out = fn()
-        torch.cuda.synchronize()
-        return out, time.perf_counter() - t, torch.cuda.max_memory_allocated()
+        sync()
+        return out, time.perf_counter() - t, torch.cuda.max_memory_allocated() if cuda else 0
+
+    def flops(b=args.batch_size, tokens=args.max_batch_tokens):
+        return fast_flops(plans, n, b, tokens, d=d, inter=shape["inter"], n_layers=fm.n_layers)
 
     timed(lambda: knockout_logits(fm, warm, sweep_plans(warm.layout), "fast", args.batch_size,
                                   max_batch_tokens=args.max_batch_tokens))  # warm-up
     timed(lambda: knockout_logits(fm, warm, sweep_plans(warm.layout)[:2], "reference"))
     if args.explore:
         for i, setting in enumerate(args.explore.split(",")):
-            b, tokens = map(int, setting.split(":"))
-            p_i, _ = build_input(device, n_question=24 + i + 1, seed=2 + i)
+            b, tokens, *pack = map(int, setting.split(":"))
+            attention.PACK_ABOVE_BYTES = pack[0] if pack else DEFAULT_PACK
+            p_i, _ = build_input(device, dtype, frames=args.frames, n_question=24 + i + 1, seed=2 + i)
             _, t, mem = timed(lambda: knockout_logits(fm, p_i, sweep_plans(p_i.layout), "fast", b,
                                                       max_batch_tokens=tokens))
-            print(f"explore batch {b} tokens {tokens}: {t:.3f} s/sample, peak {mem / 2**30:.2f} GiB, "
-                  f"{fast_flops(plans, n, b, tokens, n_layers=fm.n_layers) / t / 1e12:.0f} TFLOP/s", flush=True)
-        from torch.profiler import ProfilerActivity, profile
-
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            knockout_logits(fm, prepared, plans, "fast", args.batch_size, max_batch_tokens=args.max_batch_tokens)
-            torch.cuda.synchronize()
-        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25), flush=True)
+            print(f"explore batch {b} tokens {tokens} pack above {attention.PACK_ABOVE_BYTES}"
+                  f"{' compiled' if args.compile else ''}: {t:.3f} s/sample, "
+                  f"peak {mem / 2**30:.2f} GiB ({mem / (weights + kv_cache):.2f} x weights + KV), "
+                  f"{flops(b, tokens) / t / 1e12:.0f} TFLOP/s", flush=True)
+        attention.PACK_ABOVE_BYTES = DEFAULT_PACK
+        print(profile_table(lambda: knockout_logits(fm, prepared, plans, "fast", args.batch_size,
+                                                    max_batch_tokens=args.max_batch_tokens), sync), flush=True)
         return
     fast, t_fast, mem_fast = timed(lambda: knockout_logits(fm, prepared, plans, "fast", args.batch_size,
                                                            max_batch_tokens=args.max_batch_tokens))
     print(f"fast: {t_fast:.2f} s/sample, peak {mem_fast / 2**30:.2f} GiB", flush=True)
-    ref, t_ref, mem_ref = timed(lambda: knockout_logits(fm, prepared, plans, "reference"))
-    print(f"reference: {t_ref:.2f} s/sample, peak {mem_ref / 2**30:.2f} GiB", flush=True)
-    dp = (fast.softmax(-1) - ref.softmax(-1)).abs().max().item()
+    subset = list(range(len(plans)))
+    if 0 < args.reference_plans < len(plans):  # evenly spaced over flows and layers
+        subset = [round(i * (len(plans) - 1) / (args.reference_plans - 1)) for i in range(args.reference_plans)]
+    ref, t_ref, mem_ref = timed(lambda: knockout_logits(fm, prepared, [plans[i] for i in subset], "reference"))
+    t_ref_all = t_ref * len(plans) / len(subset)
+    print(f"reference: {t_ref:.2f} s for {len(subset)} plans, {t_ref_all:.2f} s/sample, peak "
+          f"{mem_ref / 2**30:.2f} GiB", flush=True)
+    dp = (fast[subset].softmax(-1) - ref.softmax(-1)).abs().max().item()
     base = run_baseline(fm, prepared)
-    dp_pred = max(abs(fast.softmax(-1)[:, int(base.logits.argmax())] - ref.softmax(-1)[:, int(base.logits.argmax())]))
-    flops = fast_flops(plans, n, args.batch_size, args.max_batch_tokens, n_layers=fm.n_layers)
-    peak_mm = matmul_tflops(device)
+    pred = int(base.logits.argmax())
+    dp_pred = (fast[subset].softmax(-1)[:, pred] - ref.softmax(-1)[:, pred]).abs().max().item()
+    work = flops()
+    achieved = work / t_fast / 1e12
+    peak_mm = matmul_tflops(device) if cuda else None
     spec = next((v for k, v in SPEC_TFLOPS.items() if k in gpu), None)
-    achieved = flops / t_fast / 1e12
     result = {
         "gpu": gpu, "torch": torch.__version__, "transformers": __import__("transformers").__version__,
+        "shape": args.shape, "frames": args.frames,
         "plans_per_sample": len(plans), "tokens": n, "video_tokens": len(layout.video), "layers": fm.n_layers,
         "k": args.k, "batch_size": args.batch_size, "max_batch_tokens": args.max_batch_tokens,
-        "reference_s_per_sample": round(t_ref, 3), "fast_s_per_sample": round(t_fast, 3),
-        "speedup": round(t_ref / t_fast, 2),
-        "max_abs_dp_vocab": dp, "max_abs_dp_predicted_token": float(dp_pred),
+        "pack_above_bytes": attention.PACK_ABOVE_BYTES, "reference_plans_timed": len(subset),
+        "reference_s_per_sample": round(t_ref_all, 3), "fast_s_per_sample": round(t_fast, 3),
+        "speedup": round(t_ref_all / t_fast, 2),
+        "max_abs_dp_vocab": dp, "max_abs_dp_predicted_token": dp_pred,
         "peak_mem_fast_gib": round(mem_fast / 2**30, 3), "peak_mem_reference_gib": round(mem_ref / 2**30, 3),
         "weights_gib": round(weights / 2**30, 3), "kv_cache_gib": round(kv_cache / 2**30, 3),
         "peak_mem_fast_over_weights_plus_kv": round(mem_fast / (weights + kv_cache), 3),
-        "fast_tflop": round(flops / 1e12, 2), "fast_achieved_tflops": round(achieved, 1),
+        "fast_tflop": round(work / 1e12, 2), "fast_achieved_tflops": round(achieved, 1),
         "bf16_spec_tflops": spec, "fraction_of_spec_roofline": round(achieved / spec, 3) if spec else None,
-        "measured_matmul_tflops": round(peak_mm, 1), "fraction_of_measured_matmul": round(achieved / peak_mm, 3),
+        "measured_matmul_tflops": round(peak_mm, 1) if peak_mm else None,
+        "fraction_of_measured_matmul": round(achieved / peak_mm, 3) if peak_mm else None,
     }
+    if args.profile:
+        result["profile_top"] = profile_top(lambda: knockout_logits(fm, prepared, plans, "fast", args.batch_size,
+                                                                    max_batch_tokens=args.max_batch_tokens), sync, cuda)
     print(json.dumps(result, indent=1))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = gpu.replace("NVIDIA ", "").split()[0]
-    (out / f"knockout_sweep_{tag}.json").write_text(json.dumps(result, indent=1))
+    (out / f"{args.name}_{tag}.json").write_text(json.dumps(result, indent=1))
+
+
+def _profile(fn, sync):
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities) as prof:
+        fn()
+        sync()
+    return prof
+
+
+def profile_table(fn, sync) -> str:
+    prof = _profile(fn, sync)
+    return prof.key_averages().table(sort_by="cuda_time_total" if torch.cuda.is_available() else "cpu_time_total",
+                                     row_limit=25)
+
+
+def profile_top(fn, sync, cuda: bool, rows: int = 15) -> list[dict]:
+    """The ops with the most self device time (CPU time without a GPU), in ms per question."""
+    events = _profile(fn, sync).key_averages()
+    attr = "self_device_time_total" if cuda else "self_cpu_time_total"
+    top = sorted(events, key=lambda e: -getattr(e, attr))[:rows]
+    return [{"op": e.key, "self_ms": round(getattr(e, attr) / 1e3, 2), "calls": e.count} for e in top]
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ Two backends give the same probabilities (tested to 1e-4 in fp32):
     earlier positions as a prefix. Only the last position goes through the final norm and
     LM head. Plans with the same ``t0`` share one batch that grows layer by layer: a plan
     joins at its own ``l0`` (:func:`batches`, :func:`_recompute`); the plans of a batch
-    share the prefix keys/values without copying them (:mod:`flowutils.knockout.attention`). The
+    share the prefix keys/values, packed into one sequence where copying them per plan would take
+    much memory (:mod:`flowutils.knockout.attention`). Each plan's cut edges are kept as classes
+    of positions (:class:`flowutils.knockout.plan.CompactCut`), not ``N x N`` masks. The
     vision tower runs once per question.
 
 The decoder layers are the model's own modules, called in order with the model's own
@@ -153,9 +155,10 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {BACKENDS}")
     plans = list(plans)
+    shared = {}  # the sweep's plans of one flow share its cut edges
     for plan in plans:
         plan.validate(fm.n_layers, prepared.layout.n)
-        plan.prepare(prepared.layout.n, fm.device)
+        plan.prepare(prepared.layout.n, fm.device, shared)
     out = torch.empty(len(plans), fm.lm_head.out_features)
     if backend == "reference":
         for i, plan in enumerate(plans):

@@ -117,3 +117,36 @@ def test_fast_equals_reference_on_the_paper_sweep(tiny, samples):
     for batch_size, tokens in ((256, 16384), (3, 64)):
         fast = knockout_logits(tiny, p, plans, "fast", batch_size, max_batch_tokens=tokens).softmax(-1)
         assert (ref - fast).abs().max() <= 1e-4
+
+
+def test_packed_prefix_equals_reference(tiny, samples, monkeypatch):
+    """Batches packed into one sequence sharing the prefix (what long prompts get on a GPU) against the
+    reference; the toy's prefix copies are small, so packing is forced."""
+    from flowutils.knockout import attention
+
+    monkeypatch.setattr(attention, "PACK_ABOVE_BYTES", 0)
+    s = samples[4]
+    p = tiny.prepare(s.frames, s.question, s.candidates, s.answer)
+    L = tiny.n_layers
+    plans = [KnockoutPlan.from_flows(p.layout, [f], w) for f in ALL_FLOWS for _, w in windows.sweep(L, 3)]
+    lay = p.layout  # and rows that lose every key, in a packed batch
+    plans.append(KnockoutPlan({l: [(torch.tensor(lay.last), torch.arange(lay.n))] for l in range(1, L)}))
+    ref = knockout_logits(tiny, p, plans, "reference").softmax(-1)
+    fast = knockout_logits(tiny, p, plans, "fast", batch_size=5).softmax(-1)
+    assert (ref - fast).abs().max() <= 1e-4
+
+
+def test_lower_right_causal_is_the_suffix_mask():
+    """With nothing cut the GPU path hands SDPA ``causal_lower_right``: the same mask as the engine's own
+    causal mask of queries at the end of the keys (checked here where SDPA materialises it)."""
+    from torch.nn.attention.bias import causal_lower_right
+
+    from flowutils.knockout.attention import KnockoutState
+
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 4, 5, 8), torch.randn(3, 4, 9, 8), torch.randn(3, 4, 9, 8)
+    bias, whole = KnockoutState({}, n_prompt=9).bias(0, 4, 5, 9, 3, torch.float32, "cpu")
+    assert not whole
+    ours = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    assert torch.allclose(torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=causal_lower_right(5, 9)),
+                          ours, atol=1e-6)

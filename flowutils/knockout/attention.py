@@ -13,12 +13,15 @@ plan's cut edges of layer ``l`` (all heads). Two modes:
 
 * ``reference``: the paper's method: a dense additive mask (``-inf`` at cut edges) and an
   explicit eager softmax. Slow and obviously correct: the oracle of the tests.
-* ``fast``: ``torch.nn.functional.scaled_dot_product_attention`` with a boolean mask, a batch
-  of plans (one per batch row) and, optionally, the baseline keys/values of positions before
-  the first recomputed query (``prefix_kv``), so that only later positions are recomputed.
-  When that prefix is longer than the recomputed part (e.g. plans that cut edges into the
-  question or the last position), the plans of a batch are packed into one sequence that
-  shares the prefix, rather than copying the prefix once per plan.
+* ``fast``: ``torch.nn.functional.scaled_dot_product_attention`` on a batch of plans (one per
+  batch row) and, optionally, the baseline keys/values of positions before the first recomputed
+  query (``prefix_kv``), so that only later positions are recomputed. The mask is additive, built
+  once per batch and layer from the plans' compact cuts (:class:`flowutils.knockout.plan.CompactCut`;
+  rows with equal cuts share it); in a layer where no plan of the batch cuts anything a GPU gets
+  ``causal_lower_right`` instead, which the flash kernel applies without reading a mask. The
+  prefix is copied once per plan unless the copies would exceed ``PACK_ABOVE_BYTES`` (long
+  prefixes, many plans: e.g. plans that cut edges into the question or the last position);
+  then the plans of a batch are packed into one sequence that shares the prefix.
 
 A query row whose every key is cut outputs zeros (no NaN) in both modes.
 
@@ -34,10 +37,15 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.attention
 import torch.nn.functional as F
+from torch.nn.attention.bias import causal_lower_right
 
 ATTENTION_NAME = "flow_knockout"
 _SDPA_BACKENDS = [torch.nn.attention.SDPBackend.EFFICIENT_ATTENTION, torch.nn.attention.SDPBackend.FLASH_ATTENTION,
                   torch.nn.attention.SDPBackend.MATH]
+# A batch of plans copies the shared prefix keys/values once per plan unless these copies would
+# exceed this many bytes; then it is packed into one sequence instead (``_packed_attention``),
+# which keeps memory flat but computes scores of every plan's queries against every plan's keys.
+PACK_ABOVE_BYTES = 2**28
 
 
 @dataclass
@@ -53,9 +61,11 @@ class KnockoutState:
     prefix_kv: dict | None = None  # layer -> baseline (keys, values) of positions < first query
     record_rows: list | None = None  # query positions whose attention weights are recorded
     records: dict = field(default_factory=dict)  # layer -> [batch, heads, rows, k_len]
+    _last_bias: tuple = (None, None)  # (what it was built from, (bias, whole_rows)): reused by the next layer
 
     def cut(self, layer: int, q_start: int, q_len: int, k_len: int, batch: int, device) -> torch.Tensor | None:
-        """Boolean ``[batch or 1, 1, q_len, k_len]`` of cut edges at ``layer`` (None: nothing cut)."""
+        """Boolean ``[batch or 1, 1, q_len, k_len]`` of cut edges at ``layer`` (None: nothing cut), built
+        from the plans' blocks (the reference backend's mask)."""
         if not self.plans:
             return None
         per_row = [p.cut(layer, q_start, q_len, k_len, self.n_prompt, device) for p in self.plans]
@@ -67,6 +77,35 @@ class KnockoutState:
             raise ValueError(f"{len(per_row)} plans for a batch of {batch}")
         zeros = torch.zeros(q_len, k_len, dtype=torch.bool, device=device)
         return torch.stack([zeros if m is None else m for m in per_row])[:, None]
+
+    def bias(self, layer: int, q_start: int, q_len: int, k_len: int, batch: int, dtype, device):
+        """``(additive mask [batch or 1, 1, q_len, k_len], whole_rows)`` of the fast backend: 0 where
+        causal attention is allowed and not cut, -inf elsewhere, from the plans' compact cuts
+        (:class:`flowutils.knockout.plan.CompactCut`). Rows with equal cuts share one mask, and
+        consecutive layers with the same cuts reuse the last one. ``whole_rows``: some row may
+        have every key cut."""
+        cuts = [p.compact(layer, self.n_prompt, device) for p in self.plans or []]
+        if len(cuts) not in (0, 1, batch):
+            raise ValueError(f"{len(cuts)} plans for a batch of {batch}")
+        distinct = {c.key: c for c in cuts if c is not None}
+        order = {key: i + 1 for i, key in enumerate(distinct)}  # 0: nothing cut
+        index = [0 if c is None else order[c.key] for c in cuts] or [0]
+        built_from = (q_start, q_len, k_len, dtype, tuple(distinct), tuple(index) if len(set(index)) > 1 else 0)
+        if self._last_bias[0] == built_from:
+            return self._last_bias[1]
+        q_pos = torch.arange(q_start, q_start + q_len, device=device)[:, None]
+        masked = torch.stack([torch.arange(k_len, device=device)[None, :] > q_pos]
+                             + [c.mask(q_start, q_len, k_len) for c in distinct.values()])
+        masked[1:] |= masked[0]
+        bias = torch.zeros(masked.shape, dtype=dtype, device=device).masked_fill_(masked, float("-inf"))
+        if len(set(index)) == 1:
+            bias = bias[index[:1]]
+        else:  # from pinned memory: a plain host-to-device copy would wait for the queued GPU work
+            rows = torch.tensor(index)
+            bias = bias[rows.pin_memory().to(device, non_blocking=True) if bias.is_cuda else rows]
+        out = (bias[:, None], any(c.whole_rows for c in distinct.values()))
+        self._last_bias = (built_from, out)
+        return out
 
 
 def _repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
@@ -87,37 +126,40 @@ def _allowed(attention_mask, q_start: int, q_len: int, k_len: int, device) -> to
     return allowed
 
 
-def _sdpa_zero_rows(query, key, value, allowed, scaling):
-    """SDPA with a boolean mask; rows with no allowed key output zeros (SDPA alone would give NaN)."""
-    any_key = allowed.any(-1, keepdim=True)
-    safe = allowed | ~any_key & (torch.arange(key.shape[2], device=query.device) == 0)
+def _sdpa(query, key, value, bias, scaling, whole_rows: bool):
+    """SDPA with an additive mask; with ``whole_rows``, rows with no allowed key output zeros
+    (SDPA alone would give NaN)."""
+    if whole_rows:
+        any_key = (bias == 0).any(-1, keepdim=True)
+        bias = bias.masked_fill(~any_key & (torch.arange(key.shape[2], device=query.device) == 0), 0.0)
     # not cuDNN: it builds a new execution plan for every new shape, and the fast engine's
     # batches change shape from layer to layer and from question to question
     with torch.nn.attention.sdpa_kernel(_SDPA_BACKENDS):
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=safe, scale=scaling)
-    return torch.where(any_key, out, 0.0)
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, scale=scaling)
+    return torch.where(any_key, out, 0.0) if whole_rows else out
 
 
-def _packed_attention(query, key, value, pk, pv, allowed, scaling):
+def _packed_attention(query, key, value, pk, pv, bias, scaling, whole_rows):
     """Fast attention of a batch of plans that share the baseline prefix keys, as ONE sequence.
 
     ``query``/``key``/``value``: the plans' recomputed positions ``[batch, heads, q, d]``;
-    ``pk``/``pv``: the prefix ``[1, kv_heads, t0, d]``; ``allowed``: ``[batch, 1, q, t0 + q]``.
+    ``pk``/``pv``: the prefix ``[1, kv_heads, t0, d]``; ``bias``: ``[batch or 1, 1, q, t0 + q]``.
     The queries of all plans attend to ``[prefix, plan 0's keys, plan 1's keys, ...]`` with a
     block-diagonal mask on the plans' own keys, so the (long) prefix is never copied per plan.
     """
     batch, heads, q_len, d = query.shape
     t0, kv_heads = pk.shape[2], key.shape[1]
-    allowed = allowed.expand(batch, 1, q_len, t0 + q_len)[:, 0]
-    own = torch.eye(batch, dtype=torch.bool, device=query.device)[:, None, :, None] & allowed[:, :, None, t0:]
-    mask = torch.cat([allowed[..., :t0].reshape(batch * q_len, t0), own.reshape(batch * q_len, batch * q_len)], -1)
+    bias = bias.expand(batch, 1, q_len, t0 + q_len)[:, 0]
+    own = torch.full((batch, q_len, batch, q_len), float("-inf"), dtype=bias.dtype, device=bias.device)
+    own.diagonal(dim1=0, dim2=2).copy_(bias[..., t0:].permute(1, 2, 0))  # [q, k, plan]: each plan's own keys
+    mask = torch.cat([bias[..., :t0].reshape(batch * q_len, t0), own.reshape(batch * q_len, batch * q_len)], -1)
 
     def flat(x, h):
         return x.transpose(0, 1).reshape(1, h, batch * q_len, d)
 
     k = _repeat_kv(torch.cat([pk, flat(key, kv_heads)], 2), heads // kv_heads)
     v = _repeat_kv(torch.cat([pv, flat(value, kv_heads)], 2), heads // kv_heads)
-    out = _sdpa_zero_rows(flat(query, heads), k, v, mask[None, None], scaling)
+    out = _sdpa(flat(query, heads), k, v, mask[None, None], scaling, whole_rows)
     return out.reshape(heads, batch, q_len, d).transpose(0, 1)
 
 
@@ -144,14 +186,29 @@ def flow_attention(module, query, key, value, attention_mask, scaling=None, drop
         raise ValueError("record_rows needs a full forward (no prefix_kv)")
     k_len = key.shape[2] + (prefix[0].shape[2] if prefix is not None else 0)
     q_start = k_len - q_len
+
+    if state.mode == "fast" and state.record_rows is None:
+        bias, whole_rows = state.bias(layer, q_start, q_len, k_len, batch, query.dtype, query.device)
+        if attention_mask is not None:  # a full forward: the model's own mask (padding) too
+            allowed = _allowed(attention_mask, q_start, q_len, k_len, query.device)
+            bias, whole_rows = bias.masked_fill(~allowed, float("-inf")), True
+        if prefix is not None:
+            copies = batch * prefix[0].shape[2] * prefix[0].shape[1] * head_dim * 2 * query.element_size()
+            if batch > 1 and copies > PACK_ABOVE_BYTES:
+                return _packed_attention(query, key, value, *prefix, bias, scaling, whole_rows).transpose(1, 2), None
+            key = torch.cat([prefix[0].expand(batch, -1, -1, -1), key], dim=2)
+            value = torch.cat([prefix[1].expand(batch, -1, -1, -1), value], dim=2)
+        if query.is_cuda and attention_mask is None and not any(layer in p.cut_layers for p in state.plans or []):
+            # nothing cut: causal with the queries at the end, which the flash kernel does without a mask
+            bias, whole_rows = causal_lower_right(q_len, k_len), False
+        out = _sdpa(query, _repeat_kv(key, heads // key.shape[1]), _repeat_kv(value, heads // value.shape[1]),
+                    bias, scaling, whole_rows)
+        return out.transpose(1, 2), None
+
     allowed = _allowed(attention_mask, q_start, q_len, k_len, query.device)
     cut = state.cut(layer, q_start, q_len, k_len, batch, query.device)
     if cut is not None:
         allowed = allowed & ~cut
-
-    if prefix is not None and state.mode == "fast" and batch > 1 and q_start >= q_len:
-        out = _packed_attention(query, key, value, *prefix, allowed, scaling)
-        return out.transpose(1, 2).contiguous(), None
     if prefix is not None:
         key = torch.cat([prefix[0].expand(batch, -1, -1, -1), key], dim=2)
         value = torch.cat([prefix[1].expand(batch, -1, -1, -1), value], dim=2)
@@ -167,7 +224,8 @@ def flow_attention(module, query, key, value, attention_mask, scaling=None, drop
             state.records[layer] = torch.where(ok.any(-1, keepdim=True), w, 0.0)
 
     if state.mode == "fast":
-        out = _sdpa_zero_rows(query, key, value, allowed, scaling)
+        bias = torch.zeros(allowed.shape, dtype=query.dtype, device=query.device).masked_fill(~allowed, float("-inf"))
+        out = _sdpa(query, key, value, bias, scaling, whole_rows=True)
     else:
         scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
         additive = torch.zeros(allowed.shape, dtype=torch.float32, device=query.device).masked_fill(~allowed, float("-inf"))

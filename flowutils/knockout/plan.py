@@ -1,9 +1,21 @@
 """Knockout plans: for each decoder layer, the blocks of (target, source) edges to cut.
 
 A plan is pure data. The attention function (:mod:`flowutils.knockout.attention`) asks it, layer
-by layer, for a boolean ``[q_len, k_len]`` matrix of cut edges (True = cut) on top of the
-causal mask. Query rows past the prompt (decode steps of open-ended generation) follow
-the last prompt position's rule; keys past the prompt (generated tokens) are never cut.
+by layer, for the cut edges (True = cut) on top of the causal mask. Query rows past the prompt
+(decode steps of open-ended generation) follow the last prompt position's rule; keys past the
+prompt (generated tokens) are never cut.
+
+Two spellings of the same edges:
+
+* :meth:`KnockoutPlan.dense` / :meth:`KnockoutPlan.cut`: a boolean matrix built from the blocks
+  on every call: obviously correct, ``N^2`` per call (the reference backend's mask).
+* :class:`CompactCut` (:meth:`KnockoutPlan.compact`): what the fast backend keeps. The blocks of
+  a layer split the positions into classes twice over: by the set of blocks a position is a
+  target of (row classes) and the set it is a source of (column classes). Then
+  ``cut(q, k) = table[row_class[q], col_class[k]]``. The paper's flows need a handful of classes
+  (cross-frame: one per frame), so a plan holds ``O(N)`` integers and a tiny table, not ``N^2``
+  booleans, and the memory per plan stays flat as videos get longer; only the current batch's
+  rows are expanded, one layer at a time.
 
 ``attention_edges`` counts the valid causal (query, key) pairs left over all layers, as
 Table 3 of the paper does (full causal attention = ``L * N (N + 1) / 2``).
@@ -14,10 +26,68 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
 import torch
 
 from .flows import Block, flow_blocks
 from .spans import TokenLayout
+
+
+def _classes(sets, n: int) -> np.ndarray:
+    """Class of each of ``n`` positions: positions in exactly the same ``sets`` (index arrays) share one."""
+    classes = np.zeros(n, np.int64)
+    for start in range(0, len(sets), 62):  # 62 sets at a time as the bits of one integer per position
+        bits = np.zeros(n, np.int64)
+        for j, idx in enumerate(sets[start:start + 62]):
+            bits[idx] |= 1 << j
+        bits = np.unique(bits, return_inverse=True)[1].reshape(-1)
+        classes = np.unique(classes * (bits.max() + 1) + bits, return_inverse=True)[1].reshape(-1)
+    return classes
+
+
+def _members(classes: np.ndarray, sets) -> np.ndarray:
+    """``[classes, sets]``: whether each class lies in each set (its positions all do, or none)."""
+    out = np.zeros((classes.max() + 1, len(sets)), np.float32)
+    for j, idx in enumerate(sets):
+        out[classes[idx], j] = 1
+    return out
+
+
+@dataclass(frozen=True)
+class CompactCut:
+    """The edges one layer cuts in an ``n``-token prompt: ``cut(q, k) = table[rows[q], cols[k]]``.
+
+    ``rows``/``cols``: ``[n]`` class of each position as a target / as a source; ``table``:
+    ``[row classes, column classes + 1]``, the last column False (keys past the prompt are never
+    cut). ``key``: the content (equal cuts of different plans share one mask in a batch);
+    ``whole_rows``: some query row may lose every key (only if its edge to position 0, which
+    causal attention always allows, is cut).
+    """
+
+    rows: torch.Tensor
+    cols: torch.Tensor
+    table: torch.Tensor
+    key: bytes
+    whole_rows: bool
+
+    @classmethod
+    def from_blocks(cls, blocks, n: int, device=None) -> "CompactCut":
+        live = [(t.cpu().numpy().reshape(-1), s.cpu().numpy().reshape(-1)) for t, s in blocks if len(t) and len(s)]
+        targets, sources = [t for t, _ in live], [s for _, s in live]
+        rows, cols = _classes(targets, n), _classes(sources, n)
+        # a row class and a column class share a block: the float product counts them exactly
+        table = _members(rows, targets) @ _members(cols, sources).T > 0
+        table = np.concatenate([table, np.zeros((len(table), 1), bool)], 1)
+        key = b"|".join(x.tobytes() for x in (rows, cols, table)) + str(table.shape).encode()
+        return cls(*(torch.from_numpy(x).to(device) for x in (rows, cols, table)), key, bool(table[:, cols[0]].any()))
+
+    def mask(self, q_start: int, q_len: int, k_len: int) -> torch.Tensor:
+        """Boolean ``[q_len, k_len]`` of cut edges for queries ``q_start..q_start+q_len-1``."""
+        n, device = len(self.rows), self.rows.device
+        q = torch.clamp(torch.arange(q_start, q_start + q_len, device=device), max=n - 1)
+        k = torch.arange(k_len, device=device)
+        cols = torch.where(k < n, self.cols[torch.clamp(k, max=n - 1)], self.table.shape[1] - 1)
+        return self.table[self.rows[q][:, None], cols[None, :]]
 
 
 @dataclass
@@ -26,7 +96,7 @@ class KnockoutPlan:
 
     blocks: dict[int, list[Block]] = field(default_factory=dict)
     label: dict = field(default_factory=dict)
-    _dense: dict = field(default_factory=dict, repr=False, compare=False)  # (list id, n, device) -> rows
+    _compact: dict = field(default_factory=dict, repr=False, compare=False)  # (list id, n, device) -> CompactCut
 
     @classmethod
     def from_flows(cls, layout: TokenLayout, flows, layers, **label) -> "KnockoutPlan":
@@ -77,6 +147,11 @@ class KnockoutPlan:
         return {l: bl for l, bl in self.blocks.items() if any(len(t) and len(s) for t, s in bl)}
 
     @cached_property
+    def cut_layers(self) -> frozenset:
+        """The layers where this plan cuts at least one edge."""
+        return frozenset(self._live)
+
+    @cached_property
     def is_empty(self) -> bool:
         return not self._live
 
@@ -91,45 +166,49 @@ class KnockoutPlan:
         return min(ts) if ts else None
 
     def cut(self, layer: int, q_start: int, q_len: int, k_len: int, n_prompt: int, device=None) -> torch.Tensor | None:
-        """Boolean ``[q_len, k_len]`` of cut edges for queries ``q_start..q_start+q_len-1`` (None: nothing cut)."""
+        """Boolean ``[q_len, k_len]`` of cut edges for queries ``q_start..q_start+q_len-1`` (None: nothing cut).
+
+        Built from the blocks on every call (the reference backend's mask): the obviously correct
+        twin of :meth:`CompactCut.mask`.
+        """
         if not self.blocks.get(layer):
             return None
-        offset, rows = self._rows(layer, n_prompt, device)
-        if offset <= q_start and q_start + q_len <= n_prompt and k_len == n_prompt:
-            return rows[q_start - offset:q_start - offset + q_len]  # the prompt itself: a view
-        idx = torch.clamp(torch.arange(q_start, q_start + q_len, device=rows.device), max=n_prompt - 1) - offset
+        rows = self.dense(layer, n_prompt, device)
+        idx = torch.clamp(torch.arange(q_start, q_start + q_len, device=rows.device), max=n_prompt - 1)
         out = torch.zeros(q_len, k_len, dtype=torch.bool, device=rows.device)
         width = min(k_len, n_prompt)
-        out[idx >= 0, :width] = rows[idx[idx >= 0]][:, :width]
+        out[:, :width] = rows[idx][:, :width]
         return out
 
-    def _rows(self, layer: int, n: int, device=None) -> tuple[int, torch.Tensor]:
-        """``(offset, [n - offset, n])``: cut edges of query rows ``offset..n-1``, built once per device.
+    def dense(self, layer: int, n: int, device=None) -> torch.Tensor:
+        """Boolean ``[n, n]`` matrix of the edges cut in ``layer`` (True = cut), straight from the blocks."""
+        m = torch.zeros(n, n, dtype=torch.bool, device=device)
+        for t, s in self.blocks.get(layer, []):
+            if len(t) and len(s):
+                m[t.to(m.device).reshape(-1, 1), s.to(m.device).reshape(1, -1)] = True
+        return m
 
-        Rows before the plan's first target are never cut, so they are not stored: a plan
-        that cuts edges into the last position holds one row, not ``n``.
-        """
-        blocks = self.blocks.get(layer, [])
+    def compact(self, layer: int, n: int, device=None, shared: dict | None = None) -> "CompactCut | None":
+        """The edges cut in ``layer`` of an ``n``-token prompt as a :class:`CompactCut` (None: nothing cut),
+        built once per block list and device (windows share one list). ``shared``: a dict that plans
+        with equal blocks (one flow in several windows) share their cuts through."""
+        blocks = self.blocks.get(layer)
+        if layer not in self._live:
+            return None
         key = (id(blocks), n, str(device))
-        if key not in self._dense:
-            offset = min(self.first_target or 0, n)
-            m = torch.zeros(n - offset, n, dtype=torch.bool)
-            for t, s in blocks:
-                if len(t) and len(s):
-                    m[(t.cpu() - offset).reshape(-1, 1), s.cpu().reshape(1, -1)] = True
-            self._dense[key] = (offset, m.to(device))
-        return self._dense[key]
+        if key not in self._compact:
+            content = (n, str(device), tuple((t.cpu().numpy().tobytes(), s.cpu().numpy().tobytes()) for t, s in blocks))
+            shared = {} if shared is None else shared
+            if content not in shared:
+                shared[content] = CompactCut.from_blocks(blocks, n, device)
+            self._compact[key] = shared[content]
+        return self._compact[key]
 
-    def prepare(self, n: int, device=None) -> None:
-        """Build every layer's cut rows on ``device`` now: built lazily in the middle of a
+    def prepare(self, n: int, device=None, shared: dict | None = None) -> None:
+        """Build every layer's compact cut on ``device`` now: built lazily in the middle of a
         forward, each host-to-device copy would wait for the queued GPU work to finish."""
         for layer in self._live:
-            self._rows(layer, n, device)
-
-    def dense(self, layer: int, n: int, device=None) -> torch.Tensor:
-        """Boolean ``[n, n]`` matrix of the edges cut in ``layer`` (True = cut)."""
-        offset, rows = self._rows(layer, n, device)
-        return torch.cat([torch.zeros(offset, n, dtype=torch.bool, device=rows.device), rows])
+            self.compact(layer, n, device, shared)
 
     def attention_edges(self, n: int, n_layers: int) -> int:
         """Valid causal (query, key) pairs left over all ``n_layers`` layers of an ``n``-token input."""

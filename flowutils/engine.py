@@ -103,7 +103,6 @@ def _recompute(fm: FlowModel, prepared: PreparedInput, base: Baseline, plans, t0
     the baseline's input of that layer (nothing has changed before it), so every plan
     computes exactly the layers from its own first layer on.
     """
-    n = prepared.layout.n
     first = [p.first_layer for p in plans]
     if base.position_embeddings is None:
         raise ValueError(f"{fm.name}: its decoder layers received no position_embeddings; the fast backend "

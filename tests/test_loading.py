@@ -106,6 +106,7 @@ def test_supported_models_table_is_built_from_manifests_adapters_and_results(tmp
     assert missing == {n for n, s in model_manifests().items() if s["family"] not in ADAPTERS}
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only placement; the 2-GPU test covers GPUs")
 def test_device_map_auto_loads_through_accelerate(tiny_ckpt):
     """``device_map="auto"`` (accelerate's placement; here all on the CPU) gives the plain load's logits."""
     pytest.importorskip("accelerate")
@@ -139,3 +140,32 @@ def test_current_family_manifests_agree_with_configs_of_the_real_shape():
         assert loading.config_mismatches(config, adapter, specs[name]["expected"]) == [], name
     assert loading.config_mismatches(configs["internvl3-1b"], adapter_for(configs["internvl3-1b"]),
                                      specs["smolvlm2-256m-video"]["expected"])  # and they can fail
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs (run on nvidia-h200-x2)")
+def test_device_map_spreads_a_model_over_two_gpus(tiny_ckpt):
+    """accelerate's placement over 2 GPUs: the unmodified logits and every knockout backend agree with the
+    model on one GPU (fast == reference <= 1e-4 on random plans)."""
+    import numpy as np
+    from accelerate import infer_auto_device_map
+
+    from conftest import unmodified_logits
+    from flowutils.engine import knockout_logits
+    from test_families import CANDIDATES, QUESTION, _random_plans
+
+    path, model = tiny_ckpt
+    one = load(path, device="cuda:0")
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
+    placement = infer_auto_device_map(model, max_memory={0: size // 2, 1: 4 * size},
+                                      no_split_module_classes=model._no_split_modules)
+    assert set(placement.values()) == {0, 1}, placement
+    two = load(path, device_map=placement)
+    assert {p.device.index for p in two.model.parameters()} == {0, 1}
+    frames = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    p1, p2 = (fm.prepare(frames, QUESTION, CANDIDATES, "red") for fm in (one, two))
+    assert (unmodified_logits(one, p1).cpu() - unmodified_logits(two, p2).cpu()).abs().max() <= 1e-5
+    plans = _random_plans(p1.layout, one.n_layers, seed=0)
+    ref = knockout_logits(one, p1, plans, "reference").softmax(-1).cpu()
+    for backend in ("reference", "fast"):
+        spread = knockout_logits(two, p2, plans, backend).softmax(-1).cpu()
+        assert (spread - ref).abs().max() <= 1e-4, backend

@@ -134,9 +134,12 @@ def main():
     ap.add_argument("--name", default="knockout_sweep", help="output file: <name>_<gpu>.json")
     ap.add_argument("--compile", action="store_true",
                     help="lever: torch.compile every decoder layer (dynamic shapes; attention left eager)")
+    ap.add_argument("--flex", choices=("on", "off"), default="off",
+                    help="lever: FlexAttention block masks in layers with cut edges")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
     device = torch.device(args.device)
+    attention.USE_FLEX = args.flex == "on"
     cuda = device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     gpu = torch.cuda.get_device_name() if cuda else "CPU"
@@ -189,12 +192,16 @@ def main():
             _, t, mem = timed(lambda: knockout_logits(fm, p_i, sweep_plans(p_i.layout), "fast", b,
                                                       max_batch_tokens=tokens))
             print(f"explore batch {b} tokens {tokens} pack above {attention.PACK_ABOVE_BYTES}"
-                  f"{' compiled' if args.compile else ''}: {t:.3f} s/sample, "
+                  f"{' compiled' if args.compile else ''}{' flex' if attention.USE_FLEX else ''}: {t:.3f} s/sample, "
                   f"peak {mem / 2**30:.2f} GiB ({mem / (weights + kv_cache):.2f} x weights + KV), "
                   f"{flops(b, tokens) / t / 1e12:.0f} TFLOP/s", flush=True)
         attention.PACK_ABOVE_BYTES = DEFAULT_PACK
-        print(profile_table(lambda: knockout_logits(fm, prepared, plans, "fast", args.batch_size,
-                                                    max_batch_tokens=args.max_batch_tokens), sync), flush=True)
+
+        def run_fast():
+            return knockout_logits(fm, prepared, plans, "fast", args.batch_size, max_batch_tokens=args.max_batch_tokens)
+
+        print(profile_table(run_fast, sync), flush=True)
+        print("timeline", json.dumps(timeline(run_fast, sync), indent=1), flush=True)
         return
     fast, t_fast, mem_fast = timed(lambda: knockout_logits(fm, prepared, plans, "fast", args.batch_size,
                                                            max_batch_tokens=args.max_batch_tokens))
@@ -219,7 +226,7 @@ def main():
         "shape": args.shape, "frames": args.frames,
         "plans_per_sample": len(plans), "tokens": n, "video_tokens": len(layout.video), "layers": fm.n_layers,
         "k": args.k, "batch_size": args.batch_size, "max_batch_tokens": args.max_batch_tokens,
-        "pack_above_bytes": attention.PACK_ABOVE_BYTES, "reference_plans_timed": len(subset),
+        "pack_above_bytes": attention.PACK_ABOVE_BYTES, "flex": args.flex, "reference_plans_timed": len(subset),
         "reference_s_per_sample": round(t_ref_all, 3), "fast_s_per_sample": round(t_fast, 3),
         "speedup": round(t_ref_all / t_fast, 2),
         "max_abs_dp_vocab": dp, "max_abs_dp_predicted_token": dp_pred,
@@ -232,8 +239,11 @@ def main():
         "fraction_of_measured_matmul": round(achieved / peak_mm, 3) if peak_mm else None,
     }
     if args.profile:
-        result["profile_top"] = profile_top(lambda: knockout_logits(fm, prepared, plans, "fast", args.batch_size,
-                                                                    max_batch_tokens=args.max_batch_tokens), sync, cuda)
+        def run_fast():
+            return knockout_logits(fm, prepared, plans, "fast", args.batch_size, max_batch_tokens=args.max_batch_tokens)
+
+        result["profile_top"] = profile_top(run_fast, sync, cuda)
+        result["timeline"] = timeline(run_fast, sync)
     print(json.dumps(result, indent=1))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -255,6 +265,46 @@ def profile_table(fn, sync) -> str:
     prof = _profile(fn, sync)
     return prof.key_averages().table(sort_by="cuda_time_total" if torch.cuda.is_available() else "cpu_time_total",
                                      row_limit=25)
+
+
+def timeline(fn, sync) -> dict:
+    """Where the wall time of ``fn`` goes, from a profiler trace: per engine range (the baseline, each
+    batch; ``record_function`` names in :mod:`flowutils.engine`) its CPU wall time and the busy time of
+    the GPU kernels it launched; over all, GPU busy against wall, and the CUDA runtime calls by name
+    (synchronisations, allocations: where the CPU waits or the GPU starves)."""
+    import tempfile
+
+    prof = _profile(fn, sync)
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        prof.export_chrome_trace(f.name)
+        events = json.load(open(f.name))["traceEvents"]
+    launch = {e["args"]["correlation"]: e["ts"] for e in events
+              if e.get("cat") == "cuda_runtime" and "correlation" in e.get("args", {})}
+    kernels = sorted((e["ts"], e["ts"] + e["dur"], launch.get(e["args"].get("correlation"), e["ts"]))
+                     for e in events if e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset"))
+
+    def busy(intervals):
+        total, end = 0.0, float("-inf")
+        for a, b, _ in intervals:
+            total += max(0.0, b - max(a, end))
+            end = max(end, b)
+        return total
+
+    ranges = sorted((e["ts"], e["ts"] + e["dur"], e["name"]) for e in events
+                    if e.get("cat") == "user_annotation" and e["name"].startswith("flow_knockout."))
+    rows = [{"range": name.removeprefix("flow_knockout."), "wall_ms": round((b - a) / 1e3, 2),
+             "gpu_busy_ms": round(busy([k for k in kernels if a <= k[2] <= b]) / 1e3, 2),
+             "kernels": sum(a <= k[2] <= b for k in kernels)} for a, b, name in ranges]
+    runtime: dict = {}
+    for e in events:
+        if e.get("cat") == "cuda_runtime":
+            r = runtime.setdefault(e["name"], [0.0, 0])
+            r[0] += e["dur"] / 1e3
+            r[1] += 1
+    wall = (ranges[-1][1] - ranges[0][0]) / 1e3 if ranges else None
+    return {"wall_ms": round(wall, 1) if wall else None, "gpu_busy_ms": round(busy(kernels) / 1e3, 1),
+            "ranges": rows, "runtime_calls": [{"call": k, "ms": round(v[0], 2), "calls": v[1]}
+                                              for k, v in sorted(runtime.items(), key=lambda kv: -kv[1][0])[:12]]}
 
 
 def profile_top(fn, sync, cuda: bool, rows: int = 15) -> list[dict]:

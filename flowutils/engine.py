@@ -16,7 +16,8 @@ Two backends give the same probabilities (tested to 1e-4 in fp32):
     LM head. Plans with the same ``t0`` share one batch that grows layer by layer: a plan
     joins at its own ``l0`` (:func:`batches`, :func:`_recompute`); the plans of a batch
     share the prefix keys/values, packed into one sequence where copying them per plan would take
-    much memory (:mod:`flowutils.knockout.attention`). Each plan's cut edges are kept as classes
+    much memory (:mod:`flowutils.knockout.attention`). The logits of all batches stay on the device
+    until the end, so the host never waits for a batch before queueing the next. Each plan's cut edges are kept as classes
     of positions (:class:`flowutils.knockout.plan.CompactCut`), not ``N x N`` masks. The
     vision tower runs once per question.
 
@@ -33,6 +34,7 @@ import bisect
 from dataclasses import dataclass, field
 
 import torch
+from torch.profiler import record_function
 
 from .models.flow_model import FlowModel, PreparedInput
 from .knockout.plan import KnockoutPlan
@@ -89,7 +91,9 @@ def run_baseline(fm: FlowModel, prepared: PreparedInput, record_rows=None) -> Ba
     finally:
         for h in hooks:
             h.remove()
-    between = {l: d for l in range(fm.n_layers - 1) if (d := inputs[l + 1] - outputs[l]).any()}
+    # one host sync for all layers, not one per layer
+    changed = torch.stack([inputs[l + 1].ne(outputs[l]).any() for l in range(fm.n_layers - 1)]).tolist()
+    between = {l: inputs[l + 1] - outputs[l] for l, c in enumerate(changed) if c}
     return Baseline([inputs[i] for i in range(fm.n_layers)], [outputs[i] for i in range(fm.n_layers)],
                     state.kv, out.logits[0, -1].float(), state.records, positions.get("ids"), positions.get("emb"),
                     between)
@@ -164,10 +168,16 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
             state = fm.state(prepared, mode="reference", plans=[plan])
             out[i] = fm.forward(prepared, state, logits_to_keep=1).logits[0, -1].float().cpu()
         return out
-    base = baseline or run_baseline(fm, prepared)
-    out[:] = base.logits.cpu()
+    # named ranges for torch.profiler (benchmarks/knockout_sweep.py --profile times each one)
+    with record_function("flow_knockout.baseline"):
+        base = baseline or run_baseline(fm, prepared)
+        out[:] = base.logits.cpu()
+    done = []
     for chunk, t0 in batches(plans, prepared.layout.n, batch_size, max_batch_tokens):
-        out[chunk] = _recompute(fm, prepared, base, [plans[i] for i in chunk], t0).cpu()
+        with record_function(f"flow_knockout.batch t0={t0} plans={len(chunk)}"):
+            done.append((chunk, _recompute(fm, prepared, base, [plans[i] for i in chunk], t0)))
+    if done:  # one copy at the end: no batch waits for the GPU to finish the one before
+        out[[i for chunk, _ in done for i in chunk]] = torch.cat([logits for _, logits in done]).cpu()
     return out
 
 

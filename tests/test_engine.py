@@ -150,3 +150,60 @@ def test_lower_right_causal_is_the_suffix_mask():
     ours = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
     assert torch.allclose(torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=causal_lower_right(5, 9)),
                           ours, atol=1e-6)
+
+
+def test_flex_block_mask_equals_reference(tiny, samples, monkeypatch):
+    """FlexAttention with block masks (what a GPU runs in layers where a plan cuts edges), forced on the
+    CPU, against the reference on the paper's sweep plus rows that lose every key, with tiles smaller
+    than the prompt so that some are skipped, some fully computed and some read the mask."""
+    from flowutils.knockout import attention
+
+    monkeypatch.setattr(attention, "USE_FLEX", True)
+    monkeypatch.setattr(attention, "FLEX_BLOCK", 16)
+    s = samples[-1]
+    p = tiny.prepare(s.frames, s.question, s.candidates, s.answer)
+    L, lay = tiny.n_layers, p.layout
+    plans = [KnockoutPlan.from_flows(lay, [f], w) for fam in flows.FAMILIES.values() for f in fam
+             for _, w in windows.sweep(L, windows.scaled_window_size(L))]
+    plans.append(KnockoutPlan({l: [(torch.tensor(lay.last + lay.video[:3]), torch.arange(lay.n))] for l in range(1, L)}))
+    ref = knockout_logits(tiny, p, plans, "reference").softmax(-1)
+    fast = knockout_logits(tiny, p, plans, "fast", batch_size=7).softmax(-1)
+    assert torch.isfinite(fast).all()
+    assert (ref - fast).abs().max() <= 1e-4
+
+
+def test_flex_tiles_match_the_dense_mask(tiny, samples, monkeypatch):
+    """The block mask's tile lists against the dense mask, tile by tile: a tile is skipped iff it allows
+    no key, computed without the mask iff it lies inside the prompt and allows every key (the CPU runs
+    FlexAttention unfused, which reads the mask everywhere; the GPU kernel trusts these lists)."""
+    from flowutils.knockout import attention
+
+    s = samples[0]
+    p = tiny.prepare(s.frames, s.question, s.candidates, s.answer)
+    L, lay = tiny.n_layers, p.layout
+    plans = [KnockoutPlan.from_flows(lay, [f], [1]) for f in ["cross-frame", "video->last", "question->last"]]
+    plans += [KnockoutPlan(), KnockoutPlan({1: [(torch.tensor(lay.last), torch.arange(lay.n))]})]
+    tile = 16
+    monkeypatch.setattr(attention, "FLEX_BLOCK", tile)
+    for q_start in (0, lay.frames[1][0] + 3):
+        q_len = lay.n - q_start
+        bm = attention.KnockoutState({}, n_prompt=lay.n, plans=plans).block_mask(1, q_start, q_len, lay.n,
+                                                                                 len(plans), "cpu")
+        causal = torch.ones(lay.n, lay.n, dtype=torch.bool).tril()
+        for b, plan in enumerate(plans):
+            allowed = (causal & ~plan.dense(1, lay.n))[q_start:]
+            for qb in range(-(-q_len // tile)):
+                partial = bm.kv_indices[b, 0, qb, :bm.kv_num_blocks[b, 0, qb]].tolist()
+                full = bm.full_kv_indices[b, 0, qb, :bm.full_kv_num_blocks[b, 0, qb]].tolist()
+                assert not set(partial) & set(full)
+                got = {i: "partial" for i in partial} | {i: "full" for i in full}
+                for kb in range(-(-lay.n // tile)):
+                    t = allowed[qb * tile:(qb + 1) * tile, kb * tile:(kb + 1) * tile]
+                    inside = t.shape == (tile, tile)
+                    want = "full" if inside and t.all() else "partial" if t.any() else None
+                    assert got.get(kb) == want, (b, qb, kb)
+    # a batch that grows by a plan with the same cuts (a plan joining at this layer) gets a mask of its size
+    state = attention.KnockoutState({}, n_prompt=lay.n, plans=plans[:1])
+    for batch in (1, 2):
+        state.plans = plans[:1] * batch
+        assert state.block_mask(1, 0, lay.n, lay.n, batch, "cpu").kv_num_blocks.shape[0] == batch

@@ -21,7 +21,10 @@ plan's cut edges of layer ``l`` (all heads). Two modes:
   ``causal_lower_right`` instead, which the flash kernel applies without reading a mask. The
   prefix is copied once per plan unless the copies would exceed ``PACK_ABOVE_BYTES`` (long
   prefixes, many plans: e.g. plans that cut edges into the question or the last position);
-  then the plans of a batch are packed into one sequence that shares the prefix.
+  then the plans of a batch are packed into one sequence that shares the prefix. With
+  ``USE_FLEX`` (off by default: it did not pay on an H200), layers where a plan cuts edges run
+  FlexAttention with a block mask instead (:meth:`KnockoutState.block_mask`), which skips the
+  tiles that every key of is masked.
 
 A query row whose every key is cut outputs zeros (no NaN) in both modes.
 
@@ -46,6 +49,12 @@ _SDPA_BACKENDS = [torch.nn.attention.SDPBackend.EFFICIENT_ATTENTION, torch.nn.at
 # exceed this many bytes; then it is packed into one sequence instead (``_packed_attention``),
 # which keeps memory flat but computes scores of every plan's queries against every plan's keys.
 PACK_ABOVE_BYTES = 2**28
+# Layers where some plan of a batch cuts edges: FlexAttention with a block mask (skipping wholly
+# masked tiles; compiled on CUDA, an unfused reference loop elsewhere) instead of SDPA with an additive
+# mask. Off: on an H200 it did not pay (benchmarks/results/flex_H200.json; ``--flex on`` measures it).
+USE_FLEX = False
+FLEX_BLOCK = 128  # FlexAttention's tile (queries x keys)
+_flex_compiled = None
 
 
 @dataclass
@@ -78,33 +87,84 @@ class KnockoutState:
         zeros = torch.zeros(q_len, k_len, dtype=torch.bool, device=device)
         return torch.stack([zeros if m is None else m for m in per_row])[:, None]
 
+    def _cuts(self, layer: int, q_start: int, q_len: int, k_len: int, batch: int, device):
+        """``(distinct cuts, index, built_from)``: the distinct compact cuts of the batch's plans at
+        ``layer``, ``index[b]``: batch row ``b``'s mask (0: causal alone, ``i``: the ``i``-th distinct
+        cut), and what identifies the mask (consecutive layers with the same cuts reuse it)."""
+        cuts = [p.compact(layer, self.n_prompt, device) for p in self.plans or []]
+        if len(cuts) not in (0, 1, batch):
+            raise ValueError(f"{len(cuts)} plans for a batch of {batch}")
+        distinct = {c.key: c for c in cuts if c is not None}
+        order = {key: i + 1 for i, key in enumerate(distinct)}
+        index = [0 if c is None else order[c.key] for c in cuts] or [0]
+        # the batch grows as plans join: a mask for fewer rows broadcasts, a block mask does not
+        return list(distinct.values()), index, (q_start, q_len, k_len, tuple(distinct), len(index),
+                                                tuple(index) if len(set(index)) > 1 else index[0])
+
+    @staticmethod
+    def _masked(distinct, q_start: int, q_len: int, k_len: int, device) -> torch.Tensor:
+        """``[1 + len(distinct), q_len, k_len]`` booleans, True where a key is not attended: row 0 causal
+        alone, row ``i`` causal or the ``i``-th distinct cut."""
+        q_pos = torch.arange(q_start, q_start + q_len, device=device)[:, None]
+        masked = torch.stack([torch.arange(k_len, device=device)[None, :] > q_pos]
+                             + [c.mask(q_start, q_len, k_len) for c in distinct])
+        masked[1:] |= masked[0]
+        return masked
+
+    def _rows(self, index: list, device) -> torch.Tensor:
+        """``index`` on ``device``, from pinned memory: a plain host-to-device copy would wait for the
+        queued GPU work."""
+        rows = torch.tensor(index)
+        return rows.pin_memory().to(device, non_blocking=True) if torch.device(device).type == "cuda" else rows
+
     def bias(self, layer: int, q_start: int, q_len: int, k_len: int, batch: int, dtype, device):
         """``(additive mask [batch or 1, 1, q_len, k_len], whole_rows)`` of the fast backend: 0 where
         causal attention is allowed and not cut, -inf elsewhere, from the plans' compact cuts
         (:class:`flowutils.knockout.plan.CompactCut`). Rows with equal cuts share one mask, and
         consecutive layers with the same cuts reuse the last one. ``whole_rows``: some row may
         have every key cut."""
-        cuts = [p.compact(layer, self.n_prompt, device) for p in self.plans or []]
-        if len(cuts) not in (0, 1, batch):
-            raise ValueError(f"{len(cuts)} plans for a batch of {batch}")
-        distinct = {c.key: c for c in cuts if c is not None}
-        order = {key: i + 1 for i, key in enumerate(distinct)}  # 0: nothing cut
-        index = [0 if c is None else order[c.key] for c in cuts] or [0]
-        built_from = (q_start, q_len, k_len, dtype, tuple(distinct), tuple(index) if len(set(index)) > 1 else 0)
-        if self._last_bias[0] == built_from:
+        distinct, index, built_from = self._cuts(layer, q_start, q_len, k_len, batch, device)
+        if self._last_bias[0] == (built_from, dtype):
             return self._last_bias[1]
-        q_pos = torch.arange(q_start, q_start + q_len, device=device)[:, None]
-        masked = torch.stack([torch.arange(k_len, device=device)[None, :] > q_pos]
-                             + [c.mask(q_start, q_len, k_len) for c in distinct.values()])
-        masked[1:] |= masked[0]
+        masked = self._masked(distinct, q_start, q_len, k_len, device)
         bias = torch.zeros(masked.shape, dtype=dtype, device=device).masked_fill_(masked, float("-inf"))
-        if len(set(index)) == 1:
-            bias = bias[index[:1]]
-        else:  # from pinned memory: a plain host-to-device copy would wait for the queued GPU work
-            rows = torch.tensor(index)
-            bias = bias[rows.pin_memory().to(device, non_blocking=True) if bias.is_cuda else rows]
-        out = (bias[:, None], any(c.whole_rows for c in distinct.values()))
-        self._last_bias = (built_from, out)
+        bias = bias[index[:1]] if len(set(index)) == 1 else bias[self._rows(index, device)]
+        out = (bias[:, None], any(c.whole_rows for c in distinct))
+        self._last_bias = ((built_from, dtype), out)
+        return out
+
+    def block_mask(self, layer: int, q_start: int, q_len: int, k_len: int, batch: int, device):
+        """The same mask as :meth:`bias` as a FlexAttention ``BlockMask`` (``batch`` rows, all heads):
+        tiles of ``FLEX_BLOCK`` queries x keys that are wholly masked (the future; a frame's earlier
+        frames under the cross-frame cut) are skipped, wholly allowed ones are computed without
+        reading a mask, and only the rest read the boolean mask. Reused by the next layer like
+        :meth:`bias`."""
+        from torch.nn.attention.flex_attention import BlockMask
+
+        distinct, index, built_from = self._cuts(layer, q_start, q_len, k_len, batch, device)
+        if self._last_bias[0] == (built_from, "block"):
+            return self._last_bias[1]
+        masked = self._masked(distinct, q_start, q_len, k_len, device)
+        tile = FLEX_BLOCK
+        qb, kb = -(-q_len // tile), -(-k_len // tile)
+        # padded to whole tiles (padding masked) so that mask_mod never reads outside the tensor
+        allowed = torch.zeros(len(masked), qb * tile, kb * tile, dtype=torch.bool, device=device)
+        allowed[:, :q_len, :k_len] = ~masked
+        tiles = allowed.view(len(masked), qb, tile, kb, tile)
+        some, full = tiles.any(4).any(2), tiles.all(4).all(2)
+        partial = some & ~full
+        rows = self._rows(index, device).expand(batch) if len(index) == 1 else self._rows(index, device)
+
+        def blocks(which):  # per query tile: how many key tiles, and which (those first)
+            return (which.sum(-1, dtype=torch.int32)[rows, None],
+                    torch.argsort(~which, dim=-1, stable=True).to(torch.int32)[rows, None])
+
+        def mask_mod(b, h, q_idx, kv_idx):
+            return allowed[rows[b], q_idx, kv_idx]
+
+        out = BlockMask.from_kv_blocks(*blocks(partial), *blocks(full), BLOCK_SIZE=tile, mask_mod=mask_mod,
+                                       seq_lengths=(q_len, k_len))
+        self._last_bias = ((built_from, "block"), out)
         return out
 
 
@@ -137,6 +197,20 @@ def _sdpa(query, key, value, bias, scaling, whole_rows: bool):
     with torch.nn.attention.sdpa_kernel(_SDPA_BACKENDS):
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, scale=scaling)
     return torch.where(any_key, out, 0.0) if whole_rows else out
+
+
+def _flex(query, key, value, block_mask, scaling):
+    """FlexAttention under ``block_mask`` (compiled on CUDA, once, for dynamic shapes: every question
+    brings new lengths). A query row with every key masked outputs zeros, as :func:`_sdpa`'s do."""
+    global _flex_compiled
+    from torch.nn.attention.flex_attention import flex_attention
+
+    fn = flex_attention
+    if query.is_cuda:
+        if _flex_compiled is None:
+            _flex_compiled = torch.compile(flex_attention, dynamic=True)
+        fn = _flex_compiled
+    return fn(query, key, value, block_mask=block_mask, scale=scaling, enable_gqa=key.shape[1] != query.shape[1])
 
 
 def _packed_attention(query, key, value, pk, pv, bias, scaling, whole_rows):
@@ -188,19 +262,26 @@ def flow_attention(module, query, key, value, attention_mask, scaling=None, drop
     q_start = k_len - q_len
 
     if state.mode == "fast" and state.record_rows is None:
+        if prefix is not None:
+            copies = batch * prefix[0].shape[2] * prefix[0].shape[1] * head_dim * 2 * query.element_size()
+            if batch > 1 and copies > PACK_ABOVE_BYTES:
+                bias, whole_rows = state.bias(layer, q_start, q_len, k_len, batch, query.dtype, query.device)
+                return _packed_attention(query, key, value, *prefix, bias, scaling, whole_rows).transpose(1, 2), None
+            key = torch.cat([prefix[0].expand(batch, -1, -1, -1), key], dim=2)
+            value = torch.cat([prefix[1].expand(batch, -1, -1, -1), value], dim=2)
+        if attention_mask is None:
+            if not any(layer in p.cut_layers for p in state.plans or []) and query.is_cuda:
+                # nothing cut: causal with the queries at the end, which the flash kernel does without a mask
+                out = _sdpa(query, _repeat_kv(key, heads // key.shape[1]), _repeat_kv(value, heads // value.shape[1]),
+                            causal_lower_right(q_len, k_len), scaling, False)
+                return out.transpose(1, 2), None
+            if USE_FLEX:
+                mask = state.block_mask(layer, q_start, q_len, k_len, batch, query.device)
+                return _flex(query, key, value, mask, scaling).transpose(1, 2), None
         bias, whole_rows = state.bias(layer, q_start, q_len, k_len, batch, query.dtype, query.device)
         if attention_mask is not None:  # a full forward: the model's own mask (padding) too
             allowed = _allowed(attention_mask, q_start, q_len, k_len, query.device)
             bias, whole_rows = bias.masked_fill(~allowed, float("-inf")), True
-        if prefix is not None:
-            copies = batch * prefix[0].shape[2] * prefix[0].shape[1] * head_dim * 2 * query.element_size()
-            if batch > 1 and copies > PACK_ABOVE_BYTES:
-                return _packed_attention(query, key, value, *prefix, bias, scaling, whole_rows).transpose(1, 2), None
-            key = torch.cat([prefix[0].expand(batch, -1, -1, -1), key], dim=2)
-            value = torch.cat([prefix[1].expand(batch, -1, -1, -1), value], dim=2)
-        if query.is_cuda and attention_mask is None and not any(layer in p.cut_layers for p in state.plans or []):
-            # nothing cut: causal with the queries at the end, which the flash kernel does without a mask
-            bias, whole_rows = causal_lower_right(q_len, k_len), False
         out = _sdpa(query, _repeat_kv(key, heads // key.shape[1]), _repeat_kv(value, heads // value.shape[1]),
                     bias, scaling, whole_rows)
         return out.transpose(1, 2), None

@@ -1,0 +1,128 @@
+"""Benchmark: questions per hour of a full sweep on one GPU, end to end (issue #16's throughput bar).
+
+What is timed: ``python -m flowutils sweep`` from its launch to its exit, as a user runs it: the
+interpreter and imports, loading the checkpoint with :func:`flowutils.load` and hashing it for the
+result store, and for each of 64 questions reading its video (decord) and prompt, the processor,
+the vision tower, the baseline and the knockout plans of the paper's four flow families at every
+layer (k = 9 of 32), and writing its rows to the result store. The sweep alone (store opened to
+store closed) is read from the store's provenance.
+
+Setup (not timed):
+
+* a seeded random-weight 7B-shaped LLaVA-NeXT-Video checkpoint in the toy recipe's architecture
+  (Vicuna-7B-shaped Llama: 32 layers, width 4096, 32 heads; CLIP ViT-L/14 at 336 px; 2x2 pooling,
+  so 144 tokens per frame), bf16, built on the GPU and saved to ``--workdir``;
+* the synthetic benchmark in TVBench format (``--benchmark``; mp4 files, rendered elsewhere with PyAV);
+  64 questions: the first 16 of four tasks, whose prompts differ in length (the JSON gives the
+  range of their question-and-option token counts);
+* one process that imports what the sweep imports and starts CUDA (no cold start in the timed run).
+
+GPU: ``python benchmarks/throughput.py --benchmark DIR`` (writes ``benchmarks/results/throughput_<gpu>.json``).
+CPU smoke test: ``python benchmarks/throughput.py --device cpu --size tiny --n-per-task 1 --json /tmp/tp.json``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from sharding import parameter_count, run, shard_times, warm_up  # noqa: E402
+
+TASKS = ["action_antonym", "action_sequence", "scene_transition", "object_count"]
+SIZES = {  # ToyConfig fields
+    "7b": dict(text_layers=32, text_hidden=4096, text_heads=32, text_kv_heads=32, text_intermediate=11008,
+               vision_layers=24, vision_hidden=1024, vision_heads=16, image_size=336, patch_size=14,
+               max_positions=4096),
+    "tiny": dict(text_layers=4, text_hidden=64, text_heads=4, text_kv_heads=2, text_intermediate=128,
+                 vision_layers=2, vision_hidden=32, vision_heads=2, image_size=32),
+}
+
+
+def build_checkpoint(path: Path, size: str, device: str) -> None:
+    """Save the seeded random-weight model and its processor to ``path`` (built on ``device``: a 7B
+    model initialises in seconds on a GPU, minutes on CPUs)."""
+    import torch
+
+    from flowutils.toy.models import ToyConfig, build_toy
+
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model, processor = build_toy(ToyConfig(family="llava_next_video", **SIZES[size]), seed=0)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
+    ap.add_argument("--size", default="7b", choices=list(SIZES))
+    ap.add_argument("--n-per-task", type=int, default=16, help=f"questions of each of {len(TASKS)} tasks")
+    ap.add_argument("--frames", type=int, default=8)
+    ap.add_argument("--benchmark", help="synthetic benchmark folder (rendered there if missing; needs PyAV)")
+    ap.add_argument("--workdir", default="/tmp/flowutils-throughput")
+    ap.add_argument("--json", help="default: benchmarks/results/throughput_<gpu>.json")
+    args = ap.parse_args()
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from flowutils.analysis import load_results
+    from flowutils.analysis.store import load_questions
+    from flowutils.data import synthetic
+    from flowutils.data.tvbench import load_benchmark
+    from flowutils.knockout.flows import FAMILIES
+
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    checkpoint = work / f"checkpoint-{args.size}"
+    if not (checkpoint / "config.json").is_file():
+        build_checkpoint(checkpoint, args.size, args.device)
+    bench = Path(args.benchmark or work / f"benchmark-{args.n_per_task}")
+    if not (bench / "benchmark_info.json").is_file():
+        synthetic.write_benchmark(bench, args.n_per_task, seed=0, split="test", progress=False)
+    dtype = "bfloat16" if args.device == "cuda" else "float32"
+    device = "cuda:0" if args.device == "cuda" else "cpu"
+    sweep_args = ["--model", str(checkpoint), "--benchmark", str(bench), "--manifest", "synthetic",
+                  "--tasks", *TASKS, "--n-per-task", str(args.n_per_task), "--family", *FAMILIES,
+                  "--sample-mode", "all", "--frames", str(args.frames), "--dtype", dtype, "--device", device]
+    warm_up([device])
+    timed = run([sys.executable], sweep_args, work / "results", work / "log.txt")
+    store = next(d for d in (work / "results").iterdir() if d.is_dir())
+    rows, questions = load_results(store), load_questions(store)
+    shard = shard_times(store, timed["launched"], timed["wall_s"])[0]
+    n_questions = len(questions)
+    gpu = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    lengths = [len(tokenizer(f"{s.question} {' '.join(s.candidates)}")["input_ids"])
+               for s in load_benchmark(bench, "synthetic", TASKS, args.n_per_task)]
+    result = {
+        "device": gpu, "torch": torch.__version__, "transformers": __import__("transformers").__version__,
+        "size": args.size, "model": SIZES[args.size], "parameters": parameter_count(checkpoint), "dtype": dtype,
+        "frames": args.frames, "tasks": TASKS, "questions": n_questions, "rows": len(rows),
+        "question_and_option_tokens": {"min": min(lengths), "max": max(lengths), "distinct": len(set(lengths))},
+        "sweep": "the paper's four flow families, every layer, k = 9 (scaled), sample_mode all, backend fast",
+        "command": timed["command"],
+        "wall_s": round(timed["wall_s"], 2), "sweep_s": shard["sweep_s"], "startup_s": shard["startup_s"],
+        "questions_per_hour": round(n_questions / timed["wall_s"] * 3600, 1),
+        "questions_per_hour_sweep_only": round(n_questions / shard["sweep_s"] * 3600, 1),
+        "s_per_question": round(timed["wall_s"] / n_questions, 3),
+        "included": "launch, imports, loading and hashing the checkpoint, video decoding, processor, vision tower, "
+                    "baseline, knockouts, result store writes",
+    }
+    out = Path(args.json or ROOT / "benchmarks" / "results" / f"throughput_{gpu.replace('NVIDIA ', '').split()[0]}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -269,8 +269,8 @@ def profile_table(fn, sync) -> str:
 
 def timeline(fn, sync) -> dict:
     """Where the wall time of ``fn`` goes, from a profiler trace: per engine range (the baseline, each
-    batch; ``record_function`` names in :mod:`flowutils.engine`) its CPU wall time and the busy time of
-    the GPU kernels it launched; over all, GPU busy against wall, and the CUDA runtime calls by name
+    batch; ``record_function`` names in :mod:`flowutils.engine`) the CPU wall time spent in it and the
+    busy time of the GPU kernels it launched; over all, GPU busy against wall, and the CUDA runtime calls by name
     (synchronisations, allocations: where the CPU waits or the GPU starves)."""
     import tempfile
 
@@ -292,16 +292,24 @@ def timeline(fn, sync) -> dict:
 
     ranges = sorted((e["ts"], e["ts"] + e["dur"], e["name"]) for e in events
                     if e.get("cat") == "user_annotation" and e["name"].startswith("flow_knockout."))
-    rows = [{"range": name.removeprefix("flow_knockout."), "wall_ms": round((b - a) / 1e3, 2),
-             "gpu_busy_ms": round(busy([k for k in kernels if a <= k[2] <= b]) / 1e3, 2),
-             "kernels": sum(a <= k[2] <= b for k in kernels)} for a, b, name in ranges]
+    by_name: dict = {}  # a batch runs layer by layer in turn with another: one range per layer, summed
+    for a, b, name in ranges:
+        mine = [k for k in kernels if a <= k[2] <= b]
+        r = by_name.setdefault(name, {"range": name.removeprefix("flow_knockout."), "wall_ms": 0.0,
+                                      "gpu_busy_ms": 0.0, "kernels": 0})
+        r["wall_ms"] += (b - a) / 1e3
+        r["gpu_busy_ms"] += busy(mine) / 1e3
+        r["kernels"] += len(mine)
+    rows = [dict(r, wall_ms=round(r["wall_ms"], 2), gpu_busy_ms=round(r["gpu_busy_ms"], 2)) for r in by_name.values()]
     runtime: dict = {}
     for e in events:
         if e.get("cat") == "cuda_runtime":
             r = runtime.setdefault(e["name"], [0.0, 0])
             r[0] += e["dur"] / 1e3
             r[1] += 1
-    wall = (ranges[-1][1] - ranges[0][0]) / 1e3 if ranges else None
+    # from the first range to the last range's end or its GPU work's end, whichever is later
+    end = max([ranges[-1][1]] + [k[1] for k in kernels if k[2] >= ranges[0][0]]) if ranges else None
+    wall = (end - ranges[0][0]) / 1e3 if ranges else None
     return {"wall_ms": round(wall, 1) if wall else None, "gpu_busy_ms": round(busy(kernels) / 1e3, 1),
             "ranges": rows, "runtime_calls": [{"call": k, "ms": round(v[0], 2), "calls": v[1]}
                                               for k, v in sorted(runtime.items(), key=lambda kv: -kv[1][0])[:12]]}

@@ -17,7 +17,9 @@ Two backends give the same probabilities (tested to 1e-4 in fp32):
     joins at its own ``l0`` (:func:`batches`, :func:`_recompute`); the plans of a batch
     share the prefix keys/values, packed into one sequence where copying them per plan would take
     much memory (:mod:`flowutils.knockout.attention`). The logits of all batches stay on the device
-    until the end, so the host never waits for a batch before queueing the next. Each plan's cut edges are kept as classes
+    until the end, so the host never waits for a batch before queueing the next, and two batches run
+    layer by layer in turn, a heavy one beside a light one (:func:`_interleaved`), so that the host
+    launches the light one's small kernels while the GPU works through the heavy one's. Each plan's cut edges are kept as classes
     of positions (:class:`flowutils.knockout.plan.CompactCut`), not ``N x N`` masks. The
     vision tower runs once per question.
 
@@ -99,9 +101,9 @@ def run_baseline(fm: FlowModel, prepared: PreparedInput, record_rows=None) -> Ba
                     between)
 
 
-@torch.no_grad()
-def _recompute(fm: FlowModel, prepared: PreparedInput, base: Baseline, plans, t0: int) -> torch.Tensor:
-    """Logits ``[len(plans), vocab]`` at the last position, recomputing positions >= ``t0``.
+def _recompute(fm: FlowModel, prepared: PreparedInput, base: Baseline, plans, t0: int):
+    """Logits ``[len(plans), vocab]`` at the last position, recomputing positions >= ``t0``: a generator
+    that yields after each decoder layer and returns the logits (:func:`_interleaved` runs it).
 
     ``plans`` are sorted by first layer. A plan joins the batch at its first layer, with
     the baseline's input of that layer (nothing has changed before it), so every plan
@@ -117,18 +119,47 @@ def _recompute(fm: FlowModel, prepared: PreparedInput, base: Baseline, plans, t0
     prefix = {l: (k[:, :, :t0], v[:, :, :t0]) for l, (k, v) in base.kv.items()}
     state = fm.state(prepared, mode="fast", prefix_kv=prefix)
     hidden = None
+    name = f"flow_knockout.batch t0={t0} plans={len(plans)}"
     for l in range(first[0], fm.n_layers):
-        active, have = bisect.bisect_right(first, l), 0 if hidden is None else len(hidden)
-        if active > have:
-            joining = base.layer_inputs[l][:, t0:].expand(active - have, -1, -1)
-            hidden = joining if hidden is None else torch.cat([hidden, joining])
-        state.plans = plans[:active]
-        out = fm.decoder.layers[l](hidden, attention_mask=None, position_ids=positions, position_embeddings=rotary,
-                                   flow_knockout=state)
-        hidden = out[0] if isinstance(out, tuple) else out
-        if l in base.between:
-            hidden = hidden + base.between[l][:, t0:]
-    return fm.lm_head(fm.decoder.norm(hidden[:, -1:]))[:, -1].float()
+        with record_function(name), torch.no_grad():
+            active, have = bisect.bisect_right(first, l), 0 if hidden is None else len(hidden)
+            if active > have:
+                joining = base.layer_inputs[l][:, t0:].expand(active - have, -1, -1)
+                hidden = joining if hidden is None else torch.cat([hidden, joining])
+            state.plans = plans[:active]
+            out = fm.decoder.layers[l](hidden, attention_mask=None, position_ids=positions,
+                                       position_embeddings=rotary, flow_knockout=state)
+            hidden = out[0] if isinstance(out, tuple) else out
+            if l in base.between:
+                hidden = hidden + base.between[l][:, t0:]
+        yield
+    with torch.no_grad():
+        return fm.lm_head(fm.decoder.norm(hidden[:, -1:]))[:, -1].float()
+
+
+def _interleaved(jobs: list, work: list) -> list:
+    """Run the generators ``jobs`` (:func:`_recompute`) to their results, two at a time, one layer of
+    each in turn: the heaviest job left (by ``work``) beside the lightest left.
+
+    A heavy batch queues GPU work faster than the GPU does it; a light one (e.g. 192 plans of one
+    query each) launches many small kernels that the GPU finishes faster than the host launches them.
+    In turn, the host launches the light batch's kernels while the GPU works through the heavy one's
+    queue. The same operations run either way; only their order changes.
+    """
+    todo = sorted(range(len(jobs)), key=lambda i: -work[i])
+    results: list = [None] * len(jobs)
+    lanes = [None, None]  # heavy end, light end
+    while todo or any(lane is not None for lane in lanes):
+        for side in (0, 1):
+            while lanes[side] is not None or todo:  # a job that ends hands its turn to the next one
+                if lanes[side] is None:
+                    lanes[side] = todo.pop(0) if side == 0 else todo.pop()
+                try:
+                    next(jobs[lanes[side]])
+                    break
+                except StopIteration as done:
+                    results[lanes[side]], lanes[side] = done.value, None
+    return results
 
 
 def batches(plans, n: int, batch_size: int = 256, max_batch_tokens: int = 8192) -> list[tuple[list[int], int]]:
@@ -171,13 +202,14 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
     # named ranges for torch.profiler (benchmarks/knockout_sweep.py --profile times each one)
     with record_function("flow_knockout.baseline"):
         base = baseline or run_baseline(fm, prepared)
-        out[:] = base.logits.cpu()
-    done = []
-    for chunk, t0 in batches(plans, prepared.layout.n, batch_size, max_batch_tokens):
-        with record_function(f"flow_knockout.batch t0={t0} plans={len(chunk)}"):
-            done.append((chunk, _recompute(fm, prepared, base, [plans[i] for i in chunk], t0)))
-    if done:  # one copy at the end: no batch waits for the GPU to finish the one before
-        out[[i for chunk, _ in done for i in chunk]] = torch.cat([logits for _, logits in done]).cpu()
+    n = prepared.layout.n
+    chunks = batches(plans, n, batch_size, max_batch_tokens)
+    logits = _interleaved([_recompute(fm, prepared, base, [plans[i] for i in chunk], t0) for chunk, t0 in chunks],
+                          [sum((fm.n_layers - plans[i].first_layer) * (n - t0) for i in chunk) for chunk, t0 in chunks])
+    # copies at the end: no batch waits for the GPU to finish the one before
+    out[:] = base.logits.cpu()
+    if chunks:
+        out[[i for chunk, _ in chunks for i in chunk]] = torch.cat(logits).cpu()
     return out
 
 

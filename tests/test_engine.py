@@ -207,3 +207,75 @@ def test_flex_tiles_match_the_dense_mask(tiny, samples, monkeypatch):
     for batch in (1, 2):
         state.plans = plans[:1] * batch
         assert state.block_mask(1, 0, lay.n, lay.n, batch, "cpu").kv_num_blocks.shape[0] == batch
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the CUDA kernel's log-sum-exp; runs on a GPU")
+def test_attend_on_cuda_equals_its_cpu_twin():
+    """The memory-efficient kernel's output and log-sum-exp (what merges the prefix and own parts of packed
+    batches) against the explicit fp32 softmax, with unaligned key counts and rows that lose every key."""
+    from flowutils.knockout.attention import _attend
+
+    g = torch.Generator().manual_seed(0)
+    for b, h, q, k in ((1, 4, 37, 1192), (6, 4, 1, 3), (3, 2, 72, 72)):
+        query, key, value = (torch.randn(b, h, n, 64, generator=g) for n in (q, k, k))
+        bias = torch.where(torch.rand(b, 1, q, k, generator=g) < 0.3, float("-inf"), 0.0)
+        bias[:1, :, 0] = float("-inf")  # the first query of the first batch row loses every key
+        out, lse = _attend(query, key, value, bias, 0.125)
+        out_c, lse_c = _attend(*(x.cuda() for x in (query, key, value, bias)), 0.125)
+        assert torch.equal(torch.isinf(lse), torch.isinf(lse_c.cpu()))
+        finite = torch.isfinite(lse)
+        assert (lse[finite] - lse_c.cpu()[finite]).abs().max() <= 1e-4
+        assert (out - out_c.cpu()).abs().max() <= 1e-4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA's sync debug mode; runs on a GPU")
+def test_batches_queue_without_waiting_for_the_gpu(samples, monkeypatch):
+    """Between the baseline and the final copy no operation makes the host wait for the GPU (a host-to-device
+    copy of a Python list, ``.item()``, ...), so the host queues the next batches while the GPU works: with
+    a wait the GPU drains its queue and idles while the host launches the next kernels."""
+    from conftest import tiny_llava_next_video
+    from flowutils.engine import _interleaved, _recompute, batches
+
+    fm = tiny_llava_next_video()
+    fm.model.to("cuda")
+    s = samples[0]
+    p = fm.prepare(s.frames, s.question, s.candidates, s.answer)
+    L = fm.n_layers
+    plans = [KnockoutPlan.from_flows(p.layout, [f], w) for fam in flows.FAMILIES.values() for f in fam
+             for _, w in windows.sweep(L, windows.scaled_window_size(L))]
+    shared = {}
+    for plan in plans:
+        plan.prepare(p.layout.n, fm.device, shared)
+    base = run_baseline(fm, p)
+    from flowutils.knockout import attention
+
+    for pack_above in (attention.PACK_ABOVE_BYTES, 0):  # prefix copied per plan, and shared
+        monkeypatch.setattr(attention, "PACK_ABOVE_BYTES", pack_above)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            chunks = batches(plans, p.layout.n, batch_size=3)
+            _interleaved([_recompute(fm, p, base, [plans[i] for i in chunk], t0) for chunk, t0 in chunks],
+                         [len(chunk) for chunk, _ in chunks])
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+
+
+def test_interleaved_runs_the_heaviest_beside_the_lightest():
+    """Every job's result, and the order of steps: two jobs at a time, the heaviest left and the lightest left
+    one step each in turn, the next job taken when one ends."""
+    from flowutils.engine import _interleaved
+
+    log = []
+
+    def job(name, steps):
+        for s in range(steps):
+            log.append(name)
+            yield
+        return name * 2
+
+    work = {"a": 5, "b": 1, "c": 3, "d": 2}
+    steps = {"a": 3, "b": 1, "c": 2, "d": 2}
+    jobs = [job(k, steps[k]) for k in work]
+    assert _interleaved(jobs, list(work.values())) == ["aa", "bb", "cc", "dd"]
+    # a beside b; b ends, d (the lightest left) takes its lane; a ends, c takes its lane
+    assert log == ["a", "b", "a", "d", "a", "d", "c", "c"]

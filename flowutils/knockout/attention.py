@@ -46,8 +46,8 @@ ATTENTION_NAME = "flow_knockout"
 _SDPA_BACKENDS = [torch.nn.attention.SDPBackend.EFFICIENT_ATTENTION, torch.nn.attention.SDPBackend.FLASH_ATTENTION,
                   torch.nn.attention.SDPBackend.MATH]
 # A batch of plans copies the shared prefix keys/values once per plan unless these copies would
-# exceed this many bytes; then it is packed into one sequence instead (``_packed_attention``),
-# which keeps memory flat but computes scores of every plan's queries against every plan's keys.
+# exceed this many bytes; then all plans' queries attend to the one prefix instead (``_packed_attention``),
+# which keeps memory flat at the cost of a second attention call and a merge.
 PACK_ABOVE_BYTES = 2**28
 # Layers where some plan of a batch cuts edges: FlexAttention with a block mask (skipping wholly
 # masked tiles; compiled on CUDA, an unfused reference loop elsewhere) instead of SDPA with an additive
@@ -128,7 +128,8 @@ class KnockoutState:
             return self._last_bias[1]
         masked = self._masked(distinct, q_start, q_len, k_len, device)
         bias = torch.zeros(masked.shape, dtype=dtype, device=device).masked_fill_(masked, float("-inf"))
-        bias = bias[index[:1]] if len(set(index)) == 1 else bias[self._rows(index, device)]
+        # a slice, not a list index: indexing with a list copies it to the device and waits for the queue
+        bias = bias[index[0]:index[0] + 1] if len(set(index)) == 1 else bias[self._rows(index, device)]
         out = (bias[:, None], any(c.whole_rows for c in distinct))
         self._last_bias = ((built_from, dtype), out)
         return out
@@ -213,28 +214,51 @@ def _flex(query, key, value, block_mask, scaling):
     return fn(query, key, value, block_mask=block_mask, scale=scaling, enable_gqa=key.shape[1] != query.shape[1])
 
 
-def _packed_attention(query, key, value, pk, pv, bias, scaling, whole_rows):
-    """Fast attention of a batch of plans that share the baseline prefix keys, as ONE sequence.
+def _attend(query, key, value, bias, scaling):
+    """Attention and its log-sum-exp: ``(out [b, h, q, d], lse [b, h, q] float32)``; ``bias``: additive,
+    broadcast to ``[b, h, q, k]``. A row with every key masked has ``lse = -inf`` and zero output.
+
+    On CUDA the memory-efficient kernel returns both; elsewhere an explicit fp32 softmax, its twin."""
+    b, h, q, _ = query.shape
+    k = key.shape[2]
+    if query.is_cuda:
+        # the kernel reads the bias with a last-dim stride that is a multiple of 16 elements
+        aligned = torch.empty(*bias.shape[:-1], -(-k // 16) * 16, dtype=query.dtype, device=query.device)
+        aligned[..., :k] = bias
+        out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(
+            query, key, value, aligned[..., :k].expand(b, h, q, k), True, scale=scaling)[:2]
+        # the kernel gives a row with no key lse 0; it has none (-inf)
+        lse = torch.where((bias > float("-inf")).any(-1).expand(b, h, q), lse[..., :q], float("-inf"))
+    else:
+        scores = torch.matmul(query.float(), key.float().transpose(-1, -2)) * scaling + bias.float()
+        lse = torch.logsumexp(scores, -1)
+        out = torch.matmul(torch.softmax(scores, -1), value.float()).to(query.dtype)
+    return torch.where(torch.isfinite(lse)[..., None], out, 0.0), lse
+
+
+def _packed_attention(query, key, value, pk, pv, bias, scaling):
+    """Fast attention of a batch of plans that share the baseline prefix keys, without copying the prefix.
 
     ``query``/``key``/``value``: the plans' recomputed positions ``[batch, heads, q, d]``;
     ``pk``/``pv``: the prefix ``[1, kv_heads, t0, d]``; ``bias``: ``[batch or 1, 1, q, t0 + q]``.
-    The queries of all plans attend to ``[prefix, plan 0's keys, plan 1's keys, ...]`` with a
-    block-diagonal mask on the plans' own keys, so the (long) prefix is never copied per plan.
+    Attention over the keys ``[prefix, own]`` is split in two and merged exactly by the log-sum-exp
+    of each part: the queries of all plans, as one sequence, against the shared prefix, and each plan's
+    queries against its own keys. Each query is scored against its own plan's keys only.
     """
     batch, heads, q_len, d = query.shape
-    t0, kv_heads = pk.shape[2], key.shape[1]
-    bias = bias.expand(batch, 1, q_len, t0 + q_len)[:, 0]
-    own = torch.full((batch, q_len, batch, q_len), float("-inf"), dtype=bias.dtype, device=bias.device)
-    own.diagonal(dim1=0, dim2=2).copy_(bias[..., t0:].permute(1, 2, 0))  # [q, k, plan]: each plan's own keys
-    mask = torch.cat([bias[..., :t0].reshape(batch * q_len, t0), own.reshape(batch * q_len, batch * q_len)], -1)
-
-    def flat(x, h):
-        return x.transpose(0, 1).reshape(1, h, batch * q_len, d)
-
-    k = _repeat_kv(torch.cat([pk, flat(key, kv_heads)], 2), heads // kv_heads)
-    v = _repeat_kv(torch.cat([pv, flat(value, kv_heads)], 2), heads // kv_heads)
-    out = _sdpa(flat(query, heads), k, v, mask[None, None], scaling, whole_rows)
-    return out.reshape(heads, batch, q_len, d).transpose(0, 1)
+    t0, rep = pk.shape[2], heads // key.shape[1]
+    bias = bias.expand(batch, 1, q_len, t0 + q_len)
+    flat_q = query.transpose(0, 1).reshape(1, heads, batch * q_len, d)
+    out_p, lse_p = _attend(flat_q, _repeat_kv(pk, rep), _repeat_kv(pv, rep),
+                           bias[..., :t0].reshape(1, 1, batch * q_len, t0), scaling)
+    out_p = out_p.reshape(heads, batch, q_len, d).transpose(0, 1)
+    lse_p = lse_p.reshape(heads, batch, q_len).transpose(0, 1)
+    out_o, lse_o = _attend(query, _repeat_kv(key, rep), _repeat_kv(value, rep), bias[..., t0:], scaling)
+    lse = torch.logaddexp(lse_p, lse_o)
+    some = torch.isfinite(lse)  # a row with no key in either part outputs zeros
+    w_p = torch.where(some, torch.exp(lse_p - lse), 0.0)[..., None]
+    w_o = torch.where(some, torch.exp(lse_o - lse), 0.0)[..., None]
+    return (out_p.float() * w_p + out_o.float() * w_o).to(query.dtype)
 
 
 def flow_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, flow_knockout=None, **kwargs):
@@ -265,8 +289,8 @@ def flow_attention(module, query, key, value, attention_mask, scaling=None, drop
         if prefix is not None:
             copies = batch * prefix[0].shape[2] * prefix[0].shape[1] * head_dim * 2 * query.element_size()
             if batch > 1 and copies > PACK_ABOVE_BYTES:
-                bias, whole_rows = state.bias(layer, q_start, q_len, k_len, batch, query.dtype, query.device)
-                return _packed_attention(query, key, value, *prefix, bias, scaling, whole_rows).transpose(1, 2), None
+                bias, _ = state.bias(layer, q_start, q_len, k_len, batch, query.dtype, query.device)
+                return _packed_attention(query, key, value, *prefix, bias, scaling).transpose(1, 2), None
             key = torch.cat([prefix[0].expand(batch, -1, -1, -1), key], dim=2)
             value = torch.cat([prefix[1].expand(batch, -1, -1, -1), value], dim=2)
         if attention_mask is None:

@@ -38,10 +38,12 @@ def questions():
     return out
 
 
-def _child(fm, questions, out, started):
-    """Run the sweep; ``started`` is set when the second question begins: the store is open and the first
-    question committed by then, so every kill after it leaves progress however fast this machine is."""
-    torch.set_num_threads(1)  # OpenMP's thread pool does not survive fork: a parallel region would hang
+def _child(questions, out, started):
+    """Run the sweep with the fixture's model, built again from its seed (the same weights); ``started`` is
+    set when the second question begins: the store is open and the first question committed by then, so every
+    kill after it leaves progress however fast this machine is."""
+    torch.set_num_threads(1)  # the same thread count as the reference: bit-identical numbers
+    fm = tiny_llava_next_video()
     question = sweep_module._question
     calls = []
 
@@ -73,12 +75,17 @@ def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_table(fm, 
     t = time.perf_counter()
     run_sweep(fm, questions[:8], flows, **KW)
     per_question = (time.perf_counter() - t) / 8
-    ctx = mp.get_context("fork")  # the child shares the parent's model: the same weights, no import time
+    # children start from a forkserver that imported torch and flowutils first (no import time per child), not
+    # from a fork of this process: a fork inherits whatever locks the test session's other threads hold
+    # (OpenMP's pool, earlier tests' helpers), and in full `make test` runs a child now and then hung before its
+    # second question
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "transformers", "flowutils.analysis.sweep", "conftest"])
     rng = random.Random(0)
     killed_running = 0
     for i in range(20):
         started = ctx.Event()
-        child = ctx.Process(target=_child, args=(fm, questions, tmp_path, started))
+        child = ctx.Process(target=_child, args=(questions, tmp_path, started))
         child.start()
         if i % 5 == 4:  # now and then while the store is being opened
             time.sleep(rng.uniform(0, 0.2))

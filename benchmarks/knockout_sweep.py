@@ -277,7 +277,7 @@ def timeline(fn, sync) -> dict:
     prof = _profile(fn, sync)
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         prof.export_chrome_trace(f.name)
-        events = json.load(open(f.name))["traceEvents"]
+        events = json.loads(Path(f.name).read_text())["traceEvents"]
     launch = {e["args"]["correlation"]: e["ts"] for e in events
               if e.get("cat") == "cuda_runtime" and "correlation" in e.get("args", {})}
     kernels = sorted((e["ts"], e["ts"] + e["dur"], launch.get(e["args"].get("correlation"), e["ts"]))

@@ -61,14 +61,16 @@ SIZES = {  # ToyConfig fields: "gpu": a ~0.8B-parameter Llama text model, "tiny"
 NO_MULTICAST = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
 
 
-def build_checkpoint(path: Path, size: str) -> None:
-    """Save the seeded random-weight model and its processor to ``path``."""
+def build_checkpoint(path: Path, fields: dict, dtype, device: str = "cpu") -> None:
+    """Save the seeded random-weight model (``ToyConfig`` ``fields``, built on ``device``, then cast to
+    ``dtype``) and its processor to ``path``."""
     import torch
 
     from flowutils.toy.models import ToyConfig, build_toy
 
-    model, processor = build_toy(ToyConfig(family="llava_next_video", **SIZES[size]), seed=0)
-    model = model.to(torch.bfloat16 if size == "gpu" else torch.float32)
+    with torch.device(device):
+        model, processor = build_toy(ToyConfig(family="llava_next_video", **fields), seed=0)
+    model = model.to(dtype)
     model.save_pretrained(path)
     processor.save_pretrained(path)
 
@@ -151,12 +153,12 @@ def main() -> None:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     checkpoint = work / f"checkpoint-{args.size}"
+    dtype = "bfloat16" if args.size == "gpu" else "float32"
     if not (checkpoint / "config.json").is_file():
-        build_checkpoint(checkpoint, args.size)
+        build_checkpoint(checkpoint, SIZES[args.size], getattr(torch, dtype))
     bench = Path(args.benchmark or work / f"benchmark-{args.n_per_task}")
     if not (bench / "benchmark_info.json").is_file():
         synthetic.write_benchmark(bench, args.n_per_task, seed=0, split="test", progress=False)
-    dtype = "bfloat16" if args.size == "gpu" else "float32"
     sweep_args = ["--model", str(checkpoint), "--benchmark", str(bench), "--manifest", "synthetic",
                   "--n-per-task", str(args.n_per_task), "--family", *FAMILIES, "--sample-mode", "all",
                   "--frames", str(args.frames), "--dtype", dtype]

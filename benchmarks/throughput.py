@@ -11,7 +11,7 @@ Setup (not timed):
 
 * a seeded random-weight 7B-shaped LLaVA-NeXT-Video checkpoint in the toy recipe's architecture
   (Vicuna-7B-shaped Llama: 32 layers, width 4096, 32 heads; CLIP ViT-L/14 at 336 px; 2x2 pooling,
-  so 144 tokens per frame), bf16, built on the GPU and saved to ``--workdir``;
+  so 144 tokens per frame), built on the GPU, cast to bf16 and saved to ``--workdir``;
 * the synthetic benchmark in TVBench format (``--benchmark``; mp4 files, rendered elsewhere with PyAV);
   64 questions: the first 16 of four tasks, whose prompts differ in length (the JSON gives the
   range of their question-and-option token counts);
@@ -31,34 +31,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from sharding import parameter_count, run, shard_times, warm_up  # noqa: E402
+from sharding import SIZES as SHARDING_SIZES, build_checkpoint, parameter_count, run, shard_times, warm_up  # noqa: E402
 
 TASKS = ["action_antonym", "action_sequence", "scene_transition", "object_count"]
 SIZES = {  # ToyConfig fields
     "7b": dict(text_layers=32, text_hidden=4096, text_heads=32, text_kv_heads=32, text_intermediate=11008,
                vision_layers=24, vision_hidden=1024, vision_heads=16, image_size=336, patch_size=14,
                max_positions=4096),
-    "tiny": dict(text_layers=4, text_hidden=64, text_heads=4, text_kv_heads=2, text_intermediate=128,
-                 vision_layers=2, vision_hidden=32, vision_heads=2, image_size=32),
+    "tiny": SHARDING_SIZES["tiny"],
 }
-
-
-def build_checkpoint(path: Path, size: str, device: str) -> None:
-    """Save the seeded random-weight model and its processor to ``path`` (built on ``device``: a 7B
-    model initialises in seconds on a GPU, minutes on CPUs)."""
-    import torch
-
-    from flowutils.toy.models import ToyConfig, build_toy
-
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            model, processor = build_toy(ToyConfig(family="llava_next_video", **SIZES[size]), seed=0)
-    finally:
-        torch.set_default_dtype(torch.float32)
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
 
 
 def main() -> None:
@@ -84,12 +65,13 @@ def main() -> None:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     checkpoint = work / f"checkpoint-{args.size}"
+    dtype = "bfloat16" if args.device == "cuda" else "float32"
     if not (checkpoint / "config.json").is_file():
-        build_checkpoint(checkpoint, args.size, args.device)
+        # built on the GPU: a 7B model initialises in seconds there, minutes on CPUs
+        build_checkpoint(checkpoint, SIZES[args.size], getattr(torch, dtype), args.device)
     bench = Path(args.benchmark or work / f"benchmark-{args.n_per_task}")
     if not (bench / "benchmark_info.json").is_file():
         synthetic.write_benchmark(bench, args.n_per_task, seed=0, split="test", progress=False)
-    dtype = "bfloat16" if args.device == "cuda" else "float32"
     device = "cuda:0" if args.device == "cuda" else "cpu"
     sweep_args = ["--model", str(checkpoint), "--benchmark", str(bench), "--manifest", "synthetic",
                   "--tasks", *TASKS, "--n-per-task", str(args.n_per_task), "--family", *FAMILIES,

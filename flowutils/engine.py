@@ -101,6 +101,7 @@ def run_baseline(fm: FlowModel, prepared: PreparedInput, record_rows=None) -> Ba
                     between)
 
 
+@torch.no_grad()
 def _recompute(fm: FlowModel, prepared: PreparedInput, base: Baseline, plans, t0: int):
     """Logits ``[len(plans), vocab]`` at the last position, recomputing positions >= ``t0``: a generator
     that yields after each decoder layer and returns the logits (:func:`_interleaved` runs it).
@@ -121,7 +122,7 @@ def _recompute(fm: FlowModel, prepared: PreparedInput, base: Baseline, plans, t0
     hidden = None
     name = f"flow_knockout.batch t0={t0} plans={len(plans)}"
     for l in range(first[0], fm.n_layers):
-        with record_function(name), torch.no_grad():
+        with record_function(name):
             active, have = bisect.bisect_right(first, l), 0 if hidden is None else len(hidden)
             if active > have:
                 joining = base.layer_inputs[l][:, t0:].expand(active - have, -1, -1)
@@ -133,8 +134,7 @@ def _recompute(fm: FlowModel, prepared: PreparedInput, base: Baseline, plans, t0
             if l in base.between:
                 hidden = hidden + base.between[l][:, t0:]
         yield
-    with torch.no_grad():
-        return fm.lm_head(fm.decoder.norm(hidden[:, -1:]))[:, -1].float()
+    return fm.lm_head(fm.decoder.norm(hidden[:, -1:]))[:, -1].float()
 
 
 def _interleaved(jobs: list, work: list) -> list:

@@ -51,7 +51,7 @@ _SDPA_BACKENDS = [torch.nn.attention.SDPBackend.EFFICIENT_ATTENTION, torch.nn.at
 PACK_ABOVE_BYTES = 2**28
 # Layers where some plan of a batch cuts edges: FlexAttention with a block mask (skipping wholly
 # masked tiles; compiled on CUDA, an unfused reference loop elsewhere) instead of SDPA with an additive
-# mask. Off: on an H200 it did not pay (benchmarks/results/flex_H200.json; ``--flex on`` measures it).
+# mask. Off: on an H200 it did not pay (benchmarks/results/levers_round3_H200.json; ``--flex on`` measures it).
 USE_FLEX = False
 FLEX_BLOCK = 128  # FlexAttention's tile (queries x keys)
 _flex_compiled = None
@@ -70,7 +70,7 @@ class KnockoutState:
     prefix_kv: dict | None = None  # layer -> baseline (keys, values) of positions < first query
     record_rows: list | None = None  # query positions whose attention weights are recorded
     records: dict = field(default_factory=dict)  # layer -> [batch, heads, rows, k_len]
-    _last_bias: tuple = (None, None)  # (what it was built from, (bias, whole_rows)): reused by the next layer
+    _last_bias: tuple = (None, None)  # (what it was built from, its bias or block mask): reused by the next layer
 
     def cut(self, layer: int, q_start: int, q_len: int, k_len: int, batch: int, device) -> torch.Tensor | None:
         """Boolean ``[batch or 1, 1, q_len, k_len]`` of cut edges at ``layer`` (None: nothing cut), built
@@ -154,7 +154,7 @@ class KnockoutState:
         tiles = allowed.view(len(masked), qb, tile, kb, tile)
         some, full = tiles.any(4).any(2), tiles.all(4).all(2)
         partial = some & ~full
-        rows = self._rows(index, device).expand(batch) if len(index) == 1 else self._rows(index, device)
+        rows = self._rows(index, device).expand(batch)  # one index for all rows, or one per row
 
         def blocks(which):  # per query tile: how many key tiles, and which (those first)
             return (which.sum(-1, dtype=torch.int32)[rows, None],

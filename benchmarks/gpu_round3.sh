@@ -2,7 +2,7 @@
 # Issue 16's third round on one GPU in one device call. Usage: OUT=<dir> bash benchmarks/gpu_round3.sh [steps]
 # steps (default "main levers"): main = 7B x 8 frames against the full reference, with the profile and the
 # timeline; levers = FlexAttention block masks, larger batches, torch.compile of the decoder layers, each
-# timed with its profile; scaling = 7B x 16/32 frames and 13B x 8 frames.
+# timed with its profile; compiled = main, with fast also timed with torch.compile of the decoder layers (after the same question eager); scaling = 7B x 16/32 frames and 13B x 8 frames.
 set -u
 cd "$(dirname "$0")/.."
 log() { echo "== $(date +%T) $*" | tee -a "$OUT/log.txt"; }
@@ -15,10 +15,11 @@ for s in ${1:-main levers}; do
     main) step 200 python3 benchmarks/knockout_sweep.py --profile --out "$OUT" ;;
     levers) step 150 python3 benchmarks/knockout_sweep.py --explore 256:8192,256:16384 --flex on --out "$OUT"
             step 240 python3 benchmarks/knockout_sweep.py --explore 256:8192,256:16384 --compile --out "$OUT" ;;
+    compiled) step 400 python3 benchmarks/knockout_sweep.py --profile --compile --name compiled_layers --out "$OUT" ;;
     scaling) step 150 python3 benchmarks/knockout_sweep.py --frames 32 --reference-plans 16 --name scaling_7b_32f --out "$OUT"
              step 100 python3 benchmarks/knockout_sweep.py --frames 16 --reference-plans 32 --name scaling_7b_16f --out "$OUT"
              step 100 python3 benchmarks/knockout_sweep.py --shape 13b --reference-plans 32 --name scaling_13b_8f --out "$OUT" ;;
   esac
 done
 log done
-grep -h "explore\|^fast\|^reference\|FAILED\|Error\|speedup\|fraction_of_measured\|peak_mem_fast_over\|wall_ms\|gpu_busy_ms\|range" "$OUT/log.txt" | tail -80
+grep -h "explore\|^fast\|^reference\|FAILED\|Error\|speedup\|fraction_of_measured\|peak_mem_fast_over\|wall_ms\|gpu_busy_ms\|range\|gemm\|attention\|fused\|copy\|other" "$OUT/log.txt" | tail -80

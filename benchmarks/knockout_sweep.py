@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -133,7 +134,7 @@ def main():
     ap.add_argument("--explore", default="", help="fast only: time 'batch:tokens[:pack_bytes],...', profile, no reference")
     ap.add_argument("--name", default="knockout_sweep", help="output file: <name>_<gpu>.json")
     ap.add_argument("--compile", action="store_true",
-                    help="lever: torch.compile every decoder layer (dynamic shapes; attention left eager)")
+                    help="lever: FlowModel.compile (torch.compile of every decoder layer; attention left eager)")
     ap.add_argument("--flex", choices=("on", "off"), default="off",
                     help="lever: FlexAttention block masks in layers with cut edges")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
@@ -146,13 +147,8 @@ def main():
     shape = SHAPES[args.shape]
     model = build_model(shape, device)
     fm = FlowModel(model, processor=None, name=f"{args.shape}-shaped LLaVA-NeXT-Video (random weights)")
-    if args.compile:
-        from transformers import AttentionInterface
-
-        AttentionInterface.register(attention.ATTENTION_NAME, torch.compiler.disable(attention.flow_attention))
-        for layer in fm.decoder.layers:
-            layer.forward = torch.compile(layer.forward, dynamic=True)
     dtype = fm.dtype
+
 
     def sweep_plans(layout):
         return [KnockoutPlan.from_flows(layout, [f], w, flow=f, layer=l)
@@ -181,10 +177,18 @@ def main():
     def flops(b=args.batch_size, tokens=args.max_batch_tokens):
         return fast_flops(plans, n, b, tokens, d=d, inter=shape["inter"], n_layers=fm.n_layers)
 
-    timed(lambda: knockout_logits(fm, warm, sweep_plans(warm.layout), "fast", args.batch_size,
-                                  max_batch_tokens=args.max_batch_tokens))  # warm-up
+    def warm_up():
+        timed(lambda: knockout_logits(fm, warm, sweep_plans(warm.layout), "fast", args.batch_size,
+                                      max_batch_tokens=args.max_batch_tokens))
+
+    def run_fast():
+        return knockout_logits(fm, prepared, plans, "fast", args.batch_size, max_batch_tokens=args.max_batch_tokens)
+
     timed(lambda: knockout_logits(fm, warm, sweep_plans(warm.layout)[:2], "reference"))
     if args.explore:
+        if args.compile:
+            fm.compile()
+        warm_up()
         for i, setting in enumerate(args.explore.split(",")):
             b, tokens, *pack = map(int, setting.split(":"))
             attention.PACK_ABOVE_BYTES = pack[0] if pack else DEFAULT_PACK
@@ -197,15 +201,10 @@ def main():
                   f"{flops(b, tokens) / t / 1e12:.0f} TFLOP/s", flush=True)
         attention.PACK_ABOVE_BYTES = DEFAULT_PACK
 
-        def run_fast():
-            return knockout_logits(fm, prepared, plans, "fast", args.batch_size, max_batch_tokens=args.max_batch_tokens)
-
         print(profile_table(run_fast, sync), flush=True)
         print("timeline", json.dumps(timeline(run_fast, sync), indent=1), flush=True)
         return
-    fast, t_fast, mem_fast = timed(lambda: knockout_logits(fm, prepared, plans, "fast", args.batch_size,
-                                                           max_batch_tokens=args.max_batch_tokens))
-    print(f"fast: {t_fast:.2f} s/sample, peak {mem_fast / 2**30:.2f} GiB", flush=True)
+    # the reference first, always eager (the paper's method); then fast, compiled with --compile
     subset = list(range(len(plans)))
     if 0 < args.reference_plans < len(plans):  # evenly spaced over flows and layers
         subset = [round(i * (len(plans) - 1) / (args.reference_plans - 1)) for i in range(args.reference_plans)]
@@ -213,6 +212,22 @@ def main():
     t_ref_all = t_ref * len(plans) / len(subset)
     print(f"reference: {t_ref:.2f} s for {len(subset)} plans, {t_ref_all:.2f} s/sample, peak "
           f"{mem_ref / 2**30:.2f} GiB", flush=True)
+    eager = {}
+    if args.compile:  # the same question without the lever first, in the same process
+        warm_up()
+        _, t, _ = timed(run_fast)
+        eager["fast_eager_s_per_sample"] = round(t, 3)
+        if args.profile:
+            eager["timeline_eager"] = timeline(run_fast, sync)
+        print(f"fast eager: {t:.2f} s/sample", flush=True)
+        fm.compile()
+    warm_up()
+    graphs = _compiled_graphs()
+    fast, t_fast, mem_fast = timed(run_fast)
+    if args.compile:  # dynamic shapes: a new question should compile nothing new
+        eager["graphs_compiled_during_timed_question"] = _compiled_graphs() - graphs
+    print(f"fast{' compiled' if args.compile else ''}: {t_fast:.2f} s/sample, peak {mem_fast / 2**30:.2f} GiB",
+          flush=True)
     dp = (fast[subset].softmax(-1) - ref.softmax(-1)).abs().max().item()
     base = run_baseline(fm, prepared)
     pred = int(base.logits.argmax())
@@ -226,7 +241,8 @@ def main():
         "shape": args.shape, "frames": args.frames,
         "plans_per_sample": len(plans), "tokens": n, "video_tokens": len(layout.video), "layers": fm.n_layers,
         "k": args.k, "batch_size": args.batch_size, "max_batch_tokens": args.max_batch_tokens,
-        "pack_above_bytes": attention.PACK_ABOVE_BYTES, "flex": args.flex, "reference_plans_timed": len(subset),
+        "pack_above_bytes": attention.PACK_ABOVE_BYTES, "flex": args.flex, "compiled_layers": args.compile,
+        "reference_plans_timed": len(subset),
         "reference_s_per_sample": round(t_ref_all, 3), "fast_s_per_sample": round(t_fast, 3),
         "speedup": round(t_ref_all / t_fast, 2),
         "max_abs_dp_vocab": dp, "max_abs_dp_predicted_token": dp_pred,
@@ -238,10 +254,8 @@ def main():
         "measured_matmul_tflops": round(peak_mm, 1) if peak_mm else None,
         "fraction_of_measured_matmul": round(achieved / peak_mm, 3) if peak_mm else None,
     }
+    result.update(eager)
     if args.profile:
-        def run_fast():
-            return knockout_logits(fm, prepared, plans, "fast", args.batch_size, max_batch_tokens=args.max_batch_tokens)
-
         result["profile_top"] = profile_top(run_fast, sync, cuda)
         result["timeline"] = timeline(run_fast, sync)
     print(json.dumps(result, indent=1))
@@ -249,6 +263,12 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     tag = gpu.replace("NVIDIA ", "").split()[0]
     (out / f"{args.name}_{tag}.json").write_text(json.dumps(result, indent=1))
+
+
+def _compiled_graphs() -> int:
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
 
 
 def _profile(fn, sync):
@@ -310,9 +330,29 @@ def timeline(fn, sync) -> dict:
     # from the first range to the last range's end or its GPU work's end, whichever is later
     end = max([ranges[-1][1]] + [k[1] for k in kernels if k[2] >= ranges[0][0]]) if ranges else None
     wall = (end - ranges[0][0]) / 1e3 if ranges else None
+    classes: dict = {}
+    for e in events:
+        if e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset"):
+            kind = kernel_class(e["name"])
+            classes[kind] = classes.get(kind, 0.0) + e["dur"] / 1e3
     return {"wall_ms": round(wall, 1) if wall else None, "gpu_busy_ms": round(busy(kernels) / 1e3, 1),
+            "gpu_ms_by_kernel_class": {k: round(v, 1) for k, v in sorted(classes.items(), key=lambda kv: -kv[1])},
             "ranges": rows, "runtime_calls": [{"call": k, "ms": round(v[0], 2), "calls": v[1]}
                                               for k, v in sorted(runtime.items(), key=lambda kv: -kv[1][0])[:12]]}
+
+
+KERNEL_CLASSES = [  # first match wins: attention kernels are CUTLASS too
+    ("attention", re.compile(r"fmha|flash|attention|flex", re.I)),
+    ("gemm", re.compile(r"gemm|nvjet|xmma|cutlass|cublas", re.I)),
+    ("fused (Inductor)", re.compile(r"^triton_")),
+    ("copy, cat, fill", re.compile(r"memcpy|memset|copy|cat|fill", re.I)),
+]
+
+
+def kernel_class(name: str) -> str:
+    """A GPU kernel's class, from its name: attention, gemm, fused (Inductor), copy/cat/fill, or other
+    elementwise and reductions."""
+    return next((kind for kind, pattern in KERNEL_CLASSES if pattern.search(name)), "other elementwise, reductions")
 
 
 def profile_top(fn, sync, cuda: bool, rows: int = 15) -> list[dict]:

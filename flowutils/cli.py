@@ -78,6 +78,8 @@ def _sweep_parser(sub) -> None:
     s.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available; under torchrun "
                                                    "LOCAL_RANK picks the GPU)")
     s.add_argument("--batch-size", type=int, default=256, help="plans per batch of the fast backend")
+    s.add_argument("--compile", action="store_true", help="compile the decoder layers (FlowModel.compile): faster on a "
+                                                          "GPU once the first questions have paid the compilation")
     s.add_argument("--threads", type=_at_least_one, help="CPU threads (default: OMP_NUM_THREADS, which torchrun sets to 1, or "
                                               "with several ranks on the host an even share of its CPUs, else torch's)")
     s.add_argument("--shard", type=int, help="run shard i of --num-shards (default: torchrun's RANK/WORLD_SIZE)")
@@ -111,6 +113,8 @@ def _sweep(args) -> int:
         hashing = pool.submit(checkpoint_sha256, resolve(args.model)[0], hash_cache(args.out))
         fm = load(args.model, dtype=getattr(torch, args.dtype), device=device)
         hashing.result()
+    if args.compile:
+        fm.compile()
     table = run_sweep(fm, samples, flows, k=args.k, style=args.style, layers=args.layers, backend=args.backend,
                       sample_mode=args.sample_mode, num_frames=args.frames, out=args.out,
                       benchmark=manifests.manifest_identity(args.manifest), shard=args.shard,

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from torch.profiler import record_function
@@ -78,15 +79,20 @@ def run_baseline(fm: FlowModel, prepared: PreparedInput, record_rows=None) -> Ba
     inputs, outputs, positions = {}, {}, {}
     hooks = []
 
+    # the hooks only record: left out of compiled layers (FlowModel.compile), which would recompile per layer
+    @torch.compiler.disable
     def pre_hook(module, args, kwargs, i):
         inputs[i] = (args[0] if args else kwargs["hidden_states"]).detach()
         if i == 0:  # the positions the model computed itself (M-RoPE: from the video's grid)
             positions.update(ids=kwargs.get("position_ids"), emb=kwargs.get("position_embeddings"))
 
+    @torch.compiler.disable
+    def post_hook(module, args, out, i):
+        outputs[i] = (out[0] if isinstance(out, tuple) else out).detach()
+
     for i, layer in enumerate(fm.decoder.layers):
-        hooks.append(layer.register_forward_pre_hook(lambda m, a, kw, i=i: pre_hook(m, a, kw, i), with_kwargs=True))
-        hooks.append(layer.register_forward_hook(
-            lambda m, a, out, i=i: outputs.__setitem__(i, (out[0] if isinstance(out, tuple) else out).detach())))
+        hooks.append(layer.register_forward_pre_hook(partial(pre_hook, i=i), with_kwargs=True))
+        hooks.append(layer.register_forward_hook(partial(post_hook, i=i)))
     state = fm.state(prepared, capture_kv=True, record_rows=record_rows)
     try:
         out = fm.forward(prepared, state, logits_to_keep=1)

@@ -2,7 +2,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import unmodified_logits
+from conftest import tiny_llava_next_video, unmodified_logits
 from flowutils.knockout import flows, windows
 from flowutils.engine import generate, knockout_logits, run_baseline
 from flowutils.knockout.plan import KnockoutPlan
@@ -279,3 +279,28 @@ def test_interleaved_runs_the_heaviest_beside_the_lightest():
     assert _interleaved(jobs, list(work.values())) == ["aa", "bb", "cc", "dd"]
     # a beside b; b ends, d (the lightest left) takes its lane; a ends, c takes its lane
     assert log == ["a", "b", "a", "d", "a", "d", "c", "c"]
+
+
+def test_compiled_layers_equal_the_reference(samples):
+    """FlowModel.compile (Inductor-compiled decoder layers, knockout attention left eager) against the
+    eager reference, on two questions of different lengths: the second must compile nothing new."""
+    from torch._dynamo.utils import counters
+
+    fm = tiny_llava_next_video()  # its own copy: compiling changes the model in place
+    L = fm.n_layers
+    inputs, refs = [], []
+    for s in samples[1:3]:
+        p = fm.prepare(s.frames, s.question, s.candidates, s.answer)
+        plans = [KnockoutPlan.from_flows(p.layout, [f], w) for f in ALL_FLOWS for _, w in windows.sweep(L, 2)]
+        inputs.append((p, plans))
+        refs.append(knockout_logits(fm, p, plans, "reference").softmax(-1))
+    assert inputs[0][0].layout.n != inputs[1][0].layout.n
+    torch._dynamo.reset()
+    fm.compile()
+    graphs = []
+    for (p, plans), ref in zip(inputs, refs):
+        fast = knockout_logits(fm, p, plans, "fast", batch_size=3).softmax(-1)
+        graphs.append(counters["stats"]["unique_graphs"])
+        assert (ref - fast).abs().max() <= 1e-4
+    assert graphs[0] > 0, "nothing was compiled"
+    assert graphs[1] == graphs[0], "a question of another length compiled new graphs"

@@ -102,6 +102,19 @@ def test_a_notebook_sweep_reads_what_the_sweep_command_stored(bench, tmp_path, m
     assert table.sample_id.nunique() == 2 and sorted(table.layer.unique()) == [0, 5]
 
 
+def test_the_sweep_command_compiles_the_model_when_asked(bench, tmp_path, monkeypatch):
+    from flowutils.cli import main
+    from flowutils.models.flow_model import FlowModel
+
+    compiled = []
+    monkeypatch.setattr(FlowModel, "compile", lambda fm: compiled.append(fm.name) or fm)
+    argv = ["sweep", "--model", "toy-videollm", "--benchmark", str(bench), "--tasks", "object_count",
+            "--n-per-task", "1", "--flows", "video->last", "--layers", "0", "--sample-mode", "all",
+            "--device", "cpu", "--out", str(tmp_path / "sweeps")]
+    assert main(argv) == 0 and compiled == []
+    assert main(argv + ["--compile"]) == 0 and len(compiled) == 1
+
+
 def test_rerun_commands_name_only_parameters_the_notebooks_have():
     import json
     import shlex

@@ -261,6 +261,7 @@ def _packed_attention(query, key, value, pk, pv, bias, scaling):
     return (out_p.float() * w_p + out_o.float() * w_o).to(query.dtype)
 
 
+@torch.compiler.disable  # Python decisions per plan and layer: left out of a compiled decoder layer (FlowModel.compile)
 def flow_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, flow_knockout=None, **kwargs):
     """``query``: ``[batch, heads, q_len, head_dim]``; ``key``/``value``: ``[batch, kv_heads, len, head_dim]``.
 

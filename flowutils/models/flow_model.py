@@ -52,6 +52,17 @@ class FlowModel:
         self.lm_head = self.adapter.lm_head(model)
         self.layer_of = {id(layer.self_attn): i for i, layer in enumerate(self.decoder.layers)}
 
+    def compile(self) -> "FlowModel":
+        """Compile every decoder layer in place with ``torch.compile`` (``nn.Module.compile``; dynamic
+        shapes, since every question and batch of plans brings new lengths), so that Inductor fuses each
+        layer's norms, rotary embedding and MLP activation; the knockout attention function stays eager
+        (it is excluded from compilation). The same operations, so the same results up to float
+        rounding; on a GPU the fast engine's elementwise work shrinks (the Performance page). The first
+        questions pay the compilation (a minute or so on a GPU)."""
+        for layer in self.decoder.layers:
+            layer.compile(dynamic=True)
+        return self
+
     @property
     def n_layers(self) -> int:
         return len(self.decoder.layers)
@@ -109,8 +120,9 @@ class FlowModel:
 
     @torch.no_grad()
     def forward(self, prepared: PreparedInput, state: KnockoutState | None = None, **kwargs):
-        """One full forward of the unchanged model (``state``: knockout / capture / records)."""
-        return self.model(**prepared.inputs, flow_knockout=state, **kwargs)
+        """One full forward of the unchanged model (``state``: knockout / capture / records), without a
+        KV cache: nothing here generates, and the fast engine captures keys/values itself."""
+        return self.model(**prepared.inputs, flow_knockout=state, **{"use_cache": False, **kwargs})
 
 
 def _processor_encode(fm: FlowModel, text: str, frames: np.ndarray) -> VideoEncoding:

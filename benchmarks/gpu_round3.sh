@@ -1,8 +1,11 @@
 #!/bin/bash
-# Issue 16's third round on one GPU in one device call. Usage: OUT=<dir> bash benchmarks/gpu_round3.sh [steps]
-# steps (default "main levers"): main = 7B x 8 frames against the full reference, with the profile and the
-# timeline; levers = FlexAttention block masks, larger batches, torch.compile of the decoder layers, each
-# timed with its profile; compiled = main, with fast also timed with torch.compile of the decoder layers (after the same question eager); scaling = 7B x 16/32 frames and 13B x 8 frames.
+# Issue 16's GPU runs on one GPU in one device call. Usage: OUT=<dir> bash benchmarks/gpu_round3.sh [steps]
+# steps (default "main levers"):
+#   main       7B x 8 frames against the full reference, with the profile and the timeline;
+#   levers     FlexAttention block masks, larger batches, compiled decoder layers, each timed with its profile;
+#   compiled   main, with fast timed eager and then with compiled decoder layers (FlowModel.compile) on the same question;
+#   scaling    7B x 16/32 frames and 13B x 8 frames (EXTRA="--compile" compiles their layers);
+#   throughput 64 questions end to end, eager and compiled (needs .gpu/shard/pay carried).
 set -u
 cd "$(dirname "$0")/.."
 log() { echo "== $(date +%T) $*" | tee -a "$OUT/log.txt"; }
@@ -16,9 +19,15 @@ for s in ${1:-main levers}; do
     levers) step 150 python3 benchmarks/knockout_sweep.py --explore 256:8192,256:16384 --flex on --out "$OUT"
             step 240 python3 benchmarks/knockout_sweep.py --explore 256:8192,256:16384 --compile --out "$OUT" ;;
     compiled) step 400 python3 benchmarks/knockout_sweep.py --profile --compile --name compiled_layers --out "$OUT" ;;
-    scaling) step 150 python3 benchmarks/knockout_sweep.py --frames 32 --reference-plans 16 --name scaling_7b_32f --out "$OUT"
-             step 100 python3 benchmarks/knockout_sweep.py --frames 16 --reference-plans 32 --name scaling_7b_16f --out "$OUT"
-             step 100 python3 benchmarks/knockout_sweep.py --shape 13b --reference-plans 32 --name scaling_13b_8f --out "$OUT" ;;
+    scaling) step 150 python3 benchmarks/knockout_sweep.py --frames 32 --reference-plans 16 --name scaling_7b_32f ${EXTRA:-} --out "$OUT"
+             step 100 python3 benchmarks/knockout_sweep.py --frames 16 --reference-plans 32 --name scaling_7b_16f ${EXTRA:-} --out "$OUT"
+             step 100 python3 benchmarks/knockout_sweep.py --shape 13b --reference-plans 32 --name scaling_13b_8f ${EXTRA:-} --out "$OUT" ;;
+    # needs the rendered benchmark and a decord build carried in .gpu/shard/pay (the device has no decord)
+    throughput) mkdir -p /tmp/dd && tar xJf .gpu/shard/pay/decord.tar.xz -C /tmp/dd
+                for c in "" --compile; do
+                  step 400 env PYTHONPATH="/tmp/dd:$PWD" python3 benchmarks/throughput.py --benchmark .gpu/shard/pay/bench-200 \
+                    --workdir /tmp/tp $c --json "$OUT/throughput${c:+_compiled}.json"
+                done ;;
   esac
 done
 log done

@@ -50,7 +50,9 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--benchmark", help="synthetic benchmark folder (rendered there if missing; needs PyAV)")
     ap.add_argument("--workdir", default="/tmp/flowutils-throughput")
-    ap.add_argument("--json", help="default: benchmarks/results/throughput_<gpu>.json")
+    ap.add_argument("--compile", action="store_true", help="sweep --compile (compiled decoder layers; the "
+                                                           "compilation counts in the wall time)")
+    ap.add_argument("--json", help="default: benchmarks/results/throughput_<gpu>[_compiled].json")
     args = ap.parse_args()
 
     import torch
@@ -76,6 +78,7 @@ def main() -> None:
     sweep_args = ["--model", str(checkpoint), "--benchmark", str(bench), "--manifest", "synthetic",
                   "--tasks", *TASKS, "--n-per-task", str(args.n_per_task), "--family", *FAMILIES,
                   "--sample-mode", "all", "--frames", str(args.frames), "--dtype", dtype, "--device", device]
+    sweep_args += ["--compile"] if args.compile else []
     warm_up([device])
     timed = run([sys.executable], sweep_args, work / "results", work / "log.txt")
     store = next(d for d in (work / "results").iterdir() if d.is_dir())
@@ -92,6 +95,7 @@ def main() -> None:
         "frames": args.frames, "tasks": TASKS, "questions": n_questions, "rows": len(rows),
         "question_and_option_tokens": {"min": min(lengths), "max": max(lengths), "distinct": len(set(lengths))},
         "sweep": "the paper's four flow families, every layer, k = 9 (scaled), sample_mode all, backend fast",
+        "compiled_layers": args.compile,
         "command": timed["command"],
         "wall_s": round(timed["wall_s"], 2), "sweep_s": shard["sweep_s"], "startup_s": shard["startup_s"],
         "questions_per_hour": round(n_questions / timed["wall_s"] * 3600, 1),
@@ -100,7 +104,7 @@ def main() -> None:
         "included": "launch, imports, loading and hashing the checkpoint, video decoding, processor, vision tower, "
                     "baseline, knockouts, result store writes",
     }
-    out = Path(args.json or ROOT / "benchmarks" / "results" / f"throughput_{gpu.replace('NVIDIA ', '').split()[0]}.json")
+    out = Path(args.json or ROOT / "benchmarks" / "results" / f"throughput_{gpu.replace('NVIDIA ', '').split()[0]}{'_compiled' if args.compile else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))

@@ -205,6 +205,11 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
             state = fm.state(prepared, mode="reference", plans=[plan])
             out[i] = fm.forward(prepared, state, logits_to_keep=1).logits[0, -1].float().cpu()
         return out
+    window = getattr(fm.decoder.config, "sliding_window", None)
+    if window is not None and prepared.layout.n > window:  # fast attention is full causal attention
+        raise ValueError(f"{fm.name}: question {prepared.sample_id or '(unnamed)'} has {prepared.layout.n} tokens, more "
+                         f"than the model's sliding attention window ({window}), which backend='fast' does not apply; "
+                         f"valid for it: backend='reference'")
     # named ranges for torch.profiler (benchmarks/knockout_sweep.py --profile times each one)
     with record_function("flow_knockout.baseline"):
         base = baseline or run_baseline(fm, prepared)

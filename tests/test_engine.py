@@ -304,3 +304,14 @@ def test_compiled_layers_equal_the_reference(samples):
         assert (ref - fast).abs().max() <= 1e-4
     assert graphs[0] > 0, "nothing was compiled"
     assert graphs[1] == graphs[0], "a question of another length compiled new graphs"
+
+
+def test_fast_refuses_a_question_longer_than_a_sliding_window(samples, monkeypatch):
+    fm = tiny_llava_next_video()
+    s = samples[0]
+    p = fm.prepare(s.frames, s.question, s.candidates, s.answer, sample_id="q7")
+    monkeypatch.setattr(fm.decoder.config, "sliding_window", p.layout.n - 1, raising=False)
+    with pytest.raises(ValueError, match=r"q7 has \d+ tokens.*sliding attention window.*backend='reference'"):
+        knockout_logits(fm, p, [KnockoutPlan()], "fast")
+    monkeypatch.setattr(fm.decoder.config, "sliding_window", p.layout.n, raising=False)
+    knockout_logits(fm, p, [KnockoutPlan()], "fast")

@@ -279,6 +279,7 @@ def flow_attention(module, query, key, value, attention_mask, scaling=None, drop
     if state.capture_kv:
         state.kv[layer] = (key.detach(), value.detach())
     batch, heads, q_len, head_dim = query.shape
+    rep = heads // key.shape[1]  # grouped-query attention: query heads per key/value head
     scaling = head_dim**-0.5 if scaling is None else scaling
     prefix = state.prefix_kv[layer] if state.prefix_kv is not None else None
     if prefix is not None and state.record_rows is not None:
@@ -297,8 +298,8 @@ def flow_attention(module, query, key, value, attention_mask, scaling=None, drop
         if attention_mask is None:
             if not any(layer in p.cut_layers for p in state.plans or []) and query.is_cuda:
                 # nothing cut: causal with the queries at the end, which the flash kernel does without a mask
-                out = _sdpa(query, _repeat_kv(key, heads // key.shape[1]), _repeat_kv(value, heads // value.shape[1]),
-                            causal_lower_right(q_len, k_len), scaling, False)
+                out = _sdpa(query, _repeat_kv(key, rep), _repeat_kv(value, rep), causal_lower_right(q_len, k_len),
+                            scaling, False)
                 return out.transpose(1, 2), None
             if USE_FLEX:
                 mask = state.block_mask(layer, q_start, q_len, k_len, batch, query.device)
@@ -307,8 +308,7 @@ def flow_attention(module, query, key, value, attention_mask, scaling=None, drop
         if attention_mask is not None:  # a full forward: the model's own mask (padding) too
             allowed = _allowed(attention_mask, q_start, q_len, k_len, query.device)
             bias, whole_rows = bias.masked_fill(~allowed, float("-inf")), True
-        out = _sdpa(query, _repeat_kv(key, heads // key.shape[1]), _repeat_kv(value, heads // value.shape[1]),
-                    bias, scaling, whole_rows)
+        out = _sdpa(query, _repeat_kv(key, rep), _repeat_kv(value, rep), bias, scaling, whole_rows)
         return out.transpose(1, 2), None
 
     allowed = _allowed(attention_mask, q_start, q_len, k_len, query.device)
@@ -318,8 +318,8 @@ def flow_attention(module, query, key, value, attention_mask, scaling=None, drop
     if prefix is not None:
         key = torch.cat([prefix[0].expand(batch, -1, -1, -1), key], dim=2)
         value = torch.cat([prefix[1].expand(batch, -1, -1, -1), value], dim=2)
-    key = _repeat_kv(key, heads // key.shape[1])
-    value = _repeat_kv(value, heads // value.shape[1])
+    key = _repeat_kv(key, rep)
+    value = _repeat_kv(value, rep)
 
     if state.record_rows is not None:
         rows = [p - q_start for p in state.record_rows if q_start <= p < k_len]

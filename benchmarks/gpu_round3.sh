@@ -5,7 +5,10 @@
 #   levers     FlexAttention block masks, larger batches, compiled decoder layers, each timed with its profile;
 #   compiled   main, with fast timed eager and then with compiled decoder layers (FlowModel.compile) on the same question;
 #   scaling    7B x 16/32 frames and 13B x 8 frames (EXTRA="--compile" compiles their layers);
-#   throughput 64 questions end to end, eager and compiled (needs .gpu/shard/pay carried).
+#   throughput 64 questions end to end, eager and compiled. The device has neither PyAV nor decord: carry a
+#              rendered benchmark and a decord build in .gpu/shard/pay (git-excluded), made here with
+#              .venv/bin/python -m flowutils data --root .gpu/shard/pay --n-per-task 200   (prints its folder: BENCH)
+#              tar cJf .gpu/shard/pay/decord.tar.xz -C .venv/lib/python3.11/site-packages decord decord.libs
 set -u
 cd "$(dirname "$0")/.."
 log() { echo "== $(date +%T) $*" | tee -a "$OUT/log.txt"; }
@@ -19,13 +22,12 @@ for s in ${1:-main levers}; do
     levers) step 150 python3 benchmarks/knockout_sweep.py --explore 256:8192,256:16384 --flex on --out "$OUT"
             step 240 python3 benchmarks/knockout_sweep.py --explore 256:8192,256:16384 --compile --out "$OUT" ;;
     compiled) step 400 python3 benchmarks/knockout_sweep.py --profile --compile --name compiled_layers --out "$OUT" ;;
-    scaling) step 150 python3 benchmarks/knockout_sweep.py --frames 32 --reference-plans 16 --name scaling_7b_32f ${EXTRA:-} --out "$OUT"
-             step 100 python3 benchmarks/knockout_sweep.py --frames 16 --reference-plans 32 --name scaling_7b_16f ${EXTRA:-} --out "$OUT"
-             step 100 python3 benchmarks/knockout_sweep.py --shape 13b --reference-plans 32 --name scaling_13b_8f ${EXTRA:-} --out "$OUT" ;;
-    # needs the rendered benchmark and a decord build carried in .gpu/shard/pay (the device has no decord)
+    scaling) step 240 python3 benchmarks/knockout_sweep.py --frames 32 --reference-plans 16 --name scaling_7b_32f ${EXTRA:-} --out "$OUT"
+             step 180 python3 benchmarks/knockout_sweep.py --frames 16 --reference-plans 32 --name scaling_7b_16f ${EXTRA:-} --out "$OUT"
+             step 180 python3 benchmarks/knockout_sweep.py --shape 13b --reference-plans 32 --name scaling_13b_8f ${EXTRA:-} --out "$OUT" ;;
     throughput) mkdir -p /tmp/dd && tar xJf .gpu/shard/pay/decord.tar.xz -C /tmp/dd
                 for c in "" --compile; do
-                  step 400 env PYTHONPATH="/tmp/dd:$PWD" python3 benchmarks/throughput.py --benchmark .gpu/shard/pay/bench-200 \
+                  step 400 env PYTHONPATH="/tmp/dd:$PWD" python3 benchmarks/throughput.py --benchmark "${BENCH:-.gpu/shard/pay/bench-200}" \
                     --workdir /tmp/tp $c --json "$OUT/throughput${c:+_compiled}.json"
                 done ;;
   esac

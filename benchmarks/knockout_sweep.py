@@ -181,6 +181,9 @@ def main():
         timed(lambda: knockout_logits(fm, warm, sweep_plans(warm.layout), "fast", args.batch_size,
                                       max_batch_tokens=args.max_batch_tokens))
 
+    if args.compile:  # a layer that falls back to eager at dynamo's recompile limit would be timed as compiled
+        torch._dynamo.config.fail_on_recompile_limit_hit = True
+
     def run_fast():
         return knockout_logits(fm, prepared, plans, "fast", args.batch_size, max_batch_tokens=args.max_batch_tokens)
 
@@ -345,7 +348,7 @@ KERNEL_CLASSES = [  # first match wins: attention kernels are CUTLASS too
     ("attention", re.compile(r"fmha|flash|attention|flex", re.I)),
     ("gemm", re.compile(r"gemm|nvjet|xmma|cutlass|cublas", re.I)),
     ("fused (Inductor)", re.compile(r"^triton_")),
-    ("copy, cat, fill", re.compile(r"memcpy|memset|copy|cat|fill", re.I)),
+    ("copy, cat, fill", re.compile(r"memcpy|memset|copy|\bcat|fill", re.I)),  # copy: dtype casts too; not scatter
 ]
 
 

@@ -230,18 +230,20 @@ def generate(fm: FlowModel, prepared: PreparedInput, plan: KnockoutPlan | None =
     """Greedy open-ended continuation under ``plan``; decode steps inherit the last position's cuts.
 
     A plain greedy loop over the model's own forward with its KV cache (``generate()`` rejects
-    keyword arguments it does not know, such as the knockout state).
+    keyword arguments it does not know, such as the knockout state). Eager even in compiled layers
+    (:meth:`FlowModel.compile`): the cache's per-layer state would recompile them for every layer and step.
     """
     state = fm.state(prepared, mode=mode, plans=[plan] if plan is not None else None)
-    out = fm.forward(prepared, state, use_cache=True, logits_to_keep=1)
-    mask = prepared.inputs["attention_mask"]
     new = []
-    for _ in range(max_new_tokens):
-        token = out.logits[:, -1].argmax(-1, keepdim=True)
-        new.append(int(token))
-        if new[-1] == fm.tokenizer.eos_token_id:
-            break
-        mask = torch.cat([mask, torch.ones_like(token)], dim=1)
-        out = fm.model(input_ids=token, attention_mask=mask, past_key_values=out.past_key_values, use_cache=True,
-                       flow_knockout=state)
+    with torch.compiler.set_stance("force_eager"):
+        out = fm.forward(prepared, state, use_cache=True, logits_to_keep=1)
+        mask = prepared.inputs["attention_mask"]
+        for _ in range(max_new_tokens):
+            token = out.logits[:, -1].argmax(-1, keepdim=True)
+            new.append(int(token))
+            if new[-1] == fm.tokenizer.eos_token_id:
+                break
+            mask = torch.cat([mask, torch.ones_like(token)], dim=1)
+            out = fm.model(input_ids=token, attention_mask=mask, past_key_values=out.past_key_values, use_cache=True,
+                           flow_knockout=state)
     return fm.tokenizer.decode(new, skip_special_tokens=True)

@@ -58,7 +58,13 @@ class FlowModel:
         layer's norms, rotary embedding and MLP activation; the knockout attention function stays eager
         (it is excluded from compilation). The same operations, so the same results up to float
         rounding; on a GPU the fast engine's elementwise work shrinks (the Performance page). The first
-        questions pay the compilation (a minute or so on a GPU)."""
+        questions pay the compilation. ``generate`` runs the layers eagerly (its KV cache would recompile them
+        per layer and step)."""
+        import torch._dynamo
+
+        # a compilation per kind of call: one plan or several, one query or several, expanded inputs, the
+        # baseline's mask or none: 7 on the tests' tiny model, against dynamo's default limit of 8
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         for layer in self.decoder.layers:
             layer.compile(dynamic=True)
         return self

@@ -204,8 +204,9 @@ def main():
                   f"{flops(b, tokens) / t / 1e12:.0f} TFLOP/s", flush=True)
         attention.PACK_ABOVE_BYTES = DEFAULT_PACK
 
-        print(profile_table(run_fast, sync), flush=True)
-        print("timeline", json.dumps(timeline(run_fast, sync), indent=1), flush=True)
+        prof = _profile(run_fast, sync)
+        print(profile_table(prof), flush=True)
+        print("timeline", json.dumps(timeline(prof), indent=1), flush=True)
         return
     # the reference first, always eager (the paper's method); then fast, compiled with --compile
     subset = list(range(len(plans)))
@@ -221,7 +222,7 @@ def main():
         _, t, _ = timed(run_fast)
         eager["fast_eager_s_per_sample"] = round(t, 3)
         if args.profile:
-            eager["timeline_eager"] = timeline(run_fast, sync)
+            eager["timeline_eager"] = timeline(_profile(run_fast, sync))
         print(f"fast eager: {t:.2f} s/sample", flush=True)
         fm.compile()
     warm_up()
@@ -259,8 +260,9 @@ def main():
     }
     result.update(eager)
     if args.profile:
-        result["profile_top"] = profile_top(run_fast, sync, cuda)
-        result["timeline"] = timeline(run_fast, sync)
+        prof = _profile(run_fast, sync)  # one profiled run for both
+        result["profile_top"] = profile_top(prof, cuda)
+        result["timeline"] = timeline(prof)
     print(json.dumps(result, indent=1))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -284,20 +286,18 @@ def _profile(fn, sync):
     return prof
 
 
-def profile_table(fn, sync) -> str:
-    prof = _profile(fn, sync)
+def profile_table(prof) -> str:
     return prof.key_averages().table(sort_by="cuda_time_total" if torch.cuda.is_available() else "cpu_time_total",
                                      row_limit=25)
 
 
-def timeline(fn, sync) -> dict:
-    """Where the wall time of ``fn`` goes, from a profiler trace: per engine range (the baseline, each
+def timeline(prof) -> dict:
+    """Where the wall time of the profiled run goes, from its trace: per engine range (the baseline, each
     batch; ``record_function`` names in :mod:`flowutils.engine`) the CPU wall time spent in it and the
     busy time of the GPU kernels it launched; over all, GPU busy against wall, and the CUDA runtime calls by name
     (synchronisations, allocations: where the CPU waits or the GPU starves)."""
     import tempfile
 
-    prof = _profile(fn, sync)
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         prof.export_chrome_trace(f.name)
         events = json.loads(Path(f.name).read_text())["traceEvents"]
@@ -358,9 +358,9 @@ def kernel_class(name: str) -> str:
     return next((kind for kind, pattern in KERNEL_CLASSES if pattern.search(name)), "other elementwise, reductions")
 
 
-def profile_top(fn, sync, cuda: bool, rows: int = 15) -> list[dict]:
+def profile_top(prof, cuda: bool, rows: int = 15) -> list[dict]:
     """The ops with the most self device time (CPU time without a GPU), in ms per question."""
-    events = _profile(fn, sync).key_averages()
+    events = prof.key_averages()
     attr = "self_device_time_total" if cuda else "self_cpu_time_total"
     top = sorted(events, key=lambda e: -getattr(e, attr))[:rows]
     return [{"op": e.key, "self_ms": round(getattr(e, attr) / 1e3, 2), "calls": e.count} for e in top]

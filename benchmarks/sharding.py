@@ -61,6 +61,22 @@ SIZES = {  # ToyConfig fields: "gpu": a ~0.8B-parameter Llama text model, "tiny"
 NO_MULTICAST = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
 
 
+def workdir_inputs(work: Path, size: str, fields: dict, dtype, device: str, benchmark: str | None,
+                   n_per_task: int) -> tuple[Path, Path]:
+    """``(checkpoint, benchmark)`` in ``work``: the random-weight checkpoint ``checkpoint-<size>`` and the
+    synthetic benchmark (or ``benchmark``), each built only where missing, so that reruns reuse them."""
+    from flowutils.data import synthetic
+
+    work.mkdir(parents=True, exist_ok=True)
+    checkpoint = work / f"checkpoint-{size}"
+    if not (checkpoint / "config.json").is_file():
+        build_checkpoint(checkpoint, fields, dtype, device)
+    bench = Path(benchmark or work / f"benchmark-{n_per_task}")
+    if not (bench / "benchmark_info.json").is_file():
+        synthetic.write_benchmark(bench, n_per_task, seed=0, split="test", progress=False)
+    return checkpoint, bench
+
+
 def build_checkpoint(path: Path, fields: dict, dtype, device: str = "cpu") -> None:
     """Save the seeded random-weight model (``ToyConfig`` ``fields``, built on ``device``, then cast to
     ``dtype``) and its processor to ``path``."""
@@ -147,18 +163,12 @@ def main() -> None:
     import torch
 
     from flowutils.analysis import load_results
-    from flowutils.data import synthetic
     from flowutils.knockout.flows import FAMILIES
 
     work = Path(args.workdir)
-    work.mkdir(parents=True, exist_ok=True)
-    checkpoint = work / f"checkpoint-{args.size}"
     dtype = "bfloat16" if args.size == "gpu" else "float32"
-    if not (checkpoint / "config.json").is_file():
-        build_checkpoint(checkpoint, SIZES[args.size], getattr(torch, dtype))
-    bench = Path(args.benchmark or work / f"benchmark-{args.n_per_task}")
-    if not (bench / "benchmark_info.json").is_file():
-        synthetic.write_benchmark(bench, args.n_per_task, seed=0, split="test", progress=False)
+    checkpoint, bench = workdir_inputs(work, args.size, SIZES[args.size], getattr(torch, dtype), "cpu", args.benchmark,
+                                       args.n_per_task)
     sweep_args = ["--model", str(checkpoint), "--benchmark", str(bench), "--manifest", "synthetic",
                   "--n-per-task", str(args.n_per_task), "--family", *FAMILIES, "--sample-mode", "all",
                   "--frames", str(args.frames), "--dtype", dtype]

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from sharding import SIZES as SHARDING_SIZES, build_checkpoint, parameter_count, run, shard_times, warm_up  # noqa: E402
+from sharding import SIZES as SHARDING_SIZES, parameter_count, run, shard_times, warm_up, workdir_inputs  # noqa: E402
 
 TASKS = ["action_antonym", "action_sequence", "scene_transition", "object_count"]
 SIZES = {  # ToyConfig fields
@@ -60,20 +60,14 @@ def main() -> None:
 
     from flowutils.analysis import load_results
     from flowutils.analysis.store import load_questions
-    from flowutils.data import synthetic
     from flowutils.data.tvbench import load_benchmark
     from flowutils.knockout.flows import FAMILIES
 
     work = Path(args.workdir)
-    work.mkdir(parents=True, exist_ok=True)
-    checkpoint = work / f"checkpoint-{args.size}"
     dtype = "bfloat16" if args.device == "cuda" else "float32"
-    if not (checkpoint / "config.json").is_file():
-        # built on the GPU: a 7B model initialises in seconds there, minutes on CPUs
-        build_checkpoint(checkpoint, SIZES[args.size], getattr(torch, dtype), args.device)
-    bench = Path(args.benchmark or work / f"benchmark-{args.n_per_task}")
-    if not (bench / "benchmark_info.json").is_file():
-        synthetic.write_benchmark(bench, args.n_per_task, seed=0, split="test", progress=False)
+    # the checkpoint is built on the GPU: a 7B model initialises in seconds there, minutes on CPUs
+    checkpoint, bench = workdir_inputs(work, args.size, SIZES[args.size], getattr(torch, dtype), args.device,
+                                       args.benchmark, args.n_per_task)
     device = "cuda:0" if args.device == "cuda" else "cpu"
     sweep_args = ["--model", str(checkpoint), "--benchmark", str(bench), "--manifest", "synthetic",
                   "--tasks", *TASKS, "--n-per-task", str(args.n_per_task), "--family", *FAMILIES,

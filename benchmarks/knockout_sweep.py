@@ -301,29 +301,44 @@ def timeline(prof) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         prof.export_chrome_trace(f.name)
         events = json.loads(Path(f.name).read_text())["traceEvents"]
+    # cuBLAS and Triton launch through the driver API: without its events their kernels would count for
+    # whatever range the host was in when they ran
     launch = {e["args"]["correlation"]: e["ts"] for e in events
-              if e.get("cat") == "cuda_runtime" and "correlation" in e.get("args", {})}
-    kernels = sorted((e["ts"], e["ts"] + e["dur"], launch.get(e["args"].get("correlation"), e["ts"]))
+              if e.get("cat") in ("cuda_runtime", "cuda_driver") and "correlation" in e.get("args", {})}
+    kernels = sorted((e["ts"], e["ts"] + e["dur"], launch.get(e["args"].get("correlation"), e["ts"]), e["name"])
                      for e in events if e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset"))
 
     def busy(intervals):
         total, end = 0.0, float("-inf")
-        for a, b, _ in intervals:
+        for a, b, *_ in intervals:
             total += max(0.0, b - max(a, end))
             end = max(end, b)
         return total
 
     ranges = sorted((e["ts"], e["ts"] + e["dur"], e["name"]) for e in events
                     if e.get("cat") == "user_annotation" and e["name"].startswith("flow_knockout."))
+    # the GPU's idle gaps, each charged to the range whose host launched the kernel that ended it
+    idle, end = [], float("-inf")
+    for a, b, launched, _ in kernels:
+        if a - end > 5:  # microseconds
+            idle.append((launched, a - end))
+        end = max(end, b)
     by_name: dict = {}  # a batch runs layer by layer in turn with another: one range per layer, summed
     for a, b, name in ranges:
         mine = [k for k in kernels if a <= k[2] <= b]
         r = by_name.setdefault(name, {"range": name.removeprefix("flow_knockout."), "wall_ms": 0.0,
-                                      "gpu_busy_ms": 0.0, "kernels": 0})
+                                      "gpu_busy_ms": 0.0, "gpu_idle_ms": 0.0, "kernels": 0, "by_class": {},
+                                      "by_kernel": {}})
+        r["gpu_idle_ms"] += sum(gap for launched, gap in idle if a <= launched <= b) / 1e3
         r["wall_ms"] += (b - a) / 1e3
         r["gpu_busy_ms"] += busy(mine) / 1e3
         r["kernels"] += len(mine)
-    rows = [dict(r, wall_ms=round(r["wall_ms"], 2), gpu_busy_ms=round(r["gpu_busy_ms"], 2)) for r in by_name.values()]
+        for k in mine:  # which kernels a range's GPU time goes to
+            for key, table in ((kernel_class(k[3]), r["by_class"]), (k[3][:90], r["by_kernel"])):
+                table[key] = table.get(key, 0.0) + (k[1] - k[0]) / 1e3
+    rows = [dict(r, wall_ms=round(r["wall_ms"], 2), gpu_busy_ms=round(r["gpu_busy_ms"], 2),
+                 gpu_idle_ms=round(r["gpu_idle_ms"], 2),
+                 by_class=_top(r["by_class"]), by_kernel=_top(r["by_kernel"], 6)) for r in by_name.values()]
     runtime: dict = {}
     for e in events:
         if e.get("cat") == "cuda_runtime":
@@ -339,9 +354,16 @@ def timeline(prof) -> dict:
             kind = kernel_class(e["name"])
             classes[kind] = classes.get(kind, 0.0) + e["dur"] / 1e3
     return {"wall_ms": round(wall, 1) if wall else None, "gpu_busy_ms": round(busy(kernels) / 1e3, 1),
+            "gpu_idle_outside_ranges_ms": round(sum(gap for launched, gap in idle if ranges and launched >= ranges[0][0]
+                                                    and not any(a <= launched <= b for a, b, _ in ranges)) / 1e3, 1),
             "gpu_ms_by_kernel_class": {k: round(v, 1) for k, v in sorted(classes.items(), key=lambda kv: -kv[1])},
             "ranges": rows, "runtime_calls": [{"call": k, "ms": round(v[0], 2), "calls": v[1]}
                                               for k, v in sorted(runtime.items(), key=lambda kv: -kv[1][0])[:12]]}
+
+
+def _top(ms: dict, rows: int | None = None) -> dict:
+    """``{name: ms}`` rounded, largest first, the first ``rows``."""
+    return {k: round(v, 2) for k, v in sorted(ms.items(), key=lambda kv: -kv[1])[:rows]}
 
 
 KERNEL_CLASSES = [  # first match wins: attention kernels are CUTLASS too

@@ -140,7 +140,8 @@ def _recompute(fm: FlowModel, prepared: PreparedInput, base: Baseline, plans, t0
             if l in base.between:
                 hidden = hidden + base.between[l][:, t0:]
         yield
-    return fm.lm_head(fm.decoder.norm(hidden[:, -1:]))[:, -1].float()
+    with record_function(name):
+        return fm.lm_head(fm.decoder.norm(hidden[:, -1:]))[:, -1].float()
 
 
 def _interleaved(jobs: list, work: list) -> list:
@@ -196,9 +197,10 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
         raise ValueError(f"unknown backend {backend!r}; valid: {BACKENDS}")
     plans = list(plans)
     shared = {}  # the sweep's plans of one flow share its cut edges
-    for plan in plans:
-        plan.validate(fm.n_layers, prepared.layout.n)
-        plan.prepare(prepared.layout.n, fm.device, shared)
+    with record_function("flow_knockout.prepare"):
+        for plan in plans:
+            plan.validate(fm.n_layers, prepared.layout.n)
+            plan.prepare(prepared.layout.n, fm.device, shared)
     out = torch.empty(len(plans), fm.lm_head.out_features)
     if backend == "reference":
         for i, plan in enumerate(plans):
@@ -218,9 +220,10 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
     logits = _interleaved([_recompute(fm, prepared, base, [plans[i] for i in chunk], t0) for chunk, t0 in chunks],
                           [sum((fm.n_layers - plans[i].first_layer) * (n - t0) for i in chunk) for chunk, t0 in chunks])
     # copies at the end: no batch waits for the GPU to finish the one before
-    out[:] = base.logits.cpu()
-    if chunks:
-        out[[i for chunk, _ in chunks for i in chunk]] = torch.cat(logits).cpu()
+    with record_function("flow_knockout.copy"):
+        out[:] = base.logits.cpu()
+        if chunks:
+            out[[i for chunk, _ in chunks for i in chunk]] = torch.cat(logits).cpu()
     return out
 
 

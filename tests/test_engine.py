@@ -226,6 +226,13 @@ def test_attend_on_cuda_equals_its_cpu_twin():
         finite = torch.isfinite(lse)
         assert (lse[finite] - lse_c.cpu()[finite]).abs().max() <= 1e-4
         assert (out - out_c.cpu()).abs().max() <= 1e-4
+        for causal in (False, True):  # no bias: the flash kernel in half precision (packed rows that cut nothing)
+            n = q if causal else k
+            half = [x.cuda().bfloat16() for x in (query, key[:, :, :n], value[:, :, :n])]
+            out, lse = _attend(*[x.float().cpu() for x in half], None, 0.125, causal=causal)
+            out_c, lse_c = _attend(*half, None, 0.125, causal=causal)
+            assert (lse - lse_c.cpu()).abs().max() <= 1e-3
+            assert (out - out_c.float().cpu()).abs().max() <= 2e-2  # bf16 outputs
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA's sync debug mode; runs on a GPU")
@@ -320,3 +327,39 @@ def test_fast_refuses_a_question_longer_than_a_sliding_window(samples, monkeypat
         knockout_logits(fm, p, [KnockoutPlan()], "fast")
     monkeypatch.setattr(fm.decoder.config, "sliding_window", p.layout.n, raising=False)
     knockout_logits(fm, p, [KnockoutPlan()], "fast")
+
+
+@pytest.mark.parametrize("pack_above", [None, 0])
+def test_rows_that_cut_nothing_take_the_unmasked_kernels(tiny, samples, monkeypatch, pack_above):
+    """On a GPU the rows of a batch whose plans cut nothing in a layer get unmasked (flash) attention and the
+    others the masked kernel, with the prefix copied per plan and shared; here the CPU takes the same split
+    (``FLASH_DEVICES``), against the reference, on the paper's sweep (batches that mix both kinds of rows)."""
+    from flowutils.knockout import attention
+
+    monkeypatch.setattr(attention, "FLASH_DEVICES", ("cuda", "cpu"))
+    if pack_above is not None:
+        monkeypatch.setattr(attention, "PACK_ABOVE_BYTES", pack_above)
+    split = []
+    by_rows, packed = attention._by_rows, attention._packed_attention
+    monkeypatch.setattr(attention, "_by_rows", lambda *a: split.append(a[4]) or by_rows(*a))
+    monkeypatch.setattr(attention, "_packed_attention", lambda *a: split.append(a[-1]) or packed(*a))
+    s = samples[1]
+    p = tiny.prepare(s.frames, s.question, s.candidates, s.answer)
+    L = tiny.n_layers
+    plans = [KnockoutPlan.from_flows(p.layout, [f], w) for fam in flows.FAMILIES.values() for f in fam
+             for _, w in windows.sweep(L, 2)]
+    lay = p.layout  # and a row that loses every key
+    plans.append(KnockoutPlan({l: [(torch.tensor(lay.last), torch.arange(lay.n))] for l in range(1, 3)}))
+    ref = knockout_logits(tiny, p, plans, "reference").softmax(-1)
+    fast = knockout_logits(tiny, p, plans, "fast", batch_size=4).softmax(-1)
+    assert (ref - fast).abs().max() <= 1e-4
+    assert any(any(c) and not all(c) for c in split)  # some batch mixed rows that cut and rows that did not
+
+
+def test_runs_and_prefix_buffer():
+    from flowutils.knockout.attention import _runs, _with_prefix
+
+    assert _runs([True, True, False, True]) == [(0, 2, True), (2, 3, False), (3, 4, True)]
+    assert _runs([False]) == [(0, 1, False)]
+    prefix, own = torch.randn(1, 2, 3, 4), torch.randn(5, 6, 2, 4).transpose(1, 2)  # strided, as a model's keys
+    assert torch.equal(_with_prefix(prefix, own), torch.cat([prefix.expand(5, -1, -1, -1), own], dim=2))

@@ -17,8 +17,9 @@ plan's cut edges of layer ``l`` (all heads). Two modes:
   batch row) and, optionally, the baseline keys/values of positions before the first recomputed
   query (``prefix_kv``), so that only later positions are recomputed. The mask is additive, built
   once per batch and layer from the plans' compact cuts (:class:`flowutils.knockout.plan.CompactCut`;
-  rows with equal cuts share it); in a layer where no plan of the batch cuts anything a GPU gets
-  ``causal_lower_right`` instead, which the flash kernel applies without reading a mask. The
+  rows with equal cuts share it); on a GPU the rows (plans) that cut nothing in a layer get
+  ``causal_lower_right`` instead, which the flash kernel applies without reading a mask, and only
+  the rows that cut go through the masked kernel (:func:`_by_rows`). The
   prefix is copied once per plan unless the copies would exceed ``PACK_ABOVE_BYTES`` (long
   prefixes, many plans: e.g. plans that cut edges into the question or the last position);
   then the plans of a batch are packed into one sequence that shares the prefix. With
@@ -55,6 +56,9 @@ PACK_ABOVE_BYTES = 2**28
 USE_FLEX = False
 FLEX_BLOCK = 128  # FlexAttention's tile (queries x keys)
 _flex_compiled = None
+# Devices whose rows that cut nothing get unmasked kernels (flash). Not the CPU: there the masked path is
+# as fast, and it keeps the CPU's numbers (the book's) as they were; the tests add "cpu" to check the split.
+FLASH_DEVICES = ("cuda",)
 
 
 @dataclass
@@ -86,6 +90,11 @@ class KnockoutState:
             raise ValueError(f"{len(per_row)} plans for a batch of {batch}")
         zeros = torch.zeros(q_len, k_len, dtype=torch.bool, device=device)
         return torch.stack([zeros if m is None else m for m in per_row])[:, None]
+
+    def cutting(self, layer: int, batch: int) -> list[bool]:
+        """Per batch row: whether its plan cuts anything in ``layer``."""
+        rows = [layer in p.cut_layers for p in self.plans or []] or [False]
+        return rows * batch if len(rows) == 1 else rows
 
     def _cuts(self, layer: int, q_start: int, q_len: int, k_len: int, batch: int, device):
         """``(distinct cuts, index, built_from)``: the distinct compact cuts of the batch's plans at
@@ -214,13 +223,49 @@ def _flex(query, key, value, block_mask, scaling):
     return fn(query, key, value, block_mask=block_mask, scale=scaling, enable_gqa=key.shape[1] != query.shape[1])
 
 
-def _attend(query, key, value, bias, scaling):
-    """Attention and its log-sum-exp: ``(out [b, h, q, d], lse [b, h, q] float32)``; ``bias``: additive,
-    broadcast to ``[b, h, q, k]``. A row with every key masked has ``lse = -inf`` and zero output.
+def _flash(query) -> bool:
+    """Whether rows that cut nothing get unmasked kernels on ``query``'s device (:data:`FLASH_DEVICES`)."""
+    return query.device.type in FLASH_DEVICES
 
-    On CUDA the memory-efficient kernel returns both; elsewhere an explicit fp32 softmax, its twin."""
+
+def _runs(flags: list[bool]) -> list[tuple[int, int, bool]]:
+    """``[(start, end, flag)]``: the maximal runs of equal ``flags``."""
+    out: list = []
+    for i, f in enumerate(flags):
+        if out and out[-1][2] == f:
+            out[-1] = (out[-1][0], i + 1, f)
+        else:
+            out.append((i, i + 1, f))
+    return out
+
+
+def _with_prefix(prefix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``[batch, kv_heads, t0 + len, d]``: the shared prefix ``[1, kv_heads, t0, d]`` before each row's own
+    ``x``. Two copies into one buffer: ``torch.cat`` of the expanded prefix and the strided keys is slower."""
+    batch, heads, n, d = x.shape
+    out = x.new_empty(batch, heads, prefix.shape[2] + n, d)
+    out[:, :, :prefix.shape[2]] = prefix
+    out[:, :, prefix.shape[2]:] = x
+    return out
+
+
+def _attend(query, key, value, bias, scaling, causal: bool = False):
+    """Attention and its log-sum-exp: ``(out [b, h, q, d], lse [b, h, q] float32)``; ``bias``: additive,
+    broadcast to ``[b, h, q, k]``, or None: every key (``causal``: key ``j`` for queries ``i >= j``, ``q == k``).
+    A row with every key masked has ``lse = -inf`` and zero output.
+
+    On CUDA the memory-efficient kernel returns both (the flash kernel where there is no bias, in half
+    precision); elsewhere an explicit fp32 softmax, its twin."""
     b, h, q, _ = query.shape
     k = key.shape[2]
+    if bias is None and query.is_cuda and query.dtype in (torch.float16, torch.bfloat16):
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention(query, key, value, 0.0, causal,
+                                                                      scale=scaling)[:2]
+        return out, lse[..., :q]
+    if bias is None:
+        bias = torch.zeros(1, 1, q, k, dtype=query.dtype, device=query.device)
+        if causal:
+            bias.masked_fill_(torch.ones(q, k, dtype=torch.bool, device=query.device).triu(1), float("-inf"))
     if query.is_cuda:
         # the kernel reads the bias with a last-dim stride that is a multiple of 16 elements
         aligned = torch.empty(*bias.shape[:-1], -(-k // 16) * 16, dtype=query.dtype, device=query.device)
@@ -236,29 +281,53 @@ def _attend(query, key, value, bias, scaling):
     return torch.where(torch.isfinite(lse)[..., None], out, 0.0), lse
 
 
-def _packed_attention(query, key, value, pk, pv, bias, scaling):
-    """Fast attention of a batch of plans that share the baseline prefix keys, without copying the prefix.
+def _packed_attention(query, key, value, pk, pv, bias, scaling, cutting):
+    """Fast attention of a batch of plans that share the baseline prefix keys, without copying the prefix:
+    ``[batch, q, heads, d]``.
 
     ``query``/``key``/``value``: the plans' recomputed positions ``[batch, heads, q, d]``;
-    ``pk``/``pv``: the prefix ``[1, kv_heads, t0, d]``; ``bias``: ``[batch or 1, 1, q, t0 + q]``.
-    Attention over the keys ``[prefix, own]`` is split in two and merged exactly by the log-sum-exp
-    of each part: the queries of all plans, as one sequence, against the shared prefix, and each plan's
-    queries against its own keys. Each query is scored against its own plan's keys only.
+    ``pk``/``pv``: the prefix ``[1, kv_heads, t0, d]``; ``bias``: ``[batch or 1, 1, q, t0 + q]``;
+    ``cutting``: per row, whether its plan cuts anything here (the other rows attend to every prefix key
+    and causally to their own keys: no mask). Attention over the keys ``[prefix, own]`` is split in two
+    and merged exactly by the log-sum-exp of each part: the queries of a run of rows, as one sequence,
+    against the shared prefix, and each plan's queries against its own keys. Each query is scored
+    against its own plan's keys only.
     """
     batch, heads, q_len, d = query.shape
     t0, rep = pk.shape[2], heads // key.shape[1]
-    bias = bias.expand(batch, 1, q_len, t0 + q_len)
-    flat_q = query.transpose(0, 1).reshape(1, heads, batch * q_len, d)
-    out_p, lse_p = _attend(flat_q, _repeat_kv(pk, rep), _repeat_kv(pv, rep),
-                           bias[..., :t0].reshape(1, 1, batch * q_len, t0), scaling)
-    out_p = out_p.reshape(heads, batch, q_len, d).transpose(0, 1)
-    lse_p = lse_p.reshape(heads, batch, q_len).transpose(0, 1)
-    out_o, lse_o = _attend(query, _repeat_kv(key, rep), _repeat_kv(value, rep), bias[..., t0:], scaling)
-    lse = torch.logaddexp(lse_p, lse_o)
-    some = torch.isfinite(lse)  # a row with no key in either part outputs zeros
-    w_p = torch.where(some, torch.exp(lse_p - lse), 0.0)[..., None]
-    w_o = torch.where(some, torch.exp(lse_o - lse), 0.0)[..., None]
-    return (out_p.float() * w_p + out_o.float() * w_o).to(query.dtype)
+    pk, pv = _repeat_kv(pk, rep), _repeat_kv(pv, rep)
+    key, value = _repeat_kv(key, rep), _repeat_kv(value, rep)
+    out = query.new_empty(batch, q_len, heads, d)
+    for a, b, cut in _runs(cutting):
+        rows = b - a
+        q = query[a:b]
+        part = bias[a:b] if len(bias) > 1 else bias
+        part = part.expand(rows, 1, q_len, t0 + q_len) if cut else None
+        flat_q = q.transpose(0, 1).reshape(1, heads, rows * q_len, d)
+        out_p, lse_p = _attend(flat_q, pk, pv, None if part is None else
+                               part[..., :t0].reshape(1, 1, rows * q_len, t0), scaling)
+        out_p = out_p.reshape(heads, rows, q_len, d).transpose(0, 1)
+        lse_p = lse_p.reshape(heads, rows, q_len).transpose(0, 1)
+        out_o, lse_o = _attend(q, key[a:b], value[a:b], None if part is None else part[..., t0:], scaling,
+                               causal=part is None)
+        lse = torch.logaddexp(lse_p, lse_o)
+        some = torch.isfinite(lse)  # a row with no key in either part outputs zeros
+        w_p = torch.where(some, torch.exp(lse_p - lse), 0.0)[..., None]
+        w_o = torch.where(some, torch.exp(lse_o - lse), 0.0)[..., None]
+        out[a:b] = (out_p.float() * w_p + out_o.float() * w_o).to(query.dtype).transpose(1, 2)
+    return out
+
+
+def _by_rows(query, key, value, bias, cutting, scaling, whole_rows: bool):
+    """``[batch, q, heads, d]``: attention of a batch whose rows (plans) cut something in this layer
+    (``cutting``) under ``bias`` ``[batch or 1, 1, q, k]``, the others under ``causal_lower_right``,
+    which the flash kernel applies without reading a mask. ``key``/``value``: ``[batch, heads, k, d]``."""
+    batch, heads, q_len, d = query.shape
+    out = query.new_empty(batch, q_len, heads, d)
+    for a, b, cut in _runs(cutting):
+        mask = (bias[a:b] if len(bias) > 1 else bias) if cut else causal_lower_right(q_len, key.shape[2])
+        out[a:b] = _sdpa(query[a:b], key[a:b], value[a:b], mask, scaling, whole_rows and cut).transpose(1, 2)
+    return out
 
 
 @torch.compiler.disable  # Python decisions per plan and layer: left out of a compiled decoder layer (FlowModel.compile)
@@ -288,15 +357,16 @@ def flow_attention(module, query, key, value, attention_mask, scaling=None, drop
     q_start = k_len - q_len
 
     if state.mode == "fast" and state.record_rows is None:
+        cutting = state.cutting(layer, batch)
         if prefix is not None:
             copies = batch * prefix[0].shape[2] * prefix[0].shape[1] * head_dim * 2 * query.element_size()
             if batch > 1 and copies > PACK_ABOVE_BYTES:
                 bias, _ = state.bias(layer, q_start, q_len, k_len, batch, query.dtype, query.device)
-                return _packed_attention(query, key, value, *prefix, bias, scaling).transpose(1, 2), None
-            key = torch.cat([prefix[0].expand(batch, -1, -1, -1), key], dim=2)
-            value = torch.cat([prefix[1].expand(batch, -1, -1, -1), value], dim=2)
+                return _packed_attention(query, key, value, *prefix, bias, scaling,
+                                         cutting if _flash(query) else [True] * batch), None
+            key, value = _with_prefix(prefix[0], key), _with_prefix(prefix[1], value)
         if attention_mask is None:
-            if not any(layer in p.cut_layers for p in state.plans or []) and query.is_cuda:
+            if not any(cutting) and _flash(query):
                 # nothing cut: causal with the queries at the end, which the flash kernel does without a mask
                 out = _sdpa(query, _repeat_kv(key, rep), _repeat_kv(value, rep), causal_lower_right(q_len, k_len),
                             scaling, False)
@@ -304,6 +374,10 @@ def flow_attention(module, query, key, value, attention_mask, scaling=None, drop
             if USE_FLEX:
                 mask = state.block_mask(layer, q_start, q_len, k_len, batch, query.device)
                 return _flex(query, key, value, mask, scaling).transpose(1, 2), None
+            if not all(cutting) and _flash(query):
+                bias, whole_rows = state.bias(layer, q_start, q_len, k_len, batch, query.dtype, query.device)
+                return _by_rows(query, _repeat_kv(key, rep), _repeat_kv(value, rep), bias, cutting, scaling,
+                                whole_rows), None
         bias, whole_rows = state.bias(layer, q_start, q_len, k_len, batch, query.dtype, query.device)
         if attention_mask is not None:  # a full forward: the model's own mask (padding) too
             allowed = _allowed(attention_mask, q_start, q_len, k_len, query.device)
@@ -316,8 +390,7 @@ def flow_attention(module, query, key, value, attention_mask, scaling=None, drop
     if cut is not None:
         allowed = allowed & ~cut
     if prefix is not None:
-        key = torch.cat([prefix[0].expand(batch, -1, -1, -1), key], dim=2)
-        value = torch.cat([prefix[1].expand(batch, -1, -1, -1), value], dim=2)
+        key, value = _with_prefix(prefix[0], key), _with_prefix(prefix[1], value)
     key = _repeat_kv(key, rep)
     value = _repeat_kv(value, rep)
 

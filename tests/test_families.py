@@ -335,8 +335,8 @@ def test_fast_equals_reference_on_random_plans(family, frames):
     p = _prepared(fm, frames)
     for seed in range(3):
         plans = _random_plans(p.layout, fm.n_layers, seed)
-        ref = knockout_logits(fm, p, plans, "reference").softmax(-1)
-        fast = knockout_logits(fm, p, plans, "fast", batch_size=2).softmax(-1)
+        ref = knockout_logits(fm, p, plans, "reference")
+        fast = knockout_logits(fm, p, plans, "fast", batch_size=2)
         assert (ref - fast).abs().max() <= 1e-4
         assert any((ref[i] - ref[0]).abs().max() > 1e-6 for i in range(len(plans)))  # the plans do cut something
 

@@ -124,3 +124,45 @@ def test_plans_of_one_flow_share_their_compact_cut():
     b.prepare(lay.n, shared=shared)
     assert len(shared) == 1 and a.compact(1, lay.n) is b.compact(1, lay.n)
     assert a.cut_layers == {0, 1} and b.compact(0, lay.n) is None
+
+
+def _check_segments(plan: KnockoutPlan, n: int, q_start: int, q_len: int):
+    """``CompactCut.segments`` against a brute-force loop over the dense cut: each run's queries keep exactly
+    the keys that causal attention less the cut leaves; None only where a query loses a key of a stretch of
+    identical rows that ends at it (a run is never plain causal there). Returns the runs."""
+    runs = plan.compact(0, n).segments(q_start, q_len)
+    dense = plan.dense(0, n)
+    if runs is None:
+        assert any(dense[i, j] and all(torch.equal(dense[m], dense[i]) for m in range(j, i))
+                   for i in range(q_start, q_start + q_len) for j in range(q_start, i + 1))
+        return None
+    assert [a for a, _, _ in runs] + [q_start + q_len] == [q_start] + [b for _, b, _ in runs]
+    for a, b, before in runs:
+        for i in range(a, b):
+            assert set(before.tolist()) | set(range(a, i + 1)) == {j for j in range(i + 1) if not dense[i, j]}
+    return runs
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_compact_cut_segments_equal_the_dense_cut(data):
+    n = data.draw(st.integers(1, 16), label="n")
+    index = st.lists(st.integers(0, n - 1), min_size=0, max_size=n, unique=True).map(torch.tensor)
+    blocks = [(data.draw(index), data.draw(index)) for _ in range(data.draw(st.sampled_from([1, 2, 5]), label="blocks"))]
+    plan = KnockoutPlan({0: blocks})
+    if plan.is_empty:
+        return
+    q_start = data.draw(st.integers(0, n - 1), label="q_start")
+    _check_segments(plan, n, q_start, data.draw(st.integers(1, n - q_start), label="q_len"))
+
+
+@pytest.mark.parametrize("flow", [f for fam in flows.FAMILIES.values() for f in fam])
+def test_segments_of_the_paper_flows(flow):
+    """The paper's flows as runs; the cross-frame cut is one run per frame, each keeping the system prompt."""
+    lay = small_layout(frames=4, per_frame=3)
+    plan = KnockoutPlan.from_flows(lay, [flow], [0])
+    t0 = plan.first_target
+    runs = _check_segments(plan, lay.n, t0, lay.n - t0)
+    if flow == "cross-frame":
+        assert [(a, b) for a, b, _ in runs][:3] == [(f.start, f.stop) for f in lay.frames[1:]]
+        assert all(before.tolist() == list(lay.system) for _, _, before in runs[:3])

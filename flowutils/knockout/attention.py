@@ -18,8 +18,11 @@ plan's cut edges of layer ``l`` (all heads). Two modes:
   query (``prefix_kv``), so that only later positions are recomputed. The mask is additive, built
   once per batch and layer from the plans' compact cuts (:class:`flowutils.knockout.plan.CompactCut`;
   rows with equal cuts share it); on a GPU the rows (plans) that cut nothing in a layer get
-  ``causal_lower_right`` instead, which the flash kernel applies without reading a mask, and only
-  the rows that cut go through the masked kernel (:func:`_by_rows`). The
+  ``causal_lower_right`` instead, which the flash kernel applies without reading a mask; a row that
+  cuts, where its cut splits the queries into runs that are plain causal among themselves (a frame
+  under the cross-frame cut), attends run by run to the keys it keeps, gathered, in one
+  variable-length flash call that skips the cut tiles (:func:`_segmented`); only the other cutting
+  rows go through the masked kernel (:func:`_by_rows`). The
   prefix is copied once per plan unless the copies would exceed ``PACK_ABOVE_BYTES`` (long
   prefixes, many plans: e.g. plans that cut edges into the question or the last position);
   then the plans of a batch are packed into one sequence that shares the prefix. With
@@ -37,7 +40,9 @@ the full ``N x N`` maps.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.attention
 import torch.nn.functional as F
@@ -59,6 +64,25 @@ _flex_compiled = None
 # Devices whose rows that cut nothing get unmasked kernels (flash). Not the CPU: there the masked path is
 # as fast, and it keeps the CPU's numbers (the book's) as they were; the tests add "cpu" to check the split.
 FLASH_DEVICES = ("cuda",)
+# A cutting row whose cut splits its queries into runs that are each plain causal among themselves (a frame
+# under the cross-frame cut: :meth:`flowutils.knockout.plan.CompactCut.segments`) attends run by run
+# to the keys it keeps, gathered, in one variable-length flash call, skipping the cut tiles that the masked
+# kernel would compute; unless the gathered keys would exceed this many times the row's keys.
+SEGMENT_KEYS_MAX = 4
+
+
+class Segments(NamedTuple):
+    """Batch rows' queries as runs, each a sequence of its own (:meth:`KnockoutState.segments`): the keys of
+    run ``i`` are ``key[row, :, pos][cu_k[i]:cu_k[i + 1]]`` (gathered), its queries the flat queries
+    ``cu_q[i]:cu_q[i + 1]``; ``bounds``: the same offsets on the host, ``(q_a, q_b, k_a, k_b)`` per run."""
+
+    row: torch.Tensor  # [gathered keys] batch row (from the first row of the rows) of each gathered key
+    pos: torch.Tensor  # [gathered keys] its position
+    cu_q: torch.Tensor  # [runs + 1] int32
+    cu_k: torch.Tensor  # [runs + 1] int32
+    max_q: int
+    max_k: int
+    bounds: list
 
 
 @dataclass
@@ -75,6 +99,8 @@ class KnockoutState:
     record_rows: list | None = None  # query positions whose attention weights are recorded
     records: dict = field(default_factory=dict)  # layer -> [batch, heads, rows, k_len]
     _last_bias: tuple = (None, None)  # (what it was built from, its bias or block mask): reused by the next layer
+    _last_segments: tuple = (None, None)  # the same for :meth:`segments`
+    _runs_of: dict = field(default_factory=dict)  # (cut key, q_start, q_len) -> CompactCut.segments
 
     def cut(self, layer: int, q_start: int, q_len: int, k_len: int, batch: int, device) -> torch.Tensor | None:
         """Boolean ``[batch or 1, 1, q_len, k_len]`` of cut edges at ``layer`` (None: nothing cut), built
@@ -141,6 +167,41 @@ class KnockoutState:
         bias = bias[index[0]:index[0] + 1] if len(set(index)) == 1 else bias[self._rows(index, device)]
         out = (bias[:, None], any(c.whole_rows for c in distinct))
         self._last_bias = ((built_from, dtype), out)
+        return out
+
+    def segments(self, layer: int, q_start: int, q_len: int, k_len: int, batch: int, rows: tuple[int, int], device):
+        """The variable-length flash layout of batch rows ``rows = (a, b)`` (plans that cut here): every row's
+        queries as runs (:meth:`flowutils.knockout.plan.CompactCut.segments`), each a sequence of its own
+        whose keys are the ones it keeps before the run, then the run's own: :class:`Segments`, or None where a run cuts among its own positions, or the gathered keys
+        would exceed ``SEGMENT_KEYS_MAX`` times the rows' keys (then the masked kernel). Reused like :meth:`bias`."""
+        distinct, index, built_from = self._cuts(layer, q_start, q_len, k_len, batch, device)
+        if self._last_segments[0] == (built_from, rows):
+            return self._last_segments[1]
+        a, b = rows
+        index = index * batch if len(index) == 1 else index
+        per_cut = {}
+        for i, c in enumerate(distinct, 1):
+            if (c.key, q_start, q_len) not in self._runs_of:
+                self._runs_of[c.key, q_start, q_len] = c.segments(q_start, q_len)
+            per_cut[i] = self._runs_of[c.key, q_start, q_len]
+        out = None
+        if all(per_cut.get(index[r]) is not None for r in range(a, b)):
+            runs = [(r, *run) for r in range(a, b) for run in per_cut[index[r]]]
+            keys = [np.r_[before, s:e] for _, s, e, before in runs]
+            total = sum(len(k) for k in keys)
+            if total <= SEGMENT_KEYS_MAX * (b - a) * k_len:
+                q_lens, k_lens = [e - s for _, s, e, _ in runs], [len(k) for k in keys]
+                host = np.concatenate([np.repeat([r - a for r, *_ in runs], k_lens),
+                                       np.concatenate(keys),  # a key's index is its position
+                                       np.r_[0, np.cumsum(q_lens)], np.r_[0, np.cumsum(k_lens)]])
+                flat = torch.from_numpy(host)
+                flat = flat.pin_memory().to(device, non_blocking=True) if torch.device(device).type == "cuda" else flat
+                s = len(runs) + 1
+                cu_q, cu_k = host[2 * total:2 * total + s].tolist(), host[2 * total + s:].tolist()
+                out = Segments(flat[:total], flat[total:2 * total], flat[2 * total:2 * total + s].int(),
+                               flat[2 * total + s:].int(), max(q_lens), max(k_lens),
+                               list(zip(cu_q, cu_q[1:], cu_k, cu_k[1:])))
+        self._last_segments = ((built_from, rows), out)
         return out
 
     def block_mask(self, layer: int, q_start: int, q_len: int, k_len: int, batch: int, device):
@@ -318,16 +379,52 @@ def _packed_attention(query, key, value, pk, pv, bias, scaling, cutting):
     return out
 
 
-def _by_rows(query, key, value, bias, cutting, scaling, whole_rows: bool):
-    """``[batch, q, heads, d]``: attention of a batch whose rows (plans) cut something in this layer
-    (``cutting``) under ``bias`` ``[batch or 1, 1, q, k]``, the others under ``causal_lower_right``,
-    which the flash kernel applies without reading a mask. ``key``/``value``: ``[batch, heads, k, d]``."""
+def _by_rows(query, key, value, cutting, scaling, state: KnockoutState, layer: int):
+    """``[batch, q, heads, d]``: attention of a batch whose rows (plans) that cut nothing in this layer
+    (``cutting``) get ``causal_lower_right``, which the flash kernel applies without reading a mask; the
+    others run by run of their queries (:func:`_segmented`) where their cut allows, else under the
+    additive mask (:meth:`KnockoutState.bias`). ``key``/``value``: ``[batch, kv_heads, k, d]``."""
     batch, heads, q_len, d = query.shape
+    k_len, rep = key.shape[2], heads // key.shape[1]
     out = query.new_empty(batch, q_len, heads, d)
     for a, b, cut in _runs(cutting):
-        mask = (bias[a:b] if len(bias) > 1 else bias) if cut else causal_lower_right(q_len, key.shape[2])
-        out[a:b] = _sdpa(query[a:b], key[a:b], value[a:b], mask, scaling, whole_rows and cut).transpose(1, 2)
+        seg = state.segments(layer, k_len - q_len, q_len, k_len, batch, (a, b), query.device) if cut else None
+        if seg is not None:
+            out[a:b] = _segmented(query[a:b], key[a:b], value[a:b], seg, scaling)
+            continue
+        if cut:
+            bias, whole_rows = state.bias(layer, k_len - q_len, q_len, k_len, batch, query.dtype, query.device)
+            mask = bias[a:b] if len(bias) > 1 else bias
+        else:
+            mask, whole_rows = causal_lower_right(q_len, k_len), False
+        out[a:b] = _sdpa(query[a:b], _repeat_kv(key[a:b], rep), _repeat_kv(value[a:b], rep), mask, scaling,
+                         whole_rows).transpose(1, 2)
     return out
+
+
+def _segmented(query, key, value, seg: Segments, scaling):
+    """``[rows, q, heads, d]``: the rows' attention run by run (:meth:`KnockoutState.segments`): the queries
+    of a run attend to their gathered keys, the run's own causally (the last keys, aligned lower right).
+    ``query``: ``[rows, heads, q, d]``; ``key``/``value``: ``[rows, kv_heads, k, d]``.
+
+    On CUDA in half precision one variable-length flash call; elsewhere its twin, run by run, an explicit
+    lower-right causal mask."""
+    rows, heads, q_len, d = query.shape
+    flat_q = query.transpose(1, 2).reshape(rows * q_len, heads, d)
+    k, v = key[seg.row, :, seg.pos], value[seg.row, :, seg.pos]  # [gathered keys, kv_heads, d]
+    if query.is_cuda and query.dtype in (torch.float16, torch.bfloat16):
+        out = torch.ops.aten._flash_attention_forward(flat_q, k, v, seg.cu_q, seg.cu_k, seg.max_q, seg.max_k, 0.0,
+                                                      True, False, scale=scaling)[0]
+    else:
+        out = torch.empty_like(flat_q)
+        rep = heads // k.shape[1]
+        for qa, qb, ka, kb in seg.bounds:
+            qs, ks = qb - qa, kb - ka
+            bias = torch.zeros(1, 1, qs, ks, dtype=query.dtype, device=query.device).masked_fill_(
+                torch.ones(qs, ks, dtype=torch.bool, device=query.device).triu(ks - qs + 1), float("-inf"))
+            q_, k_, v_ = (x[None].transpose(1, 2) for x in (flat_q[qa:qb], k[ka:kb], v[ka:kb]))
+            out[qa:qb] = _attend(q_, _repeat_kv(k_, rep), _repeat_kv(v_, rep), bias, scaling)[0][0].transpose(0, 1)
+    return out.view(rows, q_len, heads, d)
 
 
 @torch.compiler.disable  # Python decisions per plan and layer: left out of a compiled decoder layer (FlowModel.compile)
@@ -374,10 +471,8 @@ def flow_attention(module, query, key, value, attention_mask, scaling=None, drop
             if USE_FLEX:
                 mask = state.block_mask(layer, q_start, q_len, k_len, batch, query.device)
                 return _flex(query, key, value, mask, scaling).transpose(1, 2), None
-            if not all(cutting) and _flash(query):
-                bias, whole_rows = state.bias(layer, q_start, q_len, k_len, batch, query.dtype, query.device)
-                return _by_rows(query, _repeat_kv(key, rep), _repeat_kv(value, rep), bias, cutting, scaling,
-                                whole_rows), None
+            if _flash(query):
+                return _by_rows(query, key, value, cutting, scaling, state, layer), None
         bias, whole_rows = state.bias(layer, q_start, q_len, k_len, batch, query.dtype, query.device)
         if attention_mask is not None:  # a full forward: the model's own mask (padding) too
             allowed = _allowed(attention_mask, q_start, q_len, k_len, query.device)

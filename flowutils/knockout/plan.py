@@ -69,6 +69,7 @@ class CompactCut:
     table: torch.Tensor
     key: bytes
     whole_rows: bool
+    host: tuple = field(repr=False, compare=False)  # rows, cols, table as numpy arrays: for :meth:`segments`
 
     @classmethod
     def from_blocks(cls, blocks, n: int, device=None) -> "CompactCut":
@@ -79,7 +80,8 @@ class CompactCut:
         table = _members(rows, targets) @ _members(cols, sources).T > 0
         table = np.concatenate([table, np.zeros((len(table), 1), bool)], 1)
         key = b"|".join(x.tobytes() for x in (rows, cols, table)) + str(table.shape).encode()
-        return cls(*(torch.from_numpy(x).to(device) for x in (rows, cols, table)), key, bool(table[:, cols[0]].any()))
+        return cls(*(torch.from_numpy(x).to(device) for x in (rows, cols, table)), key, bool(table[:, cols[0]].any()),
+                   (rows, cols, table))
 
     def mask(self, q_start: int, q_len: int, k_len: int) -> torch.Tensor:
         """Boolean ``[q_len, k_len]`` of cut edges for queries ``q_start..q_start+q_len-1``."""
@@ -88,6 +90,22 @@ class CompactCut:
         k = torch.arange(k_len, device=device)
         cols = torch.where(k < n, self.cols[torch.clamp(k, max=n - 1)], self.table.shape[1] - 1)
         return self.table[self.rows[q][:, None], cols[None, :]]
+
+    def segments(self, q_start: int, q_len: int) -> list[tuple[int, int, np.ndarray]] | None:
+        """Queries ``q_start..q_start+q_len-1`` (prompt positions) as runs ``[(a, b, before)]`` of equal row
+        class: queries ``a..b-1`` attend to the keys ``before`` (earlier than ``a``, not cut) and causally to
+        ``a..b-1``. None where a run cuts an edge among its own positions (it is not plain causal there).
+        A frame under the cross-frame cut is one run whose ``before`` is the positions before the video."""
+        rows, cols, table = self.host
+        q_rows = rows[q_start:q_start + q_len]
+        starts = q_start + np.flatnonzero(np.r_[True, q_rows[1:] != q_rows[:-1]])
+        out = []
+        for a, b in zip(starts, np.r_[starts[1:], q_start + q_len]):
+            cut = table[rows[a], cols[:b]]
+            if cut[a:].any():
+                return None
+            out.append((int(a), int(b), np.flatnonzero(~cut[:a])))
+        return out
 
 
 @dataclass

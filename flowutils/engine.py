@@ -198,13 +198,18 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {BACKENDS}")
     plans = list(plans)
+    for plan in plans:
+        plan.validate(fm.n_layers, prepared.layout.n)
     shared = {}  # the sweep's plans of one flow share its cut edges
-    with record_function("flow_knockout.prepare"):
-        for plan in plans:
-            plan.validate(fm.n_layers, prepared.layout.n)
-            plan.prepare(prepared.layout.n, fm.device, shared)
+
+    def prepare():
+        with record_function("flow_knockout.prepare"):
+            for plan in plans:
+                plan.prepare(prepared.layout.n, fm.device, shared)
+
     out = torch.empty(len(plans), fm.lm_head.out_features)
     if backend == "reference":
+        prepare()
         for i, plan in enumerate(plans):
             state = fm.state(prepared, mode="reference", plans=[plan])
             out[i] = fm.forward(prepared, state, logits_to_keep=1).logits[0, -1].float().cpu()
@@ -217,6 +222,7 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
     # named ranges for torch.profiler (benchmarks/knockout_sweep.py --profile times each one)
     with record_function("flow_knockout.baseline"):
         base = baseline or run_baseline(fm, prepared)
+    prepare()  # while the GPU runs the baseline: nothing in it waits for the GPU (pinned copies)
     n = prepared.layout.n
     chunks = batches(plans, n, batch_size, max_batch_tokens)
     logits = _interleaved([_recompute(fm, prepared, base, [plans[i] for i in chunk], t0) for chunk, t0 in chunks],

@@ -259,7 +259,7 @@ def test_segmented_on_cuda_equals_its_cpu_twin():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA's sync debug mode; runs on a GPU")
 def test_batches_queue_without_waiting_for_the_gpu(samples, monkeypatch):
     """Between the baseline and the final copy no operation makes the host wait for the GPU (a host-to-device
-    copy of a Python list, ``.item()``, ...), so the host queues the next batches while the GPU works: with
+    copy of a Python list or of the plans' cuts, ``.item()``, ...), so the host queues the next batches while the GPU works: with
     a wait the GPU drains its queue and idles while the host launches the next kernels."""
     from conftest import tiny_llava_next_video
     from flowutils.engine import _interleaved, _recompute, batches
@@ -271,12 +271,16 @@ def test_batches_queue_without_waiting_for_the_gpu(samples, monkeypatch):
     L = fm.n_layers
     plans = [KnockoutPlan.from_flows(p.layout, [f], w) for fam in flows.FAMILIES.values() for f in fam
              for _, w in windows.sweep(L, windows.scaled_window_size(L))]
-    shared = {}
-    for plan in plans:
-        plan.prepare(p.layout.n, fm.device, shared)
     base = run_baseline(fm, p)
     from flowutils.knockout import attention
 
+    shared = {}
+    torch.cuda.set_sync_debug_mode("error")
+    try:  # the engine prepares the plans while the GPU runs the baseline
+        for plan in plans:
+            plan.prepare(p.layout.n, fm.device, shared)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
     for pack_above in (attention.PACK_ABOVE_BYTES, 0):  # prefix copied per plan, and shared
         monkeypatch.setattr(attention, "PACK_ABOVE_BYTES", pack_above)
         torch.cuda.set_sync_debug_mode("error")

@@ -48,6 +48,8 @@ import torch.nn.attention
 import torch.nn.functional as F
 from torch.nn.attention.bias import causal_lower_right
 
+from .plan import to_device
+
 ATTENTION_NAME = "flow_knockout"
 _SDPA_BACKENDS = [torch.nn.attention.SDPBackend.EFFICIENT_ATTENTION, torch.nn.attention.SDPBackend.FLASH_ATTENTION,
                   torch.nn.attention.SDPBackend.MATH]
@@ -146,12 +148,6 @@ class KnockoutState:
         masked[1:] |= masked[0]
         return masked
 
-    def _rows(self, index: list, device) -> torch.Tensor:
-        """``index`` on ``device``, from pinned memory: a plain host-to-device copy would wait for the
-        queued GPU work."""
-        rows = torch.tensor(index)
-        return rows.pin_memory().to(device, non_blocking=True) if torch.device(device).type == "cuda" else rows
-
     def bias(self, layer: int, q_start: int, q_len: int, k_len: int, batch: int, dtype, device):
         """``(additive mask [batch or 1, 1, q_len, k_len], whole_rows)`` of the fast backend: 0 where
         causal attention is allowed and not cut, -inf elsewhere, from the plans' compact cuts
@@ -164,7 +160,7 @@ class KnockoutState:
         masked = self._masked(distinct, q_start, q_len, k_len, device)
         bias = torch.zeros(masked.shape, dtype=dtype, device=device).masked_fill_(masked, float("-inf"))
         # a slice, not a list index: indexing with a list copies it to the device and waits for the queue
-        bias = bias[index[0]:index[0] + 1] if len(set(index)) == 1 else bias[self._rows(index, device)]
+        bias = bias[index[0]:index[0] + 1] if len(set(index)) == 1 else bias[to_device(torch.tensor(index), device)]
         out = (bias[:, None], any(c.whole_rows for c in distinct))
         self._last_bias = ((built_from, dtype), out)
         return out
@@ -194,8 +190,7 @@ class KnockoutState:
                 host = np.concatenate([np.repeat([r - a for r, *_ in runs], k_lens),
                                        np.concatenate(keys),  # a key's index is its position
                                        np.r_[0, np.cumsum(q_lens)], np.r_[0, np.cumsum(k_lens)]])
-                flat = torch.from_numpy(host)
-                flat = flat.pin_memory().to(device, non_blocking=True) if torch.device(device).type == "cuda" else flat
+                flat = to_device(torch.from_numpy(host), device)
                 s = len(runs) + 1
                 cu_q, cu_k = host[2 * total:2 * total + s].tolist(), host[2 * total + s:].tolist()
                 out = Segments(flat[:total], flat[total:2 * total], flat[2 * total:2 * total + s].int(),
@@ -224,7 +219,7 @@ class KnockoutState:
         tiles = allowed.view(len(masked), qb, tile, kb, tile)
         some, full = tiles.any(4).any(2), tiles.all(4).all(2)
         partial = some & ~full
-        rows = self._rows(index, device).expand(batch)  # one index for all rows, or one per row
+        rows = to_device(torch.tensor(index), device).expand(batch)  # one index for all rows, or one per row
 
         def blocks(which):  # per query tile: how many key tiles, and which (those first)
             return (which.sum(-1, dtype=torch.int32)[rows, None],

@@ -33,6 +33,14 @@ from .flows import Block, flow_blocks
 from .spans import TokenLayout
 
 
+def to_device(x: torch.Tensor, device) -> torch.Tensor:
+    """A host tensor on ``device``; to a GPU through pinned memory, without waiting: a plain host-to-device
+    copy waits for the GPU work already queued."""
+    if device is None or torch.device(device).type != "cuda":
+        return x if device is None else x.to(device)
+    return x.pin_memory().to(device, non_blocking=True)
+
+
 def _classes(sets, n: int) -> np.ndarray:
     """Class of each of ``n`` positions: positions in exactly the same ``sets`` (index arrays) share one."""
     classes = np.zeros(n, np.int64)
@@ -80,7 +88,7 @@ class CompactCut:
         table = _members(rows, targets) @ _members(cols, sources).T > 0
         table = np.concatenate([table, np.zeros((len(table), 1), bool)], 1)
         key = b"|".join(x.tobytes() for x in (rows, cols, table)) + str(table.shape).encode()
-        return cls(*(torch.from_numpy(x).to(device) for x in (rows, cols, table)), key, bool(table[:, cols[0]].any()),
+        return cls(*(to_device(torch.from_numpy(x), device) for x in (rows, cols, table)), key, bool(table[:, cols[0]].any()),
                    (rows, cols, table))
 
     def mask(self, q_start: int, q_len: int, k_len: int) -> torch.Tensor:
@@ -223,8 +231,8 @@ class KnockoutPlan:
         return self._compact[key]
 
     def prepare(self, n: int, device=None, shared: dict | None = None) -> None:
-        """Build every layer's compact cut on ``device`` now: built lazily in the middle of a
-        forward, each host-to-device copy would wait for the queued GPU work to finish."""
+        """Build every layer's compact cut on ``device`` now, not lazily in the middle of a forward (the
+        host would build them between the layers' launches)."""
         for layer in self._live:
             self.compact(layer, n, device, shared)
 

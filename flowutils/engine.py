@@ -143,7 +143,7 @@ def _recompute(fm: FlowModel, prepared: PreparedInput, base: Baseline, plans, t0
                 hidden = hidden + base.between[l][:, t0:]
         yield
     with record_function(name):
-        return fm.lm_head(fm.decoder.norm(hidden[:, -1:]))[:, -1].float()
+        return fm.lm_head(fm.decoder.norm(hidden[:, -1:]))[:, -1]
 
 
 def _interleaved(jobs: list, work: list) -> list:
@@ -176,7 +176,8 @@ def batches(plans, n: int, batch_size: int = 256, max_batch_tokens: int = 8192) 
 
     Plans that cut nothing are left out (their result is the baseline). The rest are
     grouped by first target ``t0`` (the paper's sweep: one group per target group, all
-    windows of all flows into it), sorted by first layer, and cut into batches of at most
+    windows of all flows into it), sorted by first layer (then last: in a layer, the rows that cut
+    and those that no longer do then form few runs), and cut into batches of at most
     ``batch_size`` plans and ``max_batch_tokens`` recomputed positions.
     """
     groups: dict[int, list[int]] = {}
@@ -185,7 +186,7 @@ def batches(plans, n: int, batch_size: int = 256, max_batch_tokens: int = 8192) 
             groups.setdefault(p.first_target, []).append(i)
     out = []
     for t0, idx in sorted(groups.items()):
-        idx.sort(key=lambda i: plans[i].first_layer)
+        idx.sort(key=lambda i: (plans[i].first_layer, plans[i].last_layer))
         size = max(1, min(batch_size, max_batch_tokens // (n - t0)))
         out += [(idx[j:j + size], t0) for j in range(0, len(idx), size)]
     return out
@@ -231,7 +232,10 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
     with record_function("flow_knockout.copy"):
         out[:] = base.logits.cpu()
         if chunks:
-            out[[i for chunk, _ in chunks for i in chunk]] = torch.cat(logits).cpu()
+            # in the model's dtype (float32 of it is exact) into pinned memory: a pageable copy is several times slower
+            recomputed = torch.cat(logits)
+            host = torch.empty(recomputed.shape, dtype=recomputed.dtype, pin_memory=recomputed.is_cuda)
+            out[[i for chunk, _ in chunks for i in chunk]] = host.copy_(recomputed).float()
     return out
 
 

@@ -71,15 +71,18 @@ FLASH_DEVICES = ("cuda",)
 # to the keys it keeps, gathered, in one variable-length flash call, skipping the cut tiles that the masked
 # kernel would compute; unless the gathered keys would exceed this many times the row's keys.
 SEGMENT_KEYS_MAX = 4
+# A packed batch splits off its rows that cut nothing (unmasked kernels) only where they have at least this many
+# queries: below it the split's extra launches cost the host more than the masked kernel costs the GPU (on an
+# H200, 192 plans of one query each spent 7 ms of host time a layer in up to a dozen runs).
+SPLIT_MIN_QUERIES = 1024
 
 
 class Segments(NamedTuple):
     """Batch rows' queries as runs, each a sequence of its own (:meth:`KnockoutState.segments`): the keys of
-    run ``i`` are ``key[row, :, pos][cu_k[i]:cu_k[i + 1]]`` (gathered), its queries the flat queries
+    run ``i`` are the flat keys ``[rows * k_len, kv_heads, d]`` at ``index[cu_k[i]:cu_k[i + 1]]``, its queries the flat queries
     ``cu_q[i]:cu_q[i + 1]``; ``bounds``: the same offsets on the host, ``(q_a, q_b, k_a, k_b)`` per run."""
 
-    row: torch.Tensor  # [gathered keys] batch row (from the first row of the rows) of each gathered key
-    pos: torch.Tensor  # [gathered keys] its position
+    index: torch.Tensor  # [gathered keys] row * k_len + position (rows counted from the first of the rows)
     cu_q: torch.Tensor  # [runs + 1] int32
     cu_k: torch.Tensor  # [runs + 1] int32
     max_q: int
@@ -187,15 +190,14 @@ class KnockoutState:
             total = sum(len(k) for k in keys)
             if total <= SEGMENT_KEYS_MAX * (b - a) * k_len:
                 q_lens, k_lens = [e - s for _, s, e, _ in runs], [len(k) for k in keys]
-                host = np.concatenate([np.repeat([r - a for r, *_ in runs], k_lens),
-                                       np.concatenate(keys),  # a key's index is its position
+                # a key's index in its row is its position
+                host = np.concatenate([np.repeat([(r - a) * k_len for r, *_ in runs], k_lens) + np.concatenate(keys),
                                        np.r_[0, np.cumsum(q_lens)], np.r_[0, np.cumsum(k_lens)]])
                 flat = to_device(torch.from_numpy(host), device)
                 s = len(runs) + 1
-                cu_q, cu_k = host[2 * total:2 * total + s].tolist(), host[2 * total + s:].tolist()
-                out = Segments(flat[:total], flat[total:2 * total], flat[2 * total:2 * total + s].int(),
-                               flat[2 * total + s:].int(), max(q_lens), max(k_lens),
-                               list(zip(cu_q, cu_q[1:], cu_k, cu_k[1:])))
+                cu_q, cu_k = host[total:total + s].tolist(), host[total + s:].tolist()
+                out = Segments(flat[:total], flat[total:total + s].int(), flat[total + s:].int(), max(q_lens),
+                               max(k_lens), list(zip(cu_q, cu_q[1:], cu_k, cu_k[1:])))
         self._last_segments = ((built_from, rows), out)
         return out
 
@@ -297,12 +299,14 @@ def _runs(flags: list[bool]) -> list[tuple[int, int, bool]]:
 
 def _with_prefix(prefix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``[batch, kv_heads, t0 + len, d]``: the shared prefix ``[1, kv_heads, t0, d]`` before each row's own
-    ``x``. Two copies into one buffer: ``torch.cat`` of the expanded prefix and the strided keys is slower."""
+    ``x``. Two copies into one buffer: ``torch.cat`` of the expanded prefix and the strided keys is slower.
+    The buffer is position-major (``[batch, t0 + len, kv_heads, d]`` in memory, the layout of the model's own
+    projections): :func:`_segmented` gathers whole positions from it."""
     batch, heads, n, d = x.shape
-    out = x.new_empty(batch, heads, prefix.shape[2] + n, d)
-    out[:, :, :prefix.shape[2]] = prefix
-    out[:, :, prefix.shape[2]:] = x
-    return out
+    out = x.new_empty(batch, prefix.shape[2] + n, heads, d)
+    out[:, :prefix.shape[2]] = prefix.transpose(1, 2)
+    out[:, prefix.shape[2]:] = x.transpose(1, 2)
+    return out.transpose(1, 2)
 
 
 def _attend(query, key, value, bias, scaling, causal: bool = False):
@@ -406,7 +410,8 @@ def _segmented(query, key, value, seg: Segments, scaling):
     lower-right causal mask."""
     rows, heads, q_len, d = query.shape
     flat_q = query.transpose(1, 2).reshape(rows * q_len, heads, d)
-    k, v = key[seg.row, :, seg.pos], value[seg.row, :, seg.pos]  # [gathered keys, kv_heads, d]
+    # whole positions of position-major keys (:func:`_with_prefix`): a view, and a gather of contiguous rows
+    k, v = (x.transpose(1, 2).reshape(-1, x.shape[1], d).index_select(0, seg.index) for x in (key, value))
     if query.is_cuda and query.dtype in (torch.float16, torch.bfloat16):
         out = torch.ops.aten._flash_attention_forward(flat_q, k, v, seg.cu_q, seg.cu_k, seg.max_q, seg.max_k, 0.0,
                                                       True, False, scale=scaling)[0]
@@ -454,8 +459,9 @@ def flow_attention(module, query, key, value, attention_mask, scaling=None, drop
             copies = batch * prefix[0].shape[2] * prefix[0].shape[1] * head_dim * 2 * query.element_size()
             if batch > 1 and copies > PACK_ABOVE_BYTES:
                 bias, _ = state.bias(layer, q_start, q_len, k_len, batch, query.dtype, query.device)
+                split = _flash(query) and q_len * cutting.count(False) >= SPLIT_MIN_QUERIES
                 return _packed_attention(query, key, value, *prefix, bias, scaling,
-                                         cutting if _flash(query) else [True] * batch), None
+                                         cutting if split else [True] * batch), None
             key, value = _with_prefix(prefix[0], key), _with_prefix(prefix[1], value)
         if attention_mask is None:
             if not any(cutting) and _flash(query):

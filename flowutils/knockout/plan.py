@@ -186,6 +186,10 @@ class KnockoutPlan:
         return min(self._live) if self._live else None
 
     @cached_property
+    def last_layer(self) -> int | None:
+        return max(self._live) if self._live else None
+
+    @cached_property
     def first_target(self) -> int | None:
         """The earliest target position of any cut edge: earlier positions never change."""
         ts = [int(t.min()) for bl in self._live.values() for t, s in bl if len(t) and len(s)]

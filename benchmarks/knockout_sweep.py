@@ -318,7 +318,7 @@ def timeline(prof) -> dict:
     ranges = sorted((e["ts"], e["ts"] + e["dur"], e["name"]) for e in events
                     if e.get("cat") == "user_annotation" and e["name"].startswith("flow_knockout."))
     # the GPU's idle gaps, each charged to the range whose host launched the kernel that ended it
-    idle, end = [], float("-inf")
+    idle, end = [], kernels[0][0] if kernels else 0.0  # no gap before the first kernel
     for a, b, launched, _ in kernels:
         if a - end > 5:  # microseconds
             idle.append((launched, a - end))

@@ -106,6 +106,7 @@ class KnockoutState:
     _last_bias: tuple = (None, None)  # (what it was built from, its bias or block mask): reused by the next layer
     _last_segments: tuple = (None, None)  # the same for :meth:`segments`
     _runs_of: dict = field(default_factory=dict)  # (cut key, q_start, q_len) -> CompactCut.segments
+    _additive_of: dict = field(default_factory=dict)  # (cut key, query range, dtype) -> its additive mask
 
     def cut(self, layer: int, q_start: int, q_len: int, k_len: int, batch: int, device) -> torch.Tensor | None:
         """Boolean ``[batch or 1, 1, q_len, k_len]`` of cut edges at ``layer`` (None: nothing cut), built
@@ -151,19 +152,31 @@ class KnockoutState:
         masked[1:] |= masked[0]
         return masked
 
+    def _additive(self, cut, q_start: int, q_len: int, k_len: int, dtype, device) -> torch.Tensor:
+        """``[q_len, k_len]``: 0 where causal attention is allowed and ``cut`` (None: nothing) does not cut,
+        -inf elsewhere; built once per cut and query range, for every layer and batch state that uses it."""
+        key = (None if cut is None else cut.key, q_start, q_len, k_len, dtype)
+        if key not in self._additive_of:
+            masked = self._masked([] if cut is None else [cut], q_start, q_len, k_len, device)[-1]
+            self._additive_of[key] = torch.zeros(masked.shape, dtype=dtype, device=device).masked_fill_(
+                masked, float("-inf"))
+        return self._additive_of[key]
+
     def bias(self, layer: int, q_start: int, q_len: int, k_len: int, batch: int, dtype, device):
         """``(additive mask [batch or 1, 1, q_len, k_len], whole_rows)`` of the fast backend: 0 where
         causal attention is allowed and not cut, -inf elsewhere, from the plans' compact cuts
         (:class:`flowutils.knockout.plan.CompactCut`). Rows with equal cuts share one mask, and
-        consecutive layers with the same cuts reuse the last one. ``whole_rows``: some row may
-        have every key cut."""
+        consecutive layers with the same cuts reuse the last one; each cut's mask is built once per
+        query range (:meth:`_additive`), and a layer only stacks the ones its rows use.
+        ``whole_rows``: some row may have every key cut."""
         distinct, index, built_from = self._cuts(layer, q_start, q_len, k_len, batch, device)
         if self._last_bias[0] == (built_from, dtype):
             return self._last_bias[1]
-        masked = self._masked(distinct, q_start, q_len, k_len, device)
-        bias = torch.zeros(masked.shape, dtype=dtype, device=device).masked_fill_(masked, float("-inf"))
-        # a slice, not a list index: indexing with a list copies it to the device and waits for the queue
-        bias = bias[index[0]:index[0] + 1] if len(set(index)) == 1 else bias[to_device(torch.tensor(index), device)]
+        masks = [self._additive(c, q_start, q_len, k_len, dtype, device) for c in [None, *distinct]]
+        if len(set(index)) == 1:
+            bias = masks[index[0]][None]
+        else:  # a device copy of the index through pinned memory: a list index would wait for the queue
+            bias = torch.stack(masks)[to_device(torch.tensor(index), device)]
         out = (bias[:, None], any(c.whole_rows for c in distinct))
         self._last_bias = ((built_from, dtype), out)
         return out

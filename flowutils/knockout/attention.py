@@ -322,6 +322,13 @@ def _with_prefix(prefix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return out.transpose(1, 2)
 
 
+def _causal_bias(q_len: int, k_len: int, dtype, device) -> torch.Tensor:
+    """``[1, 1, q_len, k_len]`` additive causal mask aligned lower right (the queries are the last ``q_len``
+    positions of the keys): the unmasked kernels' causal attention as a bias, for their twins."""
+    future = torch.ones(q_len, k_len, dtype=torch.bool, device=device).triu(k_len - q_len + 1)
+    return torch.zeros(1, 1, q_len, k_len, dtype=dtype, device=device).masked_fill_(future, float("-inf"))
+
+
 def _attend(query, key, value, bias, scaling, causal: bool = False):
     """Attention and its log-sum-exp: ``(out [b, h, q, d], lse [b, h, q] float32)``; ``bias``: additive,
     broadcast to ``[b, h, q, k]``, or None: every key (``causal``: key ``j`` for queries ``i >= j``, ``q == k``).
@@ -336,9 +343,8 @@ def _attend(query, key, value, bias, scaling, causal: bool = False):
                                                                       scale=scaling)[:2]
         return out, lse[..., :q]
     if bias is None:
-        bias = torch.zeros(1, 1, q, k, dtype=query.dtype, device=query.device)
-        if causal:
-            bias.masked_fill_(torch.ones(q, k, dtype=torch.bool, device=query.device).triu(1), float("-inf"))
+        bias = (_causal_bias(q, k, query.dtype, query.device) if causal
+                else torch.zeros(1, 1, q, k, dtype=query.dtype, device=query.device))
     if query.is_cuda:
         # the kernel reads the bias with a last-dim stride that is a multiple of 16 elements
         aligned = torch.empty(*bias.shape[:-1], -(-k // 16) * 16, dtype=query.dtype, device=query.device)
@@ -432,9 +438,7 @@ def _segmented(query, key, value, seg: Segments, scaling):
         out = torch.empty_like(flat_q)
         rep = heads // k.shape[1]
         for qa, qb, ka, kb in seg.bounds:
-            qs, ks = qb - qa, kb - ka
-            bias = torch.zeros(1, 1, qs, ks, dtype=query.dtype, device=query.device).masked_fill_(
-                torch.ones(qs, ks, dtype=torch.bool, device=query.device).triu(ks - qs + 1), float("-inf"))
+            bias = _causal_bias(qb - qa, kb - ka, query.dtype, query.device)
             q_, k_, v_ = (x[None].transpose(1, 2) for x in (flat_q[qa:qb], k[ka:kb], v[ka:kb]))
             out[qa:qb] = _attend(q_, _repeat_kv(k_, rep), _repeat_kv(v_, rep), bias, scaling)[0][0].transpose(0, 1)
     return out.view(rows, q_len, heads, d)

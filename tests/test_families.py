@@ -76,6 +76,7 @@ def _toy_family(family):
     return build
 
 
+DIGITS = " ".join([str(i) for i in range(10)] + [f"0{i}" for i in range(10)])  # timestamps, read back by the tests
 QWEN_SPECIAL = ["<|vision_start|>", "<|vision_end|>", "<|video_pad|>", "<|image_pad|>", "<|im_start|>", "<|im_end|>"]
 
 
@@ -141,7 +142,7 @@ def _qwen3_vl(tmp):
 
     named = {"video_token": "<|video_pad|>", "image_token": "<|image_pad|>", "vision_start_token": "<|vision_start|>",
              "vision_end_token": "<|vision_end|>"}
-    tok = _tokenizer("seconds", named, ["<|im_start|>", "<|im_end|>"])
+    tok = _tokenizer("seconds " + DIGITS, named, ["<|im_start|>", "<|im_end|>"])
     lm = _lm(tok, head_dim=16, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
                                                 "mrope_section": [2, 3, 3], "mrope_interleaved": True})
     lm.pop("model_type")
@@ -164,7 +165,7 @@ def _qwen3_vl(tmp):
 def _video_llama_3(tmp):
     import transformers
 
-    tok = _tokenizer("Time", {"video_token": "<|video_pad|>", "image_token": "<|image_pad|>"}, ["<|im_start|>", "<|im_end|>"])
+    tok = _tokenizer("Time " + DIGITS, {"video_token": "<|video_pad|>", "image_token": "<|image_pad|>"}, ["<|im_start|>", "<|im_end|>"])
     config = transformers.VideoLlama3Config(
         text_config=_lm(tok),
         vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
@@ -270,7 +271,8 @@ def _smolvlm(tmp):
 
     named = {"fake_image_token": "<fake_token_around_image>", "global_image_token": "<global-img>",
              "end_of_utterance_token": "<end_of_utterance>"}
-    tok = _tokenizer("You are provided the following series of four frames from a video Frame User Assistant System",
+    tok = _tokenizer("You are provided the following series of four frames from a video Frame User Assistant System "
+                     + DIGITS,
                      named, ["<|im_start|>"])
     config = transformers.SmolVLMConfig(
         text_config=_lm(tok, "llama"),
@@ -391,20 +393,42 @@ def test_frame_spans_match_the_processor(family, frames):
     assert set(lay.video_text).isdisjoint(lay.question + lay.system + lay.suffix)
 
 
-def _video_text(name, n_frames):
-    """The text a family's processor puts into the video region, written out by hand (4 frames at the
-    processors' default fps: 24, VideoLLaMA3 1)."""
+def _video_text(name, n_frames, times=(0, 1 / 24, 2 / 24, 3 / 24), duration=None):
+    """The text a family's processor puts into the video region, written out by hand, for 4 frames shown at
+    ``times`` seconds in a video of ``duration`` seconds (default: the processors' default fps of 24 for
+    frames 0..3, VideoLLaMA3's 1; no duration: SmolVLM2 takes the last frame's time)."""
     if name in ("internvl", "internvl_chat_phi3"):
         return "\n".join(f"Frame{i + 1}: <img></img>" for i in range(n_frames))
     if name == "qwen3_vl":  # mean timestamp of each group of 2 frames
-        return "".join(f"<{(4 * g + 1) / 48:.1f} seconds><|vision_start|><|vision_end|>" for g in range(n_frames))
+        return "".join(f"<{(times[2 * g] + times[2 * g + 1]) / 2:.1f} seconds><|vision_start|><|vision_end|>"
+                       for g in range(n_frames))
     if name == "video_llama_3":
-        return ",".join(f"Time {i:.1f}s:" for i in range(n_frames))
+        times = range(n_frames) if times == _video_text.__defaults__[0] else times
+        return ",".join(f"Time {t:.1f}s:" for t in times)
     if name == "smolvlm":
-        frame = "\nFrame from 00:00:<fake_token_around_image><global-img><fake_token_around_image>"
-        return "You are provided the following series of four frames from a 0:00:00 [H:MM:SS] video.\n" + \
-            frame * n_frames + "\n\n"
+        seconds = int(duration if duration is not None else times[-1])
+        frames = "".join(f"\nFrame from {int(t // 60):02d}:{int(t % 60):02d}:"
+                         "<fake_token_around_image><global-img><fake_token_around_image>" for t in times)
+        return (f"You are provided the following series of four frames from a 0:{seconds // 60:02d}:{seconds % 60:02d} "
+                "[H:MM:SS] video.\n" + frames + "\n\n")
     return ""
+
+
+@pytest.mark.parametrize("name", ["qwen3_vl", "video_llama_3", "smolvlm"])
+def test_the_processor_is_given_the_real_timestamps(name, tmp_path, frames):
+    """Frames read from a video carry their indices and the video's fps into the processor, whose timestamps
+    text is then the real one (not its default fps), and the layout still finds every group."""
+    from flowutils.data import VideoClip
+
+    model, processor = BUILDERS[name](tmp_path / "ckpt")
+    fm = FlowModel(model, processor, get_adapter(name), name=f"tiny-{name}")
+    indices, fps, n_video_frames = (5, 33, 61, 89), 4.0, 100  # 1.25, 8.25, 15.25 and 22.25 s of a 25 s video
+    p = fm.prepare(VideoClip(frames, indices, fps, n_video_frames), QUESTION, CANDIDATES, "blue")
+    lay, ids, tok = p.layout, p.input_ids[0], fm.tokenizer
+    text_pos = [i for i in lay.video_text if ids[i] != fm.adapter.video_token_id(fm.model.config)]
+    want = _video_text(name, lay.num_frames, times=[i / fps for i in indices], duration=n_video_frames / fps)
+    assert _squash(tok.decode(ids[text_pos])) == _squash(tok.decode(tok(want, add_special_tokens=False)["input_ids"]))
+    assert _squash(tok.decode(ids[lay.true_option])) == "(B)blue"
 
 
 def _squash(text):

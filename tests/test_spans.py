@@ -1,7 +1,8 @@
 import pytest
+import torch
 
 from flowutils.knockout.spans import LayoutError, build_layout
-from flowutils.knockout.prompt import build_prompt
+from flowutils.knockout.prompt import build_prompt, prompt_text
 
 
 def test_groups_decode_to_their_text(tiny, samples):
@@ -50,3 +51,35 @@ def test_answer_not_in_candidates(tiny, samples):
     s = samples[0]
     with pytest.raises(ValueError, match="not among candidates"):
         tiny.prepare(s.frames, s.question, s.candidates, "Nope.")
+
+
+def test_the_region_replaces_what_the_processor_says_it_replaced(tiny, samples):
+    """transformers 5.25's Qwen3-VL processor replaces the chat template's wrapper around the video placeholder,
+    not the placeholder alone; the layout follows the characters the processor reports it replaced."""
+    s = samples[0]
+    tok, video_id = tiny.tokenizer, tiny.adapter.video_token_id(tiny.model.config)
+    wrapper = "<image><video><image>"
+    segs = build_prompt(tiny.template, "<video>", s.question, s.candidates, video_markers=("<image>", "<image>"))
+    text = prompt_text(segs)
+    ids = tok(text)["input_ids"]
+    at = ids.index(video_id)
+    assert tok.convert_ids_to_tokens(ids[at - 1:at + 2]) == ["<image>", "<video>", "<image>"]
+    expanded = torch.tensor(ids[:at - 1] + [video_id] * 8 + ids[at + 2:])[None]  # the wrapper -> 2 frames of 4
+    a = text.index(wrapper)
+    kw = dict(num_frames=2, model_name=tiny.name, answer_index=s.answer_index)
+    lay = build_layout(segs, expanded, tok, video_id, replaced=(a, a + len(wrapper)), **kw)
+    assert [list(f) for f in lay.frames] == [list(range(at - 1, at + 3)), list(range(at + 3, at + 7))]
+    assert lay.video == list(range(at - 1, at + 7)) and lay.n == len(ids) + 5
+    assert [i for i in lay.system if i < at + 7] == list(range(at - 1))  # then the text after the video
+    # the same prompt expanded at the placeholder alone (the wrapper kept): every text group 2 positions later
+    kept = build_layout(segs, torch.tensor(ids[:at] + [video_id] * 8 + ids[at + 1:])[None], tok, video_id, **kw)
+    assert kept.video == list(range(at, at + 8))
+    for group in ("non_option_question", "true_option", "false_options", "suffix"):
+        assert [i + 2 for i in lay.group(group)] == kept.group(group), group
+    assert tok.decode(expanded[0, lay.true_option]).replace(" ", "") == f"({chr(65 + s.answer_index)}){s.answer}".replace(" ", "")
+    with pytest.raises(LayoutError, match="differ from the tokenizer"):  # the placeholder alone: the wrapper is missing
+        build_layout(segs, expanded, tok, video_id, **kw)
+    with pytest.raises(LayoutError, match="not whole tokens"):
+        build_layout(segs, expanded, tok, video_id, replaced=(a + 1, a + len(wrapper)), **kw)
+    with pytest.raises(LayoutError, match="not whole tokens"):  # characters that do not hold the placeholder
+        build_layout(segs, expanded, tok, video_id, replaced=(0, 5), **kw)

@@ -6,8 +6,7 @@ renderer of the embedded default benchmark (:mod:`.synthetic`). Imports no other
 """
 
 from .tvbench import VideoQASample, load_benchmark, load_task, option_letters, validate_benchmark
-from .video import BenchmarkError, read_frames, sample_frames, uniform_frame_indices
+from .video import BenchmarkError, VideoClip, read_clip, read_frames, sample_clip, sample_frames, uniform_frame_indices
 
-__all__ = ["BenchmarkError", "VideoQASample", "load_benchmark", "load_task", "option_letters", "read_frames",
-           "validate_benchmark",
-           "sample_frames", "uniform_frame_indices"]
+__all__ = ["BenchmarkError", "VideoClip", "VideoQASample", "load_benchmark", "load_task", "option_letters",
+           "read_clip", "read_frames", "sample_clip", "sample_frames", "uniform_frame_indices", "validate_benchmark"]

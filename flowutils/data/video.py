@@ -7,6 +7,7 @@ in-memory video (the synthetic renderer's frames) is sampled with the same indic
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +32,35 @@ def uniform_frame_indices(n_video_frames: int, num_frames: int, bound=None, fps:
     return np.clip(idx, 0, n_video_frames - 1)
 
 
+@dataclass(frozen=True)
+class VideoClip:
+    """Frames sampled from a video, and where in the video they were taken: a processor that writes
+    timestamps into the prompt (Qwen3-VL, VideoLLaMA3, SmolVLM2) needs the real ones."""
+
+    frames: np.ndarray  # [time, height, width, 3] uint8
+    indices: tuple[int, ...]  # index of each sampled frame in the whole video
+    fps: float | None  # the video's frame rate; None: unknown (the processor's default applies)
+    n_video_frames: int  # frames in the whole video
+
+
+def sample_clip(frames: np.ndarray, num_frames: int, fps: float | None = None) -> VideoClip:
+    """An in-memory video ``[time, ...]`` sampled as :func:`read_clip` samples a file (all frames if fewer)."""
+    idx = uniform_frame_indices(len(frames), min(num_frames, len(frames)))
+    return VideoClip(frames[idx], tuple(int(i) for i in idx), fps, len(frames))
+
+
 def sample_frames(frames: np.ndarray, num_frames: int) -> np.ndarray:
-    """Frames of an in-memory video ``[time, ...]`` sampled as ``read_frames`` samples a file (all if fewer)."""
-    return frames[uniform_frame_indices(len(frames), min(num_frames, len(frames)))]
+    """The frames of :func:`sample_clip`."""
+    return sample_clip(frames, num_frames).frames
 
 
 def read_frames(path: str | Path, num_frames: int = 8, bound=None) -> np.ndarray:
-    """Read ``num_frames`` uniformly sampled frames with decord: ``[num_frames, height, width, 3]`` uint8."""
+    """The frames of :func:`read_clip`: ``[num_frames, height, width, 3]`` uint8."""
+    return read_clip(path, num_frames, bound).frames
+
+
+def read_clip(path: str | Path, num_frames: int = 8, bound=None) -> VideoClip:
+    """Read ``num_frames`` uniformly sampled frames with decord, with their indices and the video's fps."""
     path = Path(path)
     if not path.is_file():
         raise BenchmarkError(f"video file not found: {path}")
@@ -50,8 +73,9 @@ def read_frames(path: str | Path, num_frames: int = 8, bound=None) -> np.ndarray
         raise BenchmarkError(f"cannot decode video {path}: {err}") from err
     if n < num_frames:
         raise BenchmarkError(f"video {path} has {n} frames, fewer than the {num_frames} asked for")
-    idx = uniform_frame_indices(n, num_frames, bound, reader.get_avg_fps())
+    fps = float(reader.get_avg_fps())
+    idx = uniform_frame_indices(n, num_frames, bound, fps)
     try:
-        return reader.get_batch(idx.tolist()).asnumpy()
+        return VideoClip(reader.get_batch(idx.tolist()).asnumpy(), tuple(int(i) for i in idx), fps, n)
     except Exception as err:
         raise BenchmarkError(f"cannot read frames {idx.tolist()} of {path} (truncated file?): {err}") from err

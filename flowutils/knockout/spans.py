@@ -2,9 +2,12 @@
 each option (true / false), last position.
 
 The processor replaces the prompt's one video placeholder with the video's expansion: the
-*video region*. The tokenizer's ids of the prompt text, with that one placeholder token
-replaced by the region, must equal the processor's ``input_ids``; if not, the layout cannot be
-trusted and a clear error says so. Inside the region, frames are runs of the model's
+*video region*. Which characters of the prompt it replaced, the processor says itself
+(``return_text_replacement_offsets``): the placeholder, or more (transformers 5.25's Qwen3-VL
+replaces the chat template's ``<|vision_start|><|video_pad|><|vision_end|>`` wrapper, since it
+wraps every temporal group in its own pair). The tokenizer's ids of the prompt text, with the
+tokens of those characters replaced by the region, must equal the processor's ``input_ids``;
+if not, the layout cannot be trusted and a clear error says so. Inside the region, frames are runs of the model's
 video placeholder id:
 
 * one run (LLaVA-NeXT-Video, LLaVA-OneVision, PLLaVA, Qwen2.5-VL): split evenly into the
@@ -136,6 +139,20 @@ def _frame_spans(runs: list[range], num_frames: int, trailing: int, model_name: 
     return [range(run.start + f * per, run.start + (f + 1) * per) for f in range(num_frames)]
 
 
+def _replaced_tokens(offsets, placeholder: int, replaced, text: str, model_name: str) -> tuple[int, int]:
+    """Tokens ``[first, stop)`` of the prompt text that the video region replaces: the placeholder token, or
+    the whole tokens covering the characters ``replaced`` (which must hold the placeholder)."""
+    if replaced is None:
+        return placeholder, placeholder + 1
+    a, b = replaced
+    inside = [j for j, (start, end) in enumerate(offsets) if start != end and start < b and end > a]
+    if (not inside or offsets[inside[0]][0] != a or offsets[inside[-1]][1] != b or placeholder not in inside
+            or inside != list(range(inside[0], inside[-1] + 1))):
+        raise LayoutError(f"{model_name}: the processor replaced characters {a}:{b} ({text[a:b]!r}) of the prompt, "
+                          f"which are not whole tokens around the video placeholder")
+    return inside[0], inside[-1] + 1
+
+
 def build_layout(
     segments,
     input_ids: torch.Tensor,
@@ -146,8 +163,12 @@ def build_layout(
     expected_tokens_per_frame: int | None = None,
     answer_index: int | None = None,
     model_name: str = "model",
+    replaced: tuple[int, int] | None = None,
 ) -> TokenLayout:
-    """Locate every token group of ``input_ids`` (``[1, n]`` or ``[n]``) built from ``segments``."""
+    """Locate every token group of ``input_ids`` (``[1, n]`` or ``[n]``) built from ``segments``.
+
+    ``replaced``: the characters ``[start, end)`` of the prompt text that the processor replaced with the
+    video region (its ``text_replacement_offsets``); None: the video placeholder alone."""
     ids = input_ids.reshape(-1).tolist()
     text = prompt_text(segments)
     enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=True)
@@ -163,9 +184,9 @@ def build_layout(
     if len(at) != 1:
         raise LayoutError(f"{model_name}: the video placeholder of the prompt is {len(at)} tokens, expected one "
                           f"(is it a special token of the tokenizer?) in {text[:200]!r}...")
-    at = at[0]
-    region = range(at, len(ids) - (len(text_ids) - at - 1))  # the processor's expansion of the placeholder
-    if len(region) < 1 or ids[:at] != text_ids[:at] or ids[region.stop:] != text_ids[at + 1:]:
+    first, stop = _replaced_tokens(offsets, at[0], replaced, text, model_name)
+    region = range(first, len(ids) - (len(text_ids) - stop))  # the processor's expansion of those tokens
+    if len(region) < 1 or ids[:first] != text_ids[:first] or ids[region.stop:] != text_ids[stop:]:
         raise LayoutError(f"{model_name}: the processor's input_ids (video region collapsed) differ from the "
                           f"tokenizer's ids of the prompt text {text[:200]!r}...; cannot map text offsets")
     runs = [range(region.start + r.start, region.start + r.stop) for r in _video_runs(ids[region.start:region.stop],
@@ -191,9 +212,9 @@ def build_layout(
     groups = {SYSTEM: [], NON_OPTION_QUESTION: [], SEPARATOR: [], SUFFIX: []}
     options = [[] for _ in range(k)]
     for j, ((start, end), s_i) in enumerate(zip(offsets, segment_of)):
-        if j == at:
-            continue  # the placeholder itself (its expansion is the video region)
-        p = j if j < at else j + len(region) - 1  # position in the expanded sequence
+        if first <= j < stop:
+            continue  # the placeholder (and what the processor replaced with it): the video region
+        p = j if j < first else j + len(region) - (stop - first)  # position in the expanded sequence
         if start == end and j == 0:
             groups[SYSTEM].append(p)  # BOS-like special token
             continue

@@ -15,3 +15,4 @@ class VideoEncoding:
     input_ids: torch.Tensor  # [1, n], the video placeholder id once per video token
     num_frames: int  # frame spans (or temporal groups) in the video
     tokens_per_frame: int  # expected tokens of each span
+    replaced: tuple[int, int] | None = None  # characters of the prompt the processor replaced (None: the placeholder)

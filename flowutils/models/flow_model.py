@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..data.video import VideoClip, read_clip, sample_clip
 from ..knockout.attention import KnockoutState, register
 from ..knockout.prompt import build_prompt, get_template, prompt_text
 from ..knockout.spans import TokenLayout, build_layout
@@ -91,20 +92,24 @@ class FlowModel:
             raise ValueError(f"{self.name}: option letter {letter!r} is not a single vocabulary token")
         return ids[0]
 
-    def prepare(self, frames: np.ndarray, question: str, candidates, answer: str | None = None,
+    def prepare(self, frames: np.ndarray | VideoClip, question: str, candidates, answer: str | None = None,
                 sample_id: str = "", task: str = "") -> PreparedInput:
-        """Process ``frames`` (``[time, height, width, 3]`` uint8) and a multiple-choice question."""
+        """Process ``frames`` (``[time, height, width, 3]`` uint8, or a :class:`VideoClip` that also says where
+        in its video each frame was taken) and a multiple-choice question."""
         candidates = list(candidates)
         if answer is not None and answer not in candidates:
             raise ValueError(f"{sample_id or 'sample'}: answer {answer!r} is not among candidates {candidates}")
         segments = build_prompt(self.template, self.adapter.video_token, question, candidates, self.adapter.video_markers)
         text = prompt_text(segments)
-        enc = (self.adapter.encode or _processor_encode)(self, text, np.asarray(frames))
+        if not isinstance(frames, VideoClip):  # bare frames: no timing (a processor writing timestamps uses its default)
+            frames = VideoClip(np.asarray(frames), tuple(range(len(frames))), None, len(frames))
+        enc = (self.adapter.encode or _processor_encode)(self, text, frames)
         gold = candidates.index(answer) if answer is not None else None
         layout = build_layout(
             segments, enc.input_ids, self.tokenizer, self.adapter.video_token_id(self.model.config),
             num_frames=enc.num_frames, trailing_video_tokens=self.adapter.trailing_video_tokens,
             expected_tokens_per_frame=enc.tokens_per_frame, answer_index=gold, model_name=self.name,
+            replaced=enc.replaced,
         )
         letters = [chr(ord("A") + i) for i in range(len(candidates))]
         return PreparedInput(enc.inputs, layout, [self.letter_id(l) for l in letters], gold, sample_id, task,
@@ -112,14 +117,12 @@ class FlowModel:
 
     def prepare_sample(self, sample, num_frames: int = 8) -> PreparedInput:
         """Prepare a :class:`flowutils.data.VideoQASample` (read from disk) or a rendered synthetic sample."""
-        from ..data.video import read_frames, sample_frames
-
         if hasattr(sample, "video_path"):
-            frames = read_frames(sample.video_path, num_frames, sample.bound)
+            clip = read_clip(sample.video_path, num_frames, sample.bound)
             sid = sample.sample_id
         else:
-            frames, sid = sample_frames(sample.frames, num_frames), getattr(sample, "sample_id", sample.task)
-        return self.prepare(frames, sample.question, sample.candidates, sample.answer, sid, sample.task)
+            clip, sid = sample_clip(sample.frames, num_frames), getattr(sample, "sample_id", sample.task)
+        return self.prepare(clip, sample.question, sample.candidates, sample.answer, sid, sample.task)
 
     def state(self, prepared: PreparedInput, **kwargs) -> KnockoutState:
         return KnockoutState(layer_of=self.layer_of, n_prompt=prepared.layout.n, **kwargs)
@@ -131,9 +134,25 @@ class FlowModel:
         return self.model(**prepared.inputs, flow_knockout=state, **{"use_cache": False, **kwargs})
 
 
-def _processor_encode(fm: FlowModel, text: str, frames: np.ndarray) -> VideoEncoding:
-    """The family's own processor on ``(text, video)``; frames counted from its pixel tensor."""
-    enc = fm.processor(text=text, videos=[frames], return_tensors="pt", **fm.adapter.processor_kwargs)
+def _processor_encode(fm: FlowModel, text: str, clip: VideoClip) -> VideoEncoding:
+    """The family's own processor on ``(text, video)``: the video's real timing where it is known (a processor
+    writing timestamps would assume an fps otherwise), and the characters of ``text`` it replaced with the
+    video region, as the processor reports them; frames counted from its pixel tensor."""
+    kwargs = dict(fm.adapter.processor_kwargs)
+    if clip.fps is not None:
+        from transformers.video_utils import VideoMetadata
+
+        height, width = clip.frames.shape[1:3]
+        kwargs["video_metadata"] = [VideoMetadata(
+            total_num_frames=clip.n_video_frames, fps=clip.fps, frames_indices=list(clip.indices),
+            height=height, width=width, duration=clip.n_video_frames / clip.fps)]
+    # one sample holding one video: the nested form every family's processor reads alike (5.17's SmolVLM
+    # counts the frames of a bare [video] as videos)
+    enc = fm.processor(text=text, videos=[[clip.frames]], return_tensors="pt", return_text_replacement_offsets=True,
+                       **kwargs)
+    replaced = [o["span"] for o in (enc.pop("text_replacement_offsets", None) or [[]])[0] if o["type"] == "video"]
+    if len(replaced) > 1:
+        raise ValueError(f"{fm.name}: the processor replaced {len(replaced)} video placeholders in one prompt")
     inputs = {k: v.to(fm.device, fm.dtype) if v.is_floating_point() else v.to(fm.device) for k, v in enc.items()}
     config = fm.model.config
     if fm.adapter.video_grid is not None:
@@ -141,4 +160,5 @@ def _processor_encode(fm: FlowModel, text: str, frames: np.ndarray) -> VideoEnco
     else:  # pixel_values_videos [1, T, C, H, W]
         video = enc["pixel_values_videos"]
         n_frames, per_frame = video.shape[1], fm.adapter.tokens_per_frame(config, video.shape[-2], video.shape[-1])
-    return VideoEncoding(inputs, enc["input_ids"], num_frames=n_frames, tokens_per_frame=per_frame)
+    return VideoEncoding(inputs, enc["input_ids"], num_frames=n_frames, tokens_per_frame=per_frame,
+                         replaced=tuple(replaced[0]) if replaced else None)

@@ -12,10 +12,10 @@ itself and feeds the decoder through ``inputs_embeds`` (the model's own modules,
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.video import VideoClip
 from .encoding import VideoEncoding
 
 
@@ -36,10 +36,11 @@ def video_embeddings(model, pixel_values: torch.Tensor) -> torch.Tensor:
     return pooled.permute(0, 2, 3, 4, 1).reshape(-1, d)
 
 
-def encode(fm, text: str, frames: np.ndarray) -> VideoEncoding:
-    """Tokenise ``text`` (one ``<image>``), expand the placeholder to the pooled tokens, embed."""
+def encode(fm, text: str, clip: VideoClip) -> VideoEncoding:
+    """Tokenise ``text`` (one ``<image>``), expand the placeholder to the pooled tokens, embed (the frames
+    carry no timestamps into the prompt, so only ``clip.frames`` is read)."""
     config = fm.model.config
-    pixel_values = fm.processor.image_processor(images=list(np.asarray(frames)), return_tensors="pt")["pixel_values"]
+    pixel_values = fm.processor.image_processor(images=list(clip.frames), return_tensors="pt")["pixel_values"]
     video = video_embeddings(fm.model, pixel_values.to(fm.device, fm.dtype))
     ids = fm.tokenizer(text, return_tensors="pt")["input_ids"][0]
     placeholder = fm.adapter.video_token_id(config)

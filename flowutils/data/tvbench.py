@@ -127,6 +127,12 @@ def duplicate_problems(seen: dict, key, name: str, where: str, what: str) -> lis
     return [] if first == name else [f"{where}: duplicate of {first} (same {what})"]
 
 
+def category_tasks(spec: dict) -> dict[str, str]:
+    """For a benchmark whose one question file holds every task: the record's category value -> task
+    (a task's ``category`` in the manifest, default its name)."""
+    return {t.get("category", name): name for name, t in spec["tasks"].items()}
+
+
 def count_problems(where: str, n: int, expected: int | None) -> list[str]:
     if expected is None or n == expected:
         return []

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .tvbench import (VideoQASample, category_tasks, count_problems, duplicate_problems, index_problems,
-                      keys_problems, options_problems, read_json, text_problems, video_problems)
+from .tvbench import (VideoQASample, category_tasks, count_problems, duplicate_problems, entry_id, entry_where,
+                      index_problems, keys_problems, options_problems, read_json, text_problems, video_problems)
 
 REQUIRED_KEYS = ("id", "video_path", "subtitle_path", "question", "candidates", "correct_choice",
                  "question_category", "duration")
@@ -55,12 +55,6 @@ def _subtitle_problems(subtitle: Path, where: str) -> list[str]:
     return [] if subtitle.is_file() else [f"{where}: subtitle file not found: {subtitle}"]
 
 
-def _where(path: Path, i: int, e) -> str:
-    """How a problem names a question: its position in the file and, when it has one, its id."""
-    rid = e.get("id") if isinstance(e, dict) else None
-    return f"{path} entry {i}" + (f" (id {rid!r})" if isinstance(rid, str) else "")
-
-
 def read_benchmark(root: Path, spec: dict, tasks: list[str], check_counts: bool = False):
     """``(samples, problems)`` of ``tasks`` (question categories) of a LongVideoBench copy. Every question
     of the file is checked, whatever its task; ``check_counts``: also compare the file's number of
@@ -78,14 +72,16 @@ def read_benchmark(root: Path, spec: dict, tasks: list[str], check_counts: bool 
         problems += count_problems(str(path), len(entries), spec.get("questions"))
     categories, samples, seen = category_tasks(spec), [], {}
     for i, e in enumerate(entries):
-        where = _where(path, i, e)
+        where = entry_where(path, i, e, "id")
         found = _entry_problems(e, where, root, spec, categories)
-        if not found:
-            found = duplicate_problems(seen, e["id"], f"entry {i}", where, "id")
+        rid = entry_id(e, "id")
+        if rid is not None:
+            found += duplicate_problems(seen, rid, f"entry {i}", where, "id")
         problems += found
-        if not found and categories[e["question_category"]] in tasks:
-            samples.append(VideoQASample(
-                categories[e["question_category"]], i, root / spec["video_dir"] / e["video_path"], e["question"], tuple(e["candidates"]),
-                e["candidates"][e["correct_choice"]], (0.0, float(e["duration"])), record_id=e["id"],
-                subtitle_path=root / spec["subtitle_dir"] / e["subtitle_path"]))
+        task = None if found else categories[e["question_category"]]
+        if task in tasks:
+            candidates = tuple(e["candidates"])
+            samples.append(VideoQASample(task, i, root / spec["video_dir"] / e["video_path"], e["question"], candidates,
+                                         candidates[e["correct_choice"]], (0.0, float(e["duration"])), record_id=e["id"],
+                                         subtitle_path=root / spec["subtitle_dir"] / e["subtitle_path"]))
     return samples, problems

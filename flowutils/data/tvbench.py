@@ -114,10 +114,26 @@ def video_problems(video: Path, where: str) -> list[str]:
     return []
 
 
-def find_video(folder: Path, stem: str, extensions) -> Path | None:
-    """The first of ``folder/<stem><ext>`` that exists, trying ``extensions`` in order (the release's own
-    evaluation code looks a video up the same way); None if none does."""
-    return next((folder / f"{stem}{ext}" for ext in extensions if (folder / f"{stem}{ext}").is_file()), None)
+def find_video(folder: Path, stem: str, extensions, where: str) -> tuple[Path | None, list[str]]:
+    """``(video, problems)``: the first of ``folder/<stem><ext>`` that exists, trying ``extensions`` in order
+    (the release's own evaluation code looks its videos up so), or None and why."""
+    for ext in extensions:
+        video = folder / f"{stem}{ext}"
+        if video.is_file():
+            return video, video_problems(video, where)
+    return None, [f"{where}: video file not found: {folder / stem}{extensions[0]} (nor {', '.join(extensions[1:])})"]
+
+
+def entry_id(e, id_key: str) -> str | None:
+    """The entry's own id (its ``id_key`` field) if it is a non-empty string, else None."""
+    rid = e.get(id_key) if isinstance(e, dict) else None
+    return rid if isinstance(rid, str) and rid.strip() else None
+
+
+def entry_where(path: Path, i: int, e, id_key: str) -> str:
+    """How a problem names an entry of a question file: its position and, when it has one, its id."""
+    rid = entry_id(e, id_key)
+    return f"{path} entry {i}" + (f" ({id_key} {rid!r})" if rid is not None else "")
 
 
 def duplicate_problems(seen: dict, key, name: str, where: str, what: str) -> list[str]:

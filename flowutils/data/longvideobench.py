@@ -81,7 +81,8 @@ def read_benchmark(root: Path, spec: dict, tasks: list[str], check_counts: bool 
         task = None if found else categories[e["question_category"]]
         if task in tasks:
             candidates = tuple(e["candidates"])
-            samples.append(VideoQASample(task, i, root / spec["video_dir"] / e["video_path"], e["question"], candidates,
-                                         candidates[e["correct_choice"]], (0.0, float(e["duration"])), record_id=e["id"],
-                                         subtitle_path=root / spec["subtitle_dir"] / e["subtitle_path"]))
+            samples.append(VideoQASample(
+                task, i, root / spec["video_dir"] / e["video_path"], e["question"], candidates,
+                candidates[e["correct_choice"]], (0.0, float(e["duration"])), record_id=e["id"],
+                subtitle_path=root / spec["subtitle_dir"] / e["subtitle_path"]))
     return samples, problems

@@ -6,7 +6,7 @@ which reads the question file and finds each video, and
 ``quantitative_evaluation/evaluate_benchmark_4_temporal.py``, which scores the answers)::
 
     <root>/Benchmarking_QA/temporal_qa.json   a list of {video_name, Q, A}
-    <root>/Test_Videos/<video_name>.mp4       also found as .avi, .mov or .mkv, in that order, as the release's code looks
+    <root>/Test_Videos/<video_name>.mp4       or .avi, .mov, .mkv: tried in that order, as the release's code does
 
 ``Q`` is an open-ended question and ``A`` the reference answer that GPT-3.5 compares a generated
 answer with. There are no options: a sample is ``open_ended``, its candidates are empty and its
@@ -20,7 +20,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .tvbench import VideoQASample, count_problems, duplicate_problems, find_video, keys_problems, read_json, text_problems
+from .tvbench import (VideoQASample, count_problems, duplicate_problems, find_video, keys_problems, read_json,
+                      text_problems)
 
 QUESTION_DIR = "Benchmarking_QA"
 REQUIRED_KEYS = ("video_name", "Q", "A")
@@ -48,7 +49,8 @@ def _read_task(root: Path, spec: dict, task: str, check_counts: bool):
         video = None
         if not found:
             video, found = find_video(root / spec["video_dir"], e["video_name"], spec["video_extensions"], where)
-            found += duplicate_problems(seen, json.dumps([e["video_name"], e["Q"]]), f"entry {i}", where, "video_name, Q")
+            key = json.dumps([e["video_name"], e["Q"]])
+            found += duplicate_problems(seen, key, f"entry {i}", where, "video_name, Q")
         problems += found
         if not found:
             samples.append(VideoQASample(task, i, video, e["Q"], (), e["A"], open_ended=True))

@@ -75,7 +75,8 @@ def _row(r, where: str, root: Path, spec: dict, categories: dict):
     if not bad_options and r["answer"] not in letters:
         problems.append(f"{where}: answer {r['answer']!r} is not one of the option letters {letters}")
     if not isinstance(r["task_type"], str) or r["task_type"] not in categories:
-        problems.append(f"{where}: task_type {r['task_type']!r} is not a task of the manifest; valid: {list(categories)}")
+        problems.append(f"{where}: task_type {r['task_type']!r} is not a task of the manifest; "
+                        f"valid: {list(categories)}")
     bad_id = text_problems(r["videoID"], "videoID", where)
     if bad_id:
         return None, texts, problems + bad_id
@@ -107,6 +108,7 @@ def read_benchmark(root: Path, spec: dict, tasks: list[str], check_counts: bool 
         problems += found
         task = None if found else categories[r["task_type"]]
         if task in tasks:
-            samples.append(VideoQASample(task, i, video, r["question"], tuple(texts), texts[ord(r["answer"]) - ord("A")],
+            answer = texts[ord(r["answer"]) - ord("A")]
+            samples.append(VideoQASample(task, i, video, r["question"], tuple(texts), answer,
                                          record_id=r["question_id"]))
     return samples, problems

@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 
 from .tvbench import (VideoQASample, count_problems, duplicate_problems, index_problems, keys_problems,
-                      options_problems, read_json, text_problems, video_problems)
+                      options_problems, read_json, read_per_task, text_problems, video_problems)
 
 REQUIRED_KEYS = ("question", "options", "answer", "key", "demonstration_type")
 
@@ -55,7 +55,7 @@ def _video(root: Path, spec: dict, r: dict) -> Path:
     return root / spec["video_dir"] / r["demonstration_type"] / f"{r['key']}.mp4"
 
 
-def _read_task(root: Path, spec: dict, task: str, check_counts: bool):
+def _read_task_file(root: Path, spec: dict, task: str, check_counts: bool):
     path = root / "data" / spec["tasks"][task]["json"]
     records, problems = read_json(path, f"task {task!r}: ")
     if problems:
@@ -87,9 +87,4 @@ def _read_task(root: Path, spec: dict, task: str, check_counts: bool):
 def read_benchmark(root: Path, spec: dict, tasks: list[str], check_counts: bool = False):
     """``(samples, problems)`` of ``tasks`` (reasoning types) of a TOMATO copy; ``check_counts``: also
     compare each file's number of records with the task's ``questions`` in the manifest."""
-    samples, problems = [], []
-    for task in tasks:
-        found_samples, found = _read_task(root, spec, task, check_counts)
-        samples += found_samples
-        problems += found
-    return samples, problems
+    return read_per_task(_read_task_file, root, spec, tasks, check_counts)

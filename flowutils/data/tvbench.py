@@ -149,6 +149,17 @@ def category_tasks(spec: dict) -> dict[str, str]:
     return {t.get("category", name): name for name, t in spec["tasks"].items()}
 
 
+def read_per_task(read_task_file, root: Path, spec: dict, tasks: list[str], check_counts: bool):
+    """``(samples, problems)`` of a format with one question file per task (TVBench, TOMATO, VCGBench):
+    those of ``read_task_file(root, spec, task, check_counts)`` for each task, in order."""
+    samples, problems = [], []
+    for task in tasks:
+        found_samples, found = read_task_file(root, spec, task, check_counts)
+        samples += found_samples
+        problems += found
+    return samples, problems
+
+
 def count_problems(where: str, n: int, expected: int | None) -> list[str]:
     if expected is None or n == expected:
         return []
@@ -219,18 +230,18 @@ def read_task(root: str | Path, task: str, json_file: str, video_dir: str) -> tu
     return samples, problems
 
 
+def _read_task_file(root: Path, spec: dict, task: str, check_counts: bool):
+    t = spec["tasks"][task]
+    samples, problems, n = _read_task(root, task, t["json"], t["video_dir"])
+    if check_counts and n is not None:
+        problems += count_problems(f"{task}: {root / 'json' / t['json']}", n, t.get("questions"))
+    return samples, problems
+
+
 def read_benchmark(root: Path, spec: dict, tasks: list[str], check_counts: bool = False):
     """``(samples, problems)`` of ``tasks`` of a TVBench-format copy; ``check_counts``: also compare each
     question file's number of entries with the task's ``questions`` in the manifest."""
-    samples, problems = [], []
-    for task in tasks:
-        t = spec["tasks"][task]
-        found_samples, found, n = _read_task(root, task, t["json"], t["video_dir"])
-        samples += found_samples
-        problems += found
-        if check_counts and n is not None:
-            problems += count_problems(f"{task}: {root / 'json' / t['json']}", n, t.get("questions"))
-    return samples, problems
+    return read_per_task(_read_task_file, root, spec, tasks, check_counts)
 
 
 def _raise_problems(problems: list[str], what: str) -> None:

@@ -21,13 +21,13 @@ import json
 from pathlib import Path
 
 from .tvbench import (VideoQASample, count_problems, duplicate_problems, find_video, keys_problems, read_json,
-                      text_problems)
+                      read_per_task, text_problems)
 
 QUESTION_DIR = "Benchmarking_QA"
 REQUIRED_KEYS = ("video_name", "Q", "A")
 
 
-def _read_task(root: Path, spec: dict, task: str, check_counts: bool):
+def _read_task_file(root: Path, spec: dict, task: str, check_counts: bool):
     t = spec["tasks"][task]
     path = root / QUESTION_DIR / t["json"]
     entries, problems = read_json(path, f"task {task!r}: ")
@@ -60,9 +60,4 @@ def _read_task(root: Path, spec: dict, task: str, check_counts: bool):
 def read_benchmark(root: Path, spec: dict, tasks: list[str], check_counts: bool = False):
     """``(samples, problems)`` of ``tasks`` of a VCGBench copy (open-ended samples); ``check_counts``: also
     compare each question file's number of questions with the task's ``questions`` in the manifest."""
-    samples, problems = [], []
-    for task in tasks:
-        found_samples, found = _read_task(root, spec, task, check_counts)
-        samples += found_samples
-        problems += found
-    return samples, problems
+    return read_per_task(_read_task_file, root, spec, tasks, check_counts)

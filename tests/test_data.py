@@ -85,7 +85,8 @@ def test_manifests_parse_and_tvbench_counts():
     analysed = {t: v["questions"] for t, v in tv["tasks"].items() if v.get("analysed", True)}
     assert analysed == {"action_antonym": 320, "action_sequence": 528, "scene_transition": 185,
                         "moving_direction": 232, "object_count": 148}
-    assert sum(manifests.load_manifest("tomato")["reasoning_types"].values()) == 1484
+    tomato = manifests.load_manifest("tomato")
+    assert sum(t["questions"] for t in tomato["tasks"].values()) == tomato["total_questions"] == 1484
 
 
 def test_validate_reports_wrong_counts(bench):

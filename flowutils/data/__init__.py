@@ -1,6 +1,7 @@
 """Layer 1, ``data``: what the models are asked about.
 
-Benchmarks on disk (one module per on-disk format: :mod:`.tvbench`), frame reading
+Benchmarks on disk (one module per on-disk format: :mod:`.tvbench`, which also dispatches on a
+manifest's format, :mod:`.tomato`, :mod:`.longvideobench`, :mod:`.videomme`, :mod:`.vcgbench`), frame reading
 (:mod:`.video`), dataset and model manifests (:mod:`.manifests`) and the synthetic
 renderer of the embedded default benchmark (:mod:`.synthetic`). Imports no other layer.
 """

@@ -1,8 +1,9 @@
 """Dataset and model manifests (``data_manifests/*.yaml``).
 
 A manifest says what a benchmark or checkpoint is, where it comes from, its licence, the
-expected layout and, for benchmarks, each task's question file, video folder and question
-count (a local copy is checked against it by :func:`flowutils.data.tvbench.validate_benchmark`);
+expected layout and, for benchmarks, its on-disk ``format`` (the module of :mod:`flowutils.data`
+that reads it; ``tvbench`` when absent), its tasks and, where published, question counts (a local
+copy is checked against it by :func:`flowutils.data.tvbench.validate_benchmark`);
 ``verify_sha256`` checks shipped weights.
 """
 

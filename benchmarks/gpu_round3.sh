@@ -3,7 +3,7 @@
 # steps (default "main levers"):
 #   main       7B x 8 frames against the full reference, with the profile and the timeline;
 #   levers     FlexAttention block masks, larger batches, compiled decoder layers, each timed with its profile;
-#   compiled   main, with fast timed eager and then with compiled decoder layers (FlowModel.compile) on the same question;
+#   compiled   main, with fast timed eager and then with compiled decoder layers (flowutils.engine.compile_layers) on the same question;
 #   scaling    7B x 16/32 frames and 13B x 8 frames (EXTRA="--compile" compiles their layers);
 #   throughput 64 questions end to end, eager and compiled. The device has neither PyAV nor decord: carry a
 #              rendered benchmark and a decord build in .gpu/shard/pay (git-excluded), made here with
@@ -19,7 +19,7 @@ export TOKENIZERS_PARALLELISM=false
 for s in ${1:-main levers}; do
   case $s in
     main) step 200 python3 benchmarks/knockout_sweep.py --profile --out "$OUT" ;;
-    levers) step 150 python3 benchmarks/knockout_sweep.py --explore 256:8192,256:16384 --flex on --out "$OUT"
+    levers) step 150 python3 benchmarks/knockout_sweep.py --explore 256:8192,256:16384 --out "$OUT"
             step 240 python3 benchmarks/knockout_sweep.py --explore 256:8192,256:16384 --compile --out "$OUT" ;;
     compiled) step 400 python3 benchmarks/knockout_sweep.py --profile --compile --name compiled_layers --out "$OUT" ;;
     scaling) step 240 python3 benchmarks/knockout_sweep.py --frames 32 --reference-plans 16 --name scaling_7b_32f ${EXTRA:-} --out "$OUT"

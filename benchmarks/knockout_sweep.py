@@ -32,16 +32,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from flowutils.engine import batches, knockout_logits, run_baseline  # noqa: E402
-from flowutils.knockout import attention  # noqa: E402
+from flowutils.engine import SETTINGS, batches, compile_layers, knockout_logits, run_baseline  # noqa: E402
 from flowutils.knockout.flows import FAMILIES  # noqa: E402
 from flowutils.models.flow_model import FlowModel, PreparedInput  # noqa: E402
 from flowutils.knockout.plan import KnockoutPlan  # noqa: E402
-from flowutils.knockout.spans import TokenLayout  # noqa: E402
+from flowutils.inputs.layout import TokenLayout  # noqa: E402
 from flowutils.knockout.windows import sweep  # noqa: E402
 
 SPEC_TFLOPS = {"H100": 989.0, "H200": 989.0}  # dense bf16 tensor-core peak (SXM)
-DEFAULT_PACK = attention.PACK_ABOVE_BYTES
+DEFAULT_PACK = SETTINGS.pack_above_bytes
 
 
 # decoder shapes: Vicuna-7B and Vicuna-13B (LLaVA-NeXT-7B/13B-Video-FT); tiny: a CPU smoke test
@@ -134,13 +133,10 @@ def main():
     ap.add_argument("--explore", default="", help="fast only: time 'batch:tokens[:pack_bytes],...', profile, no reference")
     ap.add_argument("--name", default="knockout_sweep", help="output file: <name>_<gpu>.json")
     ap.add_argument("--compile", action="store_true",
-                    help="lever: FlowModel.compile (torch.compile of every decoder layer; attention left eager)")
-    ap.add_argument("--flex", choices=("on", "off"), default="off",
-                    help="lever: FlexAttention block masks in layers with cut edges")
+                    help="lever: compile_layers (torch.compile of every decoder layer; attention left eager)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
     device = torch.device(args.device)
-    attention.USE_FLEX = args.flex == "on"
     cuda = device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     gpu = torch.cuda.get_device_name() if cuda else "CPU"
@@ -190,19 +186,19 @@ def main():
     timed(lambda: knockout_logits(fm, warm, sweep_plans(warm.layout)[:2], "reference"))
     if args.explore:
         if args.compile:
-            fm.compile()
+            compile_layers(fm)
         warm_up()
         for i, setting in enumerate(args.explore.split(",")):
             b, tokens, *pack = map(int, setting.split(":"))
-            attention.PACK_ABOVE_BYTES = pack[0] if pack else DEFAULT_PACK
+            SETTINGS.pack_above_bytes = pack[0] if pack else DEFAULT_PACK
             p_i, _ = build_input(device, dtype, frames=args.frames, n_question=24 + i + 1, seed=2 + i)
             _, t, mem = timed(lambda: knockout_logits(fm, p_i, sweep_plans(p_i.layout), "fast", b,
                                                       max_batch_tokens=tokens))
-            print(f"explore batch {b} tokens {tokens} pack above {attention.PACK_ABOVE_BYTES}"
-                  f"{' compiled' if args.compile else ''}{' flex' if attention.USE_FLEX else ''}: {t:.3f} s/sample, "
+            print(f"explore batch {b} tokens {tokens} pack above {SETTINGS.pack_above_bytes}"
+                  f"{' compiled' if args.compile else ''}: {t:.3f} s/sample, "
                   f"peak {mem / 2**30:.2f} GiB ({mem / (weights + kv_cache):.2f} x weights + KV), "
                   f"{flops(b, tokens) / t / 1e12:.0f} TFLOP/s", flush=True)
-        attention.PACK_ABOVE_BYTES = DEFAULT_PACK
+        SETTINGS.pack_above_bytes = DEFAULT_PACK
 
         prof = _profile(run_fast, sync)
         print(profile_table(prof), flush=True)
@@ -224,7 +220,7 @@ def main():
         if args.profile:
             eager["timeline_eager"] = timeline(_profile(run_fast, sync))
         print(f"fast eager: {t:.2f} s/sample", flush=True)
-        fm.compile()
+        compile_layers(fm)
     warm_up()
     graphs = _compiled_graphs()
     fast, t_fast, mem_fast = timed(run_fast)
@@ -245,7 +241,7 @@ def main():
         "shape": args.shape, "frames": args.frames,
         "plans_per_sample": len(plans), "tokens": n, "video_tokens": len(layout.video), "layers": fm.n_layers,
         "k": args.k, "batch_size": args.batch_size, "max_batch_tokens": args.max_batch_tokens,
-        "pack_above_bytes": attention.PACK_ABOVE_BYTES, "flex": args.flex, "compiled_layers": args.compile,
+        "pack_above_bytes": SETTINGS.pack_above_bytes, "compiled_layers": args.compile,
         "reference_plans_timed": len(subset),
         "reference_s_per_sample": round(t_ref_all, 3), "fast_s_per_sample": round(t_fast, 3),
         "speedup": round(t_ref_all / t_fast, 2),

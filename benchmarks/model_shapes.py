@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from flowutils.engine import knockout_logits  # noqa: E402
 from flowutils.knockout.flows import FAMILIES  # noqa: E402
 from flowutils.knockout.plan import KnockoutPlan  # noqa: E402
-from flowutils.knockout.spans import TokenLayout  # noqa: E402
+from flowutils.inputs.layout import TokenLayout  # noqa: E402
 from flowutils.knockout.windows import sweep  # noqa: E402
 from flowutils.models.adapters import FamilyAdapter  # noqa: E402
 from flowutils.models.flow_model import FlowModel, PreparedInput  # noqa: E402

@@ -4,11 +4,12 @@ The package is layered; each layer imports only the layers below it (``.importli
 states it and ``make test`` checks it):
 
 1. :mod:`flowutils.data`: benchmarks, manifests, frame reading, the synthetic renderer;
-2. :mod:`flowutils.knockout`: token spans, flows, windows, plans, the attention function;
-3. :mod:`flowutils.models`: family adapters, :class:`FlowModel`, :func:`load`;
-4. :mod:`flowutils.engine`: runs knockout plans on a model (``reference`` and ``fast``);
-5. :mod:`flowutils.analysis`: sweeps, logit lens, attention maps;
-6. :mod:`flowutils.plots` and :mod:`flowutils.cli`.
+2. :mod:`flowutils.inputs`: prompts as named parts, :class:`TokenLayout`;
+3. :mod:`flowutils.knockout`: flows, windows, plans: what is cut, where;
+4. :mod:`flowutils.models`: family adapters, :class:`FlowModel`, :func:`load`;
+5. :mod:`flowutils.engine`: runs knockout plans on a model (``reference`` and ``fast``), the attention function;
+6. :mod:`flowutils.analysis`: sweeps, logit lens, attention maps;
+7. :mod:`flowutils.plots` and :mod:`flowutils.cli`.
 
 :mod:`flowutils.toy` (the embedded default models' recipe) stands beside them; no layer
 imports it.
@@ -17,7 +18,8 @@ imports it.
 from .analysis import answer_probability, attention_to_video, layer_logits, run_sweep, summarize, sweep_plans
 from .data import VideoQASample, load_benchmark
 from .engine import generate, knockout_logits, run_baseline
-from .knockout import FAMILIES, KnockoutPlan, TokenLayout, scaled_window_size, window
+from .inputs import TokenLayout
+from .knockout import FAMILIES, KnockoutPlan, scaled_window_size, window
 from .models import FlowModel, PreparedInput, load
 
 __version__ = "0.1.0"

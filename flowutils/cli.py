@@ -78,7 +78,7 @@ def _sweep_parser(sub) -> None:
     s.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available; under torchrun "
                                                    "LOCAL_RANK picks the GPU)")
     s.add_argument("--batch-size", type=int, default=256, help="plans per batch of the fast backend")
-    s.add_argument("--compile", action="store_true", help="compile the decoder layers (FlowModel.compile): faster on a "
+    s.add_argument("--compile", action="store_true", help="compile the decoder layers (flowutils.engine.compile_layers): faster on a "
                                                           "GPU once the first questions have paid the compilation")
     s.add_argument("--threads", type=_at_least_one, help="CPU threads (default: OMP_NUM_THREADS, which torchrun sets to 1, or "
                                               "with several ranks on the host an even share of its CPUs, else torch's)")
@@ -114,7 +114,9 @@ def _sweep(args) -> int:
         fm = load(args.model, dtype=getattr(torch, args.dtype), device=device)
         hashing.result()
     if args.compile:
-        fm.compile()
+        from .engine import compile_layers
+
+        compile_layers(fm)
     table = run_sweep(fm, samples, flows, k=args.k, style=args.style, layers=args.layers, backend=args.backend,
                       sample_mode=args.sample_mode, num_frames=args.frames, out=args.out,
                       benchmark=manifests.manifest_identity(args.manifest), shard=args.shard,

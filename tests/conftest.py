@@ -55,9 +55,10 @@ def samples():
 
 def unmodified_logits(fm: FlowModel, prepared) -> torch.Tensor:
     """Logits of the same weights with transformers' own SDPA attention (no flowutils in the path)."""
+    armed = fm.model.config._attn_implementation
     fm.model.set_attn_implementation("sdpa")
     try:
         with torch.no_grad():
             return fm.model(**prepared.inputs).logits
     finally:
-        fm.model.set_attn_implementation("flow_knockout")
+        fm.model.set_attn_implementation(armed)

@@ -4,7 +4,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import tiny_llava_next_video, unmodified_logits
 from flowutils.knockout import flows, windows
-from flowutils.engine import generate, knockout_logits, run_baseline
+from flowutils.engine import SETTINGS, compile_layers, generate, knockout_logits, knockout_state, run_baseline
+from flowutils.engine.cuts import prepare_cuts
 from flowutils.knockout.plan import KnockoutPlan
 
 ALL_FLOWS = [f for fam in flows.FAMILIES.values() for f in fam] + ["system->video", "video->video", "last->question"]
@@ -18,7 +19,7 @@ def test_empty_plan_equals_unmodified_model(tiny, samples):
             out = knockout_logits(tiny, p, [KnockoutPlan()], backend)[0]
             assert (out - ref).abs().max() <= 1e-5, backend
         with torch.no_grad():
-            full = tiny.forward(p, tiny.state(p, mode="reference", plans=[KnockoutPlan()])).logits
+            full = tiny.forward(p, knockout_state(tiny, p, backend="reference", plans=[KnockoutPlan()])).logits
         assert (full - unmodified_logits(tiny, p)).abs().max() <= 1e-5  # every position, not just the last
 
 
@@ -80,8 +81,8 @@ def test_decode_steps_inherit_the_last_rows_cuts(tiny, samples):
     p = tiny.prepare(s.frames, s.question, s.candidates, s.answer)
     lay = p.layout
     plan = KnockoutPlan.from_flows(lay, ["video->last", "question->last"], range(tiny.n_layers))
-    text = generate(tiny, p, plan, max_new_tokens=3, mode="fast")
-    assert text == generate(tiny, p, plan, max_new_tokens=3, mode="reference")
+    text = generate(tiny, p, plan, max_new_tokens=3, backend="fast")
+    assert text == generate(tiny, p, plan, max_new_tokens=3, backend="reference")
     # independent check: one reference forward over prompt + generated tokens, where the generated
     # rows are cut exactly as the last row is (built by hand, not by the plan's decode rule)
     new_ids = tiny.tokenizer(text, add_special_tokens=False)["input_ids"][:2]
@@ -90,7 +91,7 @@ def test_decode_steps_inherit_the_last_rows_cuts(tiny, samples):
     sources = torch.tensor(lay.video + lay.question)
     manual = KnockoutPlan({l: [(rows, sources)] for l in range(tiny.n_layers)})
     inputs = dict(p.inputs, input_ids=ids, attention_mask=torch.ones_like(ids))
-    st = tiny.state(p, mode="reference", plans=[manual])
+    st = knockout_state(tiny, p, backend="reference", plans=[manual])
     st.n_prompt = ids.shape[1]
     with torch.no_grad():
         logits = tiny.model(**inputs, flow_knockout=st).logits[0]
@@ -122,9 +123,7 @@ def test_fast_equals_reference_on_the_paper_sweep(tiny, samples):
 def test_packed_prefix_equals_reference(tiny, samples, monkeypatch):
     """Batches packed into one sequence sharing the prefix (what long prompts get on a GPU) against the
     reference; the toy's prefix copies are small, so packing is forced."""
-    from flowutils.knockout import attention
-
-    monkeypatch.setattr(attention, "PACK_ABOVE_BYTES", 0)
+    monkeypatch.setattr(SETTINGS, "pack_above_bytes", 0)
     s = samples[4]
     p = tiny.prepare(s.frames, s.question, s.candidates, s.answer)
     L = tiny.n_layers
@@ -141,7 +140,7 @@ def test_lower_right_causal_is_the_suffix_mask():
     causal mask of queries at the end of the keys (checked here where SDPA materialises it)."""
     from torch.nn.attention.bias import causal_lower_right
 
-    from flowutils.knockout.attention import KnockoutState
+    from flowutils.engine.attention import KnockoutState
 
     torch.manual_seed(0)
     q, k, v = torch.randn(3, 4, 5, 8), torch.randn(3, 4, 9, 8), torch.randn(3, 4, 9, 8)
@@ -152,68 +151,11 @@ def test_lower_right_causal_is_the_suffix_mask():
                           ours, atol=1e-6)
 
 
-def test_flex_block_mask_equals_reference(tiny, samples, monkeypatch):
-    """FlexAttention with block masks (what a GPU runs in layers where a plan cuts edges), forced on the
-    CPU, against the reference on the paper's sweep plus rows that lose every key, with tiles smaller
-    than the prompt so that some are skipped, some fully computed and some read the mask."""
-    from flowutils.knockout import attention
-
-    monkeypatch.setattr(attention, "USE_FLEX", True)
-    monkeypatch.setattr(attention, "FLEX_BLOCK", 16)
-    s = samples[-1]
-    p = tiny.prepare(s.frames, s.question, s.candidates, s.answer)
-    L, lay = tiny.n_layers, p.layout
-    plans = [KnockoutPlan.from_flows(lay, [f], w) for fam in flows.FAMILIES.values() for f in fam
-             for _, w in windows.sweep(L, windows.scaled_window_size(L))]
-    plans.append(KnockoutPlan({l: [(torch.tensor(lay.last + lay.video[:3]), torch.arange(lay.n))] for l in range(1, L)}))
-    ref = knockout_logits(tiny, p, plans, "reference")
-    fast = knockout_logits(tiny, p, plans, "fast", batch_size=7)
-    assert torch.isfinite(fast).all()
-    assert (ref - fast).abs().max() <= 1e-4
-
-
-def test_flex_tiles_match_the_dense_mask(tiny, samples, monkeypatch):
-    """The block mask's tile lists against the dense mask, tile by tile: a tile is skipped iff it allows
-    no key, computed without the mask iff it lies inside the prompt and allows every key (the CPU runs
-    FlexAttention unfused, which reads the mask everywhere; the GPU kernel trusts these lists)."""
-    from flowutils.knockout import attention
-
-    s = samples[0]
-    p = tiny.prepare(s.frames, s.question, s.candidates, s.answer)
-    L, lay = tiny.n_layers, p.layout
-    plans = [KnockoutPlan.from_flows(lay, [f], [1]) for f in ["cross-frame", "video->last", "question->last"]]
-    plans += [KnockoutPlan(), KnockoutPlan({1: [(torch.tensor(lay.last), torch.arange(lay.n))]})]
-    tile = 16
-    monkeypatch.setattr(attention, "FLEX_BLOCK", tile)
-    for q_start in (0, lay.frames[1][0] + 3):
-        q_len = lay.n - q_start
-        bm = attention.KnockoutState({}, n_prompt=lay.n, plans=plans).block_mask(1, q_start, q_len, lay.n,
-                                                                                 len(plans), "cpu")
-        causal = torch.ones(lay.n, lay.n, dtype=torch.bool).tril()
-        for b, plan in enumerate(plans):
-            allowed = (causal & ~plan.dense(1, lay.n))[q_start:]
-            for qb in range(-(-q_len // tile)):
-                partial = bm.kv_indices[b, 0, qb, :bm.kv_num_blocks[b, 0, qb]].tolist()
-                full = bm.full_kv_indices[b, 0, qb, :bm.full_kv_num_blocks[b, 0, qb]].tolist()
-                assert not set(partial) & set(full)
-                got = {i: "partial" for i in partial} | {i: "full" for i in full}
-                for kb in range(-(-lay.n // tile)):
-                    t = allowed[qb * tile:(qb + 1) * tile, kb * tile:(kb + 1) * tile]
-                    inside = t.shape == (tile, tile)
-                    want = "full" if inside and t.all() else "partial" if t.any() else None
-                    assert got.get(kb) == want, (b, qb, kb)
-    # a batch that grows by a plan with the same cuts (a plan joining at this layer) gets a mask of its size
-    state = attention.KnockoutState({}, n_prompt=lay.n, plans=plans[:1])
-    for batch in (1, 2):
-        state.plans = plans[:1] * batch
-        assert state.block_mask(1, 0, lay.n, lay.n, batch, "cpu").kv_num_blocks.shape[0] == batch
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the CUDA kernel's log-sum-exp; runs on a GPU")
 def test_attend_on_cuda_equals_its_cpu_twin():
     """The memory-efficient kernel's output and log-sum-exp (what merges the prefix and own parts of packed
     batches) against the explicit fp32 softmax, with unaligned key counts and rows that lose every key."""
-    from flowutils.knockout.attention import _attend
+    from flowutils.engine.kernels import _attend
 
     g = torch.Generator().manual_seed(0)
     for b, h, q, k in ((1, 4, 37, 1192), (6, 4, 1, 3), (3, 2, 72, 72)):
@@ -236,10 +178,11 @@ def test_attend_on_cuda_equals_its_cpu_twin():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the variable-length flash kernel; runs on a GPU")
-def test_segmented_on_cuda_equals_its_cpu_twin():
+def test_run_by_run_on_cuda_equals_its_cpu_twin():
     """Run by run attention (a cross-frame-like cut: frames of 5 tokens after a 3-token prefix) with the
     variable-length flash kernel (bf16, lower-right causal per run, grouped-query keys) against the twin."""
-    from flowutils.knockout.attention import KnockoutState, _segmented
+    from flowutils.engine.attention import KnockoutState
+    from flowutils.engine.kernels import _run_by_run
 
     n, frames = 33, [torch.arange(3 + 5 * f, 8 + 5 * f) for f in range(5)]
     plan = KnockoutPlan({0: [(frames[i], frames[j]) for i in range(5) for j in range(i)]})
@@ -249,10 +192,10 @@ def test_segmented_on_cuda_equals_its_cpu_twin():
     key, value = (torch.randn(rows, 2, n, 64, generator=g).bfloat16() for _ in range(2))
     outs = []
     for device in ("cpu", "cuda"):
-        seg = KnockoutState({}, n, plans=[plan]).segments(0, q_start, n - q_start, n, rows, (0, rows), device)
+        seg = KnockoutState({}, n, plans=[plan]).runs(0, q_start, n - q_start, n, rows, (0, rows), device)
         assert seg is not None and len(seg.bounds) == rows * 5  # frames 1..4 and the tail, per row
         x = [t.to(device) if device == "cuda" else t.float() for t in (query, key, value)]
-        outs.append(_segmented(*x, seg, 0.125).float().cpu())
+        outs.append(_run_by_run(*x, seg, 0.125).float().cpu())
     assert (outs[0] - outs[1]).abs().max() <= 2e-2  # bf16 outputs
 
 
@@ -262,7 +205,7 @@ def test_batches_queue_without_waiting_for_the_gpu(samples, monkeypatch):
     copy of a Python list or of the plans' cuts, ``.item()``, ...), so the host queues the next batches while the GPU works: with
     a wait the GPU drains its queue and idles while the host launches the next kernels."""
     from conftest import tiny_llava_next_video
-    from flowutils.engine import _interleaved, _recompute, batches
+    from flowutils.engine.logits import _interleaved, _recompute, batches
 
     fm = tiny_llava_next_video()
     fm.model.to("cuda")
@@ -272,17 +215,15 @@ def test_batches_queue_without_waiting_for_the_gpu(samples, monkeypatch):
     plans = [KnockoutPlan.from_flows(p.layout, [f], w) for fam in flows.FAMILIES.values() for f in fam
              for _, w in windows.sweep(L, windows.scaled_window_size(L))]
     base = run_baseline(fm, p)
-    from flowutils.knockout import attention
-
     shared = {}
     torch.cuda.set_sync_debug_mode("error")
     try:  # the engine prepares the plans while the GPU runs the baseline
         for plan in plans:
-            plan.prepare(p.layout.n, fm.device, shared)
+            prepare_cuts(plan, p.layout.n, fm.device, shared)
     finally:
         torch.cuda.set_sync_debug_mode(0)
-    for pack_above in (attention.PACK_ABOVE_BYTES, 0):  # prefix copied per plan, and shared
-        monkeypatch.setattr(attention, "PACK_ABOVE_BYTES", pack_above)
+    for pack_above in (SETTINGS.pack_above_bytes, 0):  # prefix copied per plan, and shared
+        monkeypatch.setattr(SETTINGS, "pack_above_bytes", pack_above)
         torch.cuda.set_sync_debug_mode("error")
         try:
             chunks = batches(plans, p.layout.n, batch_size=3)
@@ -295,7 +236,7 @@ def test_batches_queue_without_waiting_for_the_gpu(samples, monkeypatch):
 def test_interleaved_runs_the_heaviest_beside_the_lightest():
     """Every job's result, and the order of steps: two jobs at a time, the heaviest left and the lightest left
     one step each in turn, the next job taken when one ends."""
-    from flowutils.engine import _interleaved
+    from flowutils.engine.logits import _interleaved
 
     log = []
 
@@ -314,7 +255,7 @@ def test_interleaved_runs_the_heaviest_beside_the_lightest():
 
 
 def test_compiled_layers_equal_the_reference(samples, monkeypatch):
-    """FlowModel.compile (Inductor-compiled decoder layers, knockout attention left eager) against the
+    """compile_layers (Inductor-compiled decoder layers, knockout attention left eager) against the
     eager reference, on two questions of different lengths: the second must compile nothing new, and no
     layer may fall back to eager at dynamo's recompile limit. Generation (eager by design) is unchanged."""
     from torch._dynamo.utils import counters
@@ -332,7 +273,7 @@ def test_compiled_layers_equal_the_reference(samples, monkeypatch):
     assert inputs[0][0].layout.n != inputs[1][0].layout.n
     torch._dynamo.reset()
     before = counters["stats"]["unique_graphs"]  # global to the session: count from here
-    fm.compile()
+    compile_layers(fm)
     graphs = []
     for (p, plans), ref, text in zip(inputs, refs, texts):
         fast = knockout_logits(fm, p, plans, "fast", batch_size=3)
@@ -357,20 +298,20 @@ def test_fast_refuses_a_question_longer_than_a_sliding_window(samples, monkeypat
 @pytest.mark.parametrize("pack_above", [None, 0])
 def test_rows_that_cut_nothing_take_the_unmasked_kernels(tiny, samples, monkeypatch, pack_above):
     """On a GPU the rows of a batch whose plans cut nothing in a layer get unmasked (flash) attention and the
-    others run by run of their queries (``_segmented``) or the masked kernel, with the prefix copied per plan
-    and shared; here the CPU takes the same split (``FLASH_DEVICES``), against the reference, on the paper's
+    others run by run of their queries (``_run_by_run``) or the masked kernel, with the prefix copied per plan
+    and shared; here the CPU takes the same split (``SETTINGS.flash_devices``), against the reference, on the paper's
     sweep (batches that mix both kinds of rows)."""
-    from flowutils.knockout import attention
+    from flowutils.engine import attention, kernels
 
-    monkeypatch.setattr(attention, "FLASH_DEVICES", ("cuda", "cpu"))
-    monkeypatch.setattr(attention, "SPLIT_MIN_QUERIES", 0)  # the tiny model's batches have few queries
+    monkeypatch.setattr(SETTINGS, "flash_devices", ("cuda", "cpu"))
+    monkeypatch.setattr(SETTINGS, "split_min_queries", 0)  # the tiny model's batches have few queries
     if pack_above is not None:
-        monkeypatch.setattr(attention, "PACK_ABOVE_BYTES", pack_above)
+        monkeypatch.setattr(SETTINGS, "pack_above_bytes", pack_above)
     split, segmented = [], []
-    by_rows, packed, runs = attention._by_rows, attention._packed_attention, attention._segmented
+    by_rows, packed, runs = kernels._by_rows, kernels._packed_attention, kernels._run_by_run
     monkeypatch.setattr(attention, "_by_rows", lambda *a: split.append(a[3]) or by_rows(*a))
     monkeypatch.setattr(attention, "_packed_attention", lambda *a: split.append(a[-1]) or packed(*a))
-    monkeypatch.setattr(attention, "_segmented", lambda *a: segmented.append(len(a[3].bounds)) or runs(*a))
+    monkeypatch.setattr(kernels, "_run_by_run", lambda *a: segmented.append(len(a[3].bounds)) or runs(*a))
     s = samples[1]
     p = tiny.prepare(s.frames, s.question, s.candidates, s.answer)
     L = tiny.n_layers
@@ -387,10 +328,10 @@ def test_rows_that_cut_nothing_take_the_unmasked_kernels(tiny, samples, monkeypa
         assert segmented and max(segmented) > len(p.layout.frames)
 
 
-def test_runs_and_prefix_buffer():
-    from flowutils.knockout.attention import _runs, _with_prefix
+def test_row_groups_and_prefix_buffer():
+    from flowutils.engine.kernels import _row_groups, _with_prefix
 
-    assert _runs([True, True, False, True]) == [(0, 2, True), (2, 3, False), (3, 4, True)]
-    assert _runs([False]) == [(0, 1, False)]
+    assert _row_groups([True, True, False, True]) == [(0, 2, True), (2, 3, False), (3, 4, True)]
+    assert _row_groups([False]) == [(0, 1, False)]
     prefix, own = torch.randn(1, 2, 3, 4), torch.randn(5, 6, 2, 4).transpose(1, 2)  # strided, as a model's keys
     assert torch.equal(_with_prefix(prefix, own), torch.cat([prefix.expand(5, -1, -1, -1), own], dim=2))

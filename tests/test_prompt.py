@@ -1,4 +1,4 @@
-from flowutils.knockout.prompt import SYSTEM_MVBENCH, build_prompt, prompt_text
+from flowutils.inputs.prompt import SYSTEM_MVBENCH, build_prompt, prompt_text
 
 
 def test_eval_mvbench_prompt_is_the_papers():

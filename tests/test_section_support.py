@@ -103,11 +103,11 @@ def test_a_notebook_sweep_reads_what_the_sweep_command_stored(bench, tmp_path, m
 
 
 def test_the_sweep_command_compiles_the_model_when_asked(bench, tmp_path, monkeypatch):
+    from flowutils import engine
     from flowutils.cli import main
-    from flowutils.models.flow_model import FlowModel
 
     compiled = []
-    monkeypatch.setattr(FlowModel, "compile", lambda fm: compiled.append(fm.name) or fm)
+    monkeypatch.setattr(engine, "compile_layers", lambda fm: compiled.append(fm.name) or fm)
     argv = ["sweep", "--model", "toy-videollm", "--benchmark", str(bench), "--tasks", "object_count",
             "--n-per-task", "1", "--flows", "video->last", "--layers", "0", "--sample-mode", "all",
             "--device", "cpu", "--out", str(tmp_path / "sweeps")]

@@ -7,7 +7,7 @@ import torch
 
 from flowutils.data import sample_frames
 from flowutils.toy.models import ToyConfig, build_toy
-from flowutils.knockout.prompt import build_prompt, prompt_text
+from flowutils.inputs.prompt import build_prompt, prompt_text
 from flowutils.data.synthetic import COLORS, IMAGE_TASKS, describe, generate
 from flowutils.toy.training import (accuracy_table, blanked, continuation, encode_all, pixel_values, prediction_table,
                                 recipe_table, render_samples, scene_text_table, train, training_curves)

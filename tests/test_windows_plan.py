@@ -4,9 +4,10 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
+from flowutils.engine.cuts import compact_cut, prepare_cuts, reference_cut
 from flowutils.knockout import flows, windows
 from flowutils.knockout.plan import KnockoutPlan
-from flowutils.knockout.spans import TokenLayout
+from flowutils.inputs.layout import TokenLayout
 
 
 def test_window_styles():
@@ -81,7 +82,7 @@ def test_plan_first_target_and_layer():
 def test_cut_rows_past_the_prompt_follow_the_last_row():
     lay = small_layout()
     plan = KnockoutPlan.from_flows(lay, ["video->last"], [0])
-    m = plan.cut(0, q_start=lay.n - 1, q_len=3, k_len=lay.n + 2, n_prompt=lay.n)
+    m = reference_cut(plan, 0, q_start=lay.n - 1, q_len=3, k_len=lay.n + 2, n_prompt=lay.n)
     assert m.shape == (3, lay.n + 2)
     assert torch.equal(m[1, :lay.n], m[0, :lay.n]) and torch.equal(m[2, :lay.n], m[0, :lay.n])
     assert not m[:, lay.n:].any()
@@ -103,13 +104,13 @@ def test_compact_cut_equals_the_dense_cut(data):
     blocks = [(data.draw(index), data.draw(index)) for _ in range(n_blocks)]
     plan = KnockoutPlan({0: blocks})
     if plan.is_empty:
-        assert plan.compact(0, n) is None
+        assert compact_cut(plan, 0, n) is None
         return
-    cut = plan.compact(0, n)
+    cut = compact_cut(plan, 0, n)
     q_start = data.draw(st.integers(0, n + 2), label="q_start")
     q_len = data.draw(st.integers(1, n + 3 - q_start), label="q_len")
     k_len = data.draw(st.integers(max(1, q_start + q_len - 3), n + 3), label="k_len")
-    assert torch.equal(cut.mask(q_start, q_len, k_len), plan.cut(0, q_start, q_len, k_len, n))
+    assert torch.equal(cut.mask(q_start, q_len, k_len), reference_cut(plan, 0, q_start, q_len, k_len, n))
     dense = plan.dense(0, n)
     whole = (dense | ~torch.ones(n, n, dtype=torch.bool).tril()).all(-1).any()
     assert cut.whole_rows or not whole  # the flag may only err on the safe side
@@ -120,17 +121,17 @@ def test_plans_of_one_flow_share_their_compact_cut():
     lay = small_layout()
     shared = {}
     a, b = (KnockoutPlan.from_flows(lay, ["cross-frame"], w) for w in ([0, 1], [1, 2]))
-    a.prepare(lay.n, shared=shared)
-    b.prepare(lay.n, shared=shared)
-    assert len(shared) == 1 and a.compact(1, lay.n) is b.compact(1, lay.n)
-    assert a.cut_layers == {0, 1} and b.compact(0, lay.n) is None
+    prepare_cuts(a, lay.n, shared=shared)
+    prepare_cuts(b, lay.n, shared=shared)
+    assert len(shared) == 1 and compact_cut(a, 1, lay.n) is compact_cut(b, 1, lay.n)
+    assert a.cut_layers == {0, 1} and compact_cut(b, 0, lay.n) is None
 
 
-def _check_segments(plan: KnockoutPlan, n: int, q_start: int, q_len: int):
-    """``CompactCut.segments`` against a brute-force loop over the dense cut: each run's queries keep exactly
+def _check_runs(plan: KnockoutPlan, n: int, q_start: int, q_len: int):
+    """``CompactCut.runs`` against a brute-force loop over the dense cut: each run's queries keep exactly
     the keys that causal attention less the cut leaves; None only where a query loses a key of a stretch of
     identical rows that ends at it (a run is never plain causal there). Returns the runs."""
-    runs = plan.compact(0, n).segments(q_start, q_len)
+    runs = compact_cut(plan, 0, n).runs(q_start, q_len)
     dense = plan.dense(0, n)
     if runs is None:
         assert any(dense[i, j] and all(torch.equal(dense[m], dense[i]) for m in range(j, i))
@@ -145,7 +146,7 @@ def _check_segments(plan: KnockoutPlan, n: int, q_start: int, q_len: int):
 
 @settings(max_examples=80, deadline=None)
 @given(data=st.data())
-def test_compact_cut_segments_equal_the_dense_cut(data):
+def test_compact_cut_runs_equal_the_dense_cut(data):
     n = data.draw(st.integers(1, 16), label="n")
     index = st.lists(st.integers(0, n - 1), min_size=0, max_size=n, unique=True).map(torch.tensor)
     blocks = [(data.draw(index), data.draw(index)) for _ in range(data.draw(st.sampled_from([1, 2, 5]), label="blocks"))]
@@ -153,16 +154,16 @@ def test_compact_cut_segments_equal_the_dense_cut(data):
     if plan.is_empty:
         return
     q_start = data.draw(st.integers(0, n - 1), label="q_start")
-    _check_segments(plan, n, q_start, data.draw(st.integers(1, n - q_start), label="q_len"))
+    _check_runs(plan, n, q_start, data.draw(st.integers(1, n - q_start), label="q_len"))
 
 
 @pytest.mark.parametrize("flow", [f for fam in flows.FAMILIES.values() for f in fam])
-def test_segments_of_the_paper_flows(flow):
+def test_runs_of_the_paper_flows(flow):
     """The paper's flows as runs; the cross-frame cut is one run per frame, each keeping the system prompt."""
     lay = small_layout(frames=4, per_frame=3)
     plan = KnockoutPlan.from_flows(lay, [flow], [0])
     t0 = plan.first_target
-    runs = _check_segments(plan, lay.n, t0, lay.n - t0)
+    runs = _check_runs(plan, lay.n, t0, lay.n - t0)
     if flow == "cross-frame":
         assert [(a, b) for a, b, _ in runs][:3] == [(f.start, f.stop) for f in lay.frames[1:]]
         assert all(before.tolist() == list(lay.system) for _, _, before in runs[:3])

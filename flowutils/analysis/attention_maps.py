@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import torch
 
-from ..models.flow_model import FlowModel, PreparedInput
+from ..engine import knockout_state
 from ..knockout.plan import KnockoutPlan
+from ..models.flow_model import FlowModel, PreparedInput
 
 
 @torch.no_grad()
 def attention_rows(fm: FlowModel, prepared: PreparedInput, query_positions, plan: KnockoutPlan | None = None):
     """Attention weights ``[layer, head, len(query_positions), n]`` (float32) of the chosen query rows."""
-    state = fm.state(prepared, plans=[plan] if plan is not None else None, record_rows=list(query_positions))
+    state = knockout_state(fm, prepared, plans=[plan] if plan is not None else None, record_rows=list(query_positions))
     fm.forward(prepared, state, logits_to_keep=1)
     return torch.stack([state.records[l][0] for l in range(fm.n_layers)])
 

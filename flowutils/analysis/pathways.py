@@ -35,7 +35,7 @@ import torch
 from ..engine import knockout_logits, run_baseline
 from ..knockout.flows import CROSS_FRAME, flow_blocks, flow_label
 from ..knockout.plan import KnockoutPlan
-from ..knockout.spans import TokenLayout
+from ..inputs.layout import TokenLayout
 from .claims import Claim
 from .sweep import logit_difference
 

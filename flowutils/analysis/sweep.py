@@ -34,7 +34,7 @@ from ..data.video import BenchmarkError
 from ..engine import BACKENDS, knockout_logits, run_baseline
 from ..knockout.flows import CROSS_FRAME, family_of, flow_label, parse_flow
 from ..knockout.plan import KnockoutPlan
-from ..knockout.spans import LayoutError
+from ..inputs.layout import LayoutError
 from ..knockout.windows import STYLES, scaled_window_size, sweep
 from .shards import resolve_shard, shard_indices
 from .store import ResultStore, hash_cache, load_results, model_identity, skipped_frame, source_sha256

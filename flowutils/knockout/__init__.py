@@ -1,16 +1,14 @@
-"""Layer 2, ``knockout``: the mask builders of Attention Knockout.
+"""Layer 3, ``knockout``: what Attention Knockout cuts, and where; pure data.
 
-Prompt segments (:mod:`.prompt`), token groups (:mod:`.spans`), named flows and the edges
-they cut (:mod:`.flows`; the cross-frame mask is built there), layer windows
-(:mod:`.windows`), :class:`KnockoutPlan` (:mod:`.plan`) and the ``flow_knockout`` attention
-function registered with transformers (:mod:`.attention`). Depends on torch and
-transformers only: imports no other layer of flowutils.
+Named flows and the (target, source) edges they cut in a token layout (:mod:`.flows`; the
+cross-frame mask is built there), layer windows (:mod:`.windows`) and :class:`KnockoutPlan`
+(:mod:`.plan`): layer -> cut edges. Running a plan is the engine's (:mod:`flowutils.engine`).
+Imports :mod:`flowutils.inputs` (the token layout) only.
 """
 
 from .flows import FAMILIES, family_flows, flow_blocks, flow_label
 from .plan import KnockoutPlan
-from .spans import LayoutError, TokenLayout, build_layout
 from .windows import STYLES, scaled_window_size, window
 
-__all__ = ["FAMILIES", "STYLES", "KnockoutPlan", "LayoutError", "TokenLayout", "build_layout", "family_flows",
-           "flow_blocks", "flow_label", "scaled_window_size", "window"]
+__all__ = ["FAMILIES", "STYLES", "KnockoutPlan", "family_flows", "flow_blocks", "flow_label", "scaled_window_size",
+           "window"]

@@ -3,7 +3,7 @@
 A flow ``source->target`` forbids every target position to attend to every source position
 (a *block* ``(targets, sources)``; the Cartesian product is cut). The cross-frame flow is
 the union of one block per frame: queries in frame ``i`` may not attend to keys in frames
-``< i``. Group names are those of :class:`flowutils.knockout.spans.TokenLayout`; the paper's
+``< i``. Group names are those of :class:`flowutils.inputs.layout.TokenLayout`; the paper's
 spelling (``non-option question``, ``true option``) is accepted too.
 
 Flow families of the official analysis (``FAMILIES``):
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from .spans import GROUP_NAMES, TokenLayout
+from ..inputs.layout import GROUP_NAMES, TokenLayout
 
 CROSS_FRAME = "cross-frame"
 FAMILIES = {

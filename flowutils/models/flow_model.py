@@ -1,9 +1,8 @@
 """``FlowModel``: a Hugging Face video LLM, unchanged, plus what flowutils needs to probe it.
 
 It owns the model, its processor and its family adapter; it builds the prompt, runs the
-processor, locates the token groups (:class:`flowutils.knockout.spans.TokenLayout`) and switches the
-model's attention implementation to ``flow_knockout`` (:mod:`flowutils.knockout.attention`), which
-behaves exactly like SDPA until a :class:`KnockoutState` is passed.
+processor and locates the token groups (:class:`flowutils.inputs.layout.TokenLayout`). The engine
+(:mod:`flowutils.engine`) takes hold of the model's attention when it first runs a plan on it.
 """
 
 from __future__ import annotations
@@ -14,9 +13,8 @@ import numpy as np
 import torch
 
 from ..data.video import VideoClip, read_clip, sample_clip
-from ..knockout.attention import KnockoutState, register
-from ..knockout.prompt import build_prompt, get_template, prompt_text
-from ..knockout.spans import TokenLayout, build_layout
+from ..inputs.prompt import build_prompt, get_template, prompt_text
+from ..inputs.layout import TokenLayout, build_layout
 from .adapters import FamilyAdapter, adapter_for
 from .encoding import VideoEncoding
 
@@ -48,27 +46,9 @@ class FlowModel:
         self.adapter = adapter or adapter_for(model.config)
         self.template = get_template(template or self.adapter.template)
         self.name = name
-        self.model.set_attn_implementation(register())
         self.decoder = self.adapter.decoder(model)
         self.lm_head = self.adapter.lm_head(model)
         self.layer_of = {id(layer.self_attn): i for i, layer in enumerate(self.decoder.layers)}
-
-    def compile(self) -> "FlowModel":
-        """Compile every decoder layer in place with ``torch.compile`` (``nn.Module.compile``; dynamic
-        shapes, since every question and batch of plans brings new lengths), so that Inductor fuses each
-        layer's norms, rotary embedding and MLP activation; the knockout attention function stays eager
-        (it is excluded from compilation). The same operations, so the same results up to float
-        rounding; on a GPU the fast engine's elementwise work shrinks (the Performance page). The first
-        questions pay the compilation. ``generate`` runs the layers eagerly (its KV cache would recompile them
-        per layer and step)."""
-        import torch._dynamo
-
-        # a compilation per kind of call: one plan or several, one query or several, expanded inputs, the
-        # baseline's mask or none: 7 on the tests' tiny model, against dynamo's default limit of 8
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-        for layer in self.decoder.layers:
-            layer.compile(dynamic=True)
-        return self
 
     @property
     def n_layers(self) -> int:
@@ -99,14 +79,14 @@ class FlowModel:
         candidates = list(candidates)
         if answer is not None and answer not in candidates:
             raise ValueError(f"{sample_id or 'sample'}: answer {answer!r} is not among candidates {candidates}")
-        segments = build_prompt(self.template, self.adapter.video_token, question, candidates, self.adapter.video_markers)
-        text = prompt_text(segments)
+        parts = build_prompt(self.template, self.adapter.video_token, question, candidates, self.adapter.video_markers)
+        text = prompt_text(parts)
         if not isinstance(frames, VideoClip):  # bare frames: no timing (a processor writing timestamps uses its default)
             frames = VideoClip(np.asarray(frames), tuple(range(len(frames))), None, len(frames))
         enc = (self.adapter.encode or _processor_encode)(self, text, frames)
         gold = candidates.index(answer) if answer is not None else None
         layout = build_layout(
-            segments, enc.input_ids, self.tokenizer, self.adapter.video_token_id(self.model.config),
+            parts, enc.input_ids, self.tokenizer, self.adapter.video_token_id(self.model.config),
             num_frames=enc.num_frames, trailing_video_tokens=self.adapter.trailing_video_tokens,
             expected_tokens_per_frame=enc.tokens_per_frame, answer_index=gold, model_name=self.name,
             replaced=enc.replaced,
@@ -124,13 +104,11 @@ class FlowModel:
             clip, sid = sample_clip(sample.frames, num_frames), getattr(sample, "sample_id", sample.task)
         return self.prepare(clip, sample.question, sample.candidates, sample.answer, sid, sample.task)
 
-    def state(self, prepared: PreparedInput, **kwargs) -> KnockoutState:
-        return KnockoutState(layer_of=self.layer_of, n_prompt=prepared.layout.n, **kwargs)
-
     @torch.no_grad()
-    def forward(self, prepared: PreparedInput, state: KnockoutState | None = None, **kwargs):
-        """One full forward of the unchanged model (``state``: knockout / capture / records), without a
-        KV cache: nothing here generates, and the fast engine captures keys/values itself."""
+    def forward(self, prepared: PreparedInput, state=None, **kwargs):
+        """One full forward of the unchanged model (``state``: the engine's knockout state, passed to its
+        attention function), without a KV cache: nothing here generates, and the fast engine captures
+        keys/values itself."""
         return self.model(**prepared.inputs, flow_knockout=state, **{"use_cache": False, **kwargs})
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..knockout.prompt import TEMPLATES
+from ..inputs.prompt import TEMPLATES
 from ..data.synthetic import vocabulary
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<video>", "<image>"]

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ..data.video import sample_frames
-from ..knockout.prompt import build_prompt, prompt_text
+from ..inputs.prompt import build_prompt, prompt_text
 from ..data.synthetic import IMAGE_TASKS, VIDEO_TASKS, RenderConfig, describe, distractors, generate
 
 

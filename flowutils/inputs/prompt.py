@@ -1,8 +1,8 @@
 """Multiple-choice prompts, built as the paper's code builds them, with per-model chat formats.
 
-A prompt is a list of named text segments. Keeping the segments (rather than one string)
-is what lets :mod:`flowutils.knockout.spans` find the non-option question, each option and the
-last position exactly, whatever the tokenizer does inside each segment.
+A prompt is a list of named text parts. Keeping the parts (rather than one string)
+is what lets :mod:`flowutils.inputs.layout` find the non-option question, each option and the
+last position exactly, whatever the tokenizer does inside each part.
 
 TVBench prompt of the LLaVA-NeXT-Video-FT / PLLaVA models (``eval_mvbench``)::
 
@@ -21,7 +21,7 @@ SYSTEM_MVBENCH = (
     "option that accurately addresses the question.\n"
 )
 
-# Segment names; flowutils.knockout.spans maps each to token positions.
+# Part names; flowutils.inputs.layout maps each to token positions.
 SYSTEM, VIDEO, NON_OPTION_QUESTION, SEPARATOR, OPTION, SUFFIX = (
     "system", "video", "non_option_question", "separator", "option", "suffix"
 )
@@ -37,14 +37,14 @@ class PromptTemplate:
     after_video: str
     suffix: str
 
-    def segments(self, video_token: str, question: str, candidates, open_ended_prefix: str | None = None,
+    def parts(self, video_token: str, question: str, candidates, open_ended_prefix: str | None = None,
                  video_markers: tuple[str, str] = ("", "")):
         """``[(kind, text)]`` whose concatenation is the whole prompt.
 
         ``video_markers``: a model's text right before and after its video placeholder (Qwen's
         ``<|vision_start|>`` / ``<|vision_end|>``); they belong to the prompt text around the video.
 
-        Options are separate segments of kind ``option`` (``(A) text``), each after a newline
+        Options are separate parts of kind ``option`` (``(A) text``), each after a newline
         ``separator`` (part of the question block, of neither an option nor the non-option
         question); ``open_ended_prefix`` drops the
         options and ends the prompt with a sentence to complete (Appendix C.1).
@@ -122,10 +122,10 @@ def get_template(name: str) -> PromptTemplate:
 
 def build_prompt(template: str | PromptTemplate, video_token: str, question: str, candidates,
                  video_markers: tuple[str, str] = ("", "")) -> list[tuple[str, str]]:
-    """Segments of the multiple-choice prompt for one question."""
+    """Parts of the multiple-choice prompt for one question."""
     t = get_template(template) if isinstance(template, str) else template
-    return t.segments(video_token, question, candidates, video_markers=video_markers)
+    return t.parts(video_token, question, candidates, video_markers=video_markers)
 
 
-def prompt_text(segments) -> str:
-    return "".join(text for _, text in segments)
+def prompt_text(parts) -> str:
+    return "".join(text for _, text in parts)

@@ -1,112 +1,24 @@
-"""The Attention Knockout engine: run a question once, then query it under many knockout plans.
+"""The two backends: the last position's logits of a question under each of many knockout plans.
 
-Two backends give the same probabilities (tested to 1e-4 in fp32):
-
-``reference``
-    One full forward of the unchanged model per plan, eager attention with a dense
-    ``-inf`` mask: the paper's method, kept as the oracle and the speed baseline.
-
-``fast``
-    One baseline forward stores, for every decoder layer, its input hidden states and its
-    keys/values (:class:`Baseline`). Under causal attention a plan whose earliest cut edge
-    targets position ``t0`` and whose earliest cut layer is ``l0`` cannot change any position
-    ``< t0`` nor any layer ``< l0``; so a plan only recomputes positions ``t0..N-1`` of layers
-    ``l0..L-1``, starting from the stored hidden states, with the stored keys/values of the
-    earlier positions as a prefix. Only the last position goes through the final norm and
-    LM head. Plans with the same ``t0`` share one batch that grows layer by layer: a plan
-    joins at its own ``l0`` (:func:`batches`, :func:`_recompute`); the plans of a batch
-    share the prefix keys/values, packed into one sequence where copying them per plan would take
-    much memory (:mod:`flowutils.knockout.attention`). The logits of all batches stay on the device
-    until the end, so the host never waits for a batch before queueing the next, and two batches run
-    layer by layer in turn, a heavy one beside a light one (:func:`_interleaved`), so that the host
-    launches the light one's small kernels while the GPU works through the heavy one's. Each plan's cut edges are kept as classes
-    of positions (:class:`flowutils.knockout.plan.CompactCut`), not ``N x N`` masks. The
-    vision tower runs once per question.
-
-The decoder layers are the model's own modules, called in order with the model's own
-rotary embedding; attention inside them goes through :mod:`flowutils.knockout.attention`.
-What the model adds to the hidden states between two decoder layers outside them (Qwen3-VL's
-DeepStack vision features) is not attention, so no plan changes it: the recomputation adds
-the baseline's additions back (``Baseline.between``), as the model's own forward does.
+``reference`` runs one full forward per plan (the paper's method, the oracle). ``fast`` starts from
+the recorded baseline (:mod:`.baseline`) and recomputes, per batch of plans with the same first
+target position ``t0``, only positions ``t0..N-1`` of the layers from each plan's first cut layer
+on (:func:`batches`, :func:`_recompute`); two batches run layer by layer in turn
+(:func:`_interleaved`). :mod:`flowutils.engine` explains why this is exact.
 """
 
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
-from functools import partial
 
 import torch
 from torch.profiler import record_function
 
-from .models.flow_model import FlowModel, PreparedInput
-from .knockout.plan import KnockoutPlan
-
-BACKENDS = ("fast", "reference")
-
-
-@dataclass
-class Baseline:
-    """One question's unmodified forward pass.
-
-    ``layer_inputs[l]``: ``[1, n, d_model]`` input of decoder layer ``l``;
-    ``layer_outputs[l]``: its output; ``kv[l]``: keys/values ``[1, kv_heads, n, head_dim]``;
-    ``logits``: ``[vocab]`` at the last position (float32);
-    ``position_ids`` / ``position_embeddings``: what the model itself passed to its decoder
-    layers (1-D ``[1, n]``, or M-RoPE ``[3, 1, n]``; rotary ``(cos, sin)`` with positions on
-    dim -2), so that a recomputed suffix gets exactly its own tokens' positions;
-    ``between[l]``: ``[1, n, d_model]`` what the model added to layer ``l``'s output before layer
-    ``l + 1`` (only layers where it added something: DeepStack).
-    """
-
-    layer_inputs: list
-    layer_outputs: list
-    kv: dict
-    logits: torch.Tensor
-    records: dict  # layer -> recorded attention weights (see KnockoutState.record_rows)
-    position_ids: torch.Tensor | None = None
-    position_embeddings: tuple | None = None
-    between: dict = field(default_factory=dict)
-
-    @property
-    def probs(self) -> torch.Tensor:
-        return torch.softmax(self.logits, -1)
-
-
-@torch.no_grad()
-def run_baseline(fm: FlowModel, prepared: PreparedInput, record_rows=None) -> Baseline:
-    """The unmodified forward, capturing every decoder layer's input, output and keys/values."""
-    inputs, outputs, positions = {}, {}, {}
-    hooks = []
-
-    # the hooks only record: left out of compiled layers (FlowModel.compile), which would recompile per layer
-    @torch.compiler.disable
-    def pre_hook(module, args, kwargs, i):
-        inputs[i] = (args[0] if args else kwargs["hidden_states"]).detach()
-        if i == 0:  # the positions the model computed itself (M-RoPE: from the video's grid)
-            positions.update(ids=kwargs.get("position_ids"), emb=kwargs.get("position_embeddings"))
-
-    @torch.compiler.disable
-    def post_hook(module, args, out, i):
-        outputs[i] = (out[0] if isinstance(out, tuple) else out).detach()
-
-    for i, layer in enumerate(fm.decoder.layers):
-        hooks.append(layer.register_forward_pre_hook(partial(pre_hook, i=i), with_kwargs=True))
-        hooks.append(layer.register_forward_hook(partial(post_hook, i=i)))
-    state = fm.state(prepared, capture_kv=True, record_rows=record_rows)
-    try:
-        out = fm.forward(prepared, state, logits_to_keep=1)
-    finally:
-        for h in hooks:
-            h.remove()
-    # a layer's output passed on as the next one's input is the same tensor: no comparison, so no host
-    # sync, and the host prepares the plans' batches while the GPU runs the baseline; otherwise one sync
-    differ = [l for l in range(fm.n_layers - 1) if inputs[l + 1] is not outputs[l]]
-    changed = torch.stack([inputs[l + 1].ne(outputs[l]).any() for l in differ]).tolist() if differ else []
-    between = {l: inputs[l + 1] - outputs[l] for l, c in zip(differ, changed) if c}
-    return Baseline([inputs[i] for i in range(fm.n_layers)], [outputs[i] for i in range(fm.n_layers)],
-                    state.kv, out.logits[0, -1].float(), state.records, positions.get("ids"), positions.get("emb"),
-                    between)
+from ..models.flow_model import FlowModel, PreparedInput
+from .arm import knockout_state
+from .attention import BACKENDS
+from .baseline import Baseline, run_baseline
+from .cuts import prepare_cuts
 
 
 @torch.no_grad()
@@ -126,7 +38,7 @@ def _recompute(fm: FlowModel, prepared: PreparedInput, base: Baseline, plans, t0
     rotary = tuple(x[..., t0:, :] for x in base.position_embeddings)
     positions = None if base.position_ids is None else base.position_ids[..., t0:]
     prefix = {l: (k[:, :, :t0], v[:, :, :t0]) for l, (k, v) in base.kv.items()}
-    state = fm.state(prepared, mode="fast", prefix_kv=prefix)
+    state = knockout_state(fm, prepared, backend="fast", prefix_kv=prefix)
     hidden = None
     name = f"flow_knockout.batch t0={t0} plans={len(plans)}"
     for l in range(first[0], fm.n_layers):
@@ -206,13 +118,13 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
     def prepare():
         with record_function("flow_knockout.prepare"):
             for plan in plans:
-                plan.prepare(prepared.layout.n, fm.device, shared)
+                prepare_cuts(plan, prepared.layout.n, fm.device, shared)
 
     out = torch.empty(len(plans), fm.lm_head.out_features)
     if backend == "reference":
         prepare()
         for i, plan in enumerate(plans):
-            state = fm.state(prepared, mode="reference", plans=[plan])
+            state = knockout_state(fm, prepared, backend="reference", plans=[plan])
             out[i] = fm.forward(prepared, state, logits_to_keep=1).logits[0, -1].float().cpu()
         return out
     window = getattr(fm.decoder.config, "sliding_window", None)
@@ -237,28 +149,3 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
             host = torch.empty(recomputed.shape, dtype=recomputed.dtype, pin_memory=recomputed.is_cuda)
             out[[i for chunk, _ in chunks for i in chunk]] = host.copy_(recomputed).float()
     return out
-
-
-@torch.no_grad()
-def generate(fm: FlowModel, prepared: PreparedInput, plan: KnockoutPlan | None = None, max_new_tokens: int = 16,
-             mode: str = "fast") -> str:
-    """Greedy open-ended continuation under ``plan``; decode steps inherit the last position's cuts.
-
-    A plain greedy loop over the model's own forward with its KV cache (``generate()`` rejects
-    keyword arguments it does not know, such as the knockout state). Eager even in compiled layers
-    (:meth:`FlowModel.compile`): the cache's per-layer state would recompile them for every layer and step.
-    """
-    state = fm.state(prepared, mode=mode, plans=[plan] if plan is not None else None)
-    new = []
-    with torch.compiler.set_stance("force_eager"):
-        out = fm.forward(prepared, state, use_cache=True, logits_to_keep=1)
-        mask = prepared.inputs["attention_mask"]
-        for _ in range(max_new_tokens):
-            token = out.logits[:, -1].argmax(-1, keepdim=True)
-            new.append(int(token))
-            if new[-1] == fm.tokenizer.eos_token_id:
-                break
-            mask = torch.cat([mask, torch.ones_like(token)], dim=1)
-            out = fm.model(input_ids=token, attention_mask=mask, past_key_values=out.past_key_values, use_cache=True,
-                           flow_knockout=state)
-    return fm.tokenizer.decode(new, skip_special_tokens=True)

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from flowutils.knockout.spans import LayoutError, build_layout
-from flowutils.knockout.prompt import build_prompt, prompt_text
+from flowutils.inputs.layout import LayoutError, build_layout
+from flowutils.inputs.prompt import build_prompt, prompt_text
 
 
 def test_groups_decode_to_their_text(tiny, samples):

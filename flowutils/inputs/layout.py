@@ -24,9 +24,9 @@ rest of the prompt, so the paper's flows (video / question / options / last) tre
 video: ``video->question`` also cuts the labels, while ``cross-frame`` cuts only edges
 between frames' own tokens (:attr:`TokenLayout.video_text` lists these positions).
 
-Text groups come from character offsets: the prompt is built from named segments
-(:mod:`flowutils.knockout.prompt`), the tokenizer maps tokens to characters, and a token belongs to
-the segment where it starts.
+Text groups come from character offsets: the prompt is built from named parts
+(:mod:`flowutils.inputs.prompt`), the tokenizer maps tokens to characters, and a token belongs to
+the part where it starts.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def _replaced_tokens(offsets, placeholder: int, replaced, text: str, model_name:
 
 
 def build_layout(
-    segments,
+    parts,
     input_ids: torch.Tensor,
     tokenizer,
     video_token_id: int,
@@ -165,22 +165,22 @@ def build_layout(
     model_name: str = "model",
     replaced: tuple[int, int] | None = None,
 ) -> TokenLayout:
-    """Locate every token group of ``input_ids`` (``[1, n]`` or ``[n]``) built from ``segments``.
+    """Locate every token group of ``input_ids`` (``[1, n]`` or ``[n]``) built from ``parts``.
 
     ``replaced``: the characters ``[start, end)`` of the prompt text that the processor replaced with the
     video region (its ``text_replacement_offsets``); None: the video placeholder alone."""
     ids = input_ids.reshape(-1).tolist()
-    text = prompt_text(segments)
+    text = prompt_text(parts)
     enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=True)
     text_ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
 
-    # character range of each segment
+    # character range of each part
     bounds, pos = [], 0
-    for kind, seg in segments:
+    for kind, seg in parts:
         bounds.append((kind, pos, pos + len(seg)))
         pos += len(seg)
-    segment_of = [next((i for i, (_, a, b) in enumerate(bounds) if a <= start < b), None) for start, _ in offsets]
-    at = [j for j, s_i in enumerate(segment_of) if s_i is not None and bounds[s_i][0] == VIDEO]
+    part_of = [next((i for i, (_, a, b) in enumerate(bounds) if a <= start < b), None) for start, _ in offsets]
+    at = [j for j, s_i in enumerate(part_of) if s_i is not None and bounds[s_i][0] == VIDEO]
     if len(at) != 1:
         raise LayoutError(f"{model_name}: the video placeholder of the prompt is {len(at)} tokens, expected one "
                           f"(is it a special token of the tokenizer?) in {text[:200]!r}...")
@@ -204,14 +204,14 @@ def build_layout(
         raise LayoutError(f"{model_name}: {per_frame} tokens per frame in input_ids, the config implies "
                           f"{expected_tokens_per_frame}")
 
-    option_of_segment, k = {}, 0
+    option_of_part, k = {}, 0
     for s_i, (kind, _, _) in enumerate(bounds):
         if kind == OPTION:
-            option_of_segment[s_i] = k
+            option_of_part[s_i] = k
             k += 1
     groups = {SYSTEM: [], NON_OPTION_QUESTION: [], SEPARATOR: [], SUFFIX: []}
     options = [[] for _ in range(k)]
-    for j, ((start, end), s_i) in enumerate(zip(offsets, segment_of)):
+    for j, ((start, end), s_i) in enumerate(zip(offsets, part_of)):
         if first <= j < stop:
             continue  # the placeholder (and what the processor replaced with it): the video region
         p = j if j < first else j + len(region) - (stop - first)  # position in the expanded sequence
@@ -219,10 +219,10 @@ def build_layout(
             groups[SYSTEM].append(p)  # BOS-like special token
             continue
         if s_i is None:
-            raise LayoutError(f"{model_name}: token {j} (chars {start}:{end}) lies outside every prompt segment")
+            raise LayoutError(f"{model_name}: token {j} (chars {start}:{end}) lies outside every prompt part")
         kind = bounds[s_i][0]
         if kind == OPTION:
-            options[option_of_segment[s_i]].append(p)
+            options[option_of_part[s_i]].append(p)
         else:
             groups[kind].append(p)
     layout = TokenLayout(

@@ -1,0 +1,34 @@
+"""Open-ended greedy generation under a knockout plan (Table 2's open-ended answers, Appendix C.2)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..knockout.plan import KnockoutPlan
+from ..models.flow_model import FlowModel, PreparedInput
+from .arm import knockout_state
+
+
+@torch.no_grad()
+def generate(fm: FlowModel, prepared: PreparedInput, plan: KnockoutPlan | None = None, max_new_tokens: int = 16,
+             backend: str = "fast") -> str:
+    """Greedy open-ended continuation under ``plan``; decode steps inherit the last position's cuts.
+
+    A plain greedy loop over the model's own forward with its KV cache (``generate()`` rejects
+    keyword arguments it does not know, such as the knockout state). Eager even in compiled layers
+    (:func:`.arm.compile_layers`): the cache's per-layer state would recompile them for every layer and step.
+    """
+    state = knockout_state(fm, prepared, backend=backend, plans=[plan] if plan is not None else None)
+    new = []
+    with torch.compiler.set_stance("force_eager"):
+        out = fm.forward(prepared, state, use_cache=True, logits_to_keep=1)
+        mask = prepared.inputs["attention_mask"]
+        for _ in range(max_new_tokens):
+            token = out.logits[:, -1].argmax(-1, keepdim=True)
+            new.append(int(token))
+            if new[-1] == fm.tokenizer.eos_token_id:
+                break
+            mask = torch.cat([mask, torch.ones_like(token)], dim=1)
+            out = fm.model(input_ids=token, attention_mask=mask, past_key_values=out.past_key_values, use_cache=True,
+                           flow_knockout=state)
+    return fm.tokenizer.decode(new, skip_special_tokens=True)

@@ -83,3 +83,46 @@ def test_the_region_replaces_what_the_processor_says_it_replaced(tiny, samples):
         build_layout(segs, expanded, tok, video_id, replaced=(a + 1, a + len(wrapper)), **kw)
     with pytest.raises(LayoutError, match="not whole tokens"):  # characters that do not hold the placeholder
         build_layout(segs, expanded, tok, video_id, replaced=(0, 5), **kw)
+
+
+def _sentencepiece_tokenizer(text: str):
+    """A Llama tokenizer (SentencePiece BPE: ``▁`` marks a word's leading space) trained here on ``text``, with
+    the newline a token of its own as Llama's byte fallback makes it, and ``<image>`` special."""
+    from tokenizers import SentencePieceBPETokenizer, decoders, pre_tokenizers
+    from transformers import LlamaTokenizerFast
+
+    sp = SentencePieceBPETokenizer()
+    # a word's space is its token's leading "▁"; none is added after a newline (Llama's prepend_scheme "first")
+    sp.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split("\n", "isolated"),
+                                                pre_tokenizers.Metaspace(prepend_scheme="first")])
+    sp.decoder = decoders.Metaspace(prepend_scheme="first")
+    sp.train_from_iterator([text] * 3, vocab_size=300, special_tokens=["<unk>", "<s>", "</s>", "<image>"],
+                           show_progress=False)
+    tok = LlamaTokenizerFast(tokenizer_object=sp._tokenizer, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    return tok
+
+
+def test_sentencepiece_words_stay_whole_in_their_groups():
+    """With the Vicuna prompt (``eval_mvbench``: `` USER: Question: ...``) a SentencePiece token ``▁Question`` starts
+    on the space before its word; it belongs to the question, and every group decodes to exactly its text."""
+    question, candidates = "What does the gray cube do?", ["moves left", "moves right", "stays still"]
+    parts = build_prompt("eval_mvbench", "<image>", question, candidates)
+    text = prompt_text(parts)
+    tok = _sentencepiece_tokenizer(text)
+    ids = tok(text)["input_ids"]
+    image = tok.convert_tokens_to_ids("<image>")
+    at = ids.index(image)
+    expanded = torch.tensor(ids[:at] + [image] * 8 + ids[at + 1:])[None]
+    lay = build_layout(parts, expanded, tok, image, num_frames=2, answer_index=1, model_name="sentencepiece")
+    decode = lambda group: tok.decode(expanded[0, group])
+    first = tok.convert_ids_to_tokens(expanded[0, lay.non_option_question[0]].item())
+    assert first.startswith("▁Question"), first  # the word's token, with its leading space, is the question's
+    assert decode(lay.non_option_question) == f"Question: {question}\nOptions:"
+    assert decode(lay.true_option) == "(B) moves right"
+    assert [decode(o) for o in lay.options] == ["(A) moves left", "(B) moves right", "(C) stays still"]
+    assert decode(lay.suffix).strip() == parts[-1][1].strip() == "Only give the best option. ASSISTANT:Best option:("
+    assert decode(lay.system).endswith("the question.\n USER: \n USER:")
+    # every token of the prompt text in exactly one group, and the groups in prompt order
+    groups = lay.system + lay.video + lay.non_option_question + lay.separators + [i for o in lay.options for i in o] + lay.suffix
+    assert sorted(groups) == list(range(lay.n))

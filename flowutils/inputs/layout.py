@@ -26,7 +26,9 @@ between frames' own tokens (:attr:`TokenLayout.video_text` lists these positions
 
 Text groups come from character offsets: the prompt is built from named parts
 (:mod:`flowutils.inputs.prompt`), the tokenizer maps tokens to characters, and a token belongs to
-the part where it starts.
+the part of its first character that is not white space: a SentencePiece token such as ``▁Question``
+starts on the space before its word (Vicuna's prompt puts that space at the end of the text before the
+question), and belongs to its word's part, so that every group holds whole words.
 """
 
 from __future__ import annotations
@@ -139,6 +141,12 @@ def _frame_spans(runs: list[range], num_frames: int, trailing: int, model_name: 
     return [range(run.start + f * per, run.start + (f + 1) * per) for f in range(num_frames)]
 
 
+def _anchor(text: str, start: int, end: int) -> int:
+    """The character a token ``[start, end)`` is placed by: its first one that is not white space (its start
+    if it is all white space)."""
+    return next((c for c in range(start, end) if not text[c].isspace()), start)
+
+
 def _replaced_tokens(offsets, placeholder: int, replaced, text: str, model_name: str) -> tuple[int, int]:
     """Tokens ``[first, stop)`` of the prompt text that the video region replaces: the placeholder token, or
     the whole tokens covering the characters ``replaced`` (which must hold the placeholder)."""
@@ -179,7 +187,8 @@ def build_layout(
     for kind, seg in parts:
         bounds.append((kind, pos, pos + len(seg)))
         pos += len(seg)
-    part_of = [next((i for i, (_, a, b) in enumerate(bounds) if a <= start < b), None) for start, _ in offsets]
+    part_of = [next((i for i, (_, a, b) in enumerate(bounds) if a <= _anchor(text, start, end) < b), None)
+               for start, end in offsets]
     at = [j for j, s_i in enumerate(part_of) if s_i is not None and bounds[s_i][0] == VIDEO]
     if len(at) != 1:
         raise LayoutError(f"{model_name}: the video placeholder of the prompt is {len(at)} tokens, expected one "

@@ -14,7 +14,8 @@ def test_groups_decode_to_their_text(tiny, samples):
         letter = chr(65 + s.answer_index)
         assert decode(lay.true_option).replace(" ", "") == f"({letter}){s.answer}".replace(" ", "").replace(
             "'", "'")
-        assert decode(lay.non_option_question).replace(" ", "").startswith("Question:")
+        assert decode(lay.non_option_question).replace(" ", "") == s.question.replace(" ", "")
+        assert decode(lay.labels).replace(" ", "") == "Question:Options:"
         assert lay.last == [ids.shape[0] - 1] and tok.decode(ids[-1:].tolist()) == "("
         video_id = tiny.adapter.video_token_id(tiny.model.config)
         assert all(int(ids[i]) == video_id for i in lay.video)
@@ -116,13 +117,14 @@ def test_sentencepiece_words_stay_whole_in_their_groups():
     expanded = torch.tensor(ids[:at] + [image] * 8 + ids[at + 1:])[None]
     lay = build_layout(parts, expanded, tok, image, num_frames=2, answer_index=1, model_name="sentencepiece")
     decode = lambda group: tok.decode(expanded[0, group])
-    first = tok.convert_ids_to_tokens(expanded[0, lay.non_option_question[0]].item())
-    assert first.startswith("▁Question"), first  # the word's token, with its leading space, is the question's
-    assert decode(lay.non_option_question) == f"Question: {question}\nOptions:"
+    first = tok.convert_ids_to_tokens(expanded[0, lay.labels[0]].item())
+    assert first.startswith("▁Question"), first  # the word's token, with its leading space, is the label's
+    assert tok.convert_ids_to_tokens(expanded[0, lay.non_option_question[0]].item()).startswith("▁What")
+    assert decode(lay.non_option_question) == question and decode(lay.labels) == "Question:\nOptions:"
     assert decode(lay.true_option) == "(B) moves right"
     assert [decode(o) for o in lay.options] == ["(A) moves left", "(B) moves right", "(C) stays still"]
     assert decode(lay.suffix).strip() == parts[-1][1].strip() == "Only give the best option. ASSISTANT:Best option:("
     assert decode(lay.system).endswith("the question.\n USER: \n USER:")
     # every token of the prompt text in exactly one group, and the groups in prompt order
-    groups = lay.system + lay.video + lay.non_option_question + lay.separators + [i for o in lay.options for i in o] + lay.suffix
+    groups = lay.system + lay.video + lay.question + lay.suffix
     assert sorted(groups) == list(range(lay.n))

@@ -33,11 +33,11 @@ question), and belongs to its word's part, so that every group holds whole words
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from .prompt import NON_OPTION_QUESTION, OPTION, SEPARATOR, SUFFIX, SYSTEM, VIDEO, prompt_text
+from .prompt import LABEL, NON_OPTION_QUESTION, OPTION, SEPARATOR, SUFFIX, SYSTEM, VIDEO, prompt_text
 
 
 class LayoutError(ValueError):
@@ -57,6 +57,7 @@ class TokenLayout:
     separators: list[int]
     suffix: list[int]
     answer_index: int | None = None
+    labels: list[int] = field(default_factory=list)  # "Question:" and "Options:" around the non-option question
 
     @property
     def video(self) -> list[int]:
@@ -64,8 +65,8 @@ class TokenLayout:
 
     @property
     def question(self) -> list[int]:
-        """The whole question block: non-option question, separators and every option."""
-        return sorted(self.non_option_question + self.separators + [i for o in self.options for i in o])
+        """The whole question block: its labels, the non-option question, separators and every option."""
+        return sorted(self.labels + self.non_option_question + self.separators + [i for o in self.options for i in o])
 
     @property
     def true_option(self) -> list[int]:
@@ -111,7 +112,8 @@ class TokenLayout:
         return {g: len(self.group(g)) for g in GROUP_NAMES if self.answer_index is not None or "option" not in g}
 
 
-GROUP_NAMES = ("system", "video", "question", "non_option_question", "true_option", "false_options", "last", "suffix")
+GROUP_NAMES = ("system", "video", "question", "non_option_question", "labels", "true_option", "false_options", "last",
+               "suffix")
 
 
 def _video_runs(ids: list[int], video_id: int) -> list[range]:
@@ -218,7 +220,7 @@ def build_layout(
         if kind == OPTION:
             option_of_part[s_i] = k
             k += 1
-    groups = {SYSTEM: [], NON_OPTION_QUESTION: [], SEPARATOR: [], SUFFIX: []}
+    groups = {SYSTEM: [], LABEL: [], NON_OPTION_QUESTION: [], SEPARATOR: [], SUFFIX: []}
     options = [[] for _ in range(k)]
     for j, ((start, end), s_i) in enumerate(zip(offsets, part_of)):
         if first <= j < stop:
@@ -237,6 +239,7 @@ def build_layout(
     layout = TokenLayout(
         n=len(ids), frames=frames, video_span=region, system=groups[SYSTEM], non_option_question=groups[NON_OPTION_QUESTION],
         options=options, separators=groups[SEPARATOR], suffix=groups[SUFFIX], answer_index=answer_index,
+        labels=groups[LABEL],
     )
     empty = [name for name, g in (("non-option question", layout.non_option_question), ("suffix", layout.suffix))
              if not g] + [f"option {chr(65 + i)}" for i, o in enumerate(options) if not o]

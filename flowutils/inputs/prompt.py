@@ -22,8 +22,8 @@ SYSTEM_MVBENCH = (
 )
 
 # Part names; flowutils.inputs.layout maps each to token positions.
-SYSTEM, VIDEO, NON_OPTION_QUESTION, SEPARATOR, OPTION, SUFFIX = (
-    "system", "video", "non_option_question", "separator", "option", "suffix"
+SYSTEM, VIDEO, LABEL, NON_OPTION_QUESTION, SEPARATOR, OPTION, SUFFIX = (
+    "system", "video", "label", "non_option_question", "separator", "option", "suffix"
 )
 
 
@@ -38,15 +38,16 @@ class PromptTemplate:
     suffix: str
 
     def parts(self, video_token: str, question: str, candidates, open_ended_prefix: str | None = None,
-                 video_markers: tuple[str, str] = ("", "")):
+              video_markers: tuple[str, str] = ("", "")):
         """``[(kind, text)]`` whose concatenation is the whole prompt.
 
         ``video_markers``: a model's text right before and after its video placeholder (Qwen's
         ``<|vision_start|>`` / ``<|vision_end|>``); they belong to the prompt text around the video.
 
-        Options are separate parts of kind ``option`` (``(A) text``), each after a newline
-        ``separator`` (part of the question block, of neither an option nor the non-option
-        question); ``open_ended_prefix`` drops the
+        The non-option question is the raw question text, as in the paper's code; the ``Question:`` and
+        ``Options:`` around it are parts of kind ``label``. Options are separate parts of kind ``option``
+        (``(A) text``), each after a newline ``separator``; labels and separators belong to the question
+        block but to neither an option nor the non-option question. ``open_ended_prefix`` drops the
         options and ends the prompt with a sentence to complete (Appendix C.1).
         """
         segs = []
@@ -55,10 +56,10 @@ class PromptTemplate:
         segs += [(SYSTEM, self.before_video + video_markers[0]), (VIDEO, video_token),
                  (SYSTEM, video_markers[1] + self.after_video)]
         if open_ended_prefix is not None:
-            segs.append((NON_OPTION_QUESTION, f"Question: {question}"))
+            segs += [(LABEL, "Question: "), (NON_OPTION_QUESTION, question)]
             segs.append((SUFFIX, self.suffix_open_ended(open_ended_prefix)))
             return segs
-        segs.append((NON_OPTION_QUESTION, f"Question: {question}\nOptions:"))
+        segs += [(LABEL, "Question: "), (NON_OPTION_QUESTION, question), (LABEL, "\nOptions:")]
         for i, c in enumerate(candidates):
             segs += [(SEPARATOR, "\n"), (OPTION, f"({chr(ord('A') + i)}) {c}".rstrip())]
         segs.append((SUFFIX, self.suffix))

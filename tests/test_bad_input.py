@@ -296,3 +296,111 @@ def test_out_of_memory_is_retried_with_a_smaller_batch_then_skipped(fm, question
     monkeypatch.setattr(sweep_module, "knockout_logits", real)  # a rerun with memory tries them again
     rerun = run_sweep(fm, questions, ["video->last"], out=tmp_path, **KW)
     assert rerun.sample_id.nunique() == 3 and len(rerun.attrs["skipped"]) == 0
+
+
+# ---- flows and plans that would cut nothing, or the wrong tokens (issue 27, class 4) ---------------------------
+
+@pytest.mark.parametrize("flow", ["last->video", "question->video", "frame:3->frame:1", "true option->non-option question",
+                                  "last->system", "suffix->question"])
+def test_a_flow_against_causal_order_is_refused_when_parsed(flow):
+    from flowutils.knockout.flows import parse_flow
+
+    with pytest.raises(ValueError, match="cuts nothing: every .* comes after every"):
+        parse_flow(flow)
+
+
+@pytest.mark.parametrize("flow", ["question->last", "last->last", "labels->non_option_question", "frame:1->frame:3",
+                                  "last->suffix", "video->video", "non-option question->labels"])
+def test_flows_along_causal_order_are_accepted(flow, fm, questions):
+    from flowutils.knockout.flows import flow_blocks, parse_flow
+
+    parse_flow(flow)
+    p = fm.prepare(questions[0].frames, questions[0].question, questions[0].candidates, questions[0].answer)
+    (targets, sources), = flow_blocks(flow, p.layout)
+    assert int(sources.min()) <= int(targets.max())  # some cut edge lies on or below the causal diagonal
+
+
+def test_an_option_flow_that_is_empty_in_this_input_is_refused(fm, questions):
+    """true option -> false options cuts nothing where every false option comes before the true one."""
+    from flowutils.knockout.flows import flow_blocks
+
+    s = questions[0]
+    last = s.candidates[-1]  # the true option is the last one: every false option precedes it
+    p = fm.prepare(s.frames, s.question, s.candidates, last)
+    with pytest.raises(ValueError, match="cuts nothing in this input"):
+        flow_blocks("true_option->false_options", p.layout)
+    flow_blocks("false_options->true_option", p.layout)
+
+
+@pytest.mark.parametrize("group, message", [("frame:-1", "names no frame"), ("frame:abc", "names no frame"),
+                                            ("frame:", "names no frame")])
+def test_a_frame_group_that_is_no_index_is_refused_when_parsed(group, message):
+    from flowutils.knockout.flows import parse_flow
+
+    with pytest.raises(ValueError, match=message):
+        parse_flow(f"{group}->last")
+
+
+def test_a_frame_past_the_last_is_refused_with_the_frame_count(fm, questions):
+    s = questions[0]
+    p = fm.prepare(s.frames, s.question, s.candidates, s.answer)
+    n = p.layout.num_frames
+    with pytest.raises(ValueError, match=rf"frame 99 does not exist: this input has {n} frames, valid: frame:0 .. frame:{n - 1}"):
+        KnockoutPlan.from_flows(p.layout, ["frame:99->last"], [0])
+
+
+def test_a_plan_built_for_another_input_is_refused(fm, questions):
+    """A cross-frame plan of a 4-frame input on an 8-frame one would cut frames 1-3 only."""
+    s = questions[0]
+    four = fm.prepare(s.frames[:4], s.question, s.candidates, s.answer)
+    eight = fm.prepare(s.frames[:8] if len(s.frames) >= 8 else list(s.frames) * 2, s.question, s.candidates, s.answer)
+    assert four.layout.num_frames != eight.layout.num_frames
+    plan = KnockoutPlan.from_flows(four.layout, ["cross-frame"], [0, 1])
+    for backend in ("fast", "reference"):
+        with pytest.raises(ValueError, match=r"built for another input \(4 frames, \d+ tokens\) than this one \(8 frames"):
+            knockout_logits(fm, eight, [plan], backend)
+    from flowutils.analysis.attention_maps import attention_to_video
+    from flowutils.engine import generate
+
+    with pytest.raises(ValueError, match="built for another input"):
+        generate(fm, eight, plan, max_new_tokens=1)
+    with pytest.raises(ValueError, match="built for another input"):
+        attention_to_video(fm, eight, eight.layout.last, plan)
+    knockout_logits(fm, four, [plan], "fast")  # its own input
+
+
+def test_generate_and_attention_maps_check_plan_layers(fm, questions):
+    from flowutils.analysis.attention_maps import attention_to_video
+    from flowutils.engine import generate
+
+    s = questions[0]
+    p = fm.prepare(s.frames, s.question, s.candidates, s.answer)
+    plan = KnockoutPlan.from_flows(p.layout, ["video->last"], [fm.n_layers])
+    with pytest.raises(ValueError, match=rf"layers \[{fm.n_layers}\] outside 0..{fm.n_layers - 1}"):
+        generate(fm, p, plan, max_new_tokens=1)
+    with pytest.raises(ValueError, match=rf"layers \[{fm.n_layers}\] outside"):
+        attention_to_video(fm, p, p.layout.last, plan)
+
+
+@pytest.mark.parametrize("rows", [[-1], [10**6], [0.5]])
+def test_attention_map_rows_outside_the_input_are_refused(fm, questions, rows):
+    from flowutils.analysis.attention_maps import attention_to_video
+
+    s = questions[0]
+    p = fm.prepare(s.frames, s.question, s.candidates, s.answer)
+    with pytest.raises(ValueError, match=rf"query positions \[{rows[0]}\] outside 0..{p.layout.n - 1}"):
+        attention_to_video(fm, p, rows)
+
+
+def test_a_numpy_integer_is_a_plan_layer(fm, questions):
+    import numpy as np
+
+    s = questions[0]
+    p = fm.prepare(s.frames, s.question, s.candidates, s.answer)
+    blocks = KnockoutPlan.from_flows(p.layout, ["video->last"], [1]).blocks[1]
+    as_numpy = KnockoutPlan({np.int64(1): blocks})
+    as_int = KnockoutPlan({1: blocks})
+    assert list(as_numpy.blocks) == [1] and type(list(as_numpy.blocks)[0]) is int
+    assert torch.equal(knockout_logits(fm, p, [as_numpy], "reference"), knockout_logits(fm, p, [as_int], "reference"))
+    via_flows = KnockoutPlan.from_flows(p.layout, ["video->last"], np.arange(1, 3))
+    assert sorted(via_flows.blocks) == [1, 2]

@@ -8,9 +8,11 @@ interactions cut).
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
-from ..engine import knockout_state
+from ..engine import check_plans, knockout_state
 from ..knockout.plan import KnockoutPlan
 from ..models.flow_model import FlowModel, PreparedInput
 
@@ -18,7 +20,12 @@ from ..models.flow_model import FlowModel, PreparedInput
 @torch.no_grad()
 def attention_rows(fm: FlowModel, prepared: PreparedInput, query_positions, plan: KnockoutPlan | None = None):
     """Attention weights ``[layer, head, len(query_positions), n]`` (float32) of the chosen query rows."""
-    state = knockout_state(fm, prepared, plans=[plan] if plan is not None else None, record_rows=list(query_positions))
+    rows = list(query_positions)
+    bad = [q for q in rows if isinstance(q, bool) or not isinstance(q, numbers.Integral) or not 0 <= q < prepared.layout.n]
+    if bad:
+        raise ValueError(f"query positions {bad} outside 0..{prepared.layout.n - 1} of the {prepared.layout.n}-token "
+                         f"input {prepared.sample_id or ''}")
+    state = knockout_state(fm, prepared, plans=check_plans(fm, prepared, [plan]) or None, record_rows=[int(q) for q in rows])
     fm.forward(prepared, state, logits_to_keep=1)
     return torch.stack([state.records[l][0] for l in range(fm.n_layers)])
 

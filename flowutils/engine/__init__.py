@@ -37,12 +37,12 @@ under a plan), :mod:`.attention` (the attention function and its per-call state)
 :mod:`.cuts` (a plan's device form) and :mod:`.settings` (the kernels' knobs).
 """
 
-from .arm import arm, compile_layers, knockout_state
+from .arm import arm, check_plans, compile_layers, knockout_state
 from .attention import BACKENDS, KnockoutState
 from .baseline import Baseline, run_baseline
 from .generation import generate
 from .logits import batches, knockout_logits
 from .settings import SETTINGS, EngineSettings
 
-__all__ = ["BACKENDS", "Baseline", "EngineSettings", "KnockoutState", "SETTINGS", "arm", "batches", "compile_layers",
+__all__ = ["BACKENDS", "Baseline", "EngineSettings", "KnockoutState", "SETTINGS", "arm", "batches", "check_plans", "compile_layers",
            "generate", "knockout_logits", "knockout_state", "run_baseline"]

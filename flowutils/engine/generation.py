@@ -6,7 +6,7 @@ import torch
 
 from ..knockout.plan import KnockoutPlan
 from ..models.flow_model import FlowModel, PreparedInput
-from .arm import knockout_state
+from .arm import check_plans, knockout_state
 
 
 @torch.no_grad()
@@ -18,7 +18,7 @@ def generate(fm: FlowModel, prepared: PreparedInput, plan: KnockoutPlan | None =
     keyword arguments it does not know, such as the knockout state). Eager even in compiled layers
     (:func:`.arm.compile_layers`): the cache's per-layer state would recompile them for every layer and step.
     """
-    state = knockout_state(fm, prepared, backend=backend, plans=[plan] if plan is not None else None)
+    state = knockout_state(fm, prepared, backend=backend, plans=check_plans(fm, prepared, [plan]) or None)
     new = []
     with torch.compiler.set_stance("force_eager"):
         out = fm.forward(prepared, state, use_cache=True, logits_to_keep=1)

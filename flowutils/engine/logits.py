@@ -15,7 +15,7 @@ import torch
 from torch.profiler import record_function
 
 from ..models.flow_model import FlowModel, PreparedInput
-from .arm import knockout_state
+from .arm import check_plans, knockout_state
 from .attention import BACKENDS
 from .baseline import Baseline, run_baseline
 from .cuts import prepare_cuts
@@ -110,9 +110,7 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
     """Last-position logits ``[len(plans), vocab]`` (float32) of the model under each plan."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {BACKENDS}")
-    plans = list(plans)
-    for plan in plans:
-        plan.validate(fm.n_layers, prepared.layout.n)
+    plans = check_plans(fm, prepared, plans)
     shared = {}  # the sweep's plans of one flow share its cut edges
 
     def prepare():

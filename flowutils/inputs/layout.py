@@ -34,6 +34,7 @@ question), and belongs to its word's part, so that every group holds whole words
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 
@@ -94,12 +95,26 @@ class TokenLayout:
         return len(self.frames)
 
     def frame(self, f: int) -> list[int]:
+        if isinstance(f, bool) or not isinstance(f, int) or not 0 <= f < self.num_frames:
+            raise ValueError(f"frame {f!r} does not exist: this input has {self.num_frames} frames, "
+                             f"valid: frame:0 .. frame:{self.num_frames - 1}")
         return list(self.frames[f])
+
+    @cached_property
+    def fingerprint(self) -> tuple:
+        """Every group's positions: two layouts are the same iff their fingerprints are equal (a plan built
+        for one refuses to run on another)."""
+        return (self.n, tuple((f.start, f.stop) for f in self.frames), (self.video_span.start, self.video_span.stop),
+                tuple(self.system), tuple(self.labels), tuple(self.non_option_question), tuple(map(tuple, self.options)),
+                tuple(self.separators), tuple(self.suffix), self.answer_index)
+
+    def describe(self) -> str:
+        return f"{self.num_frames} frames, {self.n} tokens"
 
     def group(self, name: str) -> list[int]:
         """Positions of a named group (``video``, ``question``, ..., ``frame:3``)."""
         if name.startswith("frame:"):
-            return self.frame(int(name.split(":", 1)[1]))
+            return self.frame(frame_index(name))
         if name not in GROUP_NAMES:
             raise ValueError(f"unknown token group {name!r}; valid: {GROUP_NAMES + ('frame:<i>',)}")
         return list(getattr(self, name))
@@ -110,6 +125,14 @@ class TokenLayout:
 
     def summary(self) -> dict:
         return {g: len(self.group(g)) for g in GROUP_NAMES if self.answer_index is not None or "option" not in g}
+
+
+def frame_index(name: str) -> int:
+    """``"frame:3"`` -> 3; a clear error for anything but a non-negative integer (``frame:-1`` is no frame)."""
+    index = name.split(":", 1)[1].strip()
+    if not index.isdigit():
+        raise ValueError(f"{name!r} names no frame: a frame group is frame:<i> with i = 0, 1, ... (0-based)")
+    return int(index)
 
 
 GROUP_NAMES = ("system", "video", "question", "non_option_question", "labels", "true_option", "false_options", "last",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from ..inputs.layout import GROUP_NAMES, TokenLayout
+from ..inputs.layout import GROUP_NAMES, TokenLayout, frame_index
 
 CROSS_FRAME = "cross-frame"
 FAMILIES = {
@@ -31,19 +31,39 @@ FAMILIES = {
 Block = tuple[torch.Tensor, torch.Tensor]  # (target positions, source positions), LongTensors
 
 
+# Where each group lies in every prompt, first to last: (first, last) of its rank. A flow whose source lies
+# wholly after its target cuts nothing under causal attention (a target never attends to a later source).
+# The labels wrap the non-option question; the options follow it; the last position ends the suffix.
+_SPAN = {"system": (0, 0), "video": (1, 1), "labels": (2, 2), "non_option_question": (2, 2), "true_option": (3, 3),
+         "false_options": (3, 3), "question": (2, 3), "suffix": (4, 5), "last": (5, 5)}
+
+
 def _group_name(name: str) -> str:
     g = name.strip().replace("non-option", "non_option").replace(" ", "_")
-    if g not in GROUP_NAMES and not g.startswith("frame:"):
+    if g.startswith("frame:"):
+        frame_index(g)
+    elif g not in GROUP_NAMES:
         raise ValueError(f"unknown token group {name!r} in a flow; valid: {GROUP_NAMES + ('frame:<i>',)}")
     return g
 
 
+def _span(group: str) -> tuple:
+    if group.startswith("frame:"):
+        return ((1, frame_index(group)),) * 2
+    first, last = _SPAN[group]
+    return (first, -1), (last, float("inf"))  # a frame lies inside the video's rank
+
+
 def parse_flow(flow: str) -> tuple[str, str]:
-    """``"video->last"`` -> ``("video", "last")``."""
+    """``"video->last"`` -> ``("video", "last")``. A flow whose source always comes after its target (e.g.
+    ``last->video``) cuts nothing under causal attention, so it is refused."""
     if "->" not in flow:
         raise ValueError(f"a flow is 'source->target' or {CROSS_FRAME!r}, got {flow!r}")
-    src, tgt = flow.split("->", 1)
-    return _group_name(src), _group_name(tgt)
+    src, tgt = (_group_name(g) for g in flow.split("->", 1))
+    if _span(src)[0] > _span(tgt)[1]:
+        raise ValueError(f"flow {flow!r} cuts nothing: every {src} position comes after every {tgt} position, and "
+                         f"under causal attention a position never attends to a later one (did you mean '{tgt}->{src}'?)")
+    return src, tgt
 
 
 def flow_label(flow: str) -> str:
@@ -66,7 +86,11 @@ def flow_blocks(flow: str, layout: TokenLayout) -> list[Block]:
     if flow == CROSS_FRAME:
         return cross_frame_blocks(layout)
     src, tgt = parse_flow(flow)
-    return [(torch.tensor(layout.group(tgt)), torch.tensor(layout.group(src)))]
+    targets, sources = layout.group(tgt), layout.group(src)
+    if targets and sources and min(sources) > max(targets):  # e.g. the true option after a false one
+        raise ValueError(f"flow {flow!r} cuts nothing in this input: every {src} position comes after every {tgt} "
+                         f"position ({layout.describe()})")
+    return [(torch.tensor(targets), torch.tensor(sources))]
 
 
 def family_flows(family: str) -> list[str]:

@@ -9,6 +9,7 @@ Table 3 of the paper does (full causal attention = ``L * N (N + 1) / 2``).
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -24,28 +25,46 @@ class KnockoutPlan:
 
     blocks: dict[int, list[Block]] = field(default_factory=dict)
     label: dict = field(default_factory=dict)
+    # the layout its blocks were found in (TokenLayout.fingerprint; None: blocks given by position)
+    layout: tuple | None = field(default=None, repr=False)
     # the engine's memo of this plan's device form (flowutils.engine.cuts.compact_cut), not part of the plan
     device_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
+    def __post_init__(self):
+        # a NumPy integer is a layer too (not a bool, which is an int to Python)
+        self.blocks = {int(l) if isinstance(l, numbers.Integral) and not isinstance(l, bool) else l: bl
+                       for l, bl in self.blocks.items()}
+
     @classmethod
     def from_flows(cls, layout: TokenLayout, flows, layers, **label) -> "KnockoutPlan":
-        """Cut every flow of ``flows`` in every layer of ``layers``."""
+        """Cut every flow of ``flows`` in every layer of ``layers``; the plan runs on ``layout`` only."""
         blocks = [b for f in flows for b in flow_blocks(f, layout)]
-        return cls({int(l): blocks for l in layers}, dict(label))  # one shared list: masks are cached per list
+        # one shared list: masks are cached per list
+        return cls({l: blocks for l in layers}, dict(label), layout.fingerprint)
 
     @classmethod
     def union(cls, plans, **label) -> "KnockoutPlan":
+        plans = list(plans)
+        layouts = {p.layout for p in plans} - {None}
+        if len(layouts) > 1:
+            raise ValueError("union of plans built for different inputs (token layouts)")
         out: dict[int, list[Block]] = {}
         for p in plans:
             for l, bl in p.blocks.items():
                 out.setdefault(l, []).extend(bl)
-        return cls(out, dict(label))
+        return cls(out, dict(label), layouts.pop() if layouts else None)
 
-    def problems(self, n_layers: int, n: int | None = None) -> list[str]:
+    def problems(self, n_layers: int, n: int | None = None, layout: TokenLayout | None = None) -> list[str]:
         """What makes this plan invalid for a model of ``n_layers`` decoder layers and an ``n``-token
-        input: layers that are not integers in ``0..n_layers-1`` (a negative layer would silently
-        index from the end), positions outside ``0..n-1``. Empty: valid."""
+        input of ``layout``: layers that are not integers in ``0..n_layers-1`` (a negative layer would silently
+        index from the end), positions outside ``0..n-1``, a plan built for another layout (another question,
+        frame count or model: its blocks would cut the wrong tokens). Empty: valid."""
         out = []
+        if layout is not None and self.layout is not None and self.layout is not layout.fingerprint \
+                and self.layout != layout.fingerprint:
+            built = f"{len(self.layout[1])} frames, {self.layout[0]} tokens"
+            out.append(f"plan {self.label or ''}: built for another input ({built}) than this one "
+                       f"({layout.describe()}); build plans from this input's layout")
         bad = [l for l in self.blocks if not (isinstance(l, int) and not isinstance(l, bool) and 0 <= l < n_layers)]
         if bad:
             out.append(f"plan {self.label or ''}: layers {sorted(bad, key=str)} outside 0..{n_layers - 1} "
@@ -64,9 +83,9 @@ class KnockoutPlan:
                         break
         return out
 
-    def validate(self, n_layers: int, n: int | None = None) -> None:
+    def validate(self, n_layers: int, n: int | None = None, layout: TokenLayout | None = None) -> None:
         """Raise ``ValueError`` listing :meth:`problems` if there are any."""
-        found = self.problems(n_layers, n)
+        found = self.problems(n_layers, n, layout)
         if found:
             raise ValueError("; ".join(found))
 

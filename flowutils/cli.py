@@ -22,7 +22,7 @@ def main(argv=None) -> int:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--split", default="test", choices=list(synthetic.SPLIT_SEEDS))
     v = sub.add_parser("validate", help="compare a local benchmark copy with its manifest")
-    v.add_argument("--manifest", required=True, choices=manifests.available_manifests())
+    v.add_argument("--manifest", required=True, choices=manifests.benchmark_manifests())
     v.add_argument("--root", required=True)
     v.add_argument("--no-counts", action="store_true", help="do not compare question counts (a subset)")
     v.add_argument("--decode-videos", action="store_true", help="also open every video and report corrupt ones")
@@ -38,6 +38,8 @@ def main(argv=None) -> int:
                                          args.n_per_task, args.seed, args.split)
         print(root)
         return 0
+    if args.min_frames is not None and not args.decode_videos:
+        ap.error("--min-frames needs --decode-videos: frames are counted by decoding every video")
     problems = tvbench.validate_benchmark(args.root, args.manifest, check_counts=not args.no_counts,
                                             decode_videos=args.decode_videos, min_frames=args.min_frames)
     for p in problems:
@@ -99,6 +101,8 @@ def _sweep(args) -> int:
     from .knockout.flows import family_flows
     from .models.loading import load, resolve
 
+    if args.device and torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: no CUDA GPU is visible on this machine; valid here: --device cpu")
     threads = args.threads or rank_threads()
     if threads:
         torch.set_num_threads(threads)

@@ -227,6 +227,8 @@ def test_no_tasks_and_unknown_manifest(bench):
     (["sweep", "--model", "m", "--benchmark", "b", "--out", "o", "--flows", "x", "--dtype", "fp8"], "invalid choice"),
     (["sweep", "--model", "m", "--benchmark", "b", "--out", "o", "--flows", "x", "--threads", "0"],
      "argument --threads: must be an integer >= 1, got '0'"),
+    (["validate", "--manifest", "toy_models", "--root", "."], "invalid choice: 'toy_models' (choose from"),
+    (["validate", "--manifest", "synthetic", "--root", ".", "--min-frames", "8"], "--min-frames needs --decode-videos"),
 ])
 def test_command_line_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -404,3 +406,30 @@ def test_a_numpy_integer_is_a_plan_layer(fm, questions):
     assert torch.equal(knockout_logits(fm, p, [as_numpy], "reference"), knockout_logits(fm, p, [as_int], "reference"))
     via_flows = KnockoutPlan.from_flows(p.layout, ["video->last"], np.arange(1, 3))
     assert sorted(via_flows.blocks) == [1, 2]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the error of a machine without a GPU")
+def test_sweep_on_cuda_without_a_gpu_is_a_clear_error(bench, tmp_path):
+    argv = ["sweep", "--model", "toy-videollm", "--benchmark", str(bench), "--flows", "video->last", "--device", "cuda",
+            "--out", str(tmp_path)]
+    with pytest.raises(SystemExit, match="--device cuda: no CUDA GPU is visible on this machine; valid here: --device cpu"):
+        cli.main(argv)
+
+
+@pytest.mark.parametrize("env", [{"RANK": "1", "WORLD_SIZE": "4"}, {"WORLD_SIZE": "2"}])
+def test_stray_rank_without_a_launcher_is_a_clear_error(fm, questions, monkeypatch, env):
+    """RANK/WORLD_SIZE left in the environment without torchrun would silently sweep a fraction of the questions."""
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ValueError, match="not started by torchrun or accelerate"):
+        run_sweep(fm, questions, ["video->last"], **KW)
+    table = run_sweep(fm, questions, ["video->last"], shard=0, num_shards=1, **KW)  # on purpose: all of them
+    assert table.sample_id.nunique() == len(questions)
+
+
+def test_an_interval_past_the_end_of_the_video_is_a_clear_error(bench):
+    video = next((bench / "video").rglob("*.mp4"))
+    data.read_frames(video, 4, (0.0, 100.0))  # an end past the video's is clipped to it
+    with pytest.raises(data.BenchmarkError, match=r"interval \[50.0, 60.0\] s of .* starts after the video ends"):
+        data.read_frames(video, 4, (50.0, 60.0))

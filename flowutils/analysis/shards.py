@@ -23,6 +23,12 @@ def resolve_shard(shard: int | None = None, num_shards: int | None = None) -> tu
     if (shard is None) != (num_shards is None):
         raise ValueError(f"give both shard and num_shards or neither (got shard={shard!r}, num_shards={num_shards!r})")
     if shard is None:
+        stray = {k: os.environ[k] for k in ("RANK", "WORLD_SIZE") if k in os.environ}
+        if stray and "LOCAL_RANK" not in os.environ:  # every launcher (torchrun, accelerate) sets LOCAL_RANK too
+            raise ValueError(f"{' and '.join(f'{k}={v}' for k, v in stray.items())} set in the environment, but this "
+                             "process was not started by torchrun or accelerate (no LOCAL_RANK): it would run only "
+                             "that share of the questions. Unset them, or pass shard and num_shards "
+                             "(--shard/--num-shards) to run one shard on purpose")
         shard, num_shards = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     for name, value in (("shard", shard), ("num_shards", num_shards)):
         if not isinstance(value, int) or isinstance(value, bool):

@@ -21,6 +21,11 @@ def available_manifests() -> list[str]:
     return sorted(p.stem for p in MANIFEST_DIR.glob("*.yaml"))
 
 
+def benchmark_manifests() -> list[str]:
+    """The manifests that describe a benchmark (they list its tasks), not a model."""
+    return [name for name in available_manifests() if "tasks" in load_manifest(name)]
+
+
 def load_manifest(name: str) -> dict:
     path = MANIFEST_DIR / f"{name}.yaml"
     if not path.is_file():

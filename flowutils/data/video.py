@@ -74,6 +74,9 @@ def read_clip(path: str | Path, num_frames: int = 8, bound=None) -> VideoClip:
     if n < num_frames:
         raise BenchmarkError(f"video {path} has {n} frames, fewer than the {num_frames} asked for")
     fps = float(reader.get_avg_fps())
+    if bound is not None and round(bound[0] * fps) > n - 1:  # else every frame would be the last one
+        raise BenchmarkError(f"interval {list(bound)} s of {path} starts after the video ends ({n} frames at "
+                             f"{fps:g} fps: {n / fps:.2f} s)")
     idx = uniform_frame_indices(n, num_frames, bound, fps)
     try:
         return VideoClip(reader.get_batch(idx.tolist()).asnumpy(), tuple(int(i) for i in idx), fps, n)

@@ -24,7 +24,7 @@ import numpy as np
 from .analysis import answer_probability, attention_to_video, run_sweep, sweep_plans, top_tokens
 from .data import read_frames
 from .engine import run_baseline
-from .knockout import FAMILIES, scaled_window_size
+from .knockout import FAMILIES
 
 FLOWS = [f for flows in FAMILIES.values() for f in flows]
 
@@ -41,7 +41,7 @@ def measure_question(fm, sample, flows=FLOWS, k: int | None = None, style: str =
     ``options``: ``[layer, option]`` logit-lens probability of each option letter at the last position.
     ``top``: per layer, the logit lens's ``top_k`` tokens at the last position with their probabilities.
     """
-    k = k or scaled_window_size(fm.n_layers)
+    k = k or fm.protocol.window_size
     prepared = fm.prepare_sample(sample, num_frames)
     base = run_baseline(fm, prepared)
     lay = prepared.layout
@@ -261,5 +261,5 @@ def live_explorer(models: dict, samples, num_frames: int = 8):
     titles = [(f"{s.task} · {s.question[:50]}", i) for i, s in enumerate(samples)]
     return widgets.interactive(
         show, {"manual": True, "manual_name": "update"}, model=list(models), index=widgets.Dropdown(options=titles),
-        flow=FLOWS, style=list(STYLES), k=widgets.IntSlider(scaled_window_size(first.n_layers), 1, first.n_layers),
+        flow=FLOWS, style=list(STYLES), k=widgets.IntSlider(first.protocol.window_size, 1, first.n_layers),
         layer=widgets.IntSlider(first.n_layers // 2 + 1, 1, first.n_layers))

@@ -40,10 +40,6 @@ def test_frequency_bins_normalises_and_drops_rare_keywords():
     assert K.spatial_before_temporal_claim(none, "final_norm").holds is None
 
 
-def test_scaled_bin_size():
-    assert K.scaled_bin_size(32) == 5 and K.scaled_bin_size(12) == 2 and K.scaled_bin_size(2) == 1
-
-
 def test_keyword_hits_match_a_plain_loop(tiny, samples):
     fm, sample = tiny, samples[0]
     vocab = fm.tokenizer.convert_ids_to_tokens(list(range(10, 40)))

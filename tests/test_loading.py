@@ -169,3 +169,14 @@ def test_device_map_spreads_a_model_over_two_gpus(tiny_ckpt):
     for backend in ("reference", "fast"):
         spread = knockout_logits(two, p2, plans, backend).softmax(-1).cpu()
         assert (spread - ref).abs().max() <= 1e-4, backend
+
+
+def test_a_loaded_model_carries_its_protocol():
+    """The toy (a model the paper did not run) gets the depth-scaled protocol; a FlowModel told "paper" the paper's."""
+    from flowutils.knockout import windows
+    from flowutils.models import FlowModel
+
+    fm = load("toy-videollm")
+    assert fm.protocol == windows.scaled_protocol(fm.n_layers) and fm.protocol.window_size == 3
+    paper = FlowModel(fm.model, fm.processor, fm.adapter, protocol="paper", name="as-paper")
+    assert paper.protocol == windows.PAPER

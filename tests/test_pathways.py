@@ -11,6 +11,7 @@ import torch
 
 from flowutils.analysis import pathways as P
 from flowutils.engine import knockout_logits
+from flowutils.knockout import windows
 from flowutils.knockout.plan import KnockoutPlan
 from test_windows_plan import small_layout
 
@@ -55,10 +56,22 @@ def sweep_rows(n_layers, per_interval, size=5, questions=3, seed=0):
     return pd.DataFrame(rows)
 
 
+MANIFEST = {"LLaVA-NeXT-7B-Video-FT": "llava-next-7b-video-ft", "LLaVA-NeXT-13B-Video-FT": "llava-next-13b-video-ft",
+            "Mini-InternVL-4B-Video-FT": "mini-internvl-4b-video-ft", "VideoLLaMA3-7B": "videollama3-7b"}
+
+
 @pytest.mark.parametrize("model", list(PAPER_E))
 def test_selection_rule_reproduces_the_papers_table_e(model):
+    """With the protocol each paper model's manifest names (k = 9 and 5-layer intervals at 32, 40 and 28 layers
+    alike), the selection rule turns the paper's Table E(b) into its Table E(a)."""
+    from flowutils.models.loading import model_manifests
+
     n_layers, values = PAPER_E[model]
-    table_e = P.interval_table(sweep_rows(n_layers, values), n_layers, size=5)
+    spec = model_manifests()[MANIFEST[model]]
+    assert spec["expected"]["layers"] == n_layers
+    protocol = windows.protocol_for(n_layers, spec.get("protocol"))
+    assert (protocol.window_size, protocol.interval) == (9, 5)
+    table_e = P.interval_table(sweep_rows(n_layers, values), n_layers, size=protocol.interval)
     assert np.allclose(table_e.groupby("flow", sort=False)["mean"].apply(list).to_dict()["cross-frame"],
                        values["cross-frame"])
     eff = P.effective_layers(table_e)
@@ -83,7 +96,7 @@ def test_interval_table_matches_a_loop_and_threshold_is_strict():
 
 
 def test_scaled_interval_and_labels():
-    assert P.scaled_interval(32) == 5 and P.scaled_interval(12) == 2 and P.scaled_interval(2) == 1
+    assert windows.scaled_interval(32) == 5 and windows.scaled_interval(12) == 2 and windows.scaled_interval(2) == 1
     assert P.range_label((5, 6, 7, 10)) == "L6-8, L11" and P.range_label(()) == "none"
     assert P.intervals(5, 2) == [(0, 1), (2, 3), (4,)]
 
@@ -225,3 +238,20 @@ def test_selection_task_must_be_loaded(samples):
     assert [s.task for s in P.selection_samples(samples, "object_count")] == ["object_count"]
     with pytest.raises(ValueError, match=r"selection_task='action_count' has no question among the loaded tasks"):
         P.selection_samples(samples, "action_count")
+
+
+def test_protocols_scale_only_models_the_paper_did_not_run():
+    scaled = windows.protocol_for(12)
+    assert (scaled.window_size, scaled.interval) == (3, 2) and "scaled to 12 layers" in scaled.rule
+    assert (windows.protocol_for(40).window_size, windows.protocol_for(40).interval) == (11, 6)  # what 40 would scale to
+    assert windows.protocol_for(40, "paper") == windows.PAPER and windows.protocol_for(28, "paper").interval == 5
+    with pytest.raises(ValueError, match=r"unknown protocol 'papers'; valid: \('paper', 'scaled'\)"):
+        windows.protocol_for(32, "papers")
+
+
+def test_the_supported_models_table_shows_the_papers_window_for_the_papers_models():
+    from flowutils.models.catalog import supported_models
+
+    table = supported_models().set_index("model")
+    for name in MANIFEST.values():
+        assert (table.loc[name, "window k"], table.loc[name, "interval"], table.loc[name, "protocol"]) == (9, 5, "paper")

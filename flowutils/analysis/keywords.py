@@ -6,7 +6,7 @@ it is the first sub-token of a spatial or a temporal keyword. The keywords are p
 benchmark's own question and option texts, lower-cased (Table D for TVBench's Action Sequence,
 :data:`TABLE_D`; :func:`synthetic_keywords` for the synthetic benchmark: colours, shapes and
 scenes are spatial; actions, directions and "begins"/"ends" are temporal). Following the
-official analysis, hits are summed over bins of layers (5 of 32, scaled to the depth), keywords
+official analysis, hits are summed over bins of layers (5, the protocol's interval: scaled to the depth only on models the paper did not run), keywords
 with too few hits in total are dropped, each keyword's row is normalised to sum to 1 over the
 bins, and a category's curve is the mean over its keywords (:func:`keyword_frequency`).
 
@@ -87,11 +87,6 @@ def keyword_hits(fm, samples, keywords: dict[str, list[str]], variants=LENSES, n
                 rows += [{"variant": variant, "sample_id": prepared.sample_id, "task": prepared.task, "layer": l,
                           "keyword": word, "category": cat, "hits": h} for l, h in enumerate(hits)]
     return pd.DataFrame(rows)
-
-
-def scaled_bin_size(n_layers: int, paper_bin: int = 5, paper_layers: int = 32) -> int:
-    """Layers per bin with the paper's share of the depth (5 of 32), at least 1."""
-    return max(1, round(paper_bin * n_layers / paper_layers))
 
 
 def keyword_frequency(hits, n_layers: int, bin_size: int, min_hits: int):

@@ -65,8 +65,11 @@ PARAMETERS: dict[str, Parameter] = {
     "tasks": Parameter(None, "None (the manifest's analysed tasks) or a non-empty list of task names", _tasks),
     "n_per_task": Parameter(12, "an integer >= 1", _int(1), "questions per task (the first n of each task)"),
     "num_frames": Parameter(8, "an integer >= 1", _int(1), "frames sampled per video"),
-    "window_size": Parameter(None, "None (the paper's 9 of 32 layers, scaled to the depth) or an integer >= 1",
-                             _opt(_int(1))),
+    "window_size": Parameter(None, "None (the model's protocol: the paper's k = 9 on its models, scaled to the depth "
+                                   "on the others) or an integer >= 1", _opt(_int(1))),
+    "interval_size": Parameter(None, "None (the model's protocol: the paper's 5 layers on its models, scaled to the "
+                                     "depth on the others) or an integer >= 1", _opt(_int(1)),
+                               "layers per interval of Table E / bin of Figure 4"),
     "window_style": Parameter("center", f"one of {STYLES}", lambda v: v in STYLES),
     "sample_mode": Parameter("correct", f"one of {SAMPLE_MODES}", lambda v: v in SAMPLE_MODES),
     "device": Parameter("cpu", "'cpu', 'cuda' or 'cuda:<i>'", lambda v: isinstance(v, str) and

@@ -5,7 +5,7 @@ model still answers as well, while blocking as many *random* edges hurts it.
 
 1. **Selecting the effective layers (Table E).** From the Attention Knockout sweep of the
    Action Antonym questions, the layers are split into 5-layer intervals (of 32; scaled to
-   the model's depth by :func:`scaled_interval`), the relative change of the predicted
+   the model's depth, :class:`flowutils.knockout.windows.Protocol`), the relative change of the predicted
    answer's probability is averaged over each interval (:func:`interval_table`), and an
    interval is *effective* for a flow when its mean is below -5% (:func:`effective_layers`).
    This is done for cross-frame, video->question and question->last (``EFFECTIVE_FLOWS``).
@@ -53,11 +53,6 @@ RANDOM_GAP_POINTS = 5.0
 MAX_KEPT_PCT = 58.0  # the largest share kept among the paper's four models (VideoLLaMA3-7B)
 
 
-def scaled_interval(n_layers: int, paper_interval: int = 5, paper_layers: int = 32) -> int:
-    """Interval length with the paper's share of the depth (5 of 32 layers), rounded, >= 1."""
-    return max(1, round(paper_interval * n_layers / paper_layers))
-
-
 def intervals(n_layers: int, size: int) -> list[tuple[int, ...]]:
     """Consecutive 0-based layer intervals of ``size`` (the last one clipped at the depth)."""
     return [tuple(range(a, min(a + size, n_layers))) for a in range(0, n_layers, size)]
@@ -76,8 +71,9 @@ def range_label(layers) -> str:
     return ", ".join(runs)
 
 
-def interval_table(table, n_layers: int, size: int | None = None, value: str = "relative_change_pct"):
-    """Table E(b): mean ``value`` per flow over each layer interval of a knockout sweep.
+def interval_table(table, n_layers: int, size: int, value: str = "relative_change_pct"):
+    """Table E(b): mean ``value`` per flow over each ``size``-layer interval of a knockout sweep (``size``: the
+    model's protocol's interval, ``fm.protocol.interval``: 5 on the paper's models).
 
     ``table``: rows of :func:`flowutils.analysis.run_sweep` (``flow``, ``layer`` = window
     centre, 0-based). Returns columns ``flow``, ``interval`` (``"L1-2"``), ``layers`` (tuple,
@@ -85,7 +81,6 @@ def interval_table(table, n_layers: int, size: int | None = None, value: str = "
     """
     import pandas as pd
 
-    size = size or scaled_interval(n_layers)
     rows = []
     for flow, g in table.groupby("flow", sort=False):
         for layers in intervals(n_layers, size):

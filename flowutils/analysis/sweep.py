@@ -35,7 +35,7 @@ from ..engine import BACKENDS, knockout_logits, run_baseline
 from ..knockout.flows import CROSS_FRAME, family_of, flow_label, parse_flow
 from ..knockout.plan import KnockoutPlan
 from ..inputs.layout import LayoutError
-from ..knockout.windows import STYLES, scaled_window_size, sweep
+from ..knockout.windows import STYLES, sweep
 from .shards import resolve_shard, shard_indices
 from .store import ResultStore, hash_cache, load_results, model_identity, skipped_frame, source_sha256
 
@@ -255,7 +255,7 @@ def run_sweep(fm, samples, flows, k: int | None = None, style: str = "center", l
     if problems:
         raise ValueError(f"run_sweep on {fm.name}: {len(problems)} problem(s):\n- " + "\n- ".join(problems))
     flows = list(flows)
-    k = scaled_window_size(fm.n_layers) if k is None else k
+    k = fm.protocol.window_size if k is None else k
     shard, num_shards = resolve_shard(shard, num_shards)
     mine = shard_indices(len(samples), shard, num_shards)
     params = {"model": fm.name, "k": k, "style": style, "backend": backend, "sample_mode": sample_mode,

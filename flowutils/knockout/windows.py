@@ -5,11 +5,17 @@ The paper blocks a flow in a window of ``k = 9`` layers centred on layer ``l`` (
 ``top_down`` (``l .. L-1``) and ``bottom_up`` (``0 .. l``). Explicit layer lists are
 accepted wherever a window is. All layer indices are 0-based.
 
-For a model with fewer layers than the paper's 32, :func:`scaled_window_size` keeps the
-window's share of the depth: ``k = 9`` of 32 layers is 28%, i.e. ``k = 3`` (odd, rounded) of 12.
+A :class:`Protocol` says how a model's depth is read: the window size ``k`` and the layers per
+interval of Table E and per bin of Figure 4. The paper's code uses ``k = 9`` and 5-layer intervals
+on every model it ran, the 40-layer 13B and the 28-layer VideoLLaMA3 included (:data:`PAPER`); a
+model manifest says ``protocol: paper`` for those models. Only for models the paper did not run (the
+toys, the current families) are both scaled to the depth (:func:`scaled_protocol`): ``k = 9`` of 32
+layers is 28%, i.e. ``k = 3`` (odd, rounded) of 12; 5 of 32 layers is 2 of 12.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 STYLES = ("center", "inverse", "top_down", "bottom_up")
 
@@ -45,6 +51,39 @@ def scaled_window_size(n_layers: int, paper_k: int = 9, paper_layers: int = 32) 
     """Window size with the paper's share of the depth, rounded to the nearest odd number >= 1."""
     k = paper_k * n_layers / paper_layers
     return max(1, int(2 * round((k - 1) / 2) + 1))
+
+
+def scaled_interval(n_layers: int, paper_interval: int = 5, paper_layers: int = 32) -> int:
+    """Layers per interval (Table E) or bin (Figure 4) with the paper's share of the depth (5 of 32), at least 1."""
+    return max(1, round(paper_interval * n_layers / paper_layers))
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How a sweep reads a model's depth: the knockout window's size, and the layers of an interval (Table E,
+    Table 3's effective pathways) or of a logit-lens bin (Figure 4); ``rule`` says in words which rule gave them."""
+
+    window_size: int
+    interval: int
+    rule: str
+
+
+PAPER = Protocol(9, 5, "the paper's: k = 9 and 5-layer intervals, on every model it ran")
+PROTOCOLS = ("paper", "scaled")
+
+
+def scaled_protocol(n_layers: int) -> Protocol:
+    """The paper's k = 9 and 5-layer intervals of 32 layers, scaled to ``n_layers`` (models the paper did not run)."""
+    k, interval = scaled_window_size(n_layers), scaled_interval(n_layers)
+    return Protocol(k, interval, f"scaled to {n_layers} layers from the paper's k = 9 and 5-layer intervals of 32: "
+                                 f"k = {k}, {interval}-layer intervals (a model the paper did not run)")
+
+
+def protocol_for(n_layers: int, name: str | None = None) -> Protocol:
+    """The protocol named by a model manifest (``paper``), else (``None``, ``scaled``) the depth-scaled one."""
+    if name not in (None, *PROTOCOLS):
+        raise ValueError(f"unknown protocol {name!r}; valid: {PROTOCOLS}")
+    return PAPER if name == "paper" else scaled_protocol(n_layers)
 
 
 def layer_range(first: int, last: int) -> tuple[int, ...]:

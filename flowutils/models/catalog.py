@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from ..data.manifests import MANIFEST_DIR
-from ..knockout.windows import scaled_window_size
+from ..knockout.windows import protocol_for
 from .adapters import ADAPTERS
 from .loading import model_manifests
 
@@ -48,7 +48,9 @@ def supported_models(results_dir: str | Path = RESULTS_DIR):
             "model": name, "role": spec.get("role", ""), "family": family,
             "example checkpoint": spec.get("hub_id") or spec.get("source", ""),
             "tokens per frame": expected.get("tokens_per_frame"), "decoder layers": layers,
-            "window k": scaled_window_size(layers) if layers else None,
+            "window k": protocol_for(layers, spec.get("protocol")).window_size if layers else None,
+            "interval": protocol_for(layers, spec.get("protocol")).interval if layers else None,
+            "protocol": spec.get("protocol", "scaled"),
             "positions": adapter.positions if adapter else "",
             "frame span": adapter.frame_unit if adapter else "",
             "bypasses attention": "; ".join(adapter.bypasses) if adapter else "",

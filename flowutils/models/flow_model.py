@@ -15,6 +15,7 @@ import torch
 from ..data.video import VideoClip, read_clip, sample_clip
 from ..inputs.prompt import build_prompt, get_template, prompt_text
 from ..inputs.layout import TokenLayout, build_layout
+from ..knockout.windows import protocol_for
 from .adapters import FamilyAdapter, adapter_for
 from .encoding import VideoEncoding
 
@@ -40,7 +41,7 @@ class FlowModel:
     """A video LLM ready for knockout, logit lens and attention maps (batch size 1 per question)."""
 
     def __init__(self, model, processor, adapter: FamilyAdapter | None = None, template: str | None = None,
-                 name: str = "model"):
+                 name: str = "model", protocol: str | None = None):
         self.model = model.eval()
         self.processor = processor
         self.adapter = adapter or adapter_for(model.config)
@@ -49,6 +50,8 @@ class FlowModel:
         self.decoder = self.adapter.decoder(model)
         self.lm_head = self.adapter.lm_head(model)
         self.layer_of = {id(layer.self_attn): i for i, layer in enumerate(self.decoder.layers)}
+        # window size and interval of its sweeps: the paper's on the paper's models (their manifests say so)
+        self.protocol = protocol_for(self.n_layers, protocol)
 
     @property
     def n_layers(self) -> int:

@@ -192,4 +192,5 @@ def load(name_or_path: str | Path, dtype: torch.dtype = torch.float32, device: s
     else:
         processor = AutoProcessor.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
     template = template or (spec or {}).get("template")
-    return FlowModel(model, processor, adapter, template, name=name or str(name_or_path))
+    return FlowModel(model, processor, adapter, template, name=name or str(name_or_path),
+                     protocol=(spec or {}).get("protocol"))

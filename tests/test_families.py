@@ -499,7 +499,7 @@ def test_mrope_suffix_positions_are_the_models_own(family, frames):
     """M-RoPE families: the 3-D positions the engine recomputes with differ from 1-D ``arange`` positions
     (so fast == reference above really exercises them); 1-D families get ``arange``."""
     from flowutils.engine import run_baseline
-    from flowutils.models.adapters import MROPE
+    from flowutils.models.adapter import MROPE
 
     _, fm, _ = family
     p = _prepared(fm, frames)
@@ -568,7 +568,7 @@ def test_mini_internvl_loads_by_its_manifest_name(frames, tmp_path, monkeypatch)
 def test_mini_internvl_manifest_matches_its_real_config(tmp_path):
     """The manifest's expected values hold for an InternVL-Chat config.json of the real sizes (InternViT-300M-448px,
     Phi-3-mini-128k; no weights needed): 32 layers, width 3072, (448 / 14)^2 / 4 = 256 tokens per frame."""
-    from flowutils.models import internvl_chat
+    from flowutils.models.families import internvl
     from flowutils.models.loading import config_mismatches, model_manifests
 
     _internvl_chat_phi3(tmp_path)  # its tokenizer files
@@ -581,7 +581,7 @@ def test_mini_internvl_manifest_matches_its_real_config(tmp_path):
                              sliding_window=262144, rope_scaling={"type": "su", "long_factor": [1.0] * 48,
                                                                   "short_factor": [1.0] * 48})
     (tmp_path / "config.json").write_text(json.dumps(raw))
-    config = internvl_chat.config(tmp_path)
+    config = internvl.chat_config(tmp_path)
     assert config.text_config.model_type == "phi3" and config.text_config.rope_parameters["rope_type"] == "longrope"
     assert config.text_config._attn_implementation != "flash_attention_2"  # the remote code's runtime choice is dropped
     manifest = model_manifests()[MINI_INTERNVL]

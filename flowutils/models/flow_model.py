@@ -15,7 +15,8 @@ import torch
 from ..data.video import VideoClip, read_clip, sample_clip
 from ..inputs.prompt import build_prompt, get_template, prompt_text
 from ..inputs.layout import TokenLayout, build_layout
-from .adapters import FamilyAdapter, adapter_for
+from .adapter import FamilyAdapter
+from .families import adapter_for
 from .encoding import VideoEncoding
 
 

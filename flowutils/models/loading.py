@@ -12,13 +12,13 @@
 * a hub id (``owner/name``) resolved from the local Hugging Face cache only.
 
 Loading never reaches the network (``local_files_only``), reads safetensors only and runs
-no remote code unless asked (``trust_remote_code``). The family (adapter, :mod:`.adapters`)
+no remote code unless asked (``trust_remote_code``). The family (adapter, :mod:`.families`)
 comes from the manifest, from ``family=...`` or from the checkpoint's config; a checkpoint in
 an older key layout is loaded with the adapter's ``key_mapping`` through
 ``from_pretrained(key_mapping=...)``. A checkpoint written for remote code (InternVL-Chat,
 ``model_type: internvl_chat``) is read by its adapter: a translated config, a processor
 built from its tokenizer files and weight converters active while it loads
-(:mod:`.internvl_chat`). ``device_map="auto"`` spreads a large model over the
+(:mod:`.families.internvl`). ``device_map="auto"`` spreads a large model over the
 visible GPUs through accelerate.
 """
 
@@ -33,7 +33,8 @@ import torch
 import yaml
 
 from ..data.manifests import MANIFEST_DIR, load_manifest, verify_sha256
-from .adapters import ADAPTERS, FamilyAdapter, adapter_for, get_adapter
+from .adapter import FamilyAdapter
+from .families import ADAPTERS, adapter_for, get_adapter
 from .flow_model import FlowModel
 
 TOY_MANIFEST = "toy_models"

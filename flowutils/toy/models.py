@@ -127,7 +127,7 @@ def build_toy(cfg: ToyConfig | None = None, seed: int = 0):
     """A randomly initialised toy model, its processor, and the config record: ``(model, processor)``."""
     import torch
 
-    from ..models.adapters import get_adapter
+    from ..models.families import get_adapter
 
     cfg = cfg or ToyConfig()
     tokenizer = build_tokenizer()

@@ -21,7 +21,8 @@ into the same transformers classes with ``trust_remote_code`` off, through trans
   normalisation, as the remote code's video loader);
 * :data:`CHAT_KEY_MAPPING` renames the weights (``from_pretrained(key_mapping=...)``);
 * :func:`fused_qkv_split` splits each fused ``attn.qkv`` with a transformers
-  ``WeightConverter`` (``Chunk`` on dim 0).
+  ``WeightConverter`` (``Chunk`` on dim 0);
+* :data:`PHI3` is its prompt: Phi-3's chat format with the paper's system text and answer prefix.
 
 Why the converter is registered only while an InternVL-Chat checkpoint loads: transformers
 keeps conversion mappings in one process-wide registry, keyed by model type, and applies
@@ -44,6 +45,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from ...inputs.prompt import CHATML, SYSTEM_MVBENCH, PromptTemplate
 from ..adapter import FamilyAdapter, frames_then
 
 VISION_MODEL_TYPE = "internvl_vision"  # transformers' model type of the InternVL vision tower
@@ -61,7 +63,7 @@ ADAPTER = FamilyAdapter(
     family="internvl",
     model_class="InternVLForConditionalGeneration",
     processor_class="InternVLProcessor",
-    template="chatml",
+    template=CHATML.name,
     video_token=VIDEO_TOKEN,
     video_token_id_attr="image_token_id",  # frames are runs of <IMG_CONTEXT> inside 'FrameN: <img>...</img>'
     trailing_video_tokens=0,
@@ -72,6 +74,15 @@ ADAPTER = FamilyAdapter(
 )
 
 # ---- InternVL-Chat (remote-code layout) with a Phi-3 LM ------------------------------------------------
+
+# Phi-3 chat format (Mini-InternVL-4B's LM) with the paper's system text and answer prefix
+PHI3 = PromptTemplate(
+    name="phi3",
+    system="<|system|>\n" + SYSTEM_MVBENCH + "<|end|>\n",
+    before_video="<|user|>\n",
+    after_video="\n",
+    suffix="\nOnly give the best option.<|end|>\n<|assistant|>\nBest option:(",
+)
 
 # InternVL-Chat weight names -> transformers InternVL names (regexes, applied in order; later ones see earlier results)
 CHAT_KEY_MAPPING = {
@@ -184,6 +195,6 @@ def chat_processor(path: Path, config):
 # the paper's Mini-InternVL-4B-Video-FT: an InternVL-Chat checkpoint (remote-code layout, Phi-3 LM) read into
 # the same classes; its fused vision qkv is split by a transformers weight converter while it loads
 CHAT_PHI3 = replace(
-    ADAPTER, family="internvl_chat_phi3", model_types=("internvl_chat",), template="phi3",
+    ADAPTER, family="internvl_chat_phi3", model_types=("internvl_chat",), template=PHI3.name,
     key_mapping=CHAT_KEY_MAPPING, read_config=chat_config, read_processor=chat_processor,
     load_context=fused_qkv_split)

@@ -6,6 +6,7 @@ and the frames follow each other with nothing between them. The prompt is the pa
 
 from __future__ import annotations
 
+from ...inputs.prompt import EVAL_MVBENCH
 from ..adapter import FamilyAdapter, at_tower_size
 
 
@@ -19,7 +20,7 @@ ADAPTER = FamilyAdapter(
     family="llava_next_video",
     model_class="LlavaNextVideoForConditionalGeneration",
     processor_class="LlavaNextVideoProcessor",
-    template="eval_mvbench",
+    template=EVAL_MVBENCH.name,
     video_token="<video>",
     video_token_id_attr="video_token_index",
     trailing_video_tokens=0,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from ...inputs.prompt import CHATML
 from ..adapter import FamilyAdapter, at_tower_size
 
 
@@ -20,7 +21,7 @@ ADAPTER = FamilyAdapter(
     family="llava_onevision",
     model_class="LlavaOnevisionForConditionalGeneration",
     processor_class="LlavaOnevisionProcessor",
-    template="chatml",
+    template=CHATML.name,
     video_token="<video>",
     video_token_id_attr="video_token_index",
     trailing_video_tokens=1,  # one image_newline embedding after the whole video

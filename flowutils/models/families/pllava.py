@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ...data.video import VideoClip
+from ...inputs.prompt import EVAL_MVBENCH
 from ..adapter import FamilyAdapter
 from ..encoding import VideoEncoding
 
@@ -84,7 +85,7 @@ ADAPTER = FamilyAdapter(
     model_types=("llava", "llava_next", "pllava"),
     model_class="AutoModelForImageTextToText",  # LlavaForConditionalGeneration or LlavaNext... by model_type
     processor_class="AutoProcessor",
-    template="eval_mvbench",
+    template=EVAL_MVBENCH.name,
     video_token="<image>",
     video_token_id_attr="image_token_index",
     trailing_video_tokens=0,

@@ -7,6 +7,7 @@ video placeholder in ``<|vision_start|>`` / ``<|vision_end|>``.
 
 from __future__ import annotations
 
+from ...inputs.prompt import CHATML
 from ..adapter import MROPE, FamilyAdapter
 
 
@@ -20,7 +21,7 @@ ADAPTER = FamilyAdapter(
     family="qwen2_5_vl",
     model_class="Qwen2_5_VLForConditionalGeneration",
     processor_class="Qwen2_5_VLProcessor",
-    template="chatml",
+    template=CHATML.name,
     video_token="<|video_pad|>",
     video_markers=("<|vision_start|>", "<|vision_end|>"),
     video_token_id_attr="video_token_id",

@@ -1,12 +1,23 @@
 """VideoLLaMA3 (``video_llama_3``): the paper's VideoLLaMA3-7B, in transformers' own classes.
 
 Every frame keeps all its tokens (``use_token_compression`` off, the paper's setting),
-after a ``Time t s:`` text.
+after a ``Time t s:`` text; its prompt is its own (no system message, no answer prefix).
 """
 
 from __future__ import annotations
 
+from ...inputs.prompt import PromptTemplate
 from ..adapter import FamilyAdapter
+
+# no system message, its own instruction, no "Best option:(" prefix
+TEMPLATE = PromptTemplate(
+    name="videollama3",
+    system="",
+    before_video="<|im_start|>user\n",
+    after_video="\n",
+    suffix="\nAnswer with the option's letter from the given choices directly and only give the best "
+    "option.<|im_end|>\n<|im_start|>assistant\n",
+)
 
 
 def video_grid(config, enc) -> tuple[int, int]:
@@ -19,7 +30,7 @@ ADAPTER = FamilyAdapter(
     family="video_llama_3",
     model_class="VideoLlama3ForConditionalGeneration",
     processor_class="VideoLlama3Processor",
-    template="videollama3",
+    template=TEMPLATE.name,
     video_token="<|video_pad|>",
     video_token_id_attr="video_token_id",
     trailing_video_tokens=0,

@@ -10,10 +10,16 @@ with the GELU in between the two orders differ, so flowutils computes these embe
 itself (:func:`encode`) and feeds the decoder through ``inputs_embeds`` (the model's own
 modules, unchanged).
 
-On disk these checkpoints keep the legacy LLaVA key layout (:data:`LEGACY_LLAVA_KEYS`).
+On disk these checkpoints keep the legacy LLaVA key layout (:data:`LEGACY_LLAVA_KEYS`), and
+PLLaVA's own ``config.json`` says ``model_type: pllava``, which transformers does not know:
+:func:`read_config` reads it as LLaVA. The ImageLLM bases (``llava``, ``llava_next``) are
+read natively.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +29,8 @@ from ...inputs.prompt import EVAL_MVBENCH
 from ..adapter import FamilyAdapter
 from ..encoding import VideoEncoding
 
+NATIVE_MODEL_TYPES = ("llava", "llava_next")  # read by transformers itself; any other is read as LLaVA
+
 # The legacy LLaVA key layout of PLLaVA-style checkpoints (and of llava-v1.6-*-hf) -> transformers 5 names
 LEGACY_LLAVA_KEYS = {
     r"^language_model\.model\.": "model.language_model.",
@@ -31,6 +39,16 @@ LEGACY_LLAVA_KEYS = {
     r"^multi_modal_projector\.": "model.multi_modal_projector.",
     r"^image_newline$": "model.image_newline",
 }
+
+
+def read_config(path: Path):
+    """The checkpoint's config: ``llava`` / ``llava_next`` as transformers reads them, any other model type
+    (PLLaVA's ``pllava``) as a ``LlavaConfig``."""
+    from transformers import AutoConfig, LlavaConfig
+
+    model_type = json.loads((Path(path) / "config.json").read_text()).get("model_type")
+    reader = AutoConfig if model_type in NATIVE_MODEL_TYPES else LlavaConfig
+    return reader.from_pretrained(path, local_files_only=True)
 
 
 @torch.no_grad()
@@ -82,7 +100,7 @@ def _tokens(config, height: int, width: int) -> int:
 # in place of one <image>
 ADAPTER = FamilyAdapter(
     family="pllava",
-    model_types=("llava", "llava_next", "pllava"),
+    model_types=(*NATIVE_MODEL_TYPES, "pllava"),
     model_class="AutoModelForImageTextToText",  # LlavaForConditionalGeneration or LlavaNext... by model_type
     processor_class="AutoProcessor",
     template=EVAL_MVBENCH.name,
@@ -92,6 +110,7 @@ ADAPTER = FamilyAdapter(
     tokens_per_frame=_tokens,
     key_mapping=LEGACY_LLAVA_KEYS,
     encode=encode,
+    read_config=read_config,
     frame_unit="temporal bin of the 3-D pool (pooling_shape[0] bins; one frame when frames == bins)",
     default_tokens_per_frame=lambda config: _tokens(config, 0, 0),
 )

@@ -36,7 +36,7 @@ from flowutils.knockout.flows import FAMILIES  # noqa: E402
 from flowutils.knockout.plan import KnockoutPlan  # noqa: E402
 from flowutils.inputs.layout import TokenLayout  # noqa: E402
 from flowutils.knockout.windows import sweep  # noqa: E402
-from flowutils.models.adapters import FamilyAdapter  # noqa: E402
+from flowutils.models.adapter import FamilyAdapter  # noqa: E402
 from flowutils.models.flow_model import FlowModel, PreparedInput  # noqa: E402
 
 SHAPES = {

@@ -7,14 +7,10 @@ import torch
 
 from flowutils.data import synthetic
 from flowutils.models.flow_model import FlowModel
-from flowutils.toy.models import ToyConfig, build_toy
+from flowutils.toy.models import build_toy
+from tiny_families import tiny_config
 
 FAMILIES = ("llava_next_video", "llava_onevision")
-
-
-def tiny_config(family: str) -> ToyConfig:
-    return ToyConfig(family=family, text_layers=4, text_hidden=64, text_heads=4, text_kv_heads=2,
-                     text_intermediate=128, vision_layers=2, vision_hidden=32, vision_heads=2, image_size=32)
 
 
 def tiny_llava_next_video(seed: int = 0, name: str = "tiny") -> FlowModel:

@@ -5,6 +5,7 @@ on random plans (<= 1e-4; M-RoPE families included); frame spans equal the proce
 count x tokens per frame, computed here from the inputs; question and option spans decode
 back to the given text; a checkpoint saved in its own on-disk key layout (legacy LLaVA names
 for PLLaVA) and loaded through ``flowutils.models.load`` gives the original module's logits.
+The tiny checkpoints are built by ``tiny_families.py``.
 """
 
 import json
@@ -14,291 +15,22 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 
 from conftest import unmodified_logits
 from flowutils.engine import knockout_logits
 from flowutils.knockout import flows, windows
 from flowutils.knockout.plan import KnockoutPlan
 from flowutils.models import FlowModel, get_adapter, load
-from flowutils.toy.models import build_tokenizer
+from tiny_families import BUILDERS, CANDIDATES, QUESTION, tiny_checkpoint
 
-QUESTION, CANDIDATES = "What is the color the square", ["red", "blue", "green"]  # words of the toy vocabulary
 ALL_FLOWS = [f for fam in flows.FAMILIES.values() for f in fam] + ["video->video", "system->video"]
-
-
-# ---- tiny checkpoints in each family's on-disk layout -------------------------------------------------
-
-def _pllava(tmp):
-    import transformers
-
-    tok = build_tokenizer(QUESTION + " " + " ".join(CANDIDATES))
-    config = transformers.LlavaConfig(
-        vision_config={"model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 64,
-                       "num_hidden_layers": 3, "num_attention_heads": 2, "image_size": 32, "patch_size": 8,
-                       "projection_dim": 32},
-        text_config={"model_type": "llama", "vocab_size": len(tok), "hidden_size": 64, "intermediate_size": 128,
-                     "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
-                     "max_position_embeddings": 512, "pad_token_id": tok.pad_token_id, "tie_word_embeddings": False},
-        image_token_index=tok.convert_tokens_to_ids("<image>"), vision_feature_layer=-2,
-        vision_feature_select_strategy="default", tie_word_embeddings=False,
-        pooling_shape=[2, 2, 2],  # 4 frames x 4x4 patches -> 2 temporal bins of 2x2 tokens
-    )
-    torch.manual_seed(0)
-    model = transformers.LlavaForConditionalGeneration(config).eval()
-    image = transformers.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    processor = transformers.LlavaProcessor(image_processor=image, tokenizer=tok, patch_size=8)
-    # the legacy LLaVA key layout of PLLaVA checkpoints (language_model.model.*, vision_tower.*, ...)
-    legacy = {"model.language_model.": "language_model.model.", "lm_head.": "language_model.lm_head.",
-              "model.vision_tower.": "vision_tower.", "model.multi_modal_projector.": "multi_modal_projector."}
-    state = {}
-    for key, value in model.state_dict().items():
-        prefix = next(p for p in legacy if key.startswith(p))
-        state[legacy[prefix] + key[len(prefix):]] = value.contiguous()
-    tmp.mkdir(parents=True, exist_ok=True)
-    save_file(state, tmp / "model.safetensors", metadata={"format": "pt"})
-    config.save_pretrained(tmp)
-    processor.save_pretrained(tmp)
-    return model, processor
-
-
-def _toy_family(family):
-    """The two families the toy models use, through the toy builder, saved by save_pretrained."""
-    def build(tmp):
-        from flowutils.toy.models import ToyConfig, build_toy
-
-        model, processor = build_toy(ToyConfig(family=family, text_layers=4, text_hidden=64, text_heads=4,
-                                               text_kv_heads=2, text_intermediate=128, vision_layers=2,
-                                               vision_hidden=32, vision_heads=2, image_size=32), seed=0)
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        return model.float(), processor
-    return build
-
-
-DIGITS = " ".join([str(i) for i in range(10)] + [f"0{i}" for i in range(10)])  # timestamps, read back by the tests
-QWEN_SPECIAL = ["<|vision_start|>", "<|vision_end|>", "<|video_pad|>", "<|image_pad|>", "<|im_start|>", "<|im_end|>"]
-
-
-def _qwen2_5_vl(tmp):
-    import transformers
-
-    tok = build_tokenizer(QUESTION + " " + " ".join(CANDIDATES) + " system user assistant")
-    tok.add_special_tokens({"additional_special_tokens": QWEN_SPECIAL})
-    tok.video_token, tok.image_token = "<|video_pad|>", "<|image_pad|>"
-    ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIAL}
-    config = transformers.Qwen2_5_VLConfig(
-        text_config={"vocab_size": len(tok), "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4,
-                     "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512,
-                     "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
-                     "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "tie_word_embeddings": False},
-        vision_config={"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
-                       "patch_size": 8, "temporal_patch_size": 2, "spatial_merge_size": 2, "window_size": 16,
-                       "fullatt_block_indexes": [1]},
-        video_token_id=ids["<|video_pad|>"], image_token_id=ids["<|image_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(0)
-    model = transformers.Qwen2_5_VLForConditionalGeneration(config).eval()
-    size = {"shortest_edge": 32 * 64, "longest_edge": 32 * 64}
-    kw = dict(patch_size=8, temporal_patch_size=2, merge_size=2, size=size)
-    processor = transformers.Qwen2_5_VLProcessor(image_processor=transformers.Qwen2VLImageProcessor(**kw),
-                                                  video_processor=transformers.Qwen2VLVideoProcessor(**kw),
-                                                  tokenizer=tok)
-    model.save_pretrained(tmp)
-    processor.save_pretrained(tmp)
-    return model, processor
-
-
-def _tokenizer(words: str, named: dict, special=()):
-    """The toy word-level tokenizer with the family's named special tokens (``tokenizer.<name>`` and
-    ``<name>_id``, kept by save_pretrained, as the family's processor reads them) and other special tokens."""
-    from transformers import PreTrainedTokenizerFast
-
-    named = {"video_token": "<video>", "image_token": "<image>", **named}
-    base = build_tokenizer(QUESTION + " " + " ".join(CANDIDATES) + " system user assistant " + words)
-    tok = PreTrainedTokenizerFast(tokenizer_object=base.backend_tokenizer, unk_token="<unk>", pad_token="<pad>",
-                                  bos_token="<s>", eos_token="</s>", extra_special_tokens=named)
-    tok.add_special_tokens({"additional_special_tokens": list(dict.fromkeys([*named.values(), *special]))},
-                           replace_extra_special_tokens=False)
-    return tok
-
-
-def _lm(tok, model_type="qwen2", **kw):
-    return {"model_type": model_type, "vocab_size": len(tok), "hidden_size": 64, "intermediate_size": 128,
-            "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512,
-            "tie_word_embeddings": False, **kw}
-
-
-def _save(tmp, model, processor):
-    model.save_pretrained(tmp)
-    processor.save_pretrained(tmp)
-    return model, processor
-
-
-def _qwen3_vl(tmp):
-    import transformers
-
-    named = {"video_token": "<|video_pad|>", "image_token": "<|image_pad|>", "vision_start_token": "<|vision_start|>",
-             "vision_end_token": "<|vision_end|>"}
-    tok = _tokenizer("seconds " + DIGITS, named, ["<|im_start|>", "<|im_end|>"])
-    lm = _lm(tok, head_dim=16, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                                                "mrope_section": [2, 3, 3], "mrope_interleaved": True})
-    lm.pop("model_type")
-    config = transformers.Qwen3VLConfig(
-        text_config=lm,
-        vision_config={"depth": 3, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
-                       "patch_size": 8, "temporal_patch_size": 2, "spatial_merge_size": 2, "num_position_embeddings": 16,
-                       "deepstack_visual_indexes": [0, 1]},
-        **{f"{k}_id": tok.convert_tokens_to_ids(v) for k, v in named.items()}, tie_word_embeddings=False)
-    torch.manual_seed(0)
-    model = transformers.Qwen3VLForConditionalGeneration(config).eval()
-    # Qwen3-VL bounds the pixels of the whole video (4 frames of at most 48 x 48)
-    kw = dict(patch_size=8, temporal_patch_size=2, merge_size=2, size={"shortest_edge": 4 * 32 * 32, "longest_edge": 4 * 48 * 48})
-    processor = transformers.Qwen3VLProcessor(
-        image_processor=transformers.Qwen2VLImageProcessor(**kw), tokenizer=tok,
-        video_processor=transformers.Qwen3VLVideoProcessor(**kw, do_sample_frames=False, cap_pixels_per_frame=False))
-    return _save(tmp, model, processor)
-
-
-def _video_llama_3(tmp):
-    import transformers
-
-    tok = _tokenizer("Time " + DIGITS, {"video_token": "<|video_pad|>", "image_token": "<|image_pad|>"}, ["<|im_start|>", "<|im_end|>"])
-    config = transformers.VideoLlama3Config(
-        text_config=_lm(tok),
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-                       "patch_size": 8},
-        video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"), image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"))
-    torch.manual_seed(0)
-    model = transformers.VideoLlama3ForConditionalGeneration(config).eval()
-    kw = dict(patch_size=8, merge_size=2, min_pixels=32 * 32, max_pixels=48 * 48)
-    # token compression ON in the saved processor, as in released checkpoints: the adapter must turn it off
-    processor = transformers.VideoLlama3Processor(
-        image_processor=transformers.VideoLlama3ImageProcessor(**kw), tokenizer=tok,
-        video_processor=transformers.VideoLlama3VideoProcessor(**kw, use_token_compression=True, do_sample_frames=False))
-    return _save(tmp, model, processor)
-
-
-INTERNVL_TOKENS = {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>"}
-
-
-def _internvl(tmp):
-    import transformers
-
-    tok = _tokenizer("Frame1 Frame2 Frame3 Frame4", INTERNVL_TOKENS, ["<|im_start|>", "<|im_end|>"])
-    config = transformers.InternVLConfig(
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-                       "image_size": 32, "patch_size": 8},
-        text_config=_lm(tok), image_token_id=tok.context_image_token_id, image_seq_length=4, tie_word_embeddings=False)
-    torch.manual_seed(0)
-    model = transformers.InternVLForConditionalGeneration(config).eval()
-    size = {"height": 32, "width": 32}
-    processor = transformers.InternVLProcessor(
-        image_processor=transformers.GotOcr2ImageProcessor(size=size), tokenizer=tok,
-        video_processor=transformers.InternVLVideoProcessor(size=size), image_seq_length=4)
-    return _save(tmp, model, processor)
-
-
-PHI3_CHAT = ["<|system|>", "<|end|>", "<|user|>", "<|assistant|>"]
-IMAGENET = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}  # InternVL-Chat's normalisation
-# transformers InternVL names -> the InternVL-Chat remote code's names, in order (vision q/k/v fused below)
-CHAT_NAMES = [("model.vision_tower.embeddings.cls_token", "vision_model.embeddings.class_embedding"),
-              ("model.vision_tower.embeddings.position_embeddings", "vision_model.embeddings.position_embedding"),
-              ("model.vision_tower.embeddings.patch_embeddings.projection.", "vision_model.embeddings.patch_embedding."),
-              ("model.vision_tower.encoder.layer.", "vision_model.encoder.layers."), (".layernorm_before.", ".norm1."),
-              (".layernorm_after.", ".norm2."), (".lambda_1", ".ls1"), (".lambda_2", ".ls2"),
-              (".attention.projection_layer.", ".attn.proj."), (".attention.", ".attn."),
-              ("model.multi_modal_projector.layer_norm.", "mlp1.0."), ("model.multi_modal_projector.linear_1.", "mlp1.1."),
-              ("model.multi_modal_projector.linear_2.", "mlp1.3."), ("model.language_model.", "language_model.model.")]
-
-
-def _internvl_chat_phi3(tmp):
-    """Mini-InternVL-4B's layout: a transformers InternVL + Phi-3 (long RoPE, as Phi-3-mini-128k), saved the way
-    the InternVL-Chat remote code saves it: its weight names, fused vision qkv, an ``internvl_chat`` config.json and
-    a tokenizer whose image tokens are plain added tokens."""
-    import transformers
-
-    tok = _tokenizer("Frame1 Frame2 Frame3 Frame4", INTERNVL_TOKENS, PHI3_CHAT)
-    rope = {"long_factor": [1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5], "short_factor": [1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7]}
-    lm = _lm(tok, "phi3", pad_token_id=tok.pad_token_id, max_position_embeddings=512, original_max_position_embeddings=32)
-    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 32,
-              "patch_size": 8, "layer_norm_eps": 1e-6}
-    config = transformers.InternVLConfig(
-        vision_config={**vision, "attention_bias": True},
-        text_config={**lm, "rope_parameters": {"rope_type": "longrope", "rope_theta": 10000.0, **rope,
-                                               "original_max_position_embeddings": 32}},
-        image_token_id=tok.context_image_token_id, image_seq_length=4, tie_word_embeddings=False)
-    torch.manual_seed(0)
-    model = transformers.InternVLForConditionalGeneration(config).eval()
-    size = {"height": 32, "width": 32}
-    processor = transformers.InternVLProcessor(
-        image_processor=transformers.GotOcr2ImageProcessor(size=size, **IMAGENET), tokenizer=tok,
-        video_processor=transformers.InternVLVideoProcessor(size=size, **IMAGENET), image_seq_length=4)
-    state = {}
-    for key, value in model.state_dict().items():
-        for ours, theirs in CHAT_NAMES:
-            key = key.replace(ours, theirs)
-        state["language_model." + key if key.startswith("lm_head.") else key] = value.contiguous()
-    for i in range(2):
-        for p in ("weight", "bias"):
-            at = f"vision_model.encoder.layers.{i}.attn."
-            state[f"{at}qkv.{p}"] = torch.cat([state.pop(f"{at}{x}_proj.{p}") for x in "qkv"])
-    tmp.mkdir(parents=True, exist_ok=True)
-    save_file(state, tmp / "model.safetensors", metadata={"format": "pt"})
-    (tmp / "config.json").write_text(json.dumps({
-        "architectures": ["InternVLChatModel"], "model_type": "internvl_chat", "template": "phi3-chat",
-        "auto_map": {"AutoModel": "modeling_internvl_chat.InternVLChatModel"}, "select_layer": -1,
-        "downsample_ratio": 0.5, "ps_version": "v2", "force_image_size": 32, "dynamic_image_size": True,
-        "use_thumbnail": True, "max_dynamic_patch": 12, "min_dynamic_patch": 1,
-        "vision_config": {**vision, "architectures": ["InternVisionModel"], "model_type": "intern_vit_6b", "qkv_bias": True,
-                          "qk_normalization": False, "norm_type": "layer_norm", "hidden_act": "gelu", "num_channels": 3,
-                          "use_flash_attn": True, "drop_path_rate": 0.1},
-        "llm_config": {**lm, "architectures": ["Phi3ForCausalLM"], "attn_implementation": "flash_attention_2",
-                       "rope_theta": 10000.0, "rope_scaling": {"type": "su", **rope}},
-    }))
-    plain = transformers.PreTrainedTokenizerFast(tokenizer_object=tok.backend_tokenizer, unk_token="<unk>",
-                                                 pad_token="<pad>", bos_token="<s>", eos_token="</s>")
-    plain.save_pretrained(tmp)
-    return model, processor
-
-
-def _smolvlm(tmp):
-    import transformers
-
-    pytest.importorskip("num2words")  # SmolVLM2's processor writes the frame count in words
-
-    named = {"fake_image_token": "<fake_token_around_image>", "global_image_token": "<global-img>",
-             "end_of_utterance_token": "<end_of_utterance>"}
-    tok = _tokenizer("You are provided the following series of four frames from a video Frame User Assistant System "
-                     + DIGITS,
-                     named, ["<|im_start|>"])
-    config = transformers.SmolVLMConfig(
-        text_config=_lm(tok, "llama"),
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-                       "patch_size": 8, "image_size": 32},
-        image_token_id=tok.convert_tokens_to_ids("<image>"), scale_factor=2, tie_word_embeddings=False)
-    torch.manual_seed(0)
-    model = transformers.SmolVLMForConditionalGeneration(config).eval()
-    kw = dict(size={"longest_edge": 32}, max_image_size={"longest_edge": 32})
-    processor = transformers.SmolVLMProcessor(
-        image_processor=transformers.SmolVLMImageProcessor(**kw, do_image_splitting=False), tokenizer=tok,
-        video_processor=transformers.SmolVLMVideoProcessor(**kw, do_sample_frames=False), image_seq_len=4)
-    return _save(tmp, model, processor)
-
-
-BUILDERS = {"pllava": _pllava, "llava_next_video": _toy_family("llava_next_video"),
-            "llava_onevision": _toy_family("llava_onevision"), "qwen2_5_vl": _qwen2_5_vl, "qwen3_vl": _qwen3_vl,
-            "video_llama_3": _video_llama_3, "internvl": _internvl, "smolvlm": _smolvlm,
-            "internvl_chat_phi3": _internvl_chat_phi3}
 
 
 @pytest.fixture(scope="module", params=sorted(BUILDERS))
 def family(request, tmp_path_factory):
     """``(family, FlowModel of the original module, checkpoint directory)``."""
     path = tmp_path_factory.mktemp(request.param) / "ckpt"
-    model, processor = BUILDERS[request.param](path)
+    model, processor = tiny_checkpoint(request.param, path)
     return request.param, FlowModel(model, processor, get_adapter(request.param), name=f"tiny-{request.param}"), path
 
 
@@ -420,7 +152,7 @@ def test_the_processor_is_given_the_real_timestamps(name, tmp_path, frames):
     text is then the real one (not its default fps), and the layout still finds every group."""
     from flowutils.data import VideoClip
 
-    model, processor = BUILDERS[name](tmp_path / "ckpt")
+    model, processor = tiny_checkpoint(name, tmp_path / "ckpt")
     fm = FlowModel(model, processor, get_adapter(name), name=f"tiny-{name}")
     indices, fps, n_video_frames = (5, 33, 61, 89), 4.0, 100  # 1.25, 8.25, 15.25 and 22.25 s of a 25 s video
     p = fm.prepare(VideoClip(frames, indices, fps, n_video_frames), QUESTION, CANDIDATES, "blue")
@@ -468,7 +200,7 @@ def test_round_trip_through_load(family, frames):
 # ---- PLLaVA: the pooled video embeddings, computed independently ---------------------------------------
 
 def test_pllava_video_embeddings_project_then_pool(frames, tmp_path):
-    model, processor = _pllava(tmp_path / "ckpt")
+    model, processor = tiny_checkpoint("pllava", tmp_path / "ckpt")
     fm = FlowModel(model, processor, name="tiny-pllava")
     p = _prepared(fm, frames)
     pixels = processor.image_processor(images=list(frames), return_tensors="pt")["pixel_values"]
@@ -500,7 +232,7 @@ def test_mrope_suffix_positions_are_the_models_own(family, frames):
     """M-RoPE families: the 3-D positions the engine recomputes with differ from 1-D ``arange`` positions
     (so fast == reference above really exercises them); 1-D families get ``arange``."""
     from flowutils.engine import run_baseline
-    from flowutils.models.adapters import MROPE
+    from flowutils.models.adapter import MROPE
 
     _, fm, _ = family
     p = _prepared(fm, frames)
@@ -533,8 +265,8 @@ def test_sweep_records_the_paths_knockout_does_not_block(frames, tmp_path):
 
     sample = SimpleNamespace(sample_id="q0", task="color", question=QUESTION, candidates=CANDIDATES, answer="blue",
                              frames=frames)
-    for name, builder in (("qwen3_vl", _qwen3_vl), ("internvl", _internvl)):
-        fm = FlowModel(*builder(tmp_path / name), name=name)
+    for name in ("qwen3_vl", "internvl"):
+        fm = FlowModel(*tiny_checkpoint(name, tmp_path / name), name=name)
         table = run_sweep(fm, [sample], ["video->last"], k=1, layers=[0], sample_mode="all", num_frames=4,
                           out=tmp_path / "results", progress=False)
         want = "DeepStack" if name == "qwen3_vl" else None
@@ -553,7 +285,7 @@ MINI_INTERNVL = "mini-internvl-4b-video-ft"
 def test_mini_internvl_loads_by_its_manifest_name(frames, tmp_path, monkeypatch):
     """The short name finds the checkpoint under $FLOWUTILS_MODEL_DIR, checks the manifest's expected values against
     the translated config (the tiny one fails them, each named) and uses the manifest's family and template."""
-    model, processor = _internvl_chat_phi3(tmp_path / MINI_INTERNVL)
+    model, processor = tiny_checkpoint("internvl_chat_phi3", tmp_path / MINI_INTERNVL)
     monkeypatch.setenv("FLOWUTILS_MODEL_DIR", str(tmp_path))
     with pytest.raises(ValueError) as err:
         load(MINI_INTERNVL)
@@ -569,10 +301,10 @@ def test_mini_internvl_loads_by_its_manifest_name(frames, tmp_path, monkeypatch)
 def test_mini_internvl_manifest_matches_its_real_config(tmp_path):
     """The manifest's expected values hold for an InternVL-Chat config.json of the real sizes (InternViT-300M-448px,
     Phi-3-mini-128k; no weights needed): 32 layers, width 3072, (448 / 14)^2 / 4 = 256 tokens per frame."""
-    from flowutils.models import internvl_chat
+    from flowutils.models.families import internvl
     from flowutils.models.loading import config_mismatches, model_manifests
 
-    _internvl_chat_phi3(tmp_path)  # its tokenizer files
+    tiny_checkpoint("internvl_chat_phi3", tmp_path)  # its tokenizer files
     raw = json.loads((tmp_path / "config.json").read_text())
     raw["vision_config"].update(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
                                 image_size=448, patch_size=14)
@@ -582,7 +314,7 @@ def test_mini_internvl_manifest_matches_its_real_config(tmp_path):
                              sliding_window=262144, rope_scaling={"type": "su", "long_factor": [1.0] * 48,
                                                                   "short_factor": [1.0] * 48})
     (tmp_path / "config.json").write_text(json.dumps(raw))
-    config = internvl_chat.config(tmp_path)
+    config = internvl.chat_config(tmp_path)
     assert config.text_config.model_type == "phi3" and config.text_config.rope_parameters["rope_type"] == "longrope"
     assert config.text_config._attn_implementation != "flash_attention_2"  # the remote code's runtime choice is dropped
     manifest = model_manifests()[MINI_INTERNVL]
@@ -596,10 +328,10 @@ def test_fused_qkv_converter_is_active_only_while_internvl_chat_loads(tmp_path):
     from safetensors import safe_open
     from transformers.conversion_mapping import get_checkpoint_conversion_mapping
 
-    _internvl_chat_phi3(tmp_path / "chat")
+    tiny_checkpoint("internvl_chat_phi3", tmp_path / "chat")
     load(tmp_path / "chat")
     assert not get_checkpoint_conversion_mapping("internvl_vision")
-    model, _ = _internvl(tmp_path / "hf")
+    model, _ = tiny_checkpoint("internvl", tmp_path / "hf")
     with safe_open(tmp_path / "hf" / "model.safetensors", "pt") as f:
         keys = list(f.keys())
     assert any(".attention.q_proj." in k for k in keys) and not any("qkv" in k for k in keys)

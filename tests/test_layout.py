@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from flowutils.inputs.layout import LayoutError, build_layout
-from flowutils.inputs.prompt import build_prompt, prompt_text
+from flowutils.inputs.prompt import EVAL_MVBENCH, build_prompt, prompt_text
 
 
 def test_groups_decode_to_their_text(tiny, samples):
@@ -108,7 +108,7 @@ def test_sentencepiece_words_stay_whole_in_their_groups():
     """With the Vicuna prompt (``eval_mvbench``: `` USER: Question: ...``) a SentencePiece token ``▁Question`` starts
     on the space before its word; it belongs to the question, and every group decodes to exactly its text."""
     question, candidates = "What does the gray cube do?", ["moves left", "moves right", "stays still"]
-    parts = build_prompt("eval_mvbench", "<image>", question, candidates)
+    parts = build_prompt(EVAL_MVBENCH, "<image>", question, candidates)
     text = prompt_text(parts)
     tok = _sentencepiece_tokenizer(text)
     ids = tok(text)["input_ids"]

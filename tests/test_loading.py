@@ -8,7 +8,7 @@ import torch
 import transformers
 
 from flowutils.models import ADAPTERS, adapter_for, load, loading, model_manifests
-from test_families import _pllava
+from tiny_families import tiny_checkpoint
 
 PAPER_MODELS = ("llava-next-7b-video-ft", "llava-next-13b-video-ft", "mini-internvl-4b-video-ft", "videollama3-7b")
 
@@ -16,7 +16,7 @@ PAPER_MODELS = ("llava-next-7b-video-ft", "llava-next-13b-video-ft", "mini-inter
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp("pllava") / "ckpt"
-    model, _ = _pllava(path)
+    model, _ = tiny_checkpoint("pllava", path)
     return path, model
 
 
@@ -115,7 +115,7 @@ def test_device_map_auto_loads_through_accelerate(tiny_ckpt):
     import numpy as np
 
     from conftest import unmodified_logits
-    from test_families import CANDIDATES, QUESTION
+    from tiny_families import CANDIDATES, QUESTION
 
     path, _ = tiny_ckpt
     plain, auto = load(path), load(path, device_map="auto")
@@ -153,7 +153,8 @@ def test_device_map_spreads_a_model_over_two_gpus(tiny_ckpt):
 
     from conftest import unmodified_logits
     from flowutils.engine import knockout_logits
-    from test_families import CANDIDATES, QUESTION, _random_plans
+    from test_families import _random_plans
+    from tiny_families import CANDIDATES, QUESTION
 
     path, model = tiny_ckpt
     one = load(path, device="cuda:0")

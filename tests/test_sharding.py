@@ -17,7 +17,8 @@ from flowutils.analysis.sweep import run_sweep
 from flowutils.data import synthetic
 from flowutils.toy.models import build_toy
 
-from conftest import tiny_config, tiny_llava_next_video
+from conftest import tiny_llava_next_video
+from tiny_families import tiny_config
 
 KW = dict(k=1, num_frames=4, sample_mode="all", progress=False)
 

@@ -1,4 +1,9 @@
-"""Multiple-choice prompts, built as the paper's code builds them, with per-model chat formats.
+"""Multiple-choice prompts, built as the paper's code builds them, as named parts.
+
+A chat format is a :class:`PromptTemplate`. The paper's prompt (:data:`EVAL_MVBENCH`) and
+ChatML (:data:`CHATML`, the format of several families' LMs) are here; a family with a
+format of its own declares it in its module (:mod:`flowutils.models.families`), which also
+looks templates up by name (``flowutils.models.get_template``).
 
 A prompt is a list of named text parts. Keeping the parts (rather than one string)
 is what lets :mod:`flowutils.inputs.layout` find the non-option question, each option and the
@@ -70,62 +75,28 @@ class PromptTemplate:
         return head + prefix
 
 
-TEMPLATES = {
-    # LLaVA-NeXT-Video-FT / PLLaVA ("eval_mvbench" conversation mode of the official code)
-    "eval_mvbench": PromptTemplate(
-        name="eval_mvbench",
-        system=SYSTEM_MVBENCH,
-        before_video=" USER: ",
-        after_video="\n USER: ",
-        suffix=" \nOnly give the best option. ASSISTANT:Best option:(",
-    ),
-    # Qwen / LLaVA-OneVision style chat markup with the same answer prefix
-    "chatml": PromptTemplate(
-        name="chatml",
-        system="<|im_start|>system\n" + SYSTEM_MVBENCH + "<|im_end|>\n",
-        before_video="<|im_start|>user\n",
-        after_video="\n",
-        suffix="\nOnly give the best option.<|im_end|>\n<|im_start|>assistant\nBest option:(",
-    ),
-    # VideoLLaMA3: no system message, its own instruction, no "Best option:(" prefix
-    "videollama3": PromptTemplate(
-        name="videollama3",
-        system="",
-        before_video="<|im_start|>user\n",
-        after_video="\n",
-        suffix="\nAnswer with the option's letter from the given choices directly and only give the best "
-        "option.<|im_end|>\n<|im_start|>assistant\n",
-    ),
-    # SmolVLM2's chat format (role names, <end_of_utterance>) with the paper's system text and answer prefix
-    "smolvlm": PromptTemplate(
-        name="smolvlm",
-        system="<|im_start|>System: " + SYSTEM_MVBENCH.rstrip("\n") + "<end_of_utterance>\n",
-        before_video="User:",
-        after_video="\n",
-        suffix="\nOnly give the best option.<end_of_utterance>\nAssistant: Best option:(",
-    ),
-    # Phi-3 chat format (Mini-InternVL-4B's LM) with the paper's system text and answer prefix
-    "phi3": PromptTemplate(
-        name="phi3",
-        system="<|system|>\n" + SYSTEM_MVBENCH + "<|end|>\n",
-        before_video="<|user|>\n",
-        after_video="\n",
-        suffix="\nOnly give the best option.<|end|>\n<|assistant|>\nBest option:(",
-    ),
-}
+# LLaVA-NeXT-Video-FT / PLLaVA ("eval_mvbench" conversation mode of the official code)
+EVAL_MVBENCH = PromptTemplate(
+    name="eval_mvbench",
+    system=SYSTEM_MVBENCH,
+    before_video=" USER: ",
+    after_video="\n USER: ",
+    suffix=" \nOnly give the best option. ASSISTANT:Best option:(",
+)
+# Qwen / LLaVA-OneVision style chat markup with the same answer prefix
+CHATML = PromptTemplate(
+    name="chatml",
+    system="<|im_start|>system\n" + SYSTEM_MVBENCH + "<|im_end|>\n",
+    before_video="<|im_start|>user\n",
+    after_video="\n",
+    suffix="\nOnly give the best option.<|im_end|>\n<|im_start|>assistant\nBest option:(",
+)
 
 
-def get_template(name: str) -> PromptTemplate:
-    if name not in TEMPLATES:
-        raise ValueError(f"unknown prompt template {name!r}; valid: {sorted(TEMPLATES)}")
-    return TEMPLATES[name]
-
-
-def build_prompt(template: str | PromptTemplate, video_token: str, question: str, candidates,
+def build_prompt(template: PromptTemplate, video_token: str, question: str, candidates,
                  video_markers: tuple[str, str] = ("", "")) -> list[tuple[str, str]]:
     """Parts of the multiple-choice prompt for one question."""
-    t = get_template(template) if isinstance(template, str) else template
-    return t.parts(video_token, question, candidates, video_markers=video_markers)
+    return template.parts(video_token, question, candidates, video_markers=video_markers)
 
 
 def prompt_text(parts) -> str:

@@ -1,14 +1,16 @@
-"""Layer 3, ``models``: the model loaders.
+"""Layer 4, ``models``: the model loaders.
 
-One declarative adapter per transformers model family (:mod:`.adapters`), :class:`FlowModel`
-(a Hugging Face video LLM, unchanged, plus its token layout and the knockout attention;
-:mod:`.flow_model`) and :func:`load` (:mod:`.loading`). May import ``knockout`` and ``data``.
+One module per transformers model family and their registry (:mod:`.families`), the
+adapter each family declares (:mod:`.adapter`), :class:`FlowModel` (a Hugging Face video
+LLM, unchanged, plus its token layout and the knockout attention; :mod:`.flow_model`) and
+:func:`load` (:mod:`.loading`). May import ``knockout``, ``inputs`` and ``data``.
 """
 
-from .adapters import ADAPTERS, FamilyAdapter, adapter_for, get_adapter
+from .adapter import FamilyAdapter
 from .catalog import supported_models
+from .families import ADAPTERS, TEMPLATES, adapter_for, get_adapter, get_template
 from .flow_model import FlowModel, PreparedInput
 from .loading import load, model_manifests
 
-__all__ = ["ADAPTERS", "FamilyAdapter", "FlowModel", "PreparedInput", "adapter_for", "get_adapter", "load", "model_manifests",
-           "supported_models"]
+__all__ = ["ADAPTERS", "FamilyAdapter", "FlowModel", "PreparedInput", "TEMPLATES", "adapter_for", "get_adapter",
+           "get_template", "load", "model_manifests", "supported_models"]

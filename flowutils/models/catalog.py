@@ -1,6 +1,6 @@
 """The "Supported models" table: one row per model manifest and per family adapter without one.
 
-Built from :data:`.adapters.ADAPTERS`, the model manifests (``data_manifests/models/``) and, when
+Built from :data:`.families.ADAPTERS`, the model manifests (``data_manifests/models/``) and, when
 present, the GPU shapes benchmark (``benchmarks/results/model_shapes_*.json``), never typed by
 hand. Every adapter family passes the tiny-config bars of ``tests/test_families.py`` (that file
 checks it builds a tiny model of every adapter); a manifest whose family has no adapter is
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..data.manifests import MANIFEST_DIR
 from ..knockout.windows import protocol_for
-from .adapters import ADAPTERS
+from .families import ADAPTERS
 from .loading import model_manifests
 
 RESULTS_DIR = MANIFEST_DIR.parent / "benchmarks" / "results"

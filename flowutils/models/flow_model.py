@@ -13,10 +13,11 @@ import numpy as np
 import torch
 
 from ..data.video import VideoClip, read_clip, sample_clip
-from ..inputs.prompt import build_prompt, get_template, prompt_text
+from ..inputs.prompt import build_prompt, prompt_text
 from ..inputs.layout import TokenLayout, build_layout
 from ..knockout.windows import protocol_for
-from .adapters import FamilyAdapter, adapter_for
+from .adapter import FamilyAdapter
+from .families import adapter_for, get_template
 from .encoding import VideoEncoding
 
 

@@ -12,13 +12,14 @@
 * a hub id (``owner/name``) resolved from the local Hugging Face cache only.
 
 Loading never reaches the network (``local_files_only``), reads safetensors only and runs
-no remote code unless asked (``trust_remote_code``). The family (adapter, :mod:`.adapters`)
+no remote code unless asked (``trust_remote_code``). The family (adapter, :mod:`.families`)
 comes from the manifest, from ``family=...`` or from the checkpoint's config; a checkpoint in
 an older key layout is loaded with the adapter's ``key_mapping`` through
-``from_pretrained(key_mapping=...)``. A checkpoint written for remote code (InternVL-Chat,
-``model_type: internvl_chat``) is read by its adapter: a translated config, a processor
-built from its tokenizer files and weight converters active while it loads
-(:mod:`.internvl_chat`). ``device_map="auto"`` spreads a large model over the
+``from_pretrained(key_mapping=...)``. A checkpoint whose ``model_type`` transformers does not
+know is read by its adapter: PLLaVA's as LLaVA, one written for remote code (InternVL-Chat,
+``model_type: internvl_chat``) with a translated config, a processor built from its
+tokenizer files and weight converters active while it loads
+(:mod:`.families.internvl`). ``device_map="auto"`` spreads a large model over the
 visible GPUs through accelerate.
 """
 
@@ -33,7 +34,8 @@ import torch
 import yaml
 
 from ..data.manifests import MANIFEST_DIR, load_manifest, verify_sha256
-from .adapters import ADAPTERS, FamilyAdapter, adapter_for, get_adapter
+from .adapter import FamilyAdapter
+from .families import ADAPTERS, adapter_for, get_adapter
 from .flow_model import FlowModel
 
 TOY_MANIFEST = "toy_models"
@@ -114,22 +116,19 @@ def resolve(name_or_path: str | Path, revision: str | None = None) -> tuple[Path
 
 
 def _foreign_family(path: Path) -> str | None:
-    """The family whose adapter reads this checkpoint's ``model_type`` itself (``internvl_chat``), or None."""
+    """The family whose adapter reads this checkpoint's ``model_type`` itself (``pllava``, ``internvl_chat``),
+    or None."""
     model_type = json.loads((path / "config.json").read_text()).get("model_type")
     return next((a.family for a in ADAPTERS.values() if a.read_config and model_type in a.model_types), None)
 
 
 def _config(path: Path, adapter_hint: str | None, trust_remote_code: bool):
-    """The checkpoint's config; a ``model_type`` transformers does not know (``pllava``) is read as LLaVA,
-    one written for remote code by its adapter's ``read_config``."""
-    from transformers import AutoConfig, LlavaConfig
+    """The checkpoint's config: by its adapter's ``read_config`` where it has one (a ``model_type`` transformers
+    does not know), else by transformers."""
+    from transformers import AutoConfig
 
-    raw = json.loads((path / "config.json").read_text())
     if adapter_hint is not None and get_adapter(adapter_hint).read_config:
         return get_adapter(adapter_hint).read_config(path)
-    if raw.get("model_type") == "pllava" or adapter_hint == "pllava" and raw.get("model_type") not in (
-            "llava", "llava_next"):
-        return LlavaConfig.from_pretrained(path, local_files_only=True)
     return AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..inputs.prompt import TEMPLATES
 from ..data.synthetic import vocabulary
+from ..models.families import get_adapter, get_template
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<video>", "<image>"]
 # the templates whose words the toy vocabulary holds: the shipped toy models were built with these,
@@ -27,7 +27,7 @@ def build_tokenizer(extra_text: str = ""):
     from ..data.synthetic import _split_words
 
     words = set(vocabulary())
-    for t in map(TEMPLATES.get, TOY_TEMPLATES):
+    for t in map(get_template, TOY_TEMPLATES):
         words.update(_split_words(t.system + t.before_video + t.after_video + t.suffix + " Question Options"))
     words.update(_split_words(extra_text))
     words.update(chr(ord("A") + i) for i in range(8))
@@ -126,8 +126,6 @@ def build_processor(cfg: ToyConfig, tokenizer):
 def build_toy(cfg: ToyConfig | None = None, seed: int = 0):
     """A randomly initialised toy model, its processor, and the config record: ``(model, processor)``."""
     import torch
-
-    from ..models.adapters import get_adapter
 
     cfg = cfg or ToyConfig()
     tokenizer = build_tokenizer()

@@ -34,6 +34,7 @@ import torch
 
 from ..data.video import sample_frames
 from ..inputs.prompt import build_prompt, prompt_text
+from ..models.families import get_template
 from ..data.synthetic import IMAGE_TASKS, VIDEO_TASKS, RenderConfig, describe, distractors, generate
 
 
@@ -85,6 +86,7 @@ def _prompt(template, sample, text: str | None) -> str:
     if text is not None and text not in TEXT_CONTEXTS:
         raise ValueError(f"unknown text context {text!r}; valid: {sorted(TEXT_CONTEXTS)} or None (the video)")
     video = TEXT_CONTEXTS[text](sample) if text else "<video>"
+    template = get_template(template) if isinstance(template, str) else template
     return prompt_text(build_prompt(template, video, sample.question, sample.candidates))
 
 

@@ -1,22 +1,28 @@
-"""InternVL-Chat checkpoints (the paper's Mini-InternVL-4B-Video-FT) in transformers' ``InternVL`` classes.
+"""InternVL (``internvl``), and InternVL-Chat checkpoints with a Phi-3 LM (``internvl_chat_phi3``).
 
-An InternVL-Chat checkpoint is written for remote code: its ``config.json`` has
-``model_type: internvl_chat`` with a ``vision_config`` (InternViT), an ``llm_config``
-(here Phi-3) and the glue (``select_layer``, ``downsample_ratio``, ``ps_version``,
-``force_image_size``); its weights use the remote code's names (``vision_model.*``,
-``mlp1.*``, ``language_model.model.*``) and store each vision attention's q, k and v as one
-fused ``attn.qkv`` (concatenated on dim 0). flowutils reads it with ``trust_remote_code``
-off, through transformers' own seams:
+``internvl``: transformers' own InternVL classes. Every frame is resized to the tower's size
+and stacked as an image; pixel shuffle keeps ``downsample_ratio**2`` of the patches, and each
+frame's run of ``<IMG_CONTEXT>`` stands inside a ``FrameN: <img>...</img>`` text.
 
-* :func:`config` translates ``config.json`` field by field into an ``InternVLConfig``
+``internvl_chat_phi3``, the paper's Mini-InternVL-4B-Video-FT, is the same adapter
+(:data:`CHAT_PHI3`, a ``dataclasses.replace`` of :data:`ADAPTER`) for a checkpoint written for
+remote code: its ``config.json`` has ``model_type: internvl_chat`` with a ``vision_config``
+(InternViT), an ``llm_config`` (here Phi-3) and the glue (``select_layer``,
+``downsample_ratio``, ``ps_version``, ``force_image_size``); its weights use the remote code's
+names (``vision_model.*``, ``mlp1.*``, ``language_model.model.*``) and store each vision
+attention's q, k and v as one fused ``attn.qkv`` (concatenated on dim 0). flowutils reads it
+into the same transformers classes with ``trust_remote_code`` off, through transformers' own seams:
+
+* :func:`chat_config` translates ``config.json`` field by field into an ``InternVLConfig``
   (``InternVLVisionConfig`` + ``Phi3Config``); the image token id comes from the
   checkpoint's tokenizer, as the remote code takes it at run time;
-* :func:`processor` builds an ``InternVLProcessor`` from the checkpoint's tokenizer files
+* :func:`chat_processor` builds an ``InternVLProcessor`` from the checkpoint's tokenizer files
   (``<img>``, ``</img>``, ``<IMG_CONTEXT>``; one 448 px tile per frame, ImageNet
   normalisation, as the remote code's video loader);
-* :data:`KEY_MAPPING` renames the weights (``from_pretrained(key_mapping=...)``);
+* :data:`CHAT_KEY_MAPPING` renames the weights (``from_pretrained(key_mapping=...)``);
 * :func:`fused_qkv_split` splits each fused ``attn.qkv`` with a transformers
-  ``WeightConverter`` (``Chunk`` on dim 0).
+  ``WeightConverter`` (``Chunk`` on dim 0);
+* :data:`PHI3` is its prompt: Phi-3's chat format with the paper's system text and answer prefix.
 
 Why the converter is registered only while an InternVL-Chat checkpoint loads: transformers
 keeps conversion mappings in one process-wide registry, keyed by model type, and applies
@@ -36,14 +42,50 @@ from __future__ import annotations
 import json
 import threading
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
+
+from ...inputs.prompt import CHATML, SYSTEM_MVBENCH, PromptTemplate
+from ..adapter import FamilyAdapter, frames_then
 
 VISION_MODEL_TYPE = "internvl_vision"  # transformers' model type of the InternVL vision tower
 IMAGE_TOKENS = {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>"}
 VIDEO_TOKEN = "<video>"  # the prompt's placeholder; the processor expands it into one <img>...</img> run per frame
 
+
+def _tokens(config, height=None, width=None) -> int:
+    """Every frame is resized to the tower's size; pixel shuffle keeps downsample_ratio**2 of the patches."""
+    size, patch = config.vision_config.image_size, config.vision_config.patch_size
+    return round(size[0] // patch[0] * (size[1] // patch[1]) * config.downsample_ratio ** 2)
+
+
+ADAPTER = FamilyAdapter(
+    family="internvl",
+    model_class="InternVLForConditionalGeneration",
+    processor_class="InternVLProcessor",
+    template=CHATML.name,
+    video_token=VIDEO_TOKEN,
+    video_token_id_attr="image_token_id",  # frames are runs of <IMG_CONTEXT> inside 'FrameN: <img>...</img>'
+    trailing_video_tokens=0,
+    tokens_per_frame=_tokens,
+    video_grid=frames_then("pixel_values", 0, _tokens),  # frames stacked as images [T, C, H, W]
+    default_tokens_per_frame=_tokens,
+    frame_unit="frame, inside its 'FrameN: <img>...</img>' text",
+)
+
+# ---- InternVL-Chat (remote-code layout) with a Phi-3 LM ------------------------------------------------
+
+# Phi-3 chat format (Mini-InternVL-4B's LM) with the paper's system text and answer prefix
+PHI3 = PromptTemplate(
+    name="phi3",
+    system="<|system|>\n" + SYSTEM_MVBENCH + "<|end|>\n",
+    before_video="<|user|>\n",
+    after_video="\n",
+    suffix="\nOnly give the best option.<|end|>\n<|assistant|>\nBest option:(",
+)
+
 # InternVL-Chat weight names -> transformers InternVL names (regexes, applied in order; later ones see earlier results)
-KEY_MAPPING = {
+CHAT_KEY_MAPPING = {
     r"^vision_model\.embeddings\.class_embedding$": "model.vision_tower.embeddings.cls_token",
     r"^vision_model\.embeddings\.position_embedding$": "model.vision_tower.embeddings.position_embeddings",
     r"^vision_model\.embeddings\.patch_embedding\.": "model.vision_tower.embeddings.patch_embeddings.projection.",
@@ -96,8 +138,8 @@ def fused_qkv_split():
             register_checkpoint_conversion_mapping(VISION_MODEL_TYPE, previous or [], overwrite=True)
 
 
-def tokenizer(path: Path):
-    """The checkpoint's tokenizer, its image tokens named as transformers' InternVL processor reads them."""
+def chat_tokenizer(path: Path):
+    """An InternVL-Chat checkpoint's tokenizer, its image tokens named as transformers' InternVL processor reads them."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True, extra_special_tokens={**IMAGE_TOKENS,
@@ -107,7 +149,7 @@ def tokenizer(path: Path):
     return tok
 
 
-def config(path: Path):
+def chat_config(path: Path):
     """``config.json`` of an InternVL-Chat checkpoint with a Phi-3 LM, as a transformers ``InternVLConfig``."""
     from transformers import InternVLConfig, InternVLVisionConfig, Phi3Config
 
@@ -130,14 +172,14 @@ def config(path: Path):
                                          **{ours: vision[theirs] for theirs, ours in VISION_FIELDS.items() if theirs in vision})
     text_config = Phi3Config(**{**llm, "tie_word_embeddings": False})  # InternVL-Chat never ties them
     patches = (size // vision_config.patch_size[0]) ** 2
-    image_token_id = tokenizer(path).convert_tokens_to_ids(IMAGE_TOKENS["context_image_token"])
+    image_token_id = chat_tokenizer(path).convert_tokens_to_ids(IMAGE_TOKENS["context_image_token"])
     return InternVLConfig(vision_config=vision_config, text_config=text_config, image_token_id=image_token_id,
                           image_seq_length=round(patches * raw["downsample_ratio"] ** 2),
                           downsample_ratio=raw["downsample_ratio"], vision_feature_layer=raw["select_layer"],
                           vision_feature_select_strategy="default", tie_word_embeddings=False)
 
 
-def processor(path: Path, config):
+def chat_processor(path: Path, config):
     """An ``InternVLProcessor``: each frame resized to the tower's size (one tile, bicubic), ImageNet mean and std."""
     from transformers import GotOcr2ImageProcessor, InternVLProcessor, InternVLVideoProcessor
     from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
@@ -146,5 +188,13 @@ def processor(path: Path, config):
     pixels = dict(size={"height": height, "width": width}, image_mean=IMAGENET_DEFAULT_MEAN,
                   image_std=IMAGENET_DEFAULT_STD, resample=PILImageResampling.BICUBIC)
     return InternVLProcessor(image_processor=GotOcr2ImageProcessor(**pixels, crop_to_patches=False),
-                             video_processor=InternVLVideoProcessor(**pixels), tokenizer=tokenizer(path),
+                             video_processor=InternVLVideoProcessor(**pixels), tokenizer=chat_tokenizer(path),
                              image_seq_length=config.image_seq_length)
+
+
+# the paper's Mini-InternVL-4B-Video-FT: an InternVL-Chat checkpoint (remote-code layout, Phi-3 LM) read into
+# the same classes; its fused vision qkv is split by a transformers weight converter while it loads
+CHAT_PHI3 = replace(
+    ADAPTER, family="internvl_chat_phi3", model_types=("internvl_chat",), template=PHI3.name,
+    key_mapping=CHAT_KEY_MAPPING, read_config=chat_config, read_processor=chat_processor,
+    load_context=fused_qkv_split)

@@ -21,7 +21,7 @@ Seven steps, each a subcommand, so that a recipe can be swept in parallel on one
 ``evaluate``  accuracy per task on a held-out split rendered from another seed, with the video
               blanked out too, and per number of objects and of distractors in the scene; written into the model's
               ``training_log.json``.
-``manifest``  sha256 of the shipped files and the held-out accuracies -> ``data_manifests/toy_models.yaml``.
+``manifest``  sha256 of the shipped files and the held-out accuracies -> ``flowutils/manifests/toy_models.yaml``.
 
 Models are saved in fp16 safetensors with their processor and a training log (loss curves,
 held-out accuracy during training, arguments, config).

@@ -1,10 +1,11 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from flowutils import data
-from flowutils.data import manifests, synthetic, tvbench
+from flowutils.data import manifests, paths, synthetic, tvbench
 
 from conftest import copy_benchmark
 
@@ -97,6 +98,31 @@ def test_validate_reports_wrong_counts(bench):
 def test_unknown_manifest():
     with pytest.raises(FileNotFoundError, match="valid"):
         manifests.load_manifest("kinetics")
+
+
+def test_manifests_are_package_data():
+    """Inside the package (what pyproject.toml's package-data ships), not next to it."""
+    import flowutils
+
+    assert manifests.MANIFEST_DIR.parent == Path(flowutils.__file__).parent
+    assert manifests.yaml_files(manifests.MANIFEST_DIR / "models")
+
+
+def test_home_is_the_setting_else_the_checkout(monkeypatch, tmp_path):
+    monkeypatch.delenv("FLOWUTILS_HOME", raising=False)
+    assert paths.home() == Path(__file__).resolve().parents[1] and paths.home_path("models").is_dir()
+    monkeypatch.setenv("FLOWUTILS_HOME", str(tmp_path))
+    assert paths.home() == tmp_path.resolve()
+    with pytest.raises(FileNotFoundError, match=f"FLOWUTILS_HOME={tmp_path}.*folder holding benchmarks/results"):
+        paths.home_path("benchmarks", "results")
+
+
+def test_home_outside_a_checkout_names_the_setting(monkeypatch, tmp_path):
+    """An installed copy (no pyproject.toml beside the package) without FLOWUTILS_HOME has no home."""
+    monkeypatch.delenv("FLOWUTILS_HOME", raising=False)
+    monkeypatch.setattr(paths.resources, "files", lambda package: tmp_path / "site-packages" / package)
+    with pytest.raises(paths.HomeNotFoundError, match="FLOWUTILS_HOME is not set"):
+        paths.home()
 
 
 def test_sha256_verification(tmp_path):

@@ -4,8 +4,9 @@ import shutil
 
 import pytest
 
-from flowutils.data.manifests import MANIFEST_DIR, load_manifest
-from flowutils.models import load, loading
+from flowutils.data.manifests import load_manifest
+from flowutils.data.paths import home
+from flowutils.models import load
 from flowutils.toy.models import TOY_MODELS
 from flowutils.toy.training import accuracy_table, heldout_samples, prediction_table
 
@@ -26,13 +27,13 @@ def measured():
 
 
 def test_checksum_mismatch_is_refused(tmp_path, monkeypatch):
-    shutil.copytree(MANIFEST_DIR.parent / "models" / "toy-imagellm", tmp_path / "models" / "toy-imagellm")
+    shutil.copytree(home() / "models" / "toy-imagellm", tmp_path / "models" / "toy-imagellm")
     weights = tmp_path / "models" / "toy-imagellm" / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 1
     weights.write_bytes(bytes(data))
+    monkeypatch.setenv("FLOWUTILS_HOME", str(tmp_path))  # the copy, not the shipped files
     with pytest.raises(ValueError, match="checksum mismatch"):
-        monkeypatch.setattr(loading, "MANIFEST_DIR", tmp_path / "data_manifests")  # the copy, not the shipped files
         load("toy-imagellm")
 
 

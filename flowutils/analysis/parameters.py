@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from ..data import load_benchmark, synthetic
 from ..data.manifests import available_manifests, load_manifest, manifest_identity
+from ..data.paths import home
 from ..knockout.windows import STYLES
 from ..models import load
 from .sweep import SAMPLE_MODES
@@ -55,13 +56,13 @@ def _tasks(v) -> bool:
 
 
 PARAMETERS: dict[str, Parameter] = {
-    "model": Parameter("toy-videollm", "a model name of data_manifests/ or a checkpoint directory", _str,
+    "model": Parameter("toy-videollm", "a model name of flowutils/manifests/ or a checkpoint directory", _str,
                        "the VideoLLM analysed"),
     "base_model": Parameter("toy-imagellm", "a model name, a checkpoint directory, or None", _opt(_str),
                             "its ImageLLM base (Figure 2's comparison)"),
     "benchmark_root": Parameter(SYNTHETIC_DEFAULT, "a benchmark folder (the synthetic one is rendered if missing)",
-                                _str, "relative paths are relative to the repository root"),
-    "manifest": Parameter("synthetic", "one of data_manifests/*.yaml", _str),
+                                _str, "relative paths are relative to the flowutils home (the checkout)"),
+    "manifest": Parameter("synthetic", "one of flowutils/manifests/*.yaml", _str),
     "tasks": Parameter(None, "None (the manifest's analysed tasks) or a non-empty list of task names", _tasks),
     "n_per_task": Parameter(12, "an integer >= 1", _int(1), "questions per task (the first n of each task)"),
     "num_frames": Parameter(8, "an integer >= 1", _int(1), "frames sampled per video"),
@@ -119,9 +120,10 @@ def validate(scope: dict, names=None, extra: dict[str, Parameter] | None = None)
 
 
 def repository_path(path: str | Path) -> Path:
-    """A relative path is relative to the repository root (notebooks run from ``book/``)."""
+    """A relative path is relative to the flowutils home (:func:`flowutils.data.paths.home`: ``$FLOWUTILS_HOME``,
+    else the checkout), not to the working directory (notebooks run from ``book/``)."""
     path = Path(path)
-    return path if path.is_absolute() else Path(__file__).resolve().parents[2] / path
+    return path if path.is_absolute() else home() / path
 
 
 def benchmark_root(params: dict) -> Path:

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import json
 import shlex
-from pathlib import Path
 
 from ..data.manifests import load_manifest
 from ..knockout.flows import FAMILIES
-from ..models.catalog import RESULTS_DIR, shape_benchmarks
+from ..models.catalog import benchmark_results, shape_benchmarks
 from ..models.loading import model_manifests
 
 SECTIONS = ("temporal_interaction", "video_language_integration", "answer_generation", "effective_pathways")
@@ -75,17 +74,19 @@ def forward_seconds(row: dict, engine: dict) -> float:
 
 
 def estimate(model: str, base_model: str | None, manifest: str, selection_task: str = "action_antonym",
-             results_dir=RESULTS_DIR):
-    """One row per section: plans per question, questions, estimated GPU hours and memory (DataFrame)."""
+             results_dir=None):
+    """One row per section: plans per question, questions, estimated GPU hours and memory (DataFrame);
+    ``results_dir``: the GPU benchmarks (default ``benchmarks/results/`` of the flowutils home)."""
     import pandas as pd
 
+    results_dir = benchmark_results(results_dir)
     bench = shape_benchmarks(results_dir)
     manifests = model_manifests()
     for name in (model, base_model):
         if name is not None and name not in manifests:
             raise ValueError(f"model {name!r} has no manifest; valid: {sorted(manifests)}")
     row = _shape_row(model, bench)
-    engines = sorted(Path(results_dir).glob("knockout_sweep_*.json"))
+    engines = sorted(results_dir.glob("knockout_sweep_*.json"))
     if row is None or not engines:
         raise ValueError(f"{results_dir}: no GPU shapes benchmark for {model!r} (nor for a model of its shape) or no "
                          f"knockout_sweep_*.json: run benchmarks/model_shapes.py and benchmarks/knockout_sweep.py; "

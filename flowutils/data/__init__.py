@@ -2,8 +2,9 @@
 
 Benchmarks on disk (one module per on-disk format: :mod:`.tvbench`, which also dispatches on a
 manifest's format, :mod:`.tomato`, :mod:`.longvideobench`, :mod:`.videomme`, :mod:`.vcgbench`), frame reading
-(:mod:`.video`), dataset and model manifests (:mod:`.manifests`) and the synthetic
-renderer of the embedded default benchmark (:mod:`.synthetic`). Imports no other layer.
+(:mod:`.video`), dataset and model manifests (:mod:`.manifests`), the synthetic
+renderer of the embedded default benchmark (:mod:`.synthetic`) and where the files outside the
+package are found (:mod:`.paths`: ``$FLOWUTILS_HOME``, else the checkout). Imports no other layer.
 """
 
 from .tvbench import VideoQASample, load_benchmark, load_task, option_letters, validate_benchmark

@@ -1,4 +1,4 @@
-"""Dataset and model manifests (``data_manifests/*.yaml``).
+"""Dataset and model manifests (``flowutils/manifests/*.yaml``, package data found by :mod:`importlib.resources`).
 
 A manifest says what a benchmark or checkpoint is, where it comes from, its licence, the
 expected layout and, for benchmarks, its on-disk ``format`` (the module of :mod:`flowutils.data`
@@ -10,15 +10,23 @@ copy is checked against it by :func:`flowutils.data.tvbench.validate_benchmark`)
 from __future__ import annotations
 
 import hashlib
+from importlib import resources
 from pathlib import Path
 
 import yaml
 
-MANIFEST_DIR = Path(__file__).resolve().parent.parent.parent / "data_manifests"
+# shipped inside the package (pyproject.toml's package-data), so an installed flowutils has them too;
+# a Traversable (a Path when the package sits on disk)
+MANIFEST_DIR = resources.files("flowutils") / "manifests"
+
+
+def yaml_files(folder) -> list:
+    """The ``*.yaml`` files of a manifest folder (``MANIFEST_DIR`` or one below it), by name."""
+    return sorted((f for f in folder.iterdir() if f.name.endswith(".yaml") and f.is_file()), key=lambda f: f.name)
 
 
 def available_manifests() -> list[str]:
-    return sorted(p.stem for p in MANIFEST_DIR.glob("*.yaml"))
+    return [f.name.removesuffix(".yaml") for f in yaml_files(MANIFEST_DIR)]
 
 
 def benchmark_manifests() -> list[str]:
@@ -40,9 +48,10 @@ def manifest_identity(name: str) -> dict:
     return {"manifest": name, "sha256": sha256(MANIFEST_DIR / f"{name}.yaml")}
 
 
-def sha256(path: str | Path) -> str:
+def sha256(path) -> str:
+    """sha256 of a file: a path or a Traversable (a manifest)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with (Path(path) if isinstance(path, str) else path).open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()

@@ -276,7 +276,7 @@ def _reader(spec: dict, name: str):
 def load_benchmark(root: str | Path, manifest: str = "synthetic", tasks=None, n_per_task: int | None = None):
     """Samples of ``tasks`` (default: the manifest's analysed tasks) from a local benchmark copy.
 
-    ``manifest`` names a file of ``data_manifests/`` (``synthetic``, ``tvbench``, ``tomato``,
+    ``manifest`` names a file of ``flowutils/manifests/`` (``synthetic``, ``tvbench``, ``tomato``,
     ``longvideobench``, ``videomme``, ``vcgbench``); its ``format`` says how the copy is laid out
     and its tasks which questions to read. Every problem of every question file read is reported
     at once (a :class:`BenchmarkError` listing them). ``n_per_task``: the first N questions of each task.

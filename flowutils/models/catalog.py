@@ -1,7 +1,8 @@
 """The "Supported models" table: one row per model manifest and per family adapter without one.
 
-Built from :data:`.families.ADAPTERS`, the model manifests (``data_manifests/models/``) and, when
-present, the GPU shapes benchmark (``benchmarks/results/model_shapes_*.json``), never typed by
+Built from :data:`.families.ADAPTERS`, the model manifests (``flowutils/manifests/models/``) and, when
+present, the GPU shapes benchmark (``benchmarks/results/model_shapes_*.json`` of the flowutils home,
+:func:`flowutils.data.paths.home`), never typed by
 hand. Every adapter family passes the tiny-config bars of ``tests/test_families.py`` (that file
 checks it builds a tiny model of every adapter); a manifest whose family has no adapter is
 listed as not supported yet.
@@ -12,18 +13,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..data.manifests import MANIFEST_DIR
+from ..data.paths import home_path
 from ..knockout.windows import protocol_for
 from .families import ADAPTERS
 from .loading import model_manifests
 
-RESULTS_DIR = MANIFEST_DIR.parent / "benchmarks" / "results"
+
+def benchmark_results(results_dir: str | Path | None = None) -> Path:
+    """``results_dir``, or by default ``benchmarks/results/`` of the flowutils home (an error names
+    ``FLOWUTILS_HOME`` when it is missing)."""
+    return Path(results_dir) if results_dir is not None else home_path("benchmarks", "results")
 
 
-def shape_benchmarks(results_dir: str | Path = RESULTS_DIR) -> dict:
+def shape_benchmarks(results_dir: str | Path | None = None) -> dict:
     """``{model name: benchmark row}`` of every non-tiny ``model_shapes_*.json`` (with its GPU)."""
     out = {}
-    for path in sorted(Path(results_dir).glob("model_shapes_*.json")):
+    for path in sorted(benchmark_results(results_dir).glob("model_shapes_*.json")):
         record = json.loads(path.read_text())
         if record.get("tiny"):
             continue
@@ -32,7 +37,7 @@ def shape_benchmarks(results_dir: str | Path = RESULTS_DIR) -> dict:
     return out
 
 
-def supported_models(results_dir: str | Path = RESULTS_DIR):
+def supported_models(results_dir: str | Path | None = None):
     """A DataFrame, one row per model manifest, then one per adapter family no manifest uses."""
     import pandas as pd
 

@@ -2,12 +2,14 @@
 
 ``name_or_path`` is one of:
 
-* a short name of a model manifest, ``data_manifests/models/<name>.yaml`` (the paper's
+* a short name of a model manifest, ``flowutils/manifests/models/<name>.yaml`` (the paper's
   checkpoints and example current ones): the checkpoint is looked for in the manifest's
-  ``local_dir`` (relative to the repository, or ``$FLOWUTILS_MODEL_DIR/<name>``), then in the
+  ``local_dir`` (relative to the flowutils home, :func:`flowutils.data.paths.home`; default
+  ``models/<name>``), in ``$FLOWUTILS_MODEL_DIR/<name>``, then in the
   Hugging Face cache under the manifest's ``source`` and ``revision``; its config is checked
   against the manifest's ``expected`` values and every mismatch is named;
-* a shipped toy model of ``data_manifests/toy_models.yaml`` (every file sha256-checked);
+* a shipped toy model of ``flowutils/manifests/toy_models.yaml``, in ``models/`` of the flowutils
+  home (``$FLOWUTILS_HOME``, else the checkout; every file sha256-checked);
 * a local checkpoint directory (with a ``config.json``);
 * a hub id (``owner/name``) resolved from the local Hugging Face cache only.
 
@@ -33,7 +35,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from ..data.manifests import MANIFEST_DIR, load_manifest, verify_sha256
+from ..data.manifests import MANIFEST_DIR, load_manifest, verify_sha256, yaml_files
+from ..data.paths import HOME_ENV, HomeNotFoundError, home, home_path
 from .adapter import FamilyAdapter
 from .families import ADAPTERS, adapter_for, get_adapter
 from .flow_model import FlowModel
@@ -47,9 +50,9 @@ def known_models() -> dict:
 
 
 def model_manifests() -> dict:
-    """Model manifests of ``data_manifests/models/``: ``{name: manifest}`` (``manifest["file"]``: its path)."""
+    """Model manifests of ``flowutils/manifests/models/``: ``{name: manifest}`` (``manifest["file"]``: its path)."""
     out = {}
-    for path in sorted((MANIFEST_DIR / "models").glob("*.yaml")):
+    for path in yaml_files(MANIFEST_DIR / "models"):
         spec = yaml.safe_load(path.read_text())
         spec["file"] = str(path)
         out[spec["name"]] = spec
@@ -68,9 +71,12 @@ def _hub_cache(repo_id: str, revision: str | None) -> Path | None:
 
 
 def _manifest_dir(spec: dict, revision: str | None) -> Path:
-    tried = []
-    local = spec.get("local_dir") or f"models/{spec['name']}"
-    candidates = [Path(local) if Path(local).is_absolute() else MANIFEST_DIR.parent / local]
+    tried, candidates = [], []
+    local = Path(spec.get("local_dir") or f"models/{spec['name']}")
+    try:
+        candidates.append(local if local.is_absolute() else home() / local)
+    except HomeNotFoundError:  # an installed flowutils without a home: the other places may still have it
+        tried.append(f"{local} ({HOME_ENV} unset, not a checkout)")
     if os.environ.get("FLOWUTILS_MODEL_DIR"):
         candidates.append(Path(os.environ["FLOWUTILS_MODEL_DIR"]) / spec["name"])
     for path in candidates:
@@ -93,7 +99,7 @@ def resolve(name_or_path: str | Path, revision: str | None = None) -> tuple[Path
     toys = known_models()
     if name in toys:
         spec = toys[name]
-        path = MANIFEST_DIR.parent / spec["path"]
+        path = home_path(spec["path"])
         for file, digest in spec["sha256"].items():
             if not (path / file).is_file():
                 raise FileNotFoundError(f"{name}: {path / file} is missing "

@@ -344,3 +344,16 @@ def test_row_groups_and_prefix_buffer():
     assert _row_groups([False]) == [(0, 1, False)]
     prefix, own = torch.randn(1, 2, 3, 4), torch.randn(5, 6, 2, 4).transpose(1, 2)  # strided, as a model's keys
     assert torch.equal(_with_prefix(prefix, own), torch.cat([prefix.expand(5, -1, -1, -1), own], dim=2))
+
+
+def test_generation_passes_the_cache_under_the_installed_transformers_name(tiny, samples):
+    """transformers 5.25 renamed past_key_values -> cache (a FutureWarning on the old name, removed in 5.40);
+    5.17 knows only the old one. Generation uses whichever the model's forward takes."""
+    import warnings
+
+    s = samples[0]
+    p = tiny.prepare(s.frames, s.question, s.candidates, s.answer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        text = generate(tiny, p, None, max_new_tokens=2)
+    assert isinstance(text, str)

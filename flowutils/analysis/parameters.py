@@ -68,9 +68,6 @@ PARAMETERS: dict[str, Parameter] = {
     "num_frames": Parameter(8, "an integer >= 1", _int(1), "frames sampled per video"),
     "window_size": Parameter(None, "None (the model's protocol: the paper's k = 9 on its models, scaled to the depth "
                                    "on the others) or an integer >= 1", _opt(_int(1))),
-    "interval_size": Parameter(None, "None (the model's protocol: the paper's 5 layers on its models, scaled to the "
-                                     "depth on the others) or an integer >= 1", _opt(_int(1)),
-                               "layers per interval of Table E / bin of Figure 4"),
     "window_style": Parameter("center", f"one of {STYLES}", lambda v: v in STYLES),
     "sample_mode": Parameter("correct", f"one of {SAMPLE_MODES}", lambda v: v in SAMPLE_MODES),
     "device": Parameter("cpu", "'cpu', 'cuda' or 'cuda:<i>'", lambda v: isinstance(v, str) and
@@ -88,6 +85,12 @@ class ParameterError(ValueError):
     """A notebook parameter is unknown or invalid (the message names it and what is valid)."""
 
 
+# the pages that read layer intervals (Table E, Figure 4's bins) take it as an extra parameter
+INTERVAL_SIZE = Parameter(None, "None (the model's protocol: the paper's 5 layers on its models, scaled to the depth "
+                                "on the others) or an integer >= 1", _opt(_int(1)),
+                          "layers per interval of Table E / bin of Figure 4")
+
+
 def validate(scope: dict, names=None, extra: dict[str, Parameter] | None = None) -> dict:
     """Check a notebook's parameters; returns ``{name: value}``.
 
@@ -98,7 +101,7 @@ def validate(scope: dict, names=None, extra: dict[str, Parameter] | None = None)
     """
     spec = {n: PARAMETERS[n] for n in (names or PARAMETERS)} | (extra or {})
     given = {k: v for k, v in scope.items() if not k.startswith("_") and k not in _IPYTHON
-             and not callable(v) and type(v).__name__ != "module"}
+             and not callable(v) and type(v).__name__ != "module" and not isinstance(v, Parameter)}
     unknown = sorted(set(given) - set(spec))
     if unknown:
         raise ParameterError(f"unknown parameter(s) {unknown}; this notebook's parameters are {sorted(spec)}")

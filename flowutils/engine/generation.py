@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from ..knockout.plan import KnockoutPlan
@@ -19,6 +21,8 @@ def generate(fm: FlowModel, prepared: PreparedInput, plan: KnockoutPlan | None =
     (:func:`.arm.compile_layers`): the cache's per-layer state would recompile them for every layer and step.
     """
     state = knockout_state(fm, prepared, backend=backend, plans=check_plans(fm, prepared, [plan]) or None)
+    # transformers 5.25 renamed the KV cache's argument and output field past_key_values -> cache (5.17: the old name)
+    cache = "cache" if "cache" in inspect.signature(fm.model.forward).parameters else "past_key_values"
     new = []
     with torch.compiler.set_stance("force_eager"):
         out = fm.forward(prepared, state, use_cache=True, logits_to_keep=1)
@@ -29,6 +33,6 @@ def generate(fm: FlowModel, prepared: PreparedInput, plan: KnockoutPlan | None =
             if new[-1] == fm.tokenizer.eos_token_id:
                 break
             mask = torch.cat([mask, torch.ones_like(token)], dim=1)
-            out = fm.model(input_ids=token, attention_mask=mask, past_key_values=out.past_key_values, use_cache=True,
+            out = fm.model(input_ids=token, attention_mask=mask, **{cache: getattr(out, cache)}, use_cache=True,
                            flow_knockout=state)
     return fm.tokenizer.decode(new, skip_special_tokens=True)

@@ -28,7 +28,8 @@ import math
 from ..engine import run_baseline
 from .claims import Claim
 from .logit_lens import layer_logits
-from .sweep import SAMPLE_MODES, logit_difference
+from .runner import SAMPLE_MODES
+from .sweep import logit_difference
 
 OPTIONS = ("true option", "false option (best)")
 FALSE_LEAD = 0.05

@@ -22,7 +22,7 @@ from ..data import load_benchmark, synthetic
 from ..data.manifests import available_manifests, load_manifest, manifest_identity
 from ..knockout.windows import STYLES
 from ..models import load
-from .sweep import SAMPLE_MODES
+from .runner import SAMPLE_MODES
 
 DTYPES = ("float32", "bfloat16", "float16")
 SYNTHETIC_DEFAULT = "data/synthetic-test-seed0-n24"

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from flowutils.analysis import runner
+from flowutils.analysis.pathways import run_pathways
 from flowutils.analysis.store import StoreError, load_questions, load_results, load_skipped, skip_summary
 from flowutils.analysis.sweep import run_sweep
 from flowutils.data import synthetic
@@ -39,10 +40,15 @@ def questions():
 
 
 FLOWS = ["video->last", "cross-frame"]
+EFFECTIVE = {"cross-frame": (0, 1), "video->question": (1, 2), "question->last": (2, 3)}
 
 
 def sweep(fm, questions, out=None):
     return run_sweep(fm, questions, FLOWS, out=out, **KW)
+
+
+def table3(fm, questions, out=None):
+    return run_pathways(fm, questions, EFFECTIVE, seeds=[0, 1], num_frames=4, progress=False, out=out)
 
 
 def _child(run, questions, out, started):
@@ -86,7 +92,8 @@ def kill_and_resume(run, fm, questions, tmp_path, kills: int):
     # (OpenMP's pool, earlier tests' helpers), and in full `make test` runs a child now and then hung before its
     # second question
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "transformers", "flowutils.analysis.sweep", "conftest"])
+    ctx.set_forkserver_preload(["torch", "transformers", "flowutils.analysis.sweep", "flowutils.analysis.pathways",
+                                "conftest"])
     rng = random.Random(0)
     killed_running = 0
     for i in range(kills):
@@ -117,6 +124,13 @@ def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_table(fm, 
     """20 SIGKILLs at random points of a sweep, each followed by a resume: the uninterrupted table."""
     final = kill_and_resume(sweep, fm, questions, tmp_path, kills=20)
     assert not final.duplicated(["sample_id", "flow", "layer"]).any()
+
+
+def test_a_killed_table3_run_resumes_to_the_uninterrupted_table(fm, questions, tmp_path, one_thread):
+    """Table 3 (run_pathways) goes through the same runner and store: 10 SIGKILLs, then the uninterrupted table."""
+    final = kill_and_resume(table3, fm, questions, tmp_path, kills=10)
+    assert len(final) == len(questions) * 4 and not final.duplicated(["sample_id", "condition", "seed"]).any()
+    assert final.attrs["skipped"] == []
 
 
 def test_a_rerun_computes_nothing_and_returns_the_same_table(fm, questions, tmp_path, monkeypatch):

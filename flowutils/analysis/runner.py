@@ -87,7 +87,7 @@ class Question:
         require_finite(base.logits, "baseline logits")
         return base
 
-    @property
+    @functools.cached_property
     def predicted(self) -> int:
         """The token the model answers at baseline (argmax of the last position's logits)."""
         return int(self.baseline.logits.argmax())

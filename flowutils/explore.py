@@ -38,7 +38,8 @@ def measure_question(fm, sample, flows=FLOWS, k: int | None = None, style: str =
     ``attention``: ``[layer, frame, tokens per frame]``, the question tokens' attention on each frame's
     tokens (mean over heads and question tokens); unmodified, or with ``attention_flow`` knocked out
     in the window centred at ``attention_layer``. ``knockout``: per flow, ``[layer]`` mean relative
-    change (%) of the predicted option's probability (the sweep's rows, :func:`flowutils.analysis.sweep.sweep_rows`).
+    change (%) of the predicted option's probability (the sweep's rows,
+    :func:`flowutils.analysis.sweep.sweep_rows`).
     ``options``: ``[layer, option]`` logit-lens probability of each option letter at the last position.
     ``top``: per layer, the logit lens's ``top_k`` tokens at the last position with their probabilities.
     The question goes through the per-question runner (:mod:`flowutils.analysis.runner`); a skipped

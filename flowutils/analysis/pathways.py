@@ -209,7 +209,8 @@ def pathway_rows(fm, question, effective: dict, seeds, backend: str = "fast", ba
     conds = [(CONDITIONS[0], -1, full), (CONDITIONS[1], -1, full - total_cut)]
     conds += [(CONDITIONS[2], int(s), full - sum(cuts)) for s in seeds]
     knocked = knockout_with_retry(fm, question, [eff, *rand], backend, batch_size)
-    require_finite(knocked, "knockout logits", [f"{cond} (seed {seed})" for cond, seed, _ in conds[1:]])
+    labels = [cond if seed < 0 else f"{cond} (seed {seed})" for cond, seed, _ in conds[1:]]
+    require_finite(knocked, "knockout logits", labels)
     logits = torch.cat([question.baseline.logits.cpu()[None], knocked])
     diffs = logit_difference(logits, prepared.option_ids, prepared.gold_index)
     probs = logits.softmax(-1)

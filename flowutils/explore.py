@@ -10,7 +10,7 @@ Two front ends over the same measurements (:func:`measure_question`):
   static book with no kernel and no internet: plotly.js is vendored in the book, the grid is JSON
   in the page, and a short script swaps the traces when a control moves.
 
-On the plots/cli layer: imports analysis, engine and data; plotly and ipywidgets are imported lazily.
+On the plots/cli layer: imports analysis and data; plotly and ipywidgets are imported lazily.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import json
 
 import numpy as np
 
-from .analysis import answer_probability, attention_to_video, run_sweep, sweep_plans, top_tokens
+from .analysis import answer_probability, attention_to_video, sweep_plans, top_tokens
+from .analysis.runner import run_questions
+from .analysis.sweep import check_sweep_arguments, sweep_rows
 from .data import read_frames
-from .engine import run_baseline
 from .knockout import FAMILIES
 
 FLOWS = [f for flows in FAMILIES.values() for f in flows]
@@ -37,32 +38,47 @@ def measure_question(fm, sample, flows=FLOWS, k: int | None = None, style: str =
     ``attention``: ``[layer, frame, tokens per frame]``, the question tokens' attention on each frame's
     tokens (mean over heads and question tokens); unmodified, or with ``attention_flow`` knocked out
     in the window centred at ``attention_layer``. ``knockout``: per flow, ``[layer]`` mean relative
-    change (%) of the predicted option's probability (:func:`flowutils.analysis.run_sweep`).
+    change (%) of the predicted option's probability (the sweep's rows,
+    :func:`flowutils.analysis.sweep.sweep_rows`).
     ``options``: ``[layer, option]`` logit-lens probability of each option letter at the last position.
     ``top``: per layer, the logit lens's ``top_k`` tokens at the last position with their probabilities.
+    The question goes through the per-question runner (:mod:`flowutils.analysis.runner`); a skipped
+    question (an undecodable video, say) is a ValueError naming the reason.
     """
+    import pandas as pd
+
     k = k or fm.protocol.window_size
-    prepared = fm.prepare_sample(sample, num_frames)
-    base = run_baseline(fm, prepared)
-    lay = prepared.layout
-    plan = None
-    if attention_flow is not None:
-        plan = sweep_plans(lay, [attention_flow], fm.n_layers, k, style, [attention_layer])[0]
-    att = attention_to_video(fm, prepared, lay.question, plan).float().mean(dim=(1, 2))  # [layer, frame, tok]
-    probs, ids = top_tokens(fm, base, [len(base.layer_outputs[0][0]) - 1], k=top_k)
     tok = fm.tokenizer
-    table = run_sweep(fm, [sample], flows, k=k, style=style, sample_mode="all", num_frames=num_frames, progress=False)
-    return {
-        "question": sample.question, "options": list(sample.candidates), "answer": sample.answer, "task": sample.task,
-        "gold_index": prepared.gold_index, "layers": fm.n_layers, "k": k, "style": style,
-        "predicted": tok.convert_ids_to_tokens(int(base.probs.argmax())),
-        "attention": np.round(att.numpy(), 4).tolist(),
-        "option_probability": np.round(answer_probability(fm, base, prepared.option_ids).numpy(), 4).tolist(),
-        "top": [[[tok.convert_ids_to_tokens(int(i)), round(float(p), 4)] for p, i in zip(ps[0], ix[0])]
-                for ps, ix in zip(probs, ids)],
-        "knockout": {flow: np.round(g.sort_values("layer")["relative_change_pct"].to_numpy(), 3).tolist()
-                     for flow, g in table.groupby("flow", sort=False)},
-    }
+
+    def measure(question):
+        prepared, base = question.prepared, question.baseline
+        lay = prepared.layout
+        plan = None
+        if attention_flow is not None:
+            plan = sweep_plans(lay, [attention_flow], fm.n_layers, k, style, [attention_layer])[0]
+        att = attention_to_video(fm, prepared, lay.question, plan).float().mean(dim=(1, 2))  # [layer, frame, tok]
+        probs, ids = top_tokens(fm, base, [len(base.layer_outputs[0][0]) - 1], k=top_k)
+        sweep = pd.DataFrame(sweep_rows(fm, question, flows, k, style))
+        return [{
+            "sample_id": question.sample_id, "question": sample.question, "options": list(sample.candidates),
+            "answer": sample.answer, "task": sample.task, "gold_index": prepared.gold_index, "layers": fm.n_layers,
+            "k": k, "style": style, "predicted": tok.convert_ids_to_tokens(question.predicted),
+            "attention": np.round(att.numpy(), 4).tolist(),
+            "option_probability": np.round(answer_probability(fm, base, prepared.option_ids).numpy(), 4).tolist(),
+            "top": [[[tok.convert_ids_to_tokens(int(i)), round(float(p), 4)] for p, i in zip(ps[0], ix[0])]
+                    for ps, ix in zip(probs, ids)],
+            "knockout": {flow: np.round(g.sort_values("layer")["relative_change_pct"].to_numpy(), 3).tolist()
+                         for flow, g in sweep.groupby("flow", sort=False)},
+        }]
+
+    table = run_questions(fm, [sample], measure, analysis="measure_question", num_frames=num_frames,
+                          problems=check_sweep_arguments(fm.n_layers, flows, k, style, None, "fast"), progress=False)
+    if not len(table):  # skipped (every question is in the sample mode "all")
+        (skip,) = table.attrs["skipped"]
+        raise ValueError(f"{fm.name}: question {skip['sample_id']} skipped: {skip['reason']}")
+    entry = table.to_dict("records")[0]
+    del entry["sample_id"]
+    return entry
 
 
 def frames_png(sample, num_frames: int = 8) -> str:

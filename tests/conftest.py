@@ -40,11 +40,11 @@ def tiny(request):
 
 @pytest.fixture(scope="session")
 def samples():
-    """One rendered sample per video task (frames sampled to 4 for speed)."""
+    """One rendered sample per video task (frames sampled to 4 for speed), with the id the analyses give it."""
     out = []
-    for task in synthetic.VIDEO_TASKS:
+    for i, task in enumerate(synthetic.VIDEO_TASKS):
         s = next(synthetic.generate(task, 1, seed=0, split="test"))
-        s.frames = s.frames[::4]
+        s.frames, s.sample_id = s.frames[::4], f"{task}/{i}"
         out.append(s)
     return out
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from flowutils import cli, data
-from flowutils.analysis import sweep as sweep_module
+from flowutils.analysis import runner
 from flowutils.analysis.sweep import run_sweep, summarize
 from flowutils.data import synthetic, tvbench
 from flowutils.engine import knockout_logits
@@ -275,7 +275,7 @@ def test_nan_logits_are_a_counted_skip(fm, questions, tmp_path):
 
 def test_out_of_memory_is_retried_with_a_smaller_batch_then_skipped(fm, questions, tmp_path, monkeypatch):
     reference = run_sweep(fm, questions, ["video->last", "cross-frame"], **KW)
-    real, seen = sweep_module.knockout_logits, []
+    real, seen = runner.knockout_logits, []
 
     def small_memory(*args, batch_size, **kwargs):  # only batches of <= 2 plans fit
         seen.append(batch_size)
@@ -283,7 +283,7 @@ def test_out_of_memory_is_retried_with_a_smaller_batch_then_skipped(fm, question
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 GiB")
         return real(*args, batch_size=batch_size, **kwargs)
 
-    monkeypatch.setattr(sweep_module, "knockout_logits", small_memory)
+    monkeypatch.setattr(runner, "knockout_logits", small_memory)
     retried = run_sweep(fm, questions, ["video->last", "cross-frame"], batch_size=8, **KW)
     assert seen[:3] == [8, 4, 2]
     # the same numbers up to float rounding (a smaller batch sums in another order)
@@ -292,10 +292,10 @@ def test_out_of_memory_is_retried_with_a_smaller_batch_then_skipped(fm, question
     def no_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(sweep_module, "knockout_logits", no_memory)
+    monkeypatch.setattr(runner, "knockout_logits", no_memory)
     skipped = run_sweep(fm, questions, ["video->last"], out=tmp_path, **KW)
     assert list(pd.DataFrame(skipped.attrs["skipped"]).kind) == ["oom"] * 3
-    monkeypatch.setattr(sweep_module, "knockout_logits", real)  # a rerun with memory tries them again
+    monkeypatch.setattr(runner, "knockout_logits", real)  # a rerun with memory tries them again
     rerun = run_sweep(fm, questions, ["video->last"], out=tmp_path, **KW)
     assert rerun.sample_id.nunique() == 3 and len(rerun.attrs["skipped"]) == 0
 

@@ -105,8 +105,10 @@ def test_submitit_array_tasks_merge_into_the_unsharded_table(tmp_path):
     import cloudpickle
 
     import conftest
+    import tiny_families
 
-    for module in (sys.modules[__name__], conftest):  # test modules are not importable in the task process
+    # test modules are not importable in the task process
+    for module in (sys.modules[__name__], conftest, tiny_families):
         cloudpickle.register_pickle_by_value(module)
     out = tmp_path / "results"
 

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from flowutils.analysis import sweep as sweep_module
+from flowutils.analysis import runner
+from flowutils.analysis.pathways import run_pathways
 from flowutils.analysis.store import StoreError, load_questions, load_results, load_skipped, skip_summary
 from flowutils.analysis.sweep import run_sweep
 from flowutils.data import synthetic
@@ -38,13 +39,25 @@ def questions():
     return out
 
 
-def _child(questions, out, started):
-    """Run the sweep with the fixture's model, built again from its seed (the same weights); ``started`` is
-    set when the second question begins: the store is open and the first question committed by then, so every
+FLOWS = ["video->last", "cross-frame"]
+EFFECTIVE = {"cross-frame": (0, 1), "video->question": (1, 2), "question->last": (2, 3)}
+
+
+def sweep(fm, questions, out=None):
+    return run_sweep(fm, questions, FLOWS, out=out, **KW)
+
+
+def table3(fm, questions, out=None):
+    return run_pathways(fm, questions, EFFECTIVE, seeds=[0, 1], num_frames=4, progress=False, out=out)
+
+
+def _child(run, questions, out, started):
+    """Run the analysis ``run`` with the fixture's model, built again from its seed (the same weights); ``started``
+    is set when the second question begins: the store is open and the first question committed by then, so every
     kill after it leaves progress however fast this machine is."""
     torch.set_num_threads(1)  # the same thread count as the reference: bit-identical numbers
     fm = tiny_llava_next_video()
-    question = sweep_module._question
+    question = runner._question
     calls = []
 
     def signalling(*args, **kwargs):
@@ -53,8 +66,8 @@ def _child(questions, out, started):
             started.set()
         return question(*args, **kwargs)
 
-    sweep_module._question = signalling
-    run_sweep(fm, questions, ["video->last", "cross-frame"], out=out, **KW)
+    runner._question = signalling
+    run(fm, questions, out)
     os._exit(0)
 
 
@@ -67,25 +80,25 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_table(fm, questions, tmp_path, one_thread):
-    """20 SIGKILLs at random points of a sweep in a child process, each followed by a resume; the final
-    table equals an uninterrupted in-memory run row for row, bit for bit."""
-    flows = ["video->last", "cross-frame"]
-    reference = run_sweep(fm, questions, flows, **KW)  # one thread, as the children (see one_thread)
+def kill_and_resume(run, fm, questions, tmp_path, kills: int):
+    """``kills`` SIGKILLs at random points of the analysis ``run`` in a child process, each followed by a resume;
+    the final table equals an uninterrupted in-memory run row for row, bit for bit. Returns the final table."""
+    reference = run(fm, questions)  # one thread, as the children (see one_thread)
     t = time.perf_counter()
-    run_sweep(fm, questions[:8], flows, **KW)
+    run(fm, questions[:8])
     per_question = (time.perf_counter() - t) / 8
     # children start from a forkserver that imported torch and flowutils first (no import time per child), not
     # from a fork of this process: a fork inherits whatever locks the test session's other threads hold
     # (OpenMP's pool, earlier tests' helpers), and in full `make test` runs a child now and then hung before its
     # second question
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "transformers", "flowutils.analysis.sweep", "conftest"])
+    ctx.set_forkserver_preload(["torch", "transformers", "flowutils.analysis.sweep", "flowutils.analysis.pathways",
+                                "conftest"])
     rng = random.Random(0)
     killed_running = 0
-    for i in range(20):
+    for i in range(kills):
         started = ctx.Event()
-        child = ctx.Process(target=_child, args=(questions, tmp_path, started))
+        child = ctx.Process(target=_child, args=(run, questions, tmp_path, started))
         child.start()
         if i % 5 == 4:  # now and then while the store is being opened
             time.sleep(rng.uniform(0, 0.2))
@@ -97,19 +110,32 @@ def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_table(fm, 
             os.kill(child.pid, signal.SIGKILL)
         child.join()
         assert child.exitcode in (0, -signal.SIGKILL)
-    assert killed_running >= 15  # the kills did land in running sweeps
-    print(f"{killed_running} kills in running sweeps")
+    assert killed_running >= kills * 3 // 4  # the kills did land in running analyses
+    print(f"{killed_running} kills in running analyses")
     stored = load_questions(next(tmp_path.glob("*/")))
     assert 0 < len(stored) <= len(questions)  # the kills landed after commits (on a fast machine, all of them)
-    final = run_sweep(fm, questions, flows, out=tmp_path, **KW)  # this resume finishes what is left
+    final = run(fm, questions, tmp_path)  # this resume finishes what is left
     pd.testing.assert_frame_equal(final, reference)
-    assert not final.duplicated(["sample_id", "flow", "layer"]).any()
     assert load_questions(final.attrs["store"]).sample_id.is_unique
+    return final
+
+
+def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_table(fm, questions, tmp_path, one_thread):
+    """20 SIGKILLs at random points of a sweep, each followed by a resume: the uninterrupted table."""
+    final = kill_and_resume(sweep, fm, questions, tmp_path, kills=20)
+    assert not final.duplicated(["sample_id", "flow", "layer"]).any()
+
+
+def test_a_killed_table3_run_resumes_to_the_uninterrupted_table(fm, questions, tmp_path, one_thread):
+    """Table 3 (run_pathways) goes through the same runner and store: 10 SIGKILLs, then the uninterrupted table."""
+    final = kill_and_resume(table3, fm, questions, tmp_path, kills=10)
+    assert len(final) == len(questions) * 4 and not final.duplicated(["sample_id", "condition", "seed"]).any()
+    assert final.attrs["skipped"] == []
 
 
 def test_a_rerun_computes_nothing_and_returns_the_same_table(fm, questions, tmp_path, monkeypatch):
     first = run_sweep(fm, questions[:4], ["video->last"], out=tmp_path, **KW)
-    monkeypatch.setattr(sweep_module, "_question", lambda *a, **k: pytest.fail("a finished question was recomputed"))
+    monkeypatch.setattr(runner, "_question", lambda *a, **k: pytest.fail("a finished question was recomputed"))
     again = run_sweep(fm, questions[:4], ["video->last"], out=tmp_path, **KW)
     pd.testing.assert_frame_equal(again, first)
     pd.testing.assert_frame_equal(load_results(first.attrs["store"]), first)  # the loader alone reads the same
@@ -124,7 +150,7 @@ def test_every_parameter_and_the_weights_key_their_own_result_set(fm, questions,
         dirs.add(run_sweep(fm, questions[:1], ["video->last"], **{**base, **change}).attrs["store"])
     dirs.add(run_sweep(fm, questions[:1], ["cross-frame"], **base).attrs["store"])
     with monkeypatch.context() as m:  # an edited flowutils (same version string) computes anew
-        m.setattr(sweep_module, "source_sha256", lambda: "edited")
+        m.setattr(runner, "source_sha256", lambda: "edited")
         dirs.add(run_sweep(fm, questions[:1], ["video->last"], **base).attrs["store"])
     # another model with the same name (other random weights) must not share the results
     other = tiny_llava_next_video(seed=1)

@@ -23,47 +23,50 @@ These thresholds are this book's reading of the paper's words; the paper gives a
 
 from __future__ import annotations
 
+import functools
 import math
 
-from ..engine import run_baseline
 from .claims import Claim
-from .logit_lens import layer_logits
-from .sweep import SAMPLE_MODES, logit_difference
+from .logit_lens import VARIANTS, layer_logits
+from .runner import SAMPLE_MODES, choice_problems, run_questions
+from .sweep import logit_difference
 
 OPTIONS = ("true option", "false option (best)")
 FALSE_LEAD = 0.05
 PAPER_RISE = "rises from about layer 20 of 32 (LLaVA-NeXT-7B-Video-FT)"
 
 
-def answer_table(fm, samples, num_frames: int = 8, variant: str = "final_norm", progress: bool = True):
+def answer_rows(fm, question, variant: str = "final_norm") -> list[dict]:
+    """:func:`answer_table`'s rows of one :class:`flowutils.analysis.runner.Question`."""
+    prepared = question.prepared
+    logits = layer_logits(fm, question.baseline, prepared.layout.last, variant)[:, 0].cpu()  # [layer, vocab]
+    probs = logits.softmax(-1)[:, prepared.option_ids]
+    gold = prepared.gold_index
+    false = [i for i in range(len(prepared.option_ids)) if i != gold]
+    diffs = logit_difference(logits, prepared.option_ids, gold)
+    return [{"sample_id": question.sample_id, "task": prepared.task, "layer": layer,
+             "p_true": float(probs[layer, gold]), "p_false": float(probs[layer, false].max()),
+             "logit_diff": float(diffs[layer]), "correct_baseline": question.correct} for layer in range(fm.n_layers)]
+
+
+def answer_table(fm, samples, num_frames: int = 8, variant: str = "final_norm", progress: bool = True, *, out=None,
+                 benchmark=None, shard: int | None = None, num_shards: int | None = None):
     """One row per question x layer, for every question: ``sample_id``, ``task``, ``layer`` (0-based),
     ``p_true``, ``p_false`` (the best false option's letter), ``logit_diff`` (true minus best false
     letter), ``correct_baseline``. Probabilities are over the whole vocabulary; :func:`select`
-    keeps the questions of a sample mode."""
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    rows = []
-    for sample in tqdm(list(samples), desc=f"answer probability {fm.name}", disable=not progress):
-        prepared = fm.prepare_sample(sample, num_frames)
-        base = run_baseline(fm, prepared)
-        correct = int(base.logits.argmax()) == prepared.gold_id
-        logits = layer_logits(fm, base, prepared.layout.last, variant)[:, 0].cpu()  # [layer, vocab]
-        probs = logits.softmax(-1)[:, prepared.option_ids]
-        gold = prepared.gold_index
-        false = [i for i in range(len(prepared.option_ids)) if i != gold]
-        diffs = logit_difference(logits, prepared.option_ids, gold)
-        for layer in range(fm.n_layers):
-            rows.append({"sample_id": prepared.sample_id, "task": prepared.task, "layer": layer,
-                         "p_true": float(probs[layer, gold]), "p_false": float(probs[layer, false].max()),
-                         "logit_diff": float(diffs[layer]), "correct_baseline": correct})
-    return pd.DataFrame(rows)
+    keeps the questions of a sample mode. ``out``, ``benchmark``, ``shard``/``num_shards``,
+    ``attrs``: as :func:`flowutils.analysis.run_sweep`'s (:mod:`.runner`)."""
+    return run_questions(fm, samples, functools.partial(answer_rows, fm, variant=variant), analysis="answer_table",
+                         params={"variant": variant}, num_frames=num_frames,
+                         problems=choice_problems("logit-lens variant", variant, VARIANTS), out=out,
+                         benchmark=benchmark, shard=shard, num_shards=num_shards, progress=progress)
 
 
 def select(table, sample_mode: str = "correct"):
     """The rows of the questions answered correctly (``correct``), wrongly (``wrong``) or all (``all``)."""
-    if sample_mode not in SAMPLE_MODES:
-        raise ValueError(f"unknown sample_mode {sample_mode!r}; valid: {SAMPLE_MODES}")
+    problems = choice_problems("sample_mode", sample_mode, SAMPLE_MODES)
+    if problems:
+        raise ValueError(problems[0])
     if sample_mode == "all" or len(table) == 0:
         return table
     return table[table["correct_baseline"] == (sample_mode == "correct")]

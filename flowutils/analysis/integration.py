@@ -19,13 +19,16 @@ metric's threshold (:data:`flowutils.analysis.claims.METRICS`).
 
 from __future__ import annotations
 
+import functools
+import json
+
 import numpy as np
-import torch
 
 from ..knockout.flows import CROSS_FRAME
 from ..knockout.plan import KnockoutPlan
 from .attention_maps import attention_to_video
 from .claims import Claim, largest_drop, metric
+from .runner import layer_problems, run_questions
 from .temporal import task_title
 
 SECTION = "3.3"
@@ -130,8 +133,29 @@ def word_positions(fm, prepared, words=TEMPORAL_WORDS) -> dict[str, list[int]]:
     return out
 
 
-@torch.no_grad()
-def word_attention(fm, samples, layers, words=TEMPORAL_WORDS, knockout_layers=None, num_frames: int = 8):
+def word_attention_rows(fm, question, layers, words=TEMPORAL_WORDS, knockout_layers=None) -> list[dict]:
+    """:func:`word_attention`'s rows of one :class:`flowutils.analysis.runner.Question`, each with its
+    attention map as JSON (``map``); none for a question without exactly one of ``words``."""
+    prepared = question.prepared
+    found = word_positions(fm, prepared, words)
+    if len(found) != 1:
+        return []  # no temporal word, or both: the question's word is ambiguous
+    (word, positions), = found.items()
+    plan = KnockoutPlan.from_flows(prepared.layout, [CROSS_FRAME], knockout_layers)
+    rows = []
+    for condition, p in (("full attention", None), ("cross-frame knocked out", plan)):
+        att = attention_to_video(fm, prepared, positions, p)  # [layer, head, query, frame, token]
+        m = att[list(layers)].mean(dim=(0, 1, 2)).cpu().numpy()  # [frame, token]
+        half = m.shape[0] // 2
+        # the map as JSON: a float32 written as a Python float reads back the same float32
+        rows.append({"sample_id": question.sample_id, "word": word, "condition": condition,
+                     "first_half_share": float(m[:half].sum() / m.sum()), "map": json.dumps(m.tolist())})
+    return rows
+
+
+def word_attention(fm, samples, layers, words=TEMPORAL_WORDS, knockout_layers=None, num_frames: int = 8,
+                   progress: bool = False, *, out=None, benchmark=None, shard: int | None = None,
+                   num_shards: int | None = None):
     """Head- and layer-mean attention of each temporal word of the question to the video tokens,
     with full attention and with cross-frame attention blocked in ``knockout_layers`` (default: all).
 
@@ -139,27 +163,20 @@ def word_attention(fm, samples, layers, words=TEMPORAL_WORDS, knockout_layers=No
     ``word``, ``condition``, ``first_half_share``: the share of the word's attention to the video
     that goes to the first half of the frames); ``maps[(sample_id, condition)]`` is the
     ``[frames, tokens per frame]`` attention (mean over heads, ``layers`` and the word's tokens).
-    Questions without any of ``words`` are skipped.
+    Questions without exactly one of ``words`` give no rows. ``out``, ``benchmark``,
+    ``shard``/``num_shards``, ``table.attrs``: as :func:`flowutils.analysis.run_sweep`'s (:mod:`.runner`).
     """
-    import pandas as pd
-
-    knockout_layers = range(fm.n_layers) if knockout_layers is None else knockout_layers
-    rows, maps = [], {}
-    for sample in samples:
-        prepared = fm.prepare_sample(sample, num_frames)
-        found = word_positions(fm, prepared, words)
-        if len(found) != 1:
-            continue  # no temporal word, or both: the question's word is ambiguous
-        (word, positions), = found.items()
-        plan = KnockoutPlan.from_flows(prepared.layout, [CROSS_FRAME], knockout_layers)
-        for condition, p in (("full attention", None), ("cross-frame knocked out", plan)):
-            att = attention_to_video(fm, prepared, positions, p)  # [layer, head, query, frame, token]
-            m = att[list(layers)].mean(dim=(0, 1, 2)).cpu().numpy()  # [frame, token]
-            maps[(prepared.sample_id, condition)] = m
-            half = m.shape[0] // 2
-            rows.append({"sample_id": prepared.sample_id, "word": word, "condition": condition,
-                         "first_half_share": float(m[:half].sum() / m.sum())})
-    return pd.DataFrame(rows), maps
+    layers, words = list(layers), list(words)
+    knockout_layers = list(range(fm.n_layers) if knockout_layers is None else knockout_layers)
+    problems = layer_problems("layers", layers, fm.n_layers) + layer_problems("knockout_layers", knockout_layers,
+                                                                              fm.n_layers)
+    measure = functools.partial(word_attention_rows, fm, layers=layers, words=words, knockout_layers=knockout_layers)
+    rows = run_questions(fm, samples, measure, analysis="word_attention", num_frames=num_frames,
+                         params={"layers": layers, "words": words, "knockout_layers": knockout_layers},
+                         problems=problems, out=out, benchmark=benchmark, shard=shard, num_shards=num_shards,
+                         progress=progress)
+    maps = {(r.sample_id, r.condition): np.asarray(json.loads(r.map), dtype=np.float32) for r in rows.itertuples()}
+    return rows.drop(columns="map", errors="ignore"), maps  # no column at all when no question has rows
 
 
 def _gap(table, condition):

@@ -16,14 +16,15 @@ Both projections are offered: ``final_norm`` (final norm + LM head, the paper's 
 
 from __future__ import annotations
 
+import functools
 import re
 
 import torch
 
 from ..data import synthetic
-from ..engine import run_baseline
 from .claims import Claim
-from .logit_lens import layer_logits
+from .logit_lens import VARIANTS, layer_logits
+from .runner import choice_problems, run_questions
 
 # Table D of the paper: keywords of TVBench's Action Sequence question prompts (lower case, present tense).
 TABLE_D = {
@@ -67,26 +68,35 @@ def keyword_token_ids(tokenizer, word: str) -> list[int]:
     return ids
 
 
-@torch.no_grad()
-def keyword_hits(fm, samples, keywords: dict[str, list[str]], variants=LENSES, num_frames: int = 8):
+def keyword_rows(fm, question, ids: dict, variants=LENSES) -> list[dict]:
+    """:func:`keyword_hits`' rows of one :class:`flowutils.analysis.runner.Question`; ``ids``:
+    ``{(category, keyword): token ids}``."""
+    prepared, rows = question.prepared, []
+    for variant in variants:
+        top = layer_logits(fm, question.baseline, prepared.layout.video, variant).argmax(-1)  # [layer, pos]
+        for (cat, word), token_ids in ids.items():
+            hits = torch.isin(top, torch.tensor(token_ids, device=top.device)).sum(-1).tolist()  # [layer]
+            rows += [{"variant": variant, "sample_id": question.sample_id, "task": prepared.task, "layer": l,
+                      "keyword": word, "category": cat, "hits": h} for l, h in enumerate(hits)]
+    return rows
+
+
+def keyword_hits(fm, samples, keywords: dict[str, list[str]], variants=LENSES, num_frames: int = 8,
+                 progress: bool = False, *, out=None, benchmark=None, shard: int | None = None,
+                 num_shards: int | None = None):
     """Logit-lens top-1 hits of each keyword on the video tokens: a DataFrame with one row per
     variant x question x layer x keyword (``variant``, ``sample_id``, ``task``, ``layer``, ``keyword``,
-    ``category``, ``hits``: how many video positions of that layer have the keyword's token as top-1)."""
-    import pandas as pd
-
+    ``category``, ``hits``: how many video positions of that layer have the keyword's token as top-1).
+    ``out``, ``benchmark``, ``shard``/``num_shards``, ``attrs``: as :func:`flowutils.analysis.run_sweep`'s
+    (:mod:`.runner`)."""
+    variants = list(variants)
     ids = {(cat, w): keyword_token_ids(fm.tokenizer, w) for cat in keywords for w in keywords[cat]}
     ids = {k: v for k, v in ids.items() if v}
-    rows = []
-    for sample in samples:
-        prepared = fm.prepare_sample(sample, num_frames)
-        base = run_baseline(fm, prepared)
-        for variant in variants:
-            top = layer_logits(fm, base, prepared.layout.video, variant).argmax(-1)  # [layer, pos]
-            for (cat, word), token_ids in ids.items():
-                hits = torch.isin(top, torch.tensor(token_ids, device=top.device)).sum(-1).tolist()  # [layer]
-                rows += [{"variant": variant, "sample_id": prepared.sample_id, "task": prepared.task, "layer": l,
-                          "keyword": word, "category": cat, "hits": h} for l, h in enumerate(hits)]
-    return pd.DataFrame(rows)
+    problems = [p for v in variants for p in choice_problems("logit-lens variant", v, VARIANTS)]
+    return run_questions(fm, samples, functools.partial(keyword_rows, fm, ids=ids, variants=variants),
+                         analysis="keyword_hits", params={"keywords": keywords, "variants": variants},
+                         num_frames=num_frames, problems=problems, out=out, benchmark=benchmark, shard=shard,
+                         num_shards=num_shards, progress=progress)
 
 
 def keyword_frequency(hits, n_layers: int, bin_size: int, min_hits: int):

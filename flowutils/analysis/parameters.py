@@ -23,7 +23,7 @@ from ..data.manifests import available_manifests, load_manifest, manifest_identi
 from ..data.paths import home
 from ..knockout.windows import STYLES
 from ..models import load
-from .sweep import SAMPLE_MODES
+from .runner import SAMPLE_MODES
 
 DTYPES = ("float32", "bfloat16", "float16")
 SYNTHETIC_DEFAULT = "data/synthetic-test-seed0-n24"

@@ -19,8 +19,10 @@ model still answers as well, while blocking as many *random* edges hurts it.
    question among the causal (query, key) pairs whose query and key both come after the
    system prompt (:func:`random_blocking_plan`); several seeds give a mean and a spread.
 4. :func:`run_pathways` evaluates every question (also those answered wrongly at baseline)
-   under full causal attention, the combined plan and each random draw; :func:`table3`
-   summarises accuracy and edge counts; the ``claim_*`` functions state the findings.
+   under full causal attention, the combined plan and each random draw, through the
+   per-question runner (:mod:`.runner`: result store, resume, counted skips, out-of-memory
+   retry); :func:`table3` summarises accuracy and edge counts; the ``claim_*`` functions state
+   the findings.
 
 "# attention edges" counts the valid causal (query, key) pairs over all layers
 (:meth:`flowutils.knockout.KnockoutPlan.attention_edges`): full causal attention has
@@ -29,14 +31,17 @@ model still answers as well, while blocking as many *random* edges hurts it.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
-from ..engine import knockout_logits, run_baseline
+from ..engine import BACKENDS
 from ..knockout.flows import CROSS_FRAME, flow_blocks, flow_label
 from ..knockout.plan import KnockoutPlan
 from ..inputs.layout import TokenLayout
 from .claims import Claim
+from .runner import choice_problems, knockout_with_retry, require_finite, run_questions
 from .sweep import logit_difference
 
 EFFECTIVE_FLOWS = (CROSS_FRAME, "video->question", "question->last")
@@ -119,6 +124,12 @@ def effective_layers(table_e, threshold: float = THRESHOLD_PCT) -> dict[str, tup
     return out
 
 
+def effective_problems(effective) -> list[str]:
+    """Problems with ``effective``: each of ``EFFECTIVE_FLOWS`` needs its (possibly empty) layers."""
+    missing = [f for f in EFFECTIVE_FLOWS if f not in effective]
+    return [f"effective layers missing for {missing}; need {list(EFFECTIVE_FLOWS)}"] if missing else []
+
+
 def effective_pathway_plan(layout: TokenLayout, n_layers: int, effective: dict) -> KnockoutPlan:
     """Table 3's combined plan: only the effective pathways stay open (see the module docstring).
 
@@ -126,9 +137,9 @@ def effective_pathway_plan(layout: TokenLayout, n_layers: int, effective: dict) 
     (:func:`effective_layers`). A flow with no effective layer is cut everywhere, and its
     late cut (video->video / question->question) is then not made (there is no range end).
     """
-    missing = [f for f in EFFECTIVE_FLOWS if f not in effective]
-    if missing:
-        raise ValueError(f"effective layers missing for {missing}; need {list(EFFECTIVE_FLOWS)}")
+    problems = effective_problems(effective)
+    if problems:
+        raise ValueError(problems[0])
     late = {"video->video": effective["video->question"], "question->question": effective["question->last"]}
     blocks = {flow: flow_blocks(flow, layout) for flow in (*EFFECTIVE_FLOWS, *ALWAYS_CUT, *late)}
     plan = {}
@@ -180,40 +191,51 @@ def random_blocking_plan(layout: TokenLayout, cuts_per_layer, rng: np.random.Gen
     return KnockoutPlan(plan, {"plan": "random blocking"})
 
 
+def pathway_rows(fm, question, effective: dict, seeds, backend: str = "fast", batch_size: int = 256) -> list[dict]:
+    """Table 3's rows of one :class:`flowutils.analysis.runner.Question` (see :func:`run_pathways`)."""
+    prepared = question.prepared
+    lay, L = prepared.layout, fm.n_layers
+    full = L * lay.n * (lay.n + 1) // 2
+    eff = effective_pathway_plan(lay, L, effective)
+    total_cut = cut_edges(eff, lay.n, L)
+    cuts = matched_cuts(total_cut, L)
+    # one draw per question and seed, seeded by the question's place in the sample list (any shard draws the same)
+    rand = [random_blocking_plan(lay, cuts, np.random.default_rng([seed, question.index])) for seed in seeds]
+    conds = [(CONDITIONS[0], -1, full), (CONDITIONS[1], -1, full - total_cut)]
+    conds += [(CONDITIONS[2], int(s), full - sum(cuts)) for s in seeds]
+    knocked = knockout_with_retry(fm, question, [eff, *rand], backend, batch_size)
+    labels = [cond if seed < 0 else f"{cond} (seed {seed})" for cond, seed, _ in conds[1:]]
+    require_finite(knocked, "knockout logits", labels)
+    logits = torch.cat([question.baseline.logits.cpu()[None], knocked])
+    diffs = logit_difference(logits, prepared.option_ids, prepared.gold_index)
+    probs = logits.softmax(-1)
+    return [{"sample_id": question.sample_id, "task": prepared.task, "condition": cond, "seed": seed,
+             "edges": edges, "edges_full": full, "p_gold": float(p[prepared.gold_id]),
+             "logit_diff": float(d), "correct": int(p.argmax()) == prepared.gold_id}
+            for (cond, seed, edges), p, d in zip(conds, probs, diffs)]
+
+
 def run_pathways(fm, samples, effective: dict, seeds=range(5), num_frames: int = 8, backend: str = "fast",
-                 progress: bool = True):
+                 progress: bool = True, *, out=None, benchmark=None, shard: int | None = None,
+                 num_shards: int | None = None, batch_size: int = 256):
     """Every question under full causal attention, the effective pathways and ``len(seeds)`` random draws.
 
     Returns one row per question x condition x seed (``seed`` is -1 for the two fixed
     conditions): ``sample_id``, ``task``, ``condition``, ``seed``, ``edges``, ``edges_full``,
     ``p_gold``, ``logit_diff`` (true option vs best false option), ``correct`` (argmax over
     the vocabulary = the true option's letter). Questions answered wrongly at baseline are
-    kept (Table 3 evaluates the whole split).
+    kept (Table 3 evaluates the whole split). ``out``, ``benchmark``, ``shard``/``num_shards``,
+    ``batch_size``, ``attrs["skipped"]``/``attrs["store"]``: as :func:`flowutils.analysis.run_sweep`'s
+    (the result store resumes a killed run; skipped questions are counted).
     """
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    rows = []
-    for i, sample in enumerate(tqdm(list(samples), desc=f"pathways {fm.name}", disable=not progress)):
-        prepared = fm.prepare_sample(sample, num_frames)
-        lay, L = prepared.layout, fm.n_layers
-        full = L * lay.n * (lay.n + 1) // 2
-        eff = effective_pathway_plan(lay, L, effective)
-        total_cut = cut_edges(eff, lay.n, L)
-        cuts = matched_cuts(total_cut, L)
-        rand = [random_blocking_plan(lay, cuts, np.random.default_rng([seed, i])) for seed in seeds]
-        base = run_baseline(fm, prepared)
-        logits = torch.cat([base.logits.cpu()[None], knockout_logits(fm, prepared, [eff, *rand], backend,
-                                                                     baseline=base)])
-        diffs = logit_difference(logits, prepared.option_ids, prepared.gold_index)
-        probs = logits.softmax(-1)
-        conds = [(CONDITIONS[0], -1, full), (CONDITIONS[1], -1, full - total_cut)]
-        conds += [(CONDITIONS[2], int(s), full - sum(cuts)) for s in seeds]
-        for (cond, seed, edges), p, d in zip(conds, probs, diffs):
-            rows.append({"sample_id": prepared.sample_id, "task": prepared.task, "condition": cond, "seed": seed,
-                         "edges": edges, "edges_full": full, "p_gold": float(p[prepared.gold_id]),
-                         "logit_diff": float(d), "correct": int(p.argmax()) == prepared.gold_id})
-    return pd.DataFrame(rows)
+    seeds = list(seeds)
+    problems = effective_problems(effective) + choice_problems("backend", backend, BACKENDS)
+    measure = functools.partial(pathway_rows, fm, effective=effective, seeds=seeds, backend=backend,
+                                batch_size=batch_size)
+    key = {"effective": {f: list(effective.get(f, ())) for f in EFFECTIVE_FLOWS}, "seeds": seeds, "backend": backend}
+    return run_questions(fm, samples, measure, analysis="run_pathways", params=key, num_frames=num_frames,
+                         problems=problems, out=out, benchmark=benchmark, shard=shard, num_shards=num_shards,
+                         progress=progress)
 
 
 def table3(results):

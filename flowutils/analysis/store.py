@@ -1,18 +1,21 @@
-"""The result store of knockout sweeps: crash-safe, resumable, one file per writer, shards merged on load.
+"""The result store of the analyses: crash-safe, resumable, one file per writer, shards merged on load.
 
-Layout of a results directory ``root`` (the ``out`` of :func:`flowutils.analysis.sweep.run_sweep`)::
+Layout of a results directory ``root`` (the ``out`` of :func:`flowutils.analysis.runner.run_questions`,
+so of :func:`flowutils.analysis.sweep.run_sweep` and every other analysis)::
 
-    root/<key>/params.json                 the sweep's parameters (what <key> hashes)
+    root/<key>/params.json                 the result set's parameters (what <key> hashes)
     root/<key>/shard-<i>-of-<n>.sqlite     one SQLite file per writer (a rank, an array task, one process)
     root/<key>/provenance-<i>-of-<n>.json  that writer's package versions, git commit, GPU, threads, start/end times
 
-``<key>`` is the first 16 hex digits of the sha256 of the canonical JSON of the parameters:
-the model's identity (name, class, dtype, prompt template, and the sha256 of its checkpoint's
+``<key>`` is the first 16 hex digits of the sha256 of the canonical JSON of the parameters
+(:func:`flowutils.analysis.runner.run_key`): the analysis and its own parameters (a sweep's flows,
+window size and style, sweep layers, backend; Table 3's effective layers and seeds; ...), the
+model's identity (name, class, dtype, prompt template, and the sha256 of its checkpoint's
 safetensors files, or of its parameters for a model built in memory), the benchmark and its
-manifest hash, the flows, window size and style, sweep layers, frames, backend, sample mode,
-the flowutils version and the sha256 of its source files (an edited engine does not reuse the
-numbers of the old one). Changing any of them starts a new result set; rerunning the same
-sweep finds its directory and skips the questions already finished there (in any shard).
+manifest hash, the sample mode, frames, the flowutils version and the sha256 of its source
+files (an edited engine does not reuse the numbers of the old one). Changing any of them starts
+a new result set; rerunning the same analysis finds its directory and skips the questions
+already finished there (in any shard).
 
 Why SQLite, one file per writer, one transaction per question:
 
@@ -56,7 +59,7 @@ _SQL_TYPES = {bool: "BOOLEAN", int: "INTEGER", float: "REAL", str: "TEXT"}
 
 
 class StoreError(ValueError):
-    """A results directory is unreadable or was written by another sweep (the message names the file)."""
+    """A results directory is unreadable or was written by another run (the message names the file)."""
 
 
 def sweep_key(params: dict) -> str:
@@ -177,7 +180,7 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 class ResultStore:
-    """One sweep's directory ``root/<key>``; this process writes shard ``shard`` of ``num_shards``."""
+    """One result set's directory ``root/<key>``; this process writes shard ``shard`` of ``num_shards``."""
 
     def __init__(self, root, params: dict, shard: int = 0, num_shards: int = 1, device=None):
         self.params = params
@@ -199,12 +202,12 @@ class ResultStore:
         _write_atomic(self.provenance_file, json.dumps(self.provenance, indent=1))
         self.con = _connect(self.path)
 
-    def finished(self) -> dict[str, str]:
-        """``{sample_id: fingerprint}`` of the questions finished in any shard file of this sweep
-        (skips of a kind in :data:`RETRIED_SKIPS` are not finished: a rerun tries them again)."""
+    def finished(self) -> dict[str, tuple[str, str]]:
+        """``{sample_id: (fingerprint, status)}`` of the questions finished in any shard file of this result
+        set (skips of a kind in :data:`RETRIED_SKIPS` are not finished: a rerun tries them again)."""
         q = load_questions(self.dir)
         keep = (q.status != "skipped") | ~q.reason.str.split(":").str[0].isin(RETRIED_SKIPS)
-        return dict(zip(q.sample_id[keep], q.fingerprint[keep]))
+        return dict(zip(q.sample_id[keep], zip(q.fingerprint[keep], q.status[keep])))
 
     def record(self, sample_id: str, task: str, fingerprint: str, status: str, rows=(), reason: str = "") -> None:
         """Write one question (its rows and its status) in one transaction."""
@@ -238,7 +241,7 @@ class ResultStore:
 def shard_files(path) -> list[Path]:
     path = Path(path)
     if not path.is_dir():
-        raise StoreError(f"no result set at {path} (a directory root/<key> written by run_sweep)")
+        raise StoreError(f"no result set at {path} (a directory root/<key> written by run_questions)")
     return sorted(path.glob(SHARD_GLOB))
 
 

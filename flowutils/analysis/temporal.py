@@ -13,11 +13,14 @@ paper's numbers are :data:`PAPER_TABLE_2` and :data:`PAPER_TABLE_B_SECOND_HALF`.
 
 from __future__ import annotations
 
+import functools
+
 from ..data.synthetic import TASK_TITLES
-from ..engine import generate, run_baseline
+from ..engine import generate
 from ..knockout.flows import CROSS_FRAME
 from ..knockout.plan import KnockoutPlan
 from .claims import Claim, largest_drop, metric
+from .runner import count_problems, layer_problems, run_questions
 from .sweep import run_sweep
 from .uncertainty import accuracy
 
@@ -46,14 +49,17 @@ def half_layers(n_layers: int, half: str) -> tuple[int, ...]:
 
 
 def half_knockout(fm, samples, half: str = "first", sample_mode: str = "correct", num_frames: int = 8,
-                  progress: bool = True):
+                  progress: bool = True, *, out=None, benchmark=None, shard: int | None = None,
+                  num_shards: int | None = None):
     """Cross-frame attention blocked in one half of the layers at once: a sweep table with one row
     per question (column ``half``). The first half is the ``bottom_up`` window ending at layer
-    ``L/2 - 1``, the second the ``top_down`` window starting at ``L/2``."""
+    ``L/2 - 1``, the second the ``top_down`` window starting at ``L/2``. ``out``, ``benchmark``,
+    ``shard``/``num_shards``: as :func:`flowutils.analysis.run_sweep`'s."""
     layers = half_layers(fm.n_layers, half)
     style, point = ("bottom_up", layers[-1]) if half == "first" else ("top_down", layers[0])
     table = run_sweep(fm, samples, [CROSS_FRAME], style=style, layers=[point], sample_mode=sample_mode,
-                      num_frames=num_frames, progress=progress)
+                      num_frames=num_frames, progress=progress, out=out, benchmark=benchmark, shard=shard,
+                      num_shards=num_shards)
     return table.assign(half=half)
 
 
@@ -148,27 +154,32 @@ def _first_sentence(text: str) -> str:
     return (head + dot).strip()
 
 
-def open_ended_examples(fm, samples, layers, num_frames: int = 8, max_new_tokens: int = 10):
+def open_ended_rows(fm, question, layers, max_new_tokens: int = 10) -> list[dict]:
+    """:func:`open_ended_examples`' row of one :class:`flowutils.analysis.runner.Question`."""
+    sample = question.sample
+    plan = KnockoutPlan.from_flows(question.prepared.layout, [CROSS_FRAME], layers)
+    base = _first_sentence(generate(fm, question.prepared, None, max_new_tokens))
+    ko = _first_sentence(generate(fm, question.prepared, plan, max_new_tokens))
+    return [{"sample_id": question.sample_id, "task": task_title(sample.task), "question": sample.question,
+             "true answer": f"({chr(65 + sample.answer_index)}) {sample.answer}",
+             "baseline": base, "knockout": ko, "changed": base != ko}]
+
+
+def open_ended_examples(fm, samples, layers, num_frames: int = 8, max_new_tokens: int = 10, progress: bool = False,
+                        *, out=None, benchmark=None, shard: int | None = None, num_shards: int | None = None):
     """One question per task (the first one answered correctly at baseline): the model's greedy
     continuation of the prompt at baseline and with cross-frame attention blocked in ``layers``,
     up to its first full stop.
 
     Returns a DataFrame: task, question, true answer, baseline, knockout (generated texts), changed.
+    ``out``, ``benchmark``, ``shard``/``num_shards`` (each shard picks its own question per task),
+    ``attrs``: as :func:`flowutils.analysis.run_sweep`'s (:mod:`.runner`).
     """
-    import pandas as pd
-
-    rows, seen = [], set()
-    for sample in samples:
-        if sample.task in seen:
-            continue
-        prepared = fm.prepare_sample(sample, num_frames)
-        if int(run_baseline(fm, prepared).logits.argmax()) != prepared.gold_id:
-            continue
-        seen.add(sample.task)
-        plan = KnockoutPlan.from_flows(prepared.layout, [CROSS_FRAME], layers)
-        base = _first_sentence(generate(fm, prepared, None, max_new_tokens))
-        ko = _first_sentence(generate(fm, prepared, plan, max_new_tokens))
-        rows.append({"task": task_title(sample.task), "question": sample.question,
-                     "true answer": f"({chr(65 + sample.answer_index)}) {sample.answer}",
-                     "baseline": base, "knockout": ko, "changed": base != ko})
-    return pd.DataFrame(rows)
+    layers = list(layers)
+    problems = layer_problems("layers", layers, fm.n_layers) + count_problems("max_new_tokens", max_new_tokens)
+    measure = functools.partial(open_ended_rows, fm, layers=layers, max_new_tokens=max_new_tokens)
+    rows = run_questions(fm, samples, measure, analysis="open_ended_examples", num_frames=num_frames,
+                         params={"layers": layers, "max_new_tokens": max_new_tokens}, sample_mode="correct",
+                         per_task=1, problems=problems, out=out, benchmark=benchmark, shard=shard,
+                         num_shards=num_shards, progress=progress)
+    return rows.drop(columns="sample_id", errors="ignore")  # no column at all when no question was answered

@@ -1,0 +1,311 @@
+"""The per-question runner of every analysis: checks, shards, the result store, counted skips, out-of-memory retry.
+
+Every measurement of the paper is made one question at a time: prepare the question (decode
+the video, run the processor, find the token spans), usually run the unmodified forward once
+(the baseline), then measure something and write rows. The knockout sweeps (:mod:`.sweep`),
+Table 3's pathways (:mod:`.pathways`), the layerwise answer probability (:mod:`.answer`), the
+keyword hits of the logit lens (:mod:`.keywords`), the temporal words' attention
+(:mod:`.integration`), the open-ended answers (:mod:`.temporal`) and the explorer's panels
+(:mod:`flowutils.explore`) differ only in that last step. :func:`run_questions` is the loop
+around it, written once; an analysis hands it a *measurement*: a function of one
+:class:`Question` that returns the question's rows (dicts with the same keys, one of them
+``sample_id``; plain ``bool``/``int``/``float``/``str`` values when the rows go to a store).
+
+What the runner does around the measurement:
+
+* **Checks first.** The analysis's own problems (an unknown flow, a layer past the depth), the
+  sample mode, the number of frames and the question list (empty, duplicate ids, in-memory
+  videos shorter than the frames asked for) are reported all at once, before any work.
+* **Which questions.** A question's id is its ``sample_id`` (else ``task/index``). Question ``i``
+  belongs to shard ``i % num_shards`` (:mod:`.shards`). ``sample_mode`` keeps the questions the
+  model answers correctly (``"correct"``) or wrongly (``"wrong"``) at baseline, or all; the
+  others are *excluded*: recorded, no rows. ``per_task`` stops measuring a task once that many
+  of its questions are done (one example per task, say).
+* **Prepare and baseline.** The runner prepares the question (``prepared.sample_id`` is its id);
+  the baseline runs on first use (:attr:`Question.baseline`), once, whether the sample mode or
+  the measurement asks for it first; a measurement that needs none (attention rows, say) runs none.
+* **Counted skips.** A question whose video cannot be decoded (``video``), whose token spans
+  cannot be found (``spans``), whose logits hold NaN or inf (``non-finite``,
+  :func:`require_finite`) or that runs out of memory (``oom``) is *skipped* with its reason and
+  the run goes on. A measurement skips its question by raising :class:`Skip`. Knockouts go
+  through :func:`knockout_with_retry`, which retries out-of-memory with half the batch, down to
+  one plan, before the question is skipped.
+* **The result store.** Given ``out``, each question's rows and status are written in one
+  transaction to ``out/<key>/`` (:mod:`.store`); ``<key>`` hashes the analysis and its
+  parameters, the model's identity, the benchmark, the sample mode, the frames and flowutils'
+  source (:func:`run_key`). A rerun skips the questions finished there (an ``oom`` skip is tried
+  again), refuses a question stored with other content, and reads the table back from the
+  store, so a run killed at any point and resumed returns what an uninterrupted run returns.
+
+:func:`run_questions` returns the tidy table (pandas), in the order of the questions, with
+``attrs["skipped"]`` (records ``sample_id``, ``task``, ``kind``, ``reason``,
+:func:`flowutils.analysis.store.skip_summary`) and ``attrs["store"]`` (the result set's
+directory; None without ``out``).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from ..data.video import BenchmarkError
+from ..engine import knockout_logits, run_baseline
+from ..inputs.layout import LayoutError
+from .shards import resolve_shard, shard_indices
+from .store import ResultStore, hash_cache, load_results, model_identity, skipped_frame, source_sha256
+
+SAMPLE_MODES = ("correct", "wrong", "all")
+
+
+class Skip(Exception):
+    """Raised by a measurement to skip its question, counted with the reason ``"<kind>: <detail>"``."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(f"{kind}: {detail}")
+
+
+class Question:
+    """One question as a measurement sees it: ``sample``, ``index`` (its place in the sample list, which
+    seeds per-question random draws), ``prepared`` (:meth:`FlowModel.prepare_sample`'s input, ``sample_id``
+    set to the question's id) and the baseline forward, run on first use."""
+
+    def __init__(self, fm, sample, index: int, prepared):
+        self.fm, self.sample, self.index, self.prepared = fm, sample, index, prepared
+
+    @property
+    def sample_id(self) -> str:
+        return self.prepared.sample_id
+
+    @functools.cached_property
+    def baseline(self):
+        """The unmodified forward (:func:`flowutils.engine.run_baseline`); NaN or inf logits skip the question."""
+        base = run_baseline(self.fm, self.prepared)
+        require_finite(base.logits, "baseline logits")
+        return base
+
+    @functools.cached_property
+    def predicted(self) -> int:
+        """The token the model answers at baseline (argmax of the last position's logits)."""
+        return int(self.baseline.logits.argmax())
+
+    @property
+    def correct(self) -> bool:
+        return self.predicted == self.prepared.gold_id
+
+
+def require_finite(logits, what: str, labels=None) -> None:
+    """Skip the question (``non-finite``) if ``logits`` hold NaN or inf; ``labels`` name the rows (plans)."""
+    if labels is None:
+        if not torch.isfinite(logits).all():
+            raise Skip("non-finite", f"{what} contain NaN or inf")
+        return
+    finite = torch.isfinite(logits).all(-1)
+    if not finite.all():
+        bad = [labels[i] for i in (~finite).nonzero().flatten().tolist()]
+        raise Skip("non-finite", f"{what} contain NaN or inf under {bad[:5]}")
+
+
+def _is_oom(err: BaseException) -> bool:
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def knockout_with_retry(fm, question: Question, plans, backend: str, batch_size: int):
+    """Knockout logits of ``plans`` on ``question`` (its baseline reused); on out-of-memory, free the cache
+    and retry with half the batch, down to one plan, then skip the question (``oom``)."""
+    base = question.baseline
+    while True:
+        try:
+            return knockout_logits(fm, question.prepared, plans, backend, batch_size=batch_size, baseline=base)
+        except (torch.OutOfMemoryError, RuntimeError) as err:
+            if not _is_oom(err):
+                raise
+            if batch_size <= 1:
+                raise Skip("oom", f"out of memory even with one plan per batch ({_first_line(err)})") from err
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            batch_size //= 2
+
+
+# ----------------------------------------------------------------------------- checks before any work
+def is_integer(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def choice_problems(what: str, value, valid) -> list[str]:
+    """``["unknown <what> <value>; valid: <valid>"]`` if ``value`` is not one of ``valid``, else none."""
+    return [] if value in valid else [f"unknown {what} {value!r}; valid: {valid}"]
+
+
+def count_problems(what: str, value) -> list[str]:
+    """``["<what> must be an integer >= 1, ..."]`` unless ``value`` is one."""
+    return [] if is_integer(value) and value >= 1 else [f"{what} must be an integer >= 1, got {value!r}"]
+
+
+def layer_problems(what: str, layers, n_layers: int) -> list[str]:
+    """Problems with ``layers``: a non-empty list of distinct integers in ``0..n_layers-1``."""
+    bad = [l for l in layers if not (is_integer(l) and 0 <= l < n_layers)] if not isinstance(layers, str) else [layers]
+    if bad or not len(layers):
+        return [f"{what} must be a non-empty list of integers in 0..{n_layers - 1}, got {layers!r} (bad: {bad})"]
+    if len(set(layers)) != len(layers):
+        return [f"{what} contain duplicates: {list(layers)}"]
+    return []
+
+
+def sample_id(sample, index: int) -> str:
+    """A question's id: its ``sample_id``, else ``task/index``."""
+    return getattr(sample, "sample_id", None) or f"{sample.task}/{index}"
+
+
+def check_samples(samples, ids, num_frames) -> list[str]:
+    """Problems with the question list itself: empty, duplicate ids, in-memory videos too short."""
+    if not samples:
+        return ["the sample list is empty: nothing to measure (check tasks / n_per_task)"]
+    problems = []
+    seen, dup = set(), []
+    for sid in ids:
+        (dup.append(sid) if sid in seen else seen.add(sid))
+    if dup:
+        problems.append(f"sample ids must be unique (the store resumes by id), duplicated: {sorted(set(dup))[:10]}; "
+                        "give samples distinct sample_id attributes")
+    if is_integer(num_frames):
+        short = [f"{sid} ({len(s.frames)} frames)" for s, sid in zip(samples, ids)
+                 if getattr(s, "frames", None) is not None and len(s.frames) < num_frames]
+        if short:
+            problems.append(f"{len(short)} in-memory video(s) have fewer frames than num_frames={num_frames}: "
+                            f"{short[:10]}")
+    return problems
+
+
+def sample_fingerprint(sample) -> str:
+    """sha256 of what a question is: its text, candidates, answer, interval and video (the frames of an
+    in-memory video; the file name and size of a video on disk)."""
+    h = hashlib.sha256()
+    for part in (sample.task, sample.question, *sample.candidates, "|", sample.answer, str(getattr(sample, "bound", None))):
+        h.update(str(part).encode() + b"\0")
+    if hasattr(sample, "video_path"):
+        path = Path(sample.video_path)
+        h.update(f"{path.name}|{path.stat().st_size if path.exists() else -1}".encode())
+    else:
+        h.update(memoryview(sample.frames.tobytes()))
+    return h.hexdigest()
+
+
+def run_key(fm, analysis: str, params: dict, sample_mode: str, per_task, num_frames: int, benchmark=None,
+            cache_file=None) -> dict:
+    """What a result set's key hashes (see :mod:`.store`)."""
+    from .. import __version__
+
+    return {"analysis": analysis, **params, "model": model_identity(fm, cache_file), "benchmark": benchmark,
+            "sample_mode": sample_mode, "per_task": per_task, "num_frames": num_frames, "flowutils": __version__,
+            "flowutils_source": source_sha256(), "bypasses": list(fm.adapter.bypasses)}
+
+
+# ----------------------------------------------------------------------------- the loop
+@torch.no_grad()
+def _question(fm, sample, index: int, sid: str, measure, num_frames: int, sample_mode: str):
+    """``(status, rows, reason)`` of one question (see :data:`flowutils.analysis.store.STATUSES`)."""
+    try:
+        try:
+            prepared = fm.prepare_sample(sample, num_frames)
+        except BenchmarkError as err:
+            raise Skip("video", str(err)) from err
+        except LayoutError as err:
+            raise Skip("spans", str(err)) from err
+        prepared.sample_id = sid
+        question = Question(fm, sample, index, prepared)
+        if sample_mode != "all" and question.correct != (sample_mode == "correct"):
+            return "excluded", [], ""
+        rows = list(measure(question))
+    except Skip as skip:
+        return "skipped", [], str(skip)
+    except (torch.OutOfMemoryError, RuntimeError) as err:
+        if not _is_oom(err):
+            raise
+        return "skipped", [], f"oom: out of memory ({_first_line(err)})"
+    return "done", rows, ""
+
+
+def run_questions(fm, samples, measure, *, analysis: str, num_frames: int, params: dict | None = None,
+                  sample_mode: str = "all", per_task: int | None = None, problems=(), out=None, benchmark=None,
+                  shard: int | None = None, num_shards: int | None = None, progress: bool = True):
+    """Run ``measure`` (:class:`Question` -> rows) on each question of ``samples``; returns a pandas DataFrame.
+
+    ``analysis``: the analysis's name (messages, progress bar, store key); ``params``: its parameters
+    (part of the store key, JSON-able); ``problems``: what the analysis found wrong with them (reported
+    with the runner's own, before any work). ``sample_mode``: ``"correct"``/``"wrong"`` keep the
+    questions answered so at baseline, ``"all"`` every one. ``per_task``: at most this many questions
+    of a task are measured (done); later ones of that task are not run. ``out``: a results directory
+    (:mod:`.store`); ``benchmark``: what the samples come from, part of the key. ``shard``/``num_shards``:
+    run only this shard's questions (default: torchrun's ``RANK``/``WORLD_SIZE``, else all).
+
+    The rows of the questions, in their order; ``attrs["skipped"]``: records (``sample_id``, ``task``,
+    ``kind``, ``reason``) of the skipped questions; ``attrs["store"]``: the result set's directory
+    (None without ``out``).
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    samples = list(samples)
+    ids = [sample_id(s, i) for i, s in enumerate(samples)]
+    problems = [*problems, *choice_problems("sample_mode", sample_mode, SAMPLE_MODES),
+                *count_problems("num_frames", num_frames),
+                *(count_problems("per_task", per_task) if per_task is not None else []),
+                *check_samples(samples, ids, num_frames)]
+    if problems:
+        raise ValueError(f"{analysis} on {fm.name}: {len(problems)} problem(s):\n- " + "\n- ".join(problems))
+    shard, num_shards = resolve_shard(shard, num_shards)
+    store = None
+    if out is not None:
+        key = run_key(fm, analysis, params or {}, sample_mode, per_task, num_frames, benchmark, hash_cache(out))
+        store = ResultStore(out, key, shard, num_shards, fm.device)
+    finished = store.finished() if store is not None else {}
+    done = Counter()  # questions done per task (per_task)
+    covered, frames, skipped = [], [], []  # covered: the questions this run answers for, in order
+    bar = tqdm(shard_indices(len(samples), shard, num_shards), disable=not progress,
+               desc=f"{analysis} {fm.name}" + (f" shard {shard}/{num_shards}" if num_shards > 1 else ""))
+    try:
+        for i in bar:
+            sample, sid = samples[i], ids[i]
+            if per_task is not None and done[sample.task] >= per_task:
+                continue
+            covered.append(sid)
+            fingerprint = sample_fingerprint(sample) if store is not None else None
+            if sid in finished:
+                stored, status = finished[sid]
+                if stored != fingerprint:
+                    raise ValueError(f"{store.dir}: question {sid!r} is stored with other content (question, "
+                                     "candidates, answer or video changed); use another results directory")
+            else:
+                status, rows, reason = _question(fm, sample, i, sid, measure, num_frames, sample_mode)
+                if store is not None:
+                    store.record(sid, sample.task, fingerprint, status, rows, reason)
+                elif rows:
+                    frames.append(pd.DataFrame(rows))
+                elif status == "skipped":
+                    skipped.append((sid, sample.task, reason))
+            done[sample.task] += status == "done"
+    finally:
+        if store is not None:
+            store.close()
+    if store is None:
+        table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        frame = skipped_frame(*zip(*skipped)) if skipped else skipped_frame([], [], [])
+        table.attrs["skipped"] = frame.to_dict("records")
+        table.attrs["store"] = None
+        return table
+    wanted = {sid: n for n, sid in enumerate(covered)}
+    stored = load_results(store.dir, sample_ids=wanted)
+    if len(stored):
+        order = stored.sample_id.map(wanted)
+        stored = stored.iloc[order.argsort(kind="stable")].reset_index(drop=True)
+    stored.attrs["skipped"] = [r for r in stored.attrs["skipped"] if r["sample_id"] in wanted]
+    stored.attrs["store"] = str(store.dir)
+    return stored

@@ -1,0 +1,211 @@
+"""The per-question runner under every analysis: each resumes from the result store without computing a
+finished question again, counts a skip instead of crashing, and retries or skips out-of-memory; the
+runner's own rules (sample mode, one question per task, the baseline run once) against plain loops."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from flowutils import explore
+from flowutils.analysis import answer, integration, keywords, pathways, runner, temporal
+from flowutils.analysis.sweep import run_sweep
+from flowutils.data import load_benchmark
+from flowutils.engine import generate
+from flowutils.knockout.plan import KnockoutPlan
+from flowutils.models import load
+
+from conftest import copy_benchmark, tiny_llava_next_video, unmodified_logits
+
+EFFECTIVE = {"cross-frame": (0, 1), "video->question": (1, 2), "question->last": (2, 3)}
+# every analysis that loops over questions, as (model fixture, call); open-ended answers need questions the
+# model answers correctly, which the random-weight tiny model does not
+ANALYSES = {
+    "run_sweep": ("tiny_fm", lambda fm, qs, **kw: run_sweep(fm, qs, ["video->last"], k=1, sample_mode="all",
+                                                           num_frames=4, progress=False, **kw)),
+    "run_pathways": ("tiny_fm", lambda fm, qs, **kw: pathways.run_pathways(fm, qs, EFFECTIVE, seeds=[0, 1],
+                                                                          num_frames=4, progress=False, **kw)),
+    "answer_table": ("tiny_fm", lambda fm, qs, **kw: answer.answer_table(fm, qs, 4, progress=False, **kw)),
+    "keyword_hits": ("tiny_fm", lambda fm, qs, **kw: keywords.keyword_hits(fm, qs, keywords.synthetic_keywords(),
+                                                                          num_frames=4, **kw)),
+    "word_attention": ("tiny_fm", lambda fm, qs, **kw: integration.word_attention(fm, qs, [1, 2], num_frames=4, **kw)),
+    "open_ended_examples": ("toy_fm", lambda fm, qs, **kw: temporal.open_ended_examples(fm, qs, [0, 1], 4, **kw)),
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_fm():
+    return tiny_llava_next_video()
+
+
+@pytest.fixture(scope="module")
+def toy_fm():
+    return load("toy-videollm", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def broken(bench, tmp_path_factory):
+    """The two-per-task benchmark with action_antonym/0's video overwritten by zeros."""
+    root = copy_benchmark(bench, tmp_path_factory.mktemp("broken"))
+    (root / "video" / "action_antonym" / "action_antonym_00000.mp4").write_bytes(b"\0" * 4096)
+    return load_benchmark(root, "synthetic")
+
+
+def table_of(result):
+    return result[0] if isinstance(result, tuple) else result  # word_attention: (table, maps)
+
+
+def assert_same(a, b):
+    pd.testing.assert_frame_equal(table_of(a), table_of(b))
+    assert table_of(a).attrs["skipped"] == table_of(b).attrs["skipped"]
+    if isinstance(a, tuple):
+        assert a[1].keys() == b[1].keys() and all(np.array_equal(a[1][k], b[1][k]) for k in a[1])
+
+
+def out_of_memory(*args, **kwargs):
+    raise torch.OutOfMemoryError("CUDA out of memory")
+
+
+def spy(monkeypatch):
+    """The ids of the questions the runner computes from now on."""
+    ran, question = [], runner._question
+    monkeypatch.setattr(runner, "_question", lambda fm, sample, index, sid, *a: ran.append(sid) or question(
+        fm, sample, index, sid, *a))
+    return ran
+
+
+@pytest.mark.parametrize("name", list(ANALYSES))
+def test_each_analysis_resumes_from_the_store_and_counts_a_skip(name, broken, tmp_path, monkeypatch, request):
+    model, run = ANALYSES[name]
+    fm = request.getfixturevalue(model)
+    memory = run(fm, broken)  # no store: the reference
+    assert len(table_of(memory)) > 0
+    skipped = pd.DataFrame(table_of(memory).attrs["skipped"])
+    assert list(skipped.sample_id) == ["action_antonym/0"] and list(skipped.kind) == ["video"]
+    assert "action_antonym_00000.mp4" in skipped.reason[0]  # a counted skip with its reason, not a crash
+    part = run(fm, broken[:5], out=tmp_path)
+    assert table_of(part).attrs["skipped"] == table_of(memory).attrs["skipped"]
+    ran = spy(monkeypatch)
+    resumed = run(fm, broken, out=tmp_path)
+    assert ran and not set(ran) & {q.sample_id for q in broken[:5]}  # only the questions not stored ran
+    assert_same(resumed, memory)
+    assert table_of(resumed).attrs["store"] == table_of(part).attrs["store"] is not None
+    # a third call computes nothing at all: no question prepared, no forward
+    for method in ("prepare_sample", "forward"):
+        monkeypatch.setattr(fm, method, lambda *a, **k: pytest.fail("a finished question was computed again"))
+    ran.clear()
+    assert_same(run(fm, broken, out=tmp_path), memory)
+    assert ran == []
+
+
+@pytest.mark.parametrize("name", list(ANALYSES))
+def test_out_of_memory_in_any_forward_is_a_counted_skip_that_a_rerun_retries(name, broken, tmp_path, monkeypatch,
+                                                                             request):
+    model, run = ANALYSES[name]
+    fm = request.getfixturevalue(model)
+    questions = broken[1:]  # readable videos only
+    reference = run(fm, questions)
+    # the questions that need a forward: those with rows (open-ended examples, which have no id column, run
+    # the baseline of every question for the sample mode)
+    measured = set(table_of(reference).get("sample_id", [q.sample_id for q in questions]))
+    with monkeypatch.context() as m:
+        m.setattr(fm, "forward", out_of_memory)
+        starved = run(fm, questions, out=tmp_path)
+    skipped = pd.DataFrame(table_of(starved).attrs["skipped"])
+    assert len(table_of(starved)) == 0 and set(skipped.kind) == {"oom"}
+    assert measured <= set(skipped.sample_id)  # every question that gives rows was skipped, none crashed the run
+    assert_same(run(fm, questions, out=tmp_path), reference)  # with memory again, the oom skips run
+
+
+def test_table3_halves_its_batch_on_out_of_memory_then_skips_and_a_rerun_retries(tiny_fm, samples, tmp_path,
+                                                                                 monkeypatch):
+    """Table 3's knockouts go through the runner's retry (the sweep's numbers under it: test_bad_input)."""
+    kw = dict(seeds=[0, 1, 2], num_frames=4, progress=False, batch_size=8)
+    seen = []
+
+    def no_memory(*args, batch_size, **kwargs):
+        seen.append(batch_size)
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    with monkeypatch.context() as m:
+        m.setattr(runner, "knockout_logits", no_memory)
+        skipped = pathways.run_pathways(tiny_fm, samples, EFFECTIVE, out=tmp_path, **kw)
+    assert seen == [8, 4, 2, 1] * len(samples) and len(skipped) == 0
+    reasons = pd.DataFrame(skipped.attrs["skipped"]).reason
+    assert len(reasons) == len(samples) and reasons.str.startswith("oom: out of memory even with one plan").all()
+    rerun = pathways.run_pathways(tiny_fm, samples, EFFECTIVE, out=tmp_path, **kw)
+    pd.testing.assert_frame_equal(rerun, pathways.run_pathways(tiny_fm, samples, EFFECTIVE, **kw))
+
+
+def test_open_ended_examples_are_the_first_correct_question_of_each_task(toy_fm, broken, tmp_path):
+    """Against a plain loop: the first question of each task that the unmodified model answers correctly."""
+    layers = [0, 1]
+    first_sentence = lambda text: "".join(text.partition(".")[:2]).strip()  # noqa: E731
+    expected = []
+    for sample in broken[1:]:
+        if sample.task in {task for task, _ in expected}:
+            continue
+        p = toy_fm.prepare_sample(sample, 4)
+        if int(unmodified_logits(toy_fm, p)[0, -1].argmax()) == p.gold_id:
+            plan = KnockoutPlan.from_flows(p.layout, ["cross-frame"], layers)
+            expected.append((sample.task, [first_sentence(generate(toy_fm, p, x, 10)) for x in (None, plan)]))
+    table = temporal.open_ended_examples(toy_fm, broken, layers, 4)
+    assert len(expected) >= 2 and len(table) == len(expected)
+    assert list(table.task) == [temporal.task_title(t) for t, _ in expected]
+    for row, (_, texts) in zip(table.itertuples(), expected):
+        assert [row.baseline, row.knockout] == texts and row.changed == (texts[0] != texts[1])
+    # a resume from a store holding some of them picks the same questions
+    temporal.open_ended_examples(toy_fm, broken[:4], layers, 4, out=tmp_path)
+    pd.testing.assert_frame_equal(temporal.open_ended_examples(toy_fm, broken, layers, 4, out=tmp_path), table)
+
+
+@pytest.mark.parametrize("mode", ["correct", "wrong", "all"])
+def test_the_sample_mode_keeps_the_questions_a_plain_loop_keeps_and_runs_the_baseline_once(toy_fm, broken, mode,
+                                                                                          monkeypatch):
+    questions = broken[1:]
+    correct = {}
+    for s in questions:
+        p = toy_fm.prepare_sample(s, 4)
+        correct[s.sample_id] = int(unmodified_logits(toy_fm, p)[0, -1].argmax()) == p.gold_id
+    kept = [sid for sid, c in correct.items() if mode == "all" or c == (mode == "correct")]
+    assert 0 < sum(correct.values()) < len(questions)  # both kinds present: the modes differ
+    baselines, real = [], runner.run_baseline
+    monkeypatch.setattr(runner, "run_baseline", lambda fm, p: baselines.append(p.sample_id) or real(fm, p))
+
+    def measure(question):  # uses the baseline the sample mode already ran
+        return [{"sample_id": question.sample_id, "correct": question.correct,
+                 "p": float(question.baseline.probs.max())}]
+
+    table = runner.run_questions(toy_fm, questions, measure, analysis="test", num_frames=4, sample_mode=mode,
+                                 progress=False)
+    assert list(table.sample_id) == kept and table.correct.tolist() == [correct[sid] for sid in kept]
+    assert baselines == [s.sample_id for s in questions]  # one baseline per question, whoever asks first
+
+
+def test_a_measurements_skip_is_counted_and_its_errors_are_not(tiny_fm, samples):
+    def measure(question):
+        if question.index == 1:
+            raise runner.Skip("custom", "nothing to measure here")
+        return [{"sample_id": question.sample_id, "index": question.index}]
+
+    table = runner.run_questions(tiny_fm, samples, measure, analysis="test", num_frames=4, progress=False)
+    assert list(table["index"]) == [0, 2, 3, 4]
+    assert table.attrs["skipped"] == [{"sample_id": samples[1].sample_id, "task": samples[1].task, "kind": "custom",
+                                       "reason": "custom: nothing to measure here"}]
+
+    def broken_measure(question):
+        raise KeyError("a bug")
+
+    with pytest.raises(KeyError, match="a bug"):
+        runner.run_questions(tiny_fm, samples, broken_measure, analysis="test", num_frames=4, progress=False)
+
+
+def test_the_explorer_measures_through_the_runner(tiny_fm, samples, broken):
+    entry = explore.measure_question(tiny_fm, samples[0], ["video->last", "cross-frame"], k=1, num_frames=4)
+    sweep = run_sweep(tiny_fm, samples[:1], ["video->last", "cross-frame"], k=1, sample_mode="all", num_frames=4,
+                      progress=False)
+    for flow, g in sweep.groupby("flow"):
+        assert entry["knockout"][flow] == np.round(g.relative_change_pct.to_numpy(), 3).tolist()
+    assert entry["predicted"] == sweep.predicted.iloc[0] and entry["layers"] == tiny_fm.n_layers
+    with pytest.raises(ValueError, match=r"question action_antonym/0 skipped: video: .*action_antonym_00000\.mp4"):
+        explore.measure_question(tiny_fm, broken[0], ["video->last"], k=1, num_frames=4)

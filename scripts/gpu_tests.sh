@@ -11,5 +11,5 @@ fi
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
 python3 -c "import torch, transformers; print('transformers', transformers.__version__, 'torch', torch.__version__, \
 'device', torch.cuda.get_device_name() if torch.cuda.is_available() else 'none')"
-python3 -m pytest -q -p no:cacheprovider tests/test_families.py tests/test_spans.py
+python3 -m pytest -q -p no:cacheprovider tests/test_families.py tests/test_layout.py
 python3 -m pytest -q -p no:cacheprovider -rs tests/test_engine.py -k "cuda or queue"

@@ -1,4 +1,4 @@
-"""Layer 5, ``analysis``: what the paper measures.
+"""Layer 6, ``analysis``: what the paper measures.
 
 The per-question runner every analysis goes through (:mod:`.runner`: checks, the crash-safe
 result store :mod:`.store`, sharding over GPUs and nodes :mod:`.shards`, counted skips,

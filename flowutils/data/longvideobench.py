@@ -23,8 +23,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .tvbench import (VideoQASample, category_tasks, count_problems, duplicate_problems, entry_id, entry_where,
-                      index_problems, keys_problems, options_problems, read_json, text_problems, video_problems)
+from .tvbench import (VideoQASample, category_tasks, container_problems, count_problems, duplicate_problems, entry_id,
+                      entry_where, index_problems, keys_problems, options_problems, read_json, text_problems,
+                      video_problems)
 
 REQUIRED_KEYS = ("id", "video_path", "subtitle_path", "question", "candidates", "correct_choice",
                  "question_category", "duration")
@@ -61,13 +62,10 @@ def read_benchmark(root: Path, spec: dict, tasks: list[str], check_counts: bool 
     questions with the manifest's ``questions``."""
     path = root / spec["question_file"]
     entries, problems = read_json(path)
+    problems = problems or container_problems(
+        entries, list, path, "", f"a list of questions {{{', '.join(REQUIRED_KEYS)}, ...}} (LongVideoBench format)")
     if problems:
         return [], problems
-    if not isinstance(entries, list):
-        return [], [f"{path} holds a JSON {type(entries).__name__}; expected a list of questions "
-                    f"{{{', '.join(REQUIRED_KEYS)}, ...}} (LongVideoBench format)"]
-    if not entries:
-        return [], [f"{path} has no questions"]
     if check_counts:
         problems += count_problems(str(path), len(entries), spec.get("questions"))
     categories, samples, seen = category_tasks(spec), [], {}

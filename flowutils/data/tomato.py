@@ -22,8 +22,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from .tvbench import (VideoQASample, count_problems, duplicate_problems, index_problems, keys_problems,
-                      options_problems, read_json, read_per_task, text_problems, video_problems)
+from .tvbench import (VideoQASample, container_problems, count_problems, duplicate_problems, index_problems,
+                      keys_problems, options_problems, read_json, read_per_task, text_problems, video_problems)
 
 REQUIRED_KEYS = ("question", "options", "answer", "key", "demonstration_type")
 
@@ -58,13 +58,11 @@ def _video(root: Path, spec: dict, r: dict) -> Path:
 def _read_task_file(root: Path, spec: dict, task: str, check_counts: bool):
     path = root / "data" / spec["tasks"][task]["json"]
     records, problems = read_json(path, f"task {task!r}: ")
+    problems = problems or container_problems(
+        records, dict, path, f"task {task!r}: ",
+        f"an object of records {{\"0\": {{{', '.join(REQUIRED_KEYS)}, ...}}, ...}} (TOMATO format)")
     if problems:
         return [], problems
-    if not isinstance(records, dict):
-        return [], [f"task {task!r}: {path} holds a JSON {type(records).__name__}; expected an object of records "
-                    f"{{\"0\": {{{', '.join(REQUIRED_KEYS)}, ...}}, ...}} (TOMATO format)"]
-    if not records:
-        return [], [f"task {task!r}: {path} has no questions"]
     ids = _file_ids(path)
     problems = [f"{path} record {rid!r}: the id appears {n} times (JSON keeps only the last)"
                 for rid, n in Counter(ids).items() if n > 1]

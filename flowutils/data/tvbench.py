@@ -75,6 +75,13 @@ def read_json(path: Path, prefix: str = "") -> tuple[object, list[str]]:
         return None, [f"{prefix}{path} is not valid JSON: {err}"]
 
 
+def container_problems(content, kind: type, path: Path, prefix: str, expected: str) -> list[str]:
+    """Whether a question file's parsed ``content`` is a non-empty ``kind`` (``expected`` says what it should hold)."""
+    if not isinstance(content, kind):
+        return [f"{prefix}{path} holds a JSON {type(content).__name__}; expected {expected}"]
+    return [] if content else [f"{prefix}{path} has no questions"]
+
+
 def keys_problems(e, required, where: str) -> list[str]:
     """Whether ``e`` is an object holding every ``required`` key."""
     if not isinstance(e, dict):
@@ -201,13 +208,11 @@ def _read_task(root: Path, task: str, json_file: str, video_dir: str):
     """:func:`read_task`, plus the number of entries in the file (None if it holds no list of entries)."""
     path = root / "json" / json_file
     entries, problems = read_json(path, f"task {task!r}: ")
+    problems = problems or container_problems(
+        entries, list, path, f"task {task!r}: ",
+        f"a list of entries {{{', '.join(REQUIRED_KEYS)}, [start, end]}} (MVBench format)")
     if problems:
         return [], problems, None
-    if not isinstance(entries, list):
-        return [], [f"task {task!r}: {path} holds a JSON {type(entries).__name__}; expected a list of entries "
-                    f"{{{', '.join(REQUIRED_KEYS)}, [start, end]}} (MVBench format)"], None
-    if not entries:
-        return [], [f"task {task!r}: {path} has no questions"], None
     samples, seen = [], {}
     for i, e in enumerate(entries):
         where = f"{path} entry {i}"

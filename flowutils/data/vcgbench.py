@@ -20,8 +20,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .tvbench import (VideoQASample, count_problems, duplicate_problems, find_video, keys_problems, read_json,
-                      read_per_task, text_problems)
+from .tvbench import (VideoQASample, container_problems, count_problems, duplicate_problems, find_video,
+                      keys_problems, read_json, read_per_task, text_problems)
 
 QUESTION_DIR = "Benchmarking_QA"
 REQUIRED_KEYS = ("video_name", "Q", "A")
@@ -31,13 +31,11 @@ def _read_task_file(root: Path, spec: dict, task: str, check_counts: bool):
     t = spec["tasks"][task]
     path = root / QUESTION_DIR / t["json"]
     entries, problems = read_json(path, f"task {task!r}: ")
+    problems = problems or container_problems(
+        entries, list, path, f"task {task!r}: ",
+        f"a list of questions {{{', '.join(REQUIRED_KEYS)}}} (Video-ChatGPT format)")
     if problems:
         return [], problems
-    if not isinstance(entries, list):
-        return [], [f"task {task!r}: {path} holds a JSON {type(entries).__name__}; expected a list of questions "
-                    f"{{{', '.join(REQUIRED_KEYS)}}} (Video-ChatGPT format)"]
-    if not entries:
-        return [], [f"task {task!r}: {path} has no questions"]
     if check_counts:
         problems += count_problems(f"{task}: {path}", len(entries), t.get("questions"))
     samples, seen = [], {}

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .tvbench import (VideoQASample, category_tasks, count_problems, duplicate_problems, entry_id, entry_where,
-                      find_video, keys_problems, options_problems, read_json, text_problems)
+from .tvbench import (VideoQASample, category_tasks, container_problems, count_problems, duplicate_problems, entry_id,
+                      entry_where, find_video, keys_problems, options_problems, read_json, text_problems)
 
 REQUIRED_KEYS = ("question_id", "videoID", "task_type", "question", "options", "answer")
 
@@ -89,13 +89,10 @@ def read_benchmark(root: Path, spec: dict, tasks: list[str], check_counts: bool 
     checked, whatever its task; ``check_counts``: also compare the number of rows with the manifest's
     ``questions``."""
     rows, problems, path = _rows(root / spec["question_file"])
+    problems = problems or container_problems(
+        rows, list, path, "", f"a list of rows {{{', '.join(REQUIRED_KEYS)}, ...}} (Video-MME format)")
     if problems:
         return [], problems
-    if not isinstance(rows, list):
-        return [], [f"{path} holds a JSON {type(rows).__name__}; expected a list of rows "
-                    f"{{{', '.join(REQUIRED_KEYS)}, ...}} (Video-MME format)"]
-    if not rows:
-        return [], [f"{path} has no questions"]
     if check_counts:
         problems += count_problems(str(path), len(rows), spec.get("questions"))
     categories, samples, seen = category_tasks(spec), [], {}

@@ -21,11 +21,13 @@ from ..models.flow_model import FlowModel, PreparedInput
 def attention_rows(fm: FlowModel, prepared: PreparedInput, query_positions, plan: KnockoutPlan | None = None):
     """Attention weights ``[layer, head, len(query_positions), n]`` (float32) of the chosen query rows."""
     rows = list(query_positions)
-    bad = [q for q in rows if isinstance(q, bool) or not isinstance(q, numbers.Integral) or not 0 <= q < prepared.layout.n]
+    n = prepared.layout.n
+    bad = [q for q in rows if isinstance(q, bool) or not isinstance(q, numbers.Integral) or not 0 <= q < n]
     if bad:
-        raise ValueError(f"query positions {bad} outside 0..{prepared.layout.n - 1} of the {prepared.layout.n}-token "
+        raise ValueError(f"query positions {bad} outside 0..{n - 1} of the {n}-token "
                          f"input {prepared.sample_id or ''}")
-    state = knockout_state(fm, prepared, plans=check_plans(fm, prepared, [plan]) or None, record_rows=[int(q) for q in rows])
+    plans = None if plan is None else check_plans(fm, prepared, [plan])
+    state = knockout_state(fm, prepared, plans=plans, record_rows=[int(q) for q in rows])
     fm.forward(prepared, state, logits_to_keep=1)
     return torch.stack([state.records[l][0] for l in range(fm.n_layers)])
 

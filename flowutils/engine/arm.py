@@ -23,7 +23,7 @@ def arm(fm: FlowModel) -> FlowModel:
 def check_plans(fm: FlowModel, prepared: PreparedInput, plans) -> list:
     """``plans`` as a list, each checked against ``fm``'s layers and ``prepared``'s layout (a ``ValueError``
     names the first invalid one): what every entry of the engine does before it runs a plan."""
-    plans = [p for p in plans if p is not None]
+    plans = list(plans)
     for plan in plans:
         plan.validate(fm.n_layers, prepared.layout.n, prepared.layout)
     return plans

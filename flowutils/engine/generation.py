@@ -20,7 +20,8 @@ def generate(fm: FlowModel, prepared: PreparedInput, plan: KnockoutPlan | None =
     keyword arguments it does not know, such as the knockout state). Eager even in compiled layers
     (:func:`.arm.compile_layers`): the cache's per-layer state would recompile them for every layer and step.
     """
-    state = knockout_state(fm, prepared, backend=backend, plans=check_plans(fm, prepared, [plan]) or None)
+    plans = None if plan is None else check_plans(fm, prepared, [plan])
+    state = knockout_state(fm, prepared, backend=backend, plans=plans)
     # transformers 5.25 renamed the KV cache's argument and output field past_key_values -> cache (5.17: the old name)
     cache = "cache" if "cache" in inspect.signature(fm.model.forward).parameters else "past_key_values"
     new = []

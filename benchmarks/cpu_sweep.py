@@ -1,6 +1,6 @@
 """Benchmark: the book's toy sweep on the CPU, the cost that sets the book's build time.
 
-The toy VideoLLM (12 layers, fp32) on the synthetic benchmark's questions, the four flow families
+The toy VideoLLM (12 layers, fp32) on the synthetic benchmark's questions, the four flow sets
 (11 flows) x every layer with the book's window (``scaled_window_size``: k = 3), ``fast``
 backend, through :func:`flowutils.analysis.run_sweep` end to end: question loading, processor,
 vision tower, baseline, knockout and the table rows. ``sample_mode="all"`` so every question
@@ -34,11 +34,11 @@ ap.add_argument("--repeats", type=int, default=5)
 ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
 args = ap.parse_args()
 sys.path.insert(0, args.repo)
-from flowutils.analysis.parameters import SYNTHETIC_DEFAULT, benchmark_root  # noqa: E402
-from flowutils.analysis.sweep import run_sweep, sweep_plans  # noqa: E402
+from flowutils.book.parameters import SYNTHETIC_DEFAULT, benchmark_root  # noqa: E402
+from flowutils.analysis.sweep import Sweep, run_sweep, sweep_plans  # noqa: E402
 from flowutils.data import load_benchmark  # noqa: E402
 from flowutils.engine import knockout_logits, run_baseline  # noqa: E402
-from flowutils.knockout import FAMILIES, scaled_window_size  # noqa: E402
+from flowutils.knockout import FLOW_SETS, scaled_window_size  # noqa: E402
 from flowutils.models import load  # noqa: E402
 
 
@@ -46,12 +46,12 @@ def main():
     fm = load("toy-videollm", dtype=torch.float32, device="cpu")
     root = benchmark_root({"benchmark_root": SYNTHETIC_DEFAULT, "manifest": "synthetic"})
     samples = load_benchmark(root, "synthetic", None, args.questions)
-    flows = [f for fam in FAMILIES.values() for f in fam]
+    flows = [f for fam in FLOW_SETS.values() for f in fam]
     k = scaled_window_size(fm.n_layers)
     prepared = [fm.prepare_sample(s, 8) for s in samples]
 
     def sweep():
-        return run_sweep(fm, samples, flows, k=k, sample_mode="all", progress=False)
+        return run_sweep(fm, samples, Sweep(flows, k, sample_mode="all"), progress=False)
 
     def engine():
         for p in prepared:

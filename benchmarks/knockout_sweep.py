@@ -3,7 +3,7 @@
 A LlavaNextVideoForConditionalGeneration with random weights and the paper's shapes
 (CLIP ViT-L/336 vision tower; Vicuna-7B-shaped Llama decoder: 32 layers, hidden 4096,
 32 heads, bf16), 8 frames x 144 video tokens and a paper-length prompt. Per sample the
-sweep is the four flow families (11 flows) x every layer with a k=9 window: 352 plans.
+sweep is the four flow sets (11 flows) x every layer with a k=9 window: 352 plans.
 
 Both backends run in the same process on the same input, after a warm-up on another question
 of another length (every real question is new to the engine: new shapes). Printed and saved
@@ -33,11 +33,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from flowutils.engine import SETTINGS, batches, compile_layers, knockout_logits, run_baseline  # noqa: E402
-from flowutils.knockout.flows import FAMILIES  # noqa: E402
+from flowutils.knockout.flows import FLOW_SETS  # noqa: E402
 from flowutils.models.flow_model import FlowModel, PreparedInput  # noqa: E402
 from flowutils.knockout.plan import KnockoutPlan  # noqa: E402
 from flowutils.inputs.layout import TokenLayout  # noqa: E402
-from flowutils.knockout.windows import sweep  # noqa: E402
+from flowutils.knockout.windows import layer_windows  # noqa: E402
 
 SPEC_TFLOPS = {"H100": 989.0, "H200": 989.0}  # dense bf16 tensor-core peak (SXM)
 DEFAULT_PACK = SETTINGS.pack_above_bytes
@@ -148,7 +148,7 @@ def main():
 
     def sweep_plans(layout):
         return [KnockoutPlan.from_flows(layout, [f], w, flow=f, layer=l)
-                for fam in FAMILIES.values() for f in fam for l, w in sweep(fm.n_layers, args.k)]
+                for fam in FLOW_SETS.values() for f in fam for l, w in layer_windows(fm.n_layers, args.k)]
 
     # warm up on one question, time on others of other lengths: every question is new to the engine
     warm, _ = build_input(device, dtype, frames=args.frames, n_question=20, seed=1)

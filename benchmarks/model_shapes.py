@@ -2,7 +2,7 @@
 
 Per model, the decoder-only LM of the checkpoint's shape (transformers' own Llama / Phi-3 / Qwen2
 classes, bf16) on one question of the paper's layout: system, 8 frames x tokens per frame, a
-question with 4 options, the answer suffix. The sweep is the four flow families (11 flows) x
+question with 4 options, the answer suffix. The sweep is the four flow sets (11 flows) x
 every layer with a k = 9 window. Video embeddings enter through ``inputs_embeds`` (random): the
 vision tower runs once per question and is not part of the sweep's cost. One warm-up question of
 another length first; ``--check-reference N`` also runs the first N plans with the ``reference``
@@ -32,10 +32,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from flowutils.engine import knockout_logits  # noqa: E402
-from flowutils.knockout.flows import FAMILIES  # noqa: E402
+from flowutils.knockout.flows import FLOW_SETS  # noqa: E402
 from flowutils.knockout.plan import KnockoutPlan  # noqa: E402
 from flowutils.inputs.layout import TokenLayout  # noqa: E402
-from flowutils.knockout.windows import sweep  # noqa: E402
+from flowutils.knockout.windows import layer_windows  # noqa: E402
 from flowutils.models.adapter import FamilyAdapter  # noqa: E402
 from flowutils.models.flow_model import FlowModel, PreparedInput  # noqa: E402
 
@@ -98,7 +98,7 @@ def build_question(fm: FlowModel, per_frame: int, frames=8, n_system=40, n_quest
 
 def sweep_plans(layout, n_layers, k):
     return [KnockoutPlan.from_flows(layout, [f], w, flow=f, layer=l)
-            for fam in FAMILIES.values() for f in fam for l, w in sweep(n_layers, k)]
+            for fam in FLOW_SETS.values() for f in fam for l, w in layer_windows(n_layers, k)]
 
 
 def measure(name, shape, args, device, dtype) -> dict:

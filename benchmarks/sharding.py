@@ -13,7 +13,7 @@ Setup (not timed):
   neither timed run pays the machine's first start of the driver or a cold file cache alone.
 
 Timed, one after the other, each into a fresh results directory, with the same arguments
-(the paper's four flow families, every layer, the scaled window, every question, bf16):
+(the paper's four flow sets, every layer, the scaled window, every question, bf16):
 
 1. ``python -m flowutils sweep ... --device cuda:0``: one process on one GPU;
 2. ``torchrun --standalone --nproc-per-node 2 -m flowutils sweep ... --device cuda``: rank i on
@@ -163,14 +163,14 @@ def main() -> None:
     import torch
 
     from flowutils.analysis import load_results
-    from flowutils.knockout.flows import FAMILIES
+    from flowutils.knockout.flows import FLOW_SETS
 
     work = Path(args.workdir)
     dtype = "bfloat16" if args.size == "gpu" else "float32"
     checkpoint, bench = workdir_inputs(work, args.size, SIZES[args.size], getattr(torch, dtype), "cpu", args.benchmark,
                                        args.n_per_task)
     sweep_args = ["--model", str(checkpoint), "--benchmark", str(bench), "--manifest", "synthetic",
-                  "--n-per-task", str(args.n_per_task), "--family", *FAMILIES, "--sample-mode", "all",
+                  "--n-per-task", str(args.n_per_task), "--flow-set", *FLOW_SETS, "--sample-mode", "all",
                   "--frames", str(args.frames), "--dtype", dtype]
     devices = ["cuda:0", "cuda:1"] if args.device == "cuda" else ["cpu"]
     warm_up(devices)
@@ -194,7 +194,7 @@ def main() -> None:
     result = {
         "device": args.device, "gpus": gpus, "cpus": os.cpu_count(), "size": args.size, "text_model": SIZES[args.size],
         "parameters": parameter_count(checkpoint), "questions": 5 * args.n_per_task, "frames": args.frames, "dtype": dtype,
-        "sweep": "the paper's four flow families, every layer, scaled window, sample_mode all",
+        "sweep": "the paper's four flow sets, every layer, scaled window, sample_mode all",
         "command_1gpu": one["command"], "command_2gpu": two["command"],
         "rows_1gpu": len(single), "rows_2gpu": len(sharded), "same_store_key": stores[0].name == stores[1].name,
         "rows_identical": identical, "max_abs_diff": max_abs,

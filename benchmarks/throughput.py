@@ -3,7 +3,7 @@
 What is timed: ``python -m flowutils sweep`` from its launch to its exit, as a user runs it: the
 interpreter and imports, loading the checkpoint with :func:`flowutils.load` and hashing it for the
 result store, and for each of 64 questions reading its video (decord) and prompt, the processor,
-the vision tower, the baseline and the knockout plans of the paper's four flow families at every
+the vision tower, the baseline and the knockout plans of the paper's four flow sets at every
 layer (k = 9 of 32), and writing its rows to the result store. The sweep alone (store opened to
 store closed) is read from the store's provenance.
 
@@ -61,7 +61,7 @@ def main() -> None:
     from flowutils.analysis import load_results
     from flowutils.analysis.store import load_questions
     from flowutils.data.tvbench import load_benchmark
-    from flowutils.knockout.flows import FAMILIES
+    from flowutils.knockout.flows import FLOW_SETS
 
     work = Path(args.workdir)
     dtype = "bfloat16" if args.device == "cuda" else "float32"
@@ -70,7 +70,7 @@ def main() -> None:
                                        args.benchmark, args.n_per_task)
     device = "cuda:0" if args.device == "cuda" else "cpu"
     sweep_args = ["--model", str(checkpoint), "--benchmark", str(bench), "--manifest", "synthetic",
-                  "--tasks", *TASKS, "--n-per-task", str(args.n_per_task), "--family", *FAMILIES,
+                  "--tasks", *TASKS, "--n-per-task", str(args.n_per_task), "--flow-set", *FLOW_SETS,
                   "--sample-mode", "all", "--frames", str(args.frames), "--dtype", dtype, "--device", device]
     sweep_args += ["--compile"] if args.compile else []
     warm_up([device])
@@ -88,7 +88,7 @@ def main() -> None:
         "size": args.size, "model": SIZES[args.size], "parameters": parameter_count(checkpoint), "dtype": dtype,
         "frames": args.frames, "tasks": TASKS, "questions": n_questions, "rows": len(rows),
         "question_and_option_tokens": {"min": min(lengths), "max": max(lengths), "distinct": len(set(lengths))},
-        "sweep": "the paper's four flow families, every layer, k = 9 (scaled), sample_mode all, backend fast",
+        "sweep": "the paper's four flow sets, every layer, k = 9 (scaled), sample_mode all, backend fast",
         "compiled_layers": args.compile,
         "command": timed["command"],
         "wall_s": round(timed["wall_s"], 2), "sweep_s": shard["sweep_s"], "startup_s": shard["startup_s"],

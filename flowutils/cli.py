@@ -58,7 +58,10 @@ def _at_least_one(text: str) -> int:
 
 
 def _sweep_parser(sub) -> None:
-    from .knockout.flows import FAMILIES
+    from .analysis.runner import SAMPLE_MODES
+    from .analysis.sweep import Sweep
+    from .engine import BACKENDS
+    from .knockout.flows import FLOW_SETS
     from .knockout.windows import STYLES
 
     s = sub.add_parser("sweep", help="run an Attention Knockout sweep into a results directory (resumable)")
@@ -69,13 +72,13 @@ def _sweep_parser(sub) -> None:
     s.add_argument("--n-per-task", type=int, help="first N questions of each task (default: all)")
     which = s.add_mutually_exclusive_group(required=True)
     which.add_argument("--flows", nargs="+", help="flows, e.g. 'video->last' cross-frame")
-    which.add_argument("--family", nargs="+", choices=list(FAMILIES), help="flow families of the paper")
+    which.add_argument("--flow-set", nargs="+", choices=list(FLOW_SETS), help="flow sets of the paper")
     s.add_argument("--k", type=int, help="window size (default: the paper's 9 of 32 layers, scaled to the depth)")
-    s.add_argument("--style", default="center", choices=STYLES)
+    s.add_argument("--style", default=Sweep.style, choices=STYLES)
     s.add_argument("--layers", type=int, nargs="+", help="sweep layers, 0-based (default: every layer)")
-    s.add_argument("--frames", type=int, default=8, help="frames sampled per video")
-    s.add_argument("--sample-mode", default="correct", choices=("correct", "wrong", "all"))
-    s.add_argument("--backend", default="fast", choices=("fast", "reference"))
+    s.add_argument("--frames", type=int, default=Sweep.num_frames, help="frames sampled per video")
+    s.add_argument("--sample-mode", default=Sweep.sample_mode, choices=SAMPLE_MODES)
+    s.add_argument("--backend", default=Sweep.backend, choices=BACKENDS)
     s.add_argument("--dtype", default="float32", choices=DTYPES)
     s.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available; under torchrun "
                                                    "LOCAL_RANK picks the GPU)")
@@ -96,9 +99,9 @@ def _sweep(args) -> int:
 
     from .analysis.shards import local_device, rank_threads
     from .analysis.store import checkpoint_sha256, hash_cache, skip_summary
-    from .analysis.sweep import run_sweep
+    from .analysis.sweep import Sweep, run_sweep
     from .data.tvbench import load_benchmark
-    from .knockout.flows import family_flows
+    from .knockout.flows import flow_set
     from .models.loading import load, resolve
 
     if args.device and torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
@@ -106,7 +109,7 @@ def _sweep(args) -> int:
     threads = args.threads or rank_threads()
     if threads:
         torch.set_num_threads(threads)
-    flows = args.flows or [f for fam in args.family for f in family_flows(fam)]
+    flows = args.flows or [f for name in args.flow_set for f in flow_set(name)]
     device = local_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if torch.device(device).type == "cuda":
         torch.cuda.set_device(device)  # else a rank's stray default-device work opens a context on GPU 0
@@ -121,10 +124,9 @@ def _sweep(args) -> int:
         from .engine import compile_layers
 
         compile_layers(fm)
-    table = run_sweep(fm, samples, flows, k=args.k, style=args.style, layers=args.layers, backend=args.backend,
-                      sample_mode=args.sample_mode, num_frames=args.frames, out=args.out,
-                      benchmark=manifests.manifest_identity(args.manifest), shard=args.shard,
-                      num_shards=args.num_shards, batch_size=args.batch_size)
+    sweep = Sweep(flows, args.k, args.style, args.layers, args.backend, args.sample_mode, args.frames)
+    table = run_sweep(fm, samples, sweep, out=args.out, benchmark=manifests.manifest_identity(args.manifest),
+                      shard=args.shard, num_shards=args.num_shards, batch_size=args.batch_size)
     questions = table.sample_id.nunique() if len(table) else 0
     print(f"{len(table)} rows from {questions} question(s); {skip_summary(table.attrs['skipped'])}")
     print(f"results: {table.attrs['store']}  (read them with flowutils.analysis.load_results; shards are merged)")

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from flowutils.analysis import answer as A
+from flowutils.paper import answer as A
 
 
 def test_answer_table_matches_hooks_on_the_plain_model(tiny, samples):

@@ -11,7 +11,7 @@ import torch
 
 from flowutils import cli, data
 from flowutils.analysis import runner
-from flowutils.analysis.sweep import run_sweep, summarize
+from flowutils.analysis.sweep import Sweep, run_sweep, summarize
 from flowutils.data import synthetic, tvbench
 from flowutils.engine import knockout_logits
 from flowutils.knockout import windows
@@ -20,7 +20,7 @@ from flowutils.models.flow_model import FlowModel
 
 from conftest import copy_benchmark, tiny_llava_next_video
 
-KW = dict(k=1, num_frames=4, sample_mode="all", progress=False)
+SWEEP = dict(k=1, num_frames=4, sample_mode="all")
 
 
 @pytest.fixture(scope="module")
@@ -73,26 +73,27 @@ SWEEP_CASES = {
 @pytest.mark.parametrize("case", list(SWEEP_CASES))
 def test_bad_sweep_parameter_is_a_clear_error(fm, questions, case):
     change, message = SWEEP_CASES[case]
-    kw = {**KW, "flows": ["video->last"], **change}
+    sweep = {**SWEEP, **{k: v for k, v in change.items() if k not in ("shard", "num_shards")}}
+    run = {k: v for k, v in change.items() if k in ("shard", "num_shards")}
     with pytest.raises(ValueError, match=message):
-        run_sweep(fm, questions, **kw)
+        run_sweep(fm, questions, Sweep(sweep.pop("flows", ["video->last"]), **sweep), progress=False, **run)
 
 
 def test_all_problems_are_listed_at_once(fm, questions):
     with pytest.raises(ValueError, match=r"3 problem\(s\)(?s:.*)backend(?s:.*)sample_mode(?s:.*)num_frames"):
-        run_sweep(fm, questions, ["video->last"], k=1, backend="x", sample_mode="y", num_frames=0)
+        run_sweep(fm, questions, Sweep(["video->last"], k=1, backend="x", sample_mode="y", num_frames=0))
 
 
 def test_empty_sample_list(fm):
     with pytest.raises(ValueError, match="sample list is empty"):
-        run_sweep(fm, [], ["video->last"], **KW)
+        run_sweep(fm, [], Sweep(["video->last"], **SWEEP), progress=False)
 
 
 def test_duplicate_sample_ids(fm, questions):
     twin = copy.copy(questions[1])
     twin.sample_id = questions[0].sample_id
     with pytest.raises(ValueError, match=r"sample ids must be unique.*action_antonym/0"):
-        run_sweep(fm, [questions[0], twin], ["video->last"], **KW)
+        run_sweep(fm, [questions[0], twin], Sweep(["video->last"], **SWEEP), progress=False)
 
 
 def test_summarize_an_empty_table():
@@ -222,8 +223,8 @@ def test_no_tasks_and_unknown_manifest(bench):
 @pytest.mark.parametrize("argv, message", [
     (["data", "--n-per-task", "0"], "--n-per-task must be >= 1"),
     (["data", "--seed", "abc"], "invalid int value: 'abc'"),
-    (["sweep", "--model", "m", "--benchmark", "b", "--out", "o", "--family", "nope"], "invalid choice: 'nope'"),
-    (["sweep", "--model", "m", "--benchmark", "b", "--out", "o"], "one of the arguments --flows --family is required"),
+    (["sweep", "--model", "m", "--benchmark", "b", "--out", "o", "--flow-set", "nope"], "invalid choice: 'nope'"),
+    (["sweep", "--model", "m", "--benchmark", "b", "--out", "o"], "one of the arguments --flows --flow-set is required"),
     (["sweep", "--model", "m", "--benchmark", "b", "--out", "o", "--flows", "x", "--dtype", "fp8"], "invalid choice"),
     (["sweep", "--model", "m", "--benchmark", "b", "--out", "o", "--flows", "x", "--threads", "0"],
      "argument --threads: must be an integer >= 1, got '0'"),
@@ -241,12 +242,12 @@ def test_undecodable_and_too_short_videos_are_counted_skips(fm, bench, tmp_path)
     root = copy_benchmark(bench, tmp_path)
     (root / "video" / "action_antonym" / "action_antonym_00000.mp4").write_bytes(b"\0" * 4096)
     samples = data.load_benchmark(root, "synthetic", tasks=["action_antonym"])
-    table = run_sweep(fm, samples, ["video->last"], **KW)
+    table = run_sweep(fm, samples, Sweep(["video->last"], **SWEEP), progress=False)
     skipped = pd.DataFrame(table.attrs["skipped"])
     assert list(skipped.sample_id) == ["action_antonym/0"] and list(skipped.kind) == ["video"]
     assert "action_antonym_00000.mp4" in skipped.reason[0]
     assert set(table.sample_id) == {"action_antonym/1"}  # the other question still ran
-    short = pd.DataFrame(run_sweep(fm, samples[1:], ["video->last"], **{**KW, "num_frames": 32}).attrs["skipped"])
+    short = pd.DataFrame(run_sweep(fm, samples[1:], Sweep(["video->last"], **{**SWEEP, "num_frames": 32}), progress=False).attrs["skipped"])
     assert list(short.kind) == ["video"] and "fewer than the 32" in short.reason[0]
 
 
@@ -259,7 +260,7 @@ def test_spans_not_found_is_a_counted_skip(fm, questions):
             return fm.adapter.tokens_per_frame(*args) + 1
 
     wrong = FlowModel(fm.model, fm.processor, adapter=WrongTokensPerFrame(), name="tiny")
-    table = run_sweep(wrong, questions[:2], ["video->last"], **KW)
+    table = run_sweep(wrong, questions[:2], Sweep(["video->last"], **SWEEP), progress=False)
     fm.model.set_attn_implementation("flow_knockout")
     assert len(table) == 0 and list(pd.DataFrame(table.attrs["skipped"]).kind) == ["spans", "spans"]
 
@@ -268,13 +269,13 @@ def test_nan_logits_are_a_counted_skip(fm, questions, tmp_path):
     broken = copy.deepcopy(fm)
     with torch.no_grad():
         broken.lm_head.weight[5] = float("nan")
-    table = run_sweep(broken, questions, ["video->last"], out=tmp_path, **KW)
+    table = run_sweep(broken, questions, Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False)
     assert len(table) == 0 and list(pd.DataFrame(table.attrs["skipped"]).kind) == ["non-finite"] * 3
     assert "NaN or inf" in pd.DataFrame(table.attrs["skipped"]).reason[0]
 
 
 def test_out_of_memory_is_retried_with_a_smaller_batch_then_skipped(fm, questions, tmp_path, monkeypatch):
-    reference = run_sweep(fm, questions, ["video->last", "cross-frame"], **KW)
+    reference = run_sweep(fm, questions, Sweep(["video->last", "cross-frame"], **SWEEP), progress=False)
     real, seen = runner.knockout_logits, []
 
     def small_memory(*args, batch_size, **kwargs):  # only batches of <= 2 plans fit
@@ -284,7 +285,7 @@ def test_out_of_memory_is_retried_with_a_smaller_batch_then_skipped(fm, question
         return real(*args, batch_size=batch_size, **kwargs)
 
     monkeypatch.setattr(runner, "knockout_logits", small_memory)
-    retried = run_sweep(fm, questions, ["video->last", "cross-frame"], batch_size=8, **KW)
+    retried = run_sweep(fm, questions, Sweep(["video->last", "cross-frame"], **SWEEP), batch_size=8, progress=False)
     assert seen[:3] == [8, 4, 2]
     # the same numbers up to float rounding (a smaller batch sums in another order)
     pd.testing.assert_frame_equal(retried, reference, check_exact=False, rtol=1e-5, atol=1e-4)
@@ -293,10 +294,10 @@ def test_out_of_memory_is_retried_with_a_smaller_batch_then_skipped(fm, question
         raise torch.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.setattr(runner, "knockout_logits", no_memory)
-    skipped = run_sweep(fm, questions, ["video->last"], out=tmp_path, **KW)
+    skipped = run_sweep(fm, questions, Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False)
     assert list(pd.DataFrame(skipped.attrs["skipped"]).kind) == ["oom"] * 3
     monkeypatch.setattr(runner, "knockout_logits", real)  # a rerun with memory tries them again
-    rerun = run_sweep(fm, questions, ["video->last"], out=tmp_path, **KW)
+    rerun = run_sweep(fm, questions, Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False)
     assert rerun.sample_id.nunique() == 3 and len(rerun.attrs["skipped"]) == 0
 
 
@@ -423,8 +424,8 @@ def test_stray_rank_without_a_launcher_is_a_clear_error(fm, questions, monkeypat
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     with pytest.raises(ValueError, match="not started by torchrun or accelerate"):
-        run_sweep(fm, questions, ["video->last"], **KW)
-    table = run_sweep(fm, questions, ["video->last"], shard=0, num_shards=1, **KW)  # on purpose: all of them
+        run_sweep(fm, questions, Sweep(["video->last"], **SWEEP), progress=False)
+    table = run_sweep(fm, questions, Sweep(["video->last"], **SWEEP), shard=0, num_shards=1, progress=False)  # on purpose: all of them
     assert table.sample_id.nunique() == len(questions)
 
 

@@ -11,7 +11,7 @@ from flowutils.knockout.plan import KnockoutPlan
 # "last->question": edges above the causal diagonal (the question and the later last position), which cut nothing a
 # causal model computes; parse_flow refuses such a flow, so _plan spells it out as a block
 NON_CAUSAL = "last->question"
-ALL_FLOWS = [f for fam in flows.FAMILIES.values() for f in fam] + ["system->video", "video->video", NON_CAUSAL]
+ALL_FLOWS = [f for fam in flows.FLOW_SETS.values() for f in fam] + ["system->video", "video->video", NON_CAUSAL]
 
 
 def _plan(layout, flow_list, layers) -> KnockoutPlan:
@@ -116,13 +116,13 @@ def test_unknown_backend(tiny, samples):
 
 
 def test_fast_equals_reference_on_the_paper_sweep(tiny, samples):
-    """The four flow families x every layer (scaled window): plans sharing a target batch and join layer by layer."""
+    """The four flow sets x every layer (scaled window): plans sharing a target batch and join layer by layer."""
     s = samples[2]
     p = tiny.prepare(s.frames, s.question, s.candidates, s.answer)
     L = tiny.n_layers
     k = windows.scaled_window_size(L)
-    plans = [KnockoutPlan.from_flows(p.layout, [f], w) for fam in flows.FAMILIES.values() for f in fam
-             for _, w in windows.sweep(L, k)]
+    plans = [KnockoutPlan.from_flows(p.layout, [f], w) for fam in flows.FLOW_SETS.values() for f in fam
+             for _, w in windows.layer_windows(L, k)]
     ref = knockout_logits(tiny, p, plans, "reference")
     for batch_size, tokens in ((256, 16384), (3, 64)):
         fast = knockout_logits(tiny, p, plans, "fast", batch_size, max_batch_tokens=tokens)
@@ -136,7 +136,7 @@ def test_packed_prefix_equals_reference(tiny, samples, monkeypatch):
     s = samples[4]
     p = tiny.prepare(s.frames, s.question, s.candidates, s.answer)
     L = tiny.n_layers
-    plans = [_plan(p.layout, [f], w) for f in ALL_FLOWS for _, w in windows.sweep(L, 3)]
+    plans = [_plan(p.layout, [f], w) for f in ALL_FLOWS for _, w in windows.layer_windows(L, 3)]
     lay = p.layout  # and rows that lose every key, in a packed batch
     plans.append(KnockoutPlan({l: [(torch.tensor(lay.last), torch.arange(lay.n))] for l in range(1, L)}))
     ref = knockout_logits(tiny, p, plans, "reference")
@@ -221,8 +221,8 @@ def test_batches_queue_without_waiting_for_the_gpu(samples, monkeypatch):
     s = samples[0]
     p = fm.prepare(s.frames, s.question, s.candidates, s.answer)
     L = fm.n_layers
-    plans = [KnockoutPlan.from_flows(p.layout, [f], w) for fam in flows.FAMILIES.values() for f in fam
-             for _, w in windows.sweep(L, windows.scaled_window_size(L))]
+    plans = [KnockoutPlan.from_flows(p.layout, [f], w) for fam in flows.FLOW_SETS.values() for f in fam
+             for _, w in windows.layer_windows(L, windows.scaled_window_size(L))]
     base = run_baseline(fm, p)
     shared = {}
     torch.cuda.set_sync_debug_mode("error")
@@ -275,7 +275,7 @@ def test_compiled_layers_equal_the_reference(samples, monkeypatch):
     inputs, refs, texts = [], [], []
     for s in samples[1:3]:
         p = fm.prepare(s.frames, s.question, s.candidates, s.answer)
-        plans = [_plan(p.layout, [f], w) for f in ALL_FLOWS for _, w in windows.sweep(L, 2)]
+        plans = [_plan(p.layout, [f], w) for f in ALL_FLOWS for _, w in windows.layer_windows(L, 2)]
         inputs.append((p, plans))
         refs.append(knockout_logits(fm, p, plans, "reference"))
         texts.append(generate(fm, p, plans[0], max_new_tokens=3))
@@ -324,8 +324,8 @@ def test_rows_that_cut_nothing_take_the_unmasked_kernels(tiny, samples, monkeypa
     s = samples[1]
     p = tiny.prepare(s.frames, s.question, s.candidates, s.answer)
     L = tiny.n_layers
-    plans = [KnockoutPlan.from_flows(p.layout, [f], w) for fam in flows.FAMILIES.values() for f in fam
-             for _, w in windows.sweep(L, 2)]
+    plans = [KnockoutPlan.from_flows(p.layout, [f], w) for fam in flows.FLOW_SETS.values() for f in fam
+             for _, w in windows.layer_windows(L, 2)]
     lay = p.layout  # and a row that loses every key
     plans.append(KnockoutPlan({l: [(torch.tensor(lay.last), torch.arange(lay.n))] for l in range(1, 3)}))
     ref = knockout_logits(tiny, p, plans, "reference")

@@ -20,10 +20,10 @@ from conftest import unmodified_logits
 from flowutils.engine import knockout_logits
 from flowutils.knockout import flows, windows
 from flowutils.knockout.plan import KnockoutPlan
-from flowutils.models import FlowModel, get_adapter, load
+from flowutils.models import FlowModel, family_adapter, load
 from tiny_families import BUILDERS, CANDIDATES, QUESTION, tiny_checkpoint
 
-ALL_FLOWS = [f for fam in flows.FAMILIES.values() for f in fam] + ["video->video", "system->video"]
+ALL_FLOWS = [f for fam in flows.FLOW_SETS.values() for f in fam] + ["video->video", "system->video"]
 
 
 @pytest.fixture(scope="module", params=sorted(BUILDERS))
@@ -31,7 +31,7 @@ def family(request, tmp_path_factory):
     """``(family, FlowModel of the original module, checkpoint directory)``."""
     path = tmp_path_factory.mktemp(request.param) / "ckpt"
     model, processor = tiny_checkpoint(request.param, path)
-    return request.param, FlowModel(model, processor, get_adapter(request.param), name=f"tiny-{request.param}"), path
+    return request.param, FlowModel(model, processor, family_adapter(request.param), name=f"tiny-{request.param}"), path
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +153,7 @@ def test_the_processor_is_given_the_real_timestamps(name, tmp_path, frames):
     from flowutils.data import VideoClip
 
     model, processor = tiny_checkpoint(name, tmp_path / "ckpt")
-    fm = FlowModel(model, processor, get_adapter(name), name=f"tiny-{name}")
+    fm = FlowModel(model, processor, family_adapter(name), name=f"tiny-{name}")
     indices, fps, n_video_frames = (5, 33, 61, 89), 4.0, 100  # 1.25, 8.25, 15.25 and 22.25 s of a 25 s video
     p = fm.prepare(VideoClip(frames, indices, fps, n_video_frames), QUESTION, CANDIDATES, "blue")
     lay, ids, tok = p.layout, p.input_ids[0], fm.tokenizer
@@ -261,14 +261,13 @@ def test_sweep_records_the_paths_knockout_does_not_block(frames, tmp_path):
     from types import SimpleNamespace
 
     from flowutils.analysis.store import load_results
-    from flowutils.analysis.sweep import run_sweep
+    from flowutils.analysis.sweep import Sweep, run_sweep
 
     sample = SimpleNamespace(sample_id="q0", task="color", question=QUESTION, candidates=CANDIDATES, answer="blue",
                              frames=frames)
     for name in ("qwen3_vl", "internvl"):
         fm = FlowModel(*tiny_checkpoint(name, tmp_path / name), name=name)
-        table = run_sweep(fm, [sample], ["video->last"], k=1, layers=[0], sample_mode="all", num_frames=4,
-                          out=tmp_path / "results", progress=False)
+        table = run_sweep(fm, [sample], Sweep(["video->last"], k=1, layers=[0], sample_mode="all", num_frames=4), out=tmp_path / "results", progress=False)
         want = "DeepStack" if name == "qwen3_vl" else None
         assert len(table) == 1
         if want:
@@ -294,7 +293,7 @@ def test_mini_internvl_loads_by_its_manifest_name(frames, tmp_path, monkeypatch)
         assert want in str(err.value)
     loaded = load(MINI_INTERNVL, check_manifest=False)
     assert loaded.adapter.family == "internvl_chat_phi3" and loaded.template.name == "phi3"
-    fm = FlowModel(model, processor, get_adapter("internvl_chat_phi3"))
+    fm = FlowModel(model, processor, family_adapter("internvl_chat_phi3"))
     assert (unmodified_logits(fm, _prepared(fm, frames)) - unmodified_logits(loaded, _prepared(loaded, frames))).abs().max() <= 1e-5
 
 
@@ -319,7 +318,7 @@ def test_mini_internvl_manifest_matches_its_real_config(tmp_path):
     assert config.text_config._attn_implementation != "flash_attention_2"  # the remote code's runtime choice is dropped
     manifest = model_manifests()[MINI_INTERNVL]
     assert manifest["family"] == "internvl_chat_phi3"
-    assert config_mismatches(config, get_adapter("internvl_chat_phi3"), manifest["expected"]) == []
+    assert config_mismatches(config, family_adapter("internvl_chat_phi3"), manifest["expected"]) == []
 
 
 def test_fused_qkv_converter_is_active_only_while_internvl_chat_loads(tmp_path):

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from flowutils.analysis import integration as I
+from flowutils.paper import integration as I
 
 
 def sweep_table(curves, task="action_antonym", questions=2, value="relative_change_pct"):

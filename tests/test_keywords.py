@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from flowutils.analysis import keywords as K
+from flowutils.paper import keywords as K
 from flowutils.engine import run_baseline
 
 

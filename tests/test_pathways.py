@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from flowutils.analysis import pathways as P
+from flowutils.paper import pathways as P
 from flowutils.engine import knockout_logits
 from flowutils.knockout import windows
 from flowutils.knockout.plan import KnockoutPlan

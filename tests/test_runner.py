@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from flowutils import explore
-from flowutils.analysis import answer, integration, keywords, pathways, runner, temporal
-from flowutils.analysis.sweep import run_sweep
+from flowutils.book import explore
+from flowutils.analysis import runner
+from flowutils.paper import answer, integration, keywords, pathways, temporal
+from flowutils.analysis.sweep import Sweep, run_sweep
 from flowutils.data import load_benchmark
 from flowutils.engine import generate
 from flowutils.knockout.plan import KnockoutPlan
@@ -21,8 +22,8 @@ EFFECTIVE = {"cross-frame": (0, 1), "video->question": (1, 2), "question->last":
 # every analysis that loops over questions, as (model fixture, call); open-ended answers need questions the
 # model answers correctly, which the random-weight tiny model does not
 ANALYSES = {
-    "run_sweep": ("tiny_fm", lambda fm, qs, **kw: run_sweep(fm, qs, ["video->last"], k=1, sample_mode="all",
-                                                           num_frames=4, progress=False, **kw)),
+    "run_sweep": ("tiny_fm", lambda fm, qs, **kw: run_sweep(fm, qs, Sweep(["video->last"], k=1, sample_mode="all",
+                                                                             num_frames=4), progress=False, **kw)),
     "run_pathways": ("tiny_fm", lambda fm, qs, **kw: pathways.run_pathways(fm, qs, EFFECTIVE, seeds=[0, 1],
                                                                           num_frames=4, progress=False, **kw)),
     "answer_table": ("tiny_fm", lambda fm, qs, **kw: answer.answer_table(fm, qs, 4, progress=False, **kw)),
@@ -202,7 +203,7 @@ def test_a_measurements_skip_is_counted_and_its_errors_are_not(tiny_fm, samples)
 
 def test_the_explorer_measures_through_the_runner(tiny_fm, samples, broken):
     entry = explore.measure_question(tiny_fm, samples[0], ["video->last", "cross-frame"], k=1, num_frames=4)
-    sweep = run_sweep(tiny_fm, samples[:1], ["video->last", "cross-frame"], k=1, sample_mode="all", num_frames=4,
+    sweep = run_sweep(tiny_fm, samples[:1], Sweep(["video->last", "cross-frame"], k=1, sample_mode="all", num_frames=4),
                       progress=False)
     for flow, g in sweep.groupby("flow"):
         assert entry["knockout"][flow] == np.round(g.relative_change_pct.to_numpy(), 3).tolist()

@@ -4,7 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flowutils.analysis import claims, parameters, uncertainty
+from flowutils.analysis import uncertainty
+
+from flowutils.book import parameters
+
+from flowutils.paper import claims
 
 
 def defaults(**over):
@@ -98,7 +102,8 @@ def test_a_notebook_sweep_reads_what_the_sweep_command_stored(bench, tmp_path, m
     monkeypatch.setattr(runner, "_question", lambda *a, **k: pytest.fail("the notebook recomputed a question"))
     store = parameters.sweep_store(defaults(results_dir=str(tmp_path)))
     table = sweep_module.run_sweep(load("toy-videollm"), load_benchmark(bench, "synthetic", ["object_count"], 2),
-                                   ["video->last"], layers=[0, 5], sample_mode="all", progress=False, **store)
+                                   sweep_module.Sweep(["video->last"], layers=[0, 5], sample_mode="all"), progress=False,
+                                   **store)
     assert table.sample_id.nunique() == 2 and sorted(table.layer.unique()) == [0, 5]
 
 
@@ -120,7 +125,7 @@ def test_rerun_commands_name_only_parameters_the_notebooks_have():
     import shlex
     from pathlib import Path
 
-    from flowutils.analysis import rerun
+    from flowutils.book import rerun
 
     root = Path(__file__).resolve().parents[1]
     lines = rerun.commands("llava-next-7b-video-ft", "llava-v1.6-vicuna-7b", "/data/TV Bench", "tvbench", "results/x")
@@ -142,7 +147,7 @@ def test_rerun_commands_name_only_parameters_the_notebooks_have():
 def test_rerun_estimate_matches_a_hand_computation(tmp_path):
     import json
 
-    from flowutils.analysis import rerun
+    from flowutils.book import rerun
 
     shape = {"model": "llava-next-7b-video-ft", "layers": 32, "hidden": 4096, "tokens": 1000, "plans": 100,
              "fast_s_per_question": 2.0, "peak_mem_gib": 20.0, "weights_gib": 10.0}

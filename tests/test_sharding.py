@@ -13,14 +13,14 @@ import pytest
 
 from flowutils.analysis.shards import local_device, rank_threads, resolve_shard, shard_indices, submit_shards
 from flowutils.analysis.store import load_questions, load_results
-from flowutils.analysis.sweep import run_sweep
+from flowutils.analysis.sweep import Sweep, run_sweep
 from flowutils.data import synthetic
 from flowutils.toy.models import build_toy
 
 from conftest import tiny_llava_next_video
 from tiny_families import tiny_config
 
-KW = dict(k=1, num_frames=4, sample_mode="all", progress=False)
+SWEEP = dict(k=1, num_frames=4, sample_mode="all")
 
 
 def _setup():
@@ -47,7 +47,7 @@ def test_torchrun_environment_picks_the_shard_and_the_gpu(monkeypatch, tmp_path)
     assert resolve_shard() == (1, 2) and resolve_shard(0, 3) == (0, 3)
     assert local_device("cuda") == "cuda:1" and local_device("cpu") == "cpu"
     fm, questions = _setup()
-    table = run_sweep(fm, questions, ["video->last"], out=tmp_path, **KW)
+    table = run_sweep(fm, questions, Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False)
     assert list(table.sample_id.unique()) == [q.sample_id for q in questions[1::2]]
 
 
@@ -114,14 +114,13 @@ def test_submitit_array_tasks_merge_into_the_unsharded_table(tmp_path):
 
     def shard_task(shard, num_shards):  # runs in a fresh process per array task
         fm, questions = _setup()
-        return len(run_sweep(fm, questions, ["video->last", "cross-frame"], out=out, shard=shard,
-                             num_shards=num_shards, **KW))
+        return len(run_sweep(fm, questions, Sweep(["video->last", "cross-frame"], **SWEEP), out=out, shard=shard, num_shards=num_shards, progress=False))
 
     executor = submitit.LocalExecutor(folder=tmp_path / "jobs")
     jobs = submit_shards(shard_task, 2, tmp_path / "jobs", executor=executor, timeout_min=5)
     counts = [job.result() for job in jobs]
     fm, questions = _setup()
-    reference = run_sweep(fm, questions, ["video->last", "cross-frame"], **KW)
+    reference = run_sweep(fm, questions, Sweep(["video->last", "cross-frame"], **SWEEP), progress=False)
     (store,) = [d for d in out.iterdir() if d.is_dir()]
     assert sorted(f.name for f in store.glob("*.sqlite")) == ["shard-000-of-002.sqlite", "shard-001-of-002.sqlite"]
     assert sum(counts) == len(reference)

@@ -1,7 +1,7 @@
 """The Reproduction status table: built from saved claim tables; items without a claim say "not run"."""
 
-from flowutils.analysis import status
-from flowutils.analysis.claims import Claim, save_claims
+from flowutils.book import status
+from flowutils.paper.claims import Claim, save_claims
 
 
 def test_status_rows_from_saved_claims(tmp_path):

@@ -13,14 +13,14 @@ import pytest
 import torch
 
 from flowutils.analysis import runner
-from flowutils.analysis.pathways import run_pathways
+from flowutils.paper.pathways import run_pathways
 from flowutils.analysis.store import StoreError, load_questions, load_results, load_skipped, skip_summary
-from flowutils.analysis.sweep import run_sweep
+from flowutils.analysis.sweep import Sweep, run_sweep
 from flowutils.data import synthetic
 
 from conftest import tiny_llava_next_video
 
-KW = dict(k=1, num_frames=4, sample_mode="all", progress=False)
+SWEEP = dict(k=1, num_frames=4, sample_mode="all")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ EFFECTIVE = {"cross-frame": (0, 1), "video->question": (1, 2), "question->last":
 
 
 def sweep(fm, questions, out=None):
-    return run_sweep(fm, questions, FLOWS, out=out, **KW)
+    return run_sweep(fm, questions, Sweep(FLOWS, **SWEEP), out=out, progress=False)
 
 
 def table3(fm, questions, out=None):
@@ -92,7 +92,7 @@ def kill_and_resume(run, fm, questions, tmp_path, kills: int):
     # (OpenMP's pool, earlier tests' helpers), and in full `make test` runs a child now and then hung before its
     # second question
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "transformers", "flowutils.analysis.sweep", "flowutils.analysis.pathways",
+    ctx.set_forkserver_preload(["torch", "transformers", "flowutils.analysis.sweep", "flowutils.paper.pathways",
                                 "conftest"])
     rng = random.Random(0)
     killed_running = 0
@@ -134,49 +134,51 @@ def test_a_killed_table3_run_resumes_to_the_uninterrupted_table(fm, questions, t
 
 
 def test_a_rerun_computes_nothing_and_returns_the_same_table(fm, questions, tmp_path, monkeypatch):
-    first = run_sweep(fm, questions[:4], ["video->last"], out=tmp_path, **KW)
+    first = run_sweep(fm, questions[:4], Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False)
     monkeypatch.setattr(runner, "_question", lambda *a, **k: pytest.fail("a finished question was recomputed"))
-    again = run_sweep(fm, questions[:4], ["video->last"], out=tmp_path, **KW)
+    again = run_sweep(fm, questions[:4], Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False)
     pd.testing.assert_frame_equal(again, first)
     pd.testing.assert_frame_equal(load_results(first.attrs["store"]), first)  # the loader alone reads the same
 
 
 def test_every_parameter_and_the_weights_key_their_own_result_set(fm, questions, tmp_path, monkeypatch):
-    base = dict(KW, out=tmp_path)
-    dirs = {run_sweep(fm, questions[:1], ["video->last"], **base).attrs["store"]}
+    dirs = {run_sweep(fm, questions[:1], Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False).attrs["store"]}
     variants = [dict(k=3), dict(style="inverse"), dict(num_frames=2), dict(backend="reference"),
-                dict(sample_mode="correct"), dict(layers=[0, 1]), dict(benchmark={"manifest": "x"})]
+                dict(sample_mode="correct"), dict(layers=[0, 1])]
     for change in variants:
-        dirs.add(run_sweep(fm, questions[:1], ["video->last"], **{**base, **change}).attrs["store"])
-    dirs.add(run_sweep(fm, questions[:1], ["cross-frame"], **base).attrs["store"])
+        dirs.add(run_sweep(fm, questions[:1], Sweep(["video->last"], **{**SWEEP, **change}), out=tmp_path,
+                           progress=False).attrs["store"])
+    dirs.add(run_sweep(fm, questions[:1], Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False,
+                       benchmark={"manifest": "x"}).attrs["store"])
+    dirs.add(run_sweep(fm, questions[:1], Sweep(["cross-frame"], **SWEEP), out=tmp_path, progress=False).attrs["store"])
     with monkeypatch.context() as m:  # an edited flowutils (same version string) computes anew
         m.setattr(runner, "source_sha256", lambda: "edited")
-        dirs.add(run_sweep(fm, questions[:1], ["video->last"], **base).attrs["store"])
+        dirs.add(run_sweep(fm, questions[:1], Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False).attrs["store"])
     # another model with the same name (other random weights) must not share the results
     other = tiny_llava_next_video(seed=1)
-    table = run_sweep(other, questions[:1], ["video->last"], **base)
+    table = run_sweep(other, questions[:1], Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False)
     dirs.add(table.attrs["store"])
-    assert len(dirs) == len(variants) + 4
-    assert (table.p_pred_baseline != run_sweep(fm, questions[:1], ["video->last"], **KW).p_pred_baseline).all()
+    assert len(dirs) == len(variants) + 5
+    assert (table.p_pred_baseline != run_sweep(fm, questions[:1], Sweep(["video->last"], **SWEEP), progress=False).p_pred_baseline).all()
 
 
 def test_changed_question_content_under_a_finished_id_is_an_error(fm, questions, tmp_path):
-    run_sweep(fm, questions[:1], ["video->last"], out=tmp_path, **KW)
+    run_sweep(fm, questions[:1], Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False)
     changed = synthetic.SyntheticSample(questions[1].task, questions[1].frames, questions[1].question,
                                         questions[1].candidates, questions[1].answer)
     changed.sample_id = questions[0].sample_id
     with pytest.raises(ValueError, match="stored with other content"):
-        run_sweep(fm, [changed], ["video->last"], out=tmp_path, **KW)
+        run_sweep(fm, [changed], Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False)
 
 
 def test_shards_merge_into_the_unsharded_table(fm, questions, tmp_path):
-    reference = run_sweep(fm, questions[:7], ["video->last"], **KW)
-    parts = [run_sweep(fm, questions[:7], ["video->last"], out=tmp_path, shard=i, num_shards=3, **KW) for i in range(3)]
+    reference = run_sweep(fm, questions[:7], Sweep(["video->last"], **SWEEP), progress=False)
+    parts = [run_sweep(fm, questions[:7], Sweep(["video->last"], **SWEEP), out=tmp_path, shard=i, num_shards=3, progress=False) for i in range(3)]
     assert sorted(sum((list(p.sample_id.unique()) for p in parts), [])) == sorted(reference.sample_id.unique())
     store = parts[0].attrs["store"]
     assert len(list(Path(store).glob("shard-*.sqlite"))) == 3
     # an unsharded rerun finds every question in the shard files and returns the full table
-    pd.testing.assert_frame_equal(run_sweep(fm, questions[:7], ["video->last"], out=tmp_path, **KW), reference)
+    pd.testing.assert_frame_equal(run_sweep(fm, questions[:7], Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False), reference)
     # reading some questions only gives the whole table's rows of those questions
     every = load_results(store)
     some = {q.sample_id for q in questions[1:7:2]}
@@ -185,16 +187,16 @@ def test_shards_merge_into_the_unsharded_table(fm, questions, tmp_path):
 
 
 def test_a_corrupt_store_file_is_a_clear_error(fm, questions, tmp_path):
-    table = run_sweep(fm, questions[:1], ["video->last"], out=tmp_path, **KW)
+    table = run_sweep(fm, questions[:1], Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False)
     shard = next(Path(table.attrs["store"]).glob("shard-*.sqlite"))
     shard.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match=shard.name):
-        run_sweep(fm, questions[:1], ["video->last"], out=tmp_path, **KW)
+        run_sweep(fm, questions[:1], Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False)
 
 
 def test_stored_rows_are_plain_sqlite(fm, questions, tmp_path):
     """Another tool (sqlite3 here, DuckDB alike) reads the same numbers the sweep returned."""
-    table = run_sweep(fm, questions[:2], ["video->last"], out=tmp_path, **KW)
+    table = run_sweep(fm, questions[:2], Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False)
     shard = next(Path(table.attrs["store"]).glob("shard-*.sqlite"))
     with sqlite3.connect(shard) as con:
         values = [r[0] for r in con.execute("SELECT p_pred_knockout FROM rows ORDER BY seq")]

@@ -6,13 +6,13 @@ import pytest
 from flowutils.knockout import flows, windows
 from flowutils.engine import knockout_logits
 from flowutils.knockout.plan import KnockoutPlan
-from flowutils.analysis.sweep import run_sweep, summarize
+from flowutils.analysis.sweep import Sweep, run_sweep, summarize
 
 FLOWS = ["cross-frame", "video->last", "true_option->last"]
 
 
 def test_rows_match_an_independent_reference_run(tiny, samples):
-    table = run_sweep(tiny, samples[:2], FLOWS, k=3, sample_mode="all", num_frames=4, progress=False)
+    table = run_sweep(tiny, samples[:2], Sweep(FLOWS, k=3, sample_mode="all", num_frames=4), progress=False)
     L = tiny.n_layers
     assert len(table) == 2 * len(FLOWS) * L
     for i, s in enumerate(samples[:2]):
@@ -20,7 +20,7 @@ def test_rows_match_an_independent_reference_run(tiny, samples):
         base = knockout_logits(tiny, p, [KnockoutPlan()], "reference")[0].softmax(-1)
         pred = int(base.argmax())
         for flow in FLOWS:
-            plans = [KnockoutPlan.from_flows(p.layout, [flow], w) for _, w in windows.sweep(L, 3)]
+            plans = [KnockoutPlan.from_flows(p.layout, [flow], w) for _, w in windows.layer_windows(L, 3)]
             ref = knockout_logits(tiny, p, plans, "reference").softmax(-1)
             rows = table[(table.sample_id == f"{s.task}/{i}") & (table.flow == flows.flow_label(flow))]
             assert list(rows.layer) == list(range(L))
@@ -36,25 +36,25 @@ def test_rows_match_an_independent_reference_run(tiny, samples):
 
 
 def test_sample_modes_partition_the_questions(tiny, samples):
-    kw = dict(k=3, num_frames=4, progress=False)
-    by_mode = {m: run_sweep(tiny, samples, ["video->last"], sample_mode=m, **kw) for m in ("all", "correct", "wrong")}
+    kw = dict(k=3, num_frames=4)
+    by_mode = {m: run_sweep(tiny, samples, Sweep(["video->last"], sample_mode=m, **kw), progress=False) for m in ("all", "correct", "wrong")}
     ids = {m: set(t.sample_id) if len(t) else set() for m, t in by_mode.items()}
     assert ids["correct"] | ids["wrong"] == ids["all"] and not ids["correct"] & ids["wrong"]
     assert by_mode["all"].groupby("sample_id").correct_baseline.first().sum() == len(ids["correct"])
 
 
 def test_resume_skips_done_questions_and_gives_the_same_table(tiny, samples, tmp_path):
-    kw = dict(k=3, num_frames=4, sample_mode="all", progress=False)
-    first = run_sweep(tiny, samples[:2], ["last->last"], out=tmp_path, **kw)
+    kw = dict(k=3, num_frames=4, sample_mode="all")
+    first = run_sweep(tiny, samples[:2], Sweep(["last->last"], **kw), out=tmp_path, progress=False)
     store = Path(first.attrs["store"])
-    resumed = run_sweep(tiny, samples[:3], ["last->last"], out=tmp_path, **kw)
+    resumed = run_sweep(tiny, samples[:3], Sweep(["last->last"], **kw), out=tmp_path, progress=False)
     assert resumed.attrs["store"] == str(store)
-    fresh = run_sweep(tiny, samples[:3], ["last->last"], **kw)  # in memory, no store
+    fresh = run_sweep(tiny, samples[:3], Sweep(["last->last"], **kw), progress=False)  # in memory, no store
     pd.testing.assert_frame_equal(resumed, fresh)
-    again = run_sweep(tiny, samples[:3], ["last->last"], out=tmp_path, **kw)
+    again = run_sweep(tiny, samples[:3], Sweep(["last->last"], **kw), out=tmp_path, progress=False)
     pd.testing.assert_frame_equal(again, fresh)
     # another window size is another result set, not an error and not a mix
-    other = run_sweep(tiny, samples[:1], ["last->last"], out=tmp_path, **{**kw, "k": 1})
+    other = run_sweep(tiny, samples[:1], Sweep(["last->last"], **{**kw, "k": 1}), out=tmp_path, progress=False)
     assert other.attrs["store"] != str(store) and set(other.k) == {1}
     assert len(list(store.glob("*.sqlite"))) == 1
 
@@ -70,7 +70,7 @@ def test_summarize_matches_a_loop():
 
 def test_sweep_tables_concatenate(tiny, samples, tmp_path):
     """Notebooks concatenate the tables of two models; their attrs must not break pandas.concat."""
-    kw = dict(k=3, num_frames=4, sample_mode="all", progress=False)
-    a = run_sweep(tiny, samples[:1], ["last->last"], **kw)
-    b = run_sweep(tiny, samples[1:2], ["last->last"], out=tmp_path, **kw)
+    kw = dict(k=3, num_frames=4, sample_mode="all")
+    a = run_sweep(tiny, samples[:1], Sweep(["last->last"], **kw), progress=False)
+    b = run_sweep(tiny, samples[1:2], Sweep(["last->last"], **kw), out=tmp_path, progress=False)
     assert len(pd.concat([a, b], ignore_index=True)) == len(a) + len(b)

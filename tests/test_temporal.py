@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
-from flowutils.analysis import temporal
-from flowutils.analysis.claims import largest_drop
+from flowutils.paper import temporal
+from flowutils.paper.claims import largest_drop
 from flowutils.engine import knockout_logits, run_baseline
 from flowutils.knockout.plan import KnockoutPlan
 

@@ -8,7 +8,7 @@ import torch
 from flowutils.data import sample_frames
 from flowutils.toy.models import ToyConfig, build_toy
 from flowutils.inputs.prompt import build_prompt, prompt_text
-from flowutils.models import get_template
+from flowutils.models import prompt_template
 from flowutils.data.synthetic import COLORS, IMAGE_TASKS, describe, generate
 from flowutils.toy.training import (accuracy_table, blanked, continuation, encode_all, pixel_values, prediction_table,
                                 recipe_table, render_samples, scene_text_table, train, training_curves)
@@ -29,7 +29,7 @@ def videos():
 
 
 def _processor_inputs(processor, sample):
-    prompt = prompt_text(build_prompt(get_template(TEMPLATE), "<video>", sample.question, sample.candidates))
+    prompt = prompt_text(build_prompt(prompt_template(TEMPLATE), "<video>", sample.question, sample.candidates))
     return processor(text=prompt, videos=[sample.frames], return_tensors="pt")
 
 

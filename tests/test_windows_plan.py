@@ -18,7 +18,6 @@ def test_window_styles():
     assert windows.window(10, 9, 32, "top_down") == tuple(range(10, 32))
     assert windows.window(10, 9, 32, "bottom_up") == tuple(range(0, 11))
     assert windows.scaled_window_size(32) == 9 and windows.scaled_window_size(12) == 3
-    assert windows.layer_range(6, 15) == tuple(range(5, 15))
     with pytest.raises(ValueError, match="valid"):
         windows.window(3, 9, 32, "diagonal")
 
@@ -47,7 +46,7 @@ def brute_force_cut(layout, flow):
     return set(itertools.product(layout.group(tgt), layout.group(src)))
 
 
-@pytest.mark.parametrize("flow", [f for fam in flows.FAMILIES.values() for f in fam])
+@pytest.mark.parametrize("flow", [f for fam in flows.FLOW_SETS.values() for f in fam])
 def test_dense_mask_matches_definition(flow):
     lay = small_layout()
     plan = KnockoutPlan.from_flows(lay, [flow], [1])
@@ -57,7 +56,7 @@ def test_dense_mask_matches_definition(flow):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.sampled_from([f for fam in flows.FAMILIES.values() for f in fam]), min_size=1, max_size=4),
+@given(st.lists(st.sampled_from([f for fam in flows.FLOW_SETS.values() for f in fam]), min_size=1, max_size=4),
        st.lists(st.integers(0, 5), min_size=1, max_size=6), st.integers(1, 4), st.integers(1, 3))
 def test_attention_edges_brute_force(flow_list, layers, frames, per_frame):
     lay = small_layout(frames=frames, per_frame=per_frame)
@@ -157,7 +156,7 @@ def test_compact_cut_runs_equal_the_dense_cut(data):
     _check_runs(plan, n, q_start, data.draw(st.integers(1, n - q_start), label="q_len"))
 
 
-@pytest.mark.parametrize("flow", [f for fam in flows.FAMILIES.values() for f in fam])
+@pytest.mark.parametrize("flow", [f for fam in flows.FLOW_SETS.values() for f in fam])
 def test_runs_of_the_paper_flows(flow):
     """The paper's flows as runs; the cross-frame cut is one run per frame, each keeping the system prompt."""
     lay = small_layout(frames=4, per_frame=3)

@@ -6,7 +6,7 @@ the video, run the processor, find the token spans), usually run the unmodified 
 Table 3's pathways (:mod:`.pathways`), the layerwise answer probability (:mod:`.answer`), the
 keyword hits of the logit lens (:mod:`.keywords`), the temporal words' attention
 (:mod:`.integration`), the open-ended answers (:mod:`.temporal`) and the explorer's panels
-(:mod:`flowutils.explore`) differ only in that last step. :func:`run_questions` is the loop
+(:mod:`flowutils.book.explore`) differ only in that last step. :func:`run_questions` is the loop
 around it, written once; an analysis hands it a *measurement*: a function of one
 :class:`Question` that returns the question's rows (dicts with the same keys, one of them
 ``sample_id``; plain ``bool``/``int``/``float``/``str`` values when the rows go to a store).

@@ -13,7 +13,7 @@ letter (:func:`logit_difference`), before and after the knockout.
 
 The questions go through the per-question runner (:mod:`.runner`), as every analysis's do:
 every problem with the parameters is reported at once before any work
-(:func:`check_sweep_arguments`); a question whose video cannot be decoded, whose token spans
+(:meth:`Sweep.problems`); a question whose video cannot be decoded, whose token spans
 cannot be found, whose logits are NaN or inf, or that runs out of memory even with a batch of
 one plan is skipped and recorded with its reason (``table.attrs["skipped"]``,
 :func:`flowutils.analysis.store.skip_summary`); out of memory is first retried with half the batch.
@@ -27,19 +27,21 @@ questions already there, and returns the table read back from it; ``shard``/``nu
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 from ..engine import BACKENDS
-from ..knockout.flows import CROSS_FRAME, family_of, flow_label, parse_flow
+from ..knockout.flows import CROSS_FRAME, flow_set_of, flow_label, parse_flow
 from ..knockout.plan import KnockoutPlan
-from ..knockout.windows import STYLES, sweep
+from ..knockout.windows import STYLES, layer_windows
 from .runner import choice_problems, is_integer, knockout_with_retry, layer_problems, require_finite, run_questions
+from ..data.video import NUM_FRAMES
 
 
 def sweep_plans(layout, flows, n_layers: int, k: int, style: str = "center", layers=None) -> list[KnockoutPlan]:
-    """One plan per (flow, sweep layer); ``label`` holds flow, family, layer and the window's layers."""
+    """One plan per (flow, sweep layer); ``label`` holds flow, flow set, layer and the window's layers."""
     return [KnockoutPlan.from_flows(layout, [flow], window, flow=flow, layer=layer,
                                     window=f"{window[0]}-{window[-1]}" if window else "")
-            for flow in flows for layer, window in sweep(n_layers, k, style, layers)]
+            for flow in flows for layer, window in layer_windows(n_layers, k, style, layers)]
 
 
 def logit_difference(logits, option_ids, gold_index: int):
@@ -49,32 +51,65 @@ def logit_difference(logits, option_ids, gold_index: int):
     return letters[..., gold_index] - letters[..., false].max(-1).values
 
 
-def check_sweep_arguments(n_layers: int, flows, k, style, layers, backend) -> list[str]:
-    """Every problem with a sweep's parameters for a model of ``n_layers`` layers (empty: all valid)."""
-    problems = []
-    if isinstance(flows, str) or not list(flows or []):
-        problems.append(f"flows must be a non-empty list of flow names, got {flows!r}; e.g. ['video->last'] "
-                        "(or a family's: flowutils.knockout.flows.FAMILIES)")
-    else:
-        flows = list(flows)
-        for f in flows:
-            if not isinstance(f, str):
-                problems.append(f"flow {f!r}: a flow is a string such as 'video->last' or {CROSS_FRAME!r}")
-                continue
-            try:
-                if f != CROSS_FRAME:
-                    parse_flow(f)
-            except ValueError as err:
-                problems.append(f"flow {f!r}: {err}")
-        if len(set(map(str, flows))) != len(flows):
-            problems.append(f"flows contain duplicates: {flows}")
-    if k is not None and not (is_integer(k) and 1 <= k <= n_layers):
-        problems.append(f"window size k must be an integer in 1..{n_layers} (the model's depth) or None for "
-                        f"the paper's share of the depth, got {k!r}")
-    problems += choice_problems("window style", style, STYLES)
-    if layers is not None:
-        problems += layer_problems("sweep layers", layers, n_layers)
-    return problems + choice_problems("backend", backend, BACKENDS)
+@dataclass(frozen=True)
+class Sweep:
+    """What one knockout sweep measures, as one value: its defaults are declared here and nowhere else.
+
+    ``flows``: flow names (e.g. ``"video->last"``, ``"cross-frame"``, or a flow set's,
+    :data:`flowutils.knockout.flows.FLOW_SETS`); ``k``: window size (None: the model's protocol,
+    ``fm.protocol.window_size``: the paper's 9 on its models, scaled to the depth on the others);
+    ``style``: window style (:data:`flowutils.knockout.windows.STYLES`); ``layers``: sweep layers,
+    0-based (None: every layer); ``backend``: ``fast`` or ``reference``; ``sample_mode``: which
+    questions give rows (``correct``, the paper's, ``wrong`` or ``all``); ``num_frames``: frames per video.
+    """
+
+    flows: tuple[str, ...]
+    k: int | None = None
+    style: str = "center"
+    layers: tuple[int, ...] | None = None
+    backend: str = "fast"
+    sample_mode: str = "correct"
+    num_frames: int = NUM_FRAMES
+
+    def __post_init__(self):
+        # lists are accepted and kept as tuples, so that a sweep is hashable and compares by value
+        if isinstance(self.flows, (list, tuple)):
+            object.__setattr__(self, "flows", tuple(self.flows))
+        if isinstance(self.layers, (list, tuple, range)):
+            object.__setattr__(self, "layers", tuple(self.layers))
+
+    def problems(self, n_layers: int) -> list[str]:
+        """Every problem with this sweep for a model of ``n_layers`` layers (empty: all valid); the sample mode
+        and the frames are checked by the runner."""
+        problems = []
+        flows = self.flows
+        if isinstance(flows, str) or not isinstance(flows, tuple) or not flows:
+            problems.append(f"flows must be a non-empty list of flow names, got {flows!r}; e.g. ['video->last'] "
+                            "(or a flow set's: flowutils.knockout.flows.FLOW_SETS)")
+        else:
+            for f in flows:
+                if not isinstance(f, str):
+                    problems.append(f"flow {f!r}: a flow is a string such as 'video->last' or {CROSS_FRAME!r}")
+                    continue
+                try:
+                    if f != CROSS_FRAME:
+                        parse_flow(f)
+                except ValueError as err:
+                    problems.append(f"flow {f!r}: {err}")
+            if len(set(map(str, flows))) != len(flows):
+                problems.append(f"flows contain duplicates: {list(flows)}")
+        if self.k is not None and not (is_integer(self.k) and 1 <= self.k <= n_layers):
+            problems.append(f"window size k must be an integer in 1..{n_layers} (the model's depth) or None for "
+                            f"the paper's share of the depth, got {self.k!r}")
+        problems += choice_problems("window style", self.style, STYLES)
+        if self.layers is not None:
+            problems += layer_problems("sweep layers", self.layers, n_layers)
+        return problems + choice_problems("backend", self.backend, BACKENDS)
+
+    def key(self, k: int) -> dict:
+        """The store key's part of this sweep, with the window size ``k`` the model's protocol resolved."""
+        return {"flows": list(self.flows), "k": k, "style": self.style,
+                "layers": None if self.layers is None else list(self.layers), "backend": self.backend}
 
 
 def sweep_rows(fm, question, flows, k: int, style: str = "center", layers=None, backend: str = "fast",
@@ -107,7 +142,7 @@ def sweep_rows(fm, question, flows, k: int, style: str = "center", layers=None, 
     for j, plan in enumerate(plans):
         diff = columns["logit_diff_knockout"][j]
         rows.append({**common, "flow": flow_label(plan.label["flow"]),
-                     "family": family_of(plan.label["flow"]) or "custom", "layer": plan.label["layer"],
+                     "flow_set": flow_set_of(plan.label["flow"]) or "custom", "layer": plan.label["layer"],
                      "window": plan.label["window"], "p_pred_knockout": columns["p_pred_knockout"][j],
                      "relative_change_pct": 100 * columns["change_pred"][j],
                      "p_gold_knockout": columns["p_gold_knockout"][j],
@@ -117,41 +152,42 @@ def sweep_rows(fm, question, flows, k: int, style: str = "center", layers=None, 
     return rows
 
 
-def run_sweep(fm, samples, flows, k: int | None = None, style: str = "center", layers=None, backend: str = "fast",
-              sample_mode: str = "correct", num_frames: int = 8, out=None, progress: bool = True, *,
-              benchmark=None, shard: int | None = None, num_shards: int | None = None, batch_size: int = 256):
-    """Knock out each flow at each sweep layer for each question; returns a pandas DataFrame.
+def run_sweep(fm, samples, sweep: Sweep, out=None, progress: bool = True, *, benchmark=None,
+              shard: int | None = None, num_shards: int | None = None, batch_size: int = 256):
+    """Knock out each flow of ``sweep`` at each sweep layer for each question; returns a pandas DataFrame.
 
     ``samples``: :class:`flowutils.data.VideoQASample` or rendered synthetic samples (unique
-    ``sample_id``, else ``task/index``). ``k`` (None: the model's protocol, ``fm.protocol.window_size``: the
-    paper's 9 on its models, scaled to the depth on the others). ``out``: a results directory; the
-    sweep's rows go to ``out/<key>/`` (:mod:`.store`), finished questions are not recomputed.
+    ``sample_id``, else ``task/index``). ``sweep``: what is measured (:class:`Sweep`). ``out``: a results
+    directory; the sweep's rows go to ``out/<key>/`` (:mod:`.store`), finished questions are not recomputed.
     ``benchmark``: what the samples come from (e.g. manifest name and hash), part of the key.
     ``shard``/``num_shards``: run only this shard's questions (default: torchrun's
     ``RANK``/``WORLD_SIZE``, else all); the table then holds this shard's questions.
     ``batch_size``: plans per batch of the fast backend (halved on out-of-memory).
 
     Columns: the run's parameters, ``bypasses`` (the model's known paths from the video to the LM
-    that attention knockout does not block, e.g. Qwen3-VL's DeepStack; empty if none), ``sample_id``, ``task``, ``flow`` (paper spelling), ``family``,
-    ``layer``, ``window``, ``predicted``/``gold`` (tokens), ``p_pred_baseline``/``p_pred_knockout``,
-    ``relative_change_pct``, ``p_gold_baseline``/``p_gold_knockout``, ``relative_change_gold_pct``,
-    ``logit_diff_baseline``/``logit_diff_knockout``/``logit_diff_change`` (:func:`logit_difference`),
-    ``argmax_knockout``, ``correct_baseline``/``correct_knockout``, in the order of ``samples``.
-    Questions outside ``sample_mode`` give no rows. ``attrs["skipped"]``: records (``sample_id``,
-    ``task``, ``kind``, ``reason``) of the skipped questions; ``attrs["store"]``: the result set's directory (None without ``out``).
+    that attention knockout does not block, e.g. Qwen3-VL's DeepStack; empty if none), ``sample_id``, ``task``,
+    ``flow`` (paper spelling), ``flow_set``, ``layer``, ``window``, ``predicted``/``gold`` (tokens),
+    ``p_pred_baseline``/``p_pred_knockout``, ``relative_change_pct``, ``p_gold_baseline``/``p_gold_knockout``,
+    ``relative_change_gold_pct``, ``logit_diff_baseline``/``logit_diff_knockout``/``logit_diff_change``
+    (:func:`logit_difference`), ``argmax_knockout``, ``correct_baseline``/``correct_knockout``, in the order of
+    ``samples``. Questions outside ``sweep.sample_mode`` give no rows. ``attrs["skipped"]``: records
+    (``sample_id``, ``task``, ``kind``, ``reason``) of the skipped questions; ``attrs["store"]``: the result
+    set's directory (None without ``out``).
     """
-    problems = check_sweep_arguments(fm.n_layers, flows, k, style, layers, backend)
-    flows = list(flows or [])
-    k = fm.protocol.window_size if k is None else k
-    columns = {"model": fm.name, "k": k, "style": style, "backend": backend, "sample_mode": sample_mode,
-               "num_frames": num_frames, "bypasses": "; ".join(fm.adapter.bypasses)}
-    measure = functools.partial(sweep_rows, fm, flows=flows, k=k, style=style, layers=layers, backend=backend,
-                                params=columns, batch_size=batch_size)
-    key = {"flows": flows, "k": k, "style": style, "layers": None if layers is None else list(layers),
-           "backend": backend}
-    return run_questions(fm, samples, measure, analysis="run_sweep", params=key, num_frames=num_frames,
-                         sample_mode=sample_mode, problems=problems, out=out, benchmark=benchmark, shard=shard,
-                         num_shards=num_shards, progress=progress)
+    if not isinstance(sweep, Sweep):
+        raise TypeError(f"run_sweep takes a Sweep (flowutils.analysis.sweep.Sweep), got {type(sweep).__name__}: "
+                        f"e.g. Sweep(flows=['video->last'], k=9)")
+    problems = sweep.problems(fm.n_layers)
+    k = fm.protocol.window_size if sweep.k is None else sweep.k
+    columns = {"model": fm.name, "k": k, "style": sweep.style, "backend": sweep.backend,
+               "sample_mode": sweep.sample_mode, "num_frames": sweep.num_frames,
+               "bypasses": "; ".join(fm.adapter.bypasses)}
+    flows = list(sweep.flows) if isinstance(sweep.flows, tuple) else []
+    measure = functools.partial(sweep_rows, fm, flows=flows, k=k, style=sweep.style, layers=sweep.layers,
+                                backend=sweep.backend, params=columns, batch_size=batch_size)
+    return run_questions(fm, samples, measure, analysis="run_sweep", params=sweep.key(k),
+                         num_frames=sweep.num_frames, sample_mode=sweep.sample_mode, problems=problems, out=out,
+                         benchmark=benchmark, shard=shard, num_shards=num_shards, progress=progress)
 
 
 def summarize(table):

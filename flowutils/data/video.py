@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 
 
+NUM_FRAMES = 8  # frames per video in the paper's main analyses: every ``num_frames`` default reads it
+
+
 class BenchmarkError(ValueError):
     """A benchmark file or sample is missing or malformed (the message names which)."""
-
 
 
 def uniform_frame_indices(n_video_frames: int, num_frames: int, bound=None, fps: float = 1.0) -> np.ndarray:
@@ -54,12 +56,12 @@ def sample_frames(frames: np.ndarray, num_frames: int) -> np.ndarray:
     return sample_clip(frames, num_frames).frames
 
 
-def read_frames(path: str | Path, num_frames: int = 8, bound=None) -> np.ndarray:
+def read_frames(path: str | Path, num_frames: int = NUM_FRAMES, bound=None) -> np.ndarray:
     """The frames of :func:`read_clip`: ``[num_frames, height, width, 3]`` uint8."""
     return read_clip(path, num_frames, bound).frames
 
 
-def read_clip(path: str | Path, num_frames: int = 8, bound=None) -> VideoClip:
+def read_clip(path: str | Path, num_frames: int = NUM_FRAMES, bound=None) -> VideoClip:
     """Read ``num_frames`` uniformly sampled frames with decord, with their indices and the video's fps."""
     path = Path(path)
     if not path.is_file():

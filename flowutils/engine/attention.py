@@ -144,7 +144,7 @@ class KnockoutState:
 
     def runs(self, layer: int, q_start: int, q_len: int, k_len: int, batch: int, rows: tuple[int, int], device):
         """The variable-length flash layout of batch rows ``rows = (a, b)`` (plans that cut here): every row's
-        queries as runs (:meth:`flowutils.engine.cuts.CompactCut.segments`), each a sequence of its own
+        queries as runs (:meth:`flowutils.engine.cuts.CompactCut.runs`), each a sequence of its own
         whose keys are the ones it keeps before the run, then the run's own: :class:`Runs <flowutils.engine.kernels.Runs>`, or None where a run cuts among its own positions, or the gathered keys
         would exceed ``SETTINGS.run_keys_max`` times the rows' keys (then the masked kernel). Reused like :meth:`bias`."""
         distinct, index, built_from = self._cuts(layer, q_start, q_len, k_len, batch, device)

@@ -3,7 +3,7 @@
 A chat format is a :class:`PromptTemplate`. The paper's prompt (:data:`EVAL_MVBENCH`) and
 ChatML (:data:`CHATML`, the format of several families' LMs) are here; a family with a
 format of its own declares it in its module (:mod:`flowutils.models.families`), which also
-looks templates up by name (``flowutils.models.get_template``).
+looks templates up by name (``flowutils.models.prompt_template``).
 
 A prompt is a list of named text parts. Keeping the parts (rather than one string)
 is what lets :mod:`flowutils.inputs.layout` find the non-option question, each option and the

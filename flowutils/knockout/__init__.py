@@ -6,9 +6,9 @@ cross-frame mask is built there), layer windows (:mod:`.windows`) and :class:`Kn
 Imports :mod:`flowutils.inputs` (the token layout) only.
 """
 
-from .flows import FAMILIES, family_flows, flow_blocks, flow_label
+from .flows import FLOW_SETS, flow_set, flow_blocks, flow_label
 from .plan import KnockoutPlan
 from .windows import STYLES, scaled_window_size, window
 
-__all__ = ["FAMILIES", "STYLES", "KnockoutPlan", "family_flows", "flow_blocks", "flow_label", "scaled_window_size",
+__all__ = ["FLOW_SETS", "STYLES", "KnockoutPlan", "flow_set", "flow_blocks", "flow_label", "scaled_window_size",
            "window"]

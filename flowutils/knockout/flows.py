@@ -6,7 +6,7 @@ the union of one block per frame: queries in frame ``i`` may not attend to keys 
 ``< i``. Group names are those of :class:`flowutils.inputs.layout.TokenLayout`; the paper's
 spelling (``non-option question``, ``true option``) is accepted too.
 
-Flow families of the official analysis (``FAMILIES``):
+Flow sets of the official analysis (``FLOW_SETS``):
 
 * ``cross-frame``
 * ``vql-to-ql``: video->question, video->last, question->last, last->last
@@ -21,7 +21,7 @@ import torch
 from ..inputs.layout import GROUP_NAMES, TokenLayout, frame_index
 
 CROSS_FRAME = "cross-frame"
-FAMILIES = {
+FLOW_SETS = {
     "cross-frame": [CROSS_FRAME],
     "vql-to-ql": ["video->question", "video->last", "question->last", "last->last"],
     "question-and-options-to-last": ["non_option_question->last", "true_option->last", "false_options->last"],
@@ -93,11 +93,12 @@ def flow_blocks(flow: str, layout: TokenLayout) -> list[Block]:
     return [(torch.tensor(targets), torch.tensor(sources))]
 
 
-def family_flows(family: str) -> list[str]:
-    if family not in FAMILIES:
-        raise ValueError(f"unknown flow family {family!r}; valid: {list(FAMILIES)}")
-    return list(FAMILIES[family])
+def flow_set(name: str) -> list[str]:
+    """The flows of the flow set ``name`` (a key of :data:`FLOW_SETS`)."""
+    if name not in FLOW_SETS:
+        raise ValueError(f"unknown flow set {name!r}; valid: {list(FLOW_SETS)}")
+    return list(FLOW_SETS[name])
 
 
-def family_of(flow: str) -> str | None:
-    return next((fam for fam, flows in FAMILIES.items() if flow in flows), None)
+def flow_set_of(flow: str) -> str | None:
+    return next((name for name, flows in FLOW_SETS.items() if flow in flows), None)

@@ -41,7 +41,7 @@ def window(layer: int, k: int, n_layers: int, style: str = "center") -> tuple[in
     return tuple(range(0, layer + 1))
 
 
-def sweep(n_layers: int, k: int, style: str = "center", layers=None) -> list[tuple[int, tuple[int, ...]]]:
+def layer_windows(n_layers: int, k: int, style: str = "center", layers=None) -> list[tuple[int, tuple[int, ...]]]:
     """``[(layer, window layers)]`` for every sweep point (default: every layer)."""
     points = range(n_layers) if layers is None else layers
     return [(l, window(l, k, n_layers, style)) for l in points]
@@ -84,8 +84,3 @@ def protocol_for(n_layers: int, name: str | None = None) -> Protocol:
     if name not in (None, *PROTOCOLS):
         raise ValueError(f"unknown protocol {name!r}; valid: {PROTOCOLS}")
     return PAPER if name == "paper" else scaled_protocol(n_layers)
-
-
-def layer_range(first: int, last: int) -> tuple[int, ...]:
-    """0-based layers of the paper's 1-based inclusive range ``L{first}-{last}``."""
-    return tuple(range(first - 1, last))

@@ -8,9 +8,9 @@ LLM, unchanged, plus its token layout and the knockout attention; :mod:`.flow_mo
 
 from .adapter import FamilyAdapter
 from .catalog import supported_models
-from .families import ADAPTERS, TEMPLATES, adapter_for, get_adapter, get_template
+from .families import ADAPTERS, TEMPLATES, adapter_for, family_adapter, prompt_template
 from .flow_model import FlowModel, PreparedInput
 from .loading import load, model_manifests
 
-__all__ = ["ADAPTERS", "FamilyAdapter", "FlowModel", "PreparedInput", "TEMPLATES", "adapter_for", "get_adapter",
-           "get_template", "load", "model_manifests", "supported_models"]
+__all__ = ["ADAPTERS", "FamilyAdapter", "FlowModel", "PreparedInput", "TEMPLATES", "adapter_for", "family_adapter",
+           "prompt_template", "load", "model_manifests", "supported_models"]

@@ -33,7 +33,7 @@ class FamilyAdapter:
     family: str
     model_class: str  # name in ``transformers``
     processor_class: str
-    template: str  # name of the default prompt template (``flowutils.models.get_template``)
+    template: str  # name of the default prompt template (``flowutils.models.prompt_template``)
     video_token: str  # placeholder string in the prompt
     video_token_id_attr: str  # config attribute holding its id
     trailing_video_tokens: int  # placeholder tokens after the last frame (e.g. a newline embedding)

@@ -17,8 +17,9 @@ from ..inputs.prompt import build_prompt, prompt_text
 from ..inputs.layout import TokenLayout, build_layout
 from ..knockout.windows import protocol_for
 from .adapter import FamilyAdapter
-from .families import adapter_for, get_template
+from .families import adapter_for, prompt_template
 from .encoding import VideoEncoding
+from ..data.video import NUM_FRAMES
 
 
 @dataclass
@@ -46,7 +47,7 @@ class FlowModel:
         self.model = model.eval()
         self.processor = processor
         self.adapter = adapter or adapter_for(model.config)
-        self.template = get_template(template or self.adapter.template)
+        self.template = prompt_template(template or self.adapter.template)
         self.name = name
         self.decoder = self.adapter.decoder(model)
         self.lm_head = self.adapter.lm_head(model)
@@ -99,7 +100,7 @@ class FlowModel:
         return PreparedInput(enc.inputs, layout, [self.letter_id(l) for l in letters], gold, sample_id, task,
                              enc.input_ids)
 
-    def prepare_sample(self, sample, num_frames: int = 8) -> PreparedInput:
+    def prepare_sample(self, sample, num_frames: int = NUM_FRAMES) -> PreparedInput:
         """Prepare a :class:`flowutils.data.VideoQASample` (read from disk) or a rendered synthetic sample."""
         if hasattr(sample, "video_path"):
             clip = read_clip(sample.video_path, num_frames, sample.bound)

@@ -38,7 +38,7 @@ import yaml
 from ..data.manifests import MANIFEST_DIR, load_manifest, verify_sha256, yaml_files
 from ..data.paths import HOME_ENV, HomeNotFoundError, home, home_path
 from .adapter import FamilyAdapter
-from .families import ADAPTERS, adapter_for, get_adapter
+from .families import ADAPTERS, adapter_for, family_adapter
 from .flow_model import FlowModel
 
 TOY_MANIFEST = "toy_models"
@@ -133,8 +133,8 @@ def _config(path: Path, adapter_hint: str | None, trust_remote_code: bool):
     does not know), else by transformers."""
     from transformers import AutoConfig
 
-    if adapter_hint is not None and get_adapter(adapter_hint).read_config:
-        return get_adapter(adapter_hint).read_config(path)
+    if adapter_hint is not None and family_adapter(adapter_hint).read_config:
+        return family_adapter(adapter_hint).read_config(path)
     return AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
 
 

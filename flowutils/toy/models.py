@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..data.synthetic import vocabulary
-from ..models.families import get_adapter, get_template
+from ..models.families import family_adapter, prompt_template
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<video>", "<image>"]
 # the templates whose words the toy vocabulary holds: the shipped toy models were built with these,
@@ -27,7 +27,7 @@ def build_tokenizer(extra_text: str = ""):
     from ..data.synthetic import _split_words
 
     words = set(vocabulary())
-    for t in map(get_template, TOY_TEMPLATES):
+    for t in map(prompt_template, TOY_TEMPLATES):
         words.update(_split_words(t.system + t.before_video + t.after_video + t.suffix + " Question Options"))
     words.update(_split_words(extra_text))
     words.update(chr(ord("A") + i) for i in range(8))
@@ -131,7 +131,7 @@ def build_toy(cfg: ToyConfig | None = None, seed: int = 0):
     tokenizer = build_tokenizer()
     config = build_config(cfg, tokenizer)
     torch.manual_seed(seed)
-    model = get_adapter(cfg.family).model_cls()(config).eval()
+    model = family_adapter(cfg.family).model_cls()(config).eval()
     return model, build_processor(cfg, tokenizer)
 
 

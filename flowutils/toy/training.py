@@ -34,8 +34,9 @@ import torch
 
 from ..data.video import sample_frames
 from ..inputs.prompt import build_prompt, prompt_text
-from ..models.families import get_template
+from ..models.families import prompt_template
 from ..data.synthetic import IMAGE_TASKS, VIDEO_TASKS, RenderConfig, describe, distractors, generate
+from ..data.video import NUM_FRAMES
 
 
 def _render(args):
@@ -47,7 +48,7 @@ def _render(args):
     return out
 
 
-def render_samples(tasks, n_per_task: int, seed: int, split: str, num_frames: int = 8, workers: int = 1,
+def render_samples(tasks, n_per_task: int, seed: int, split: str, num_frames: int = NUM_FRAMES, workers: int = 1,
                    shard_size: int | None = None) -> list:
     """Rendered samples (frames already sampled to ``num_frames``), task by task.
 
@@ -86,7 +87,7 @@ def _prompt(template, sample, text: str | None) -> str:
     if text is not None and text not in TEXT_CONTEXTS:
         raise ValueError(f"unknown text context {text!r}; valid: {sorted(TEXT_CONTEXTS)} or None (the video)")
     video = TEXT_CONTEXTS[text](sample) if text else "<video>"
-    template = get_template(template) if isinstance(template, str) else template
+    template = prompt_template(template) if isinstance(template, str) else template
     return prompt_text(build_prompt(template, video, sample.question, sample.candidates))
 
 

@@ -8,9 +8,9 @@ A variant of a family is a ``dataclasses.replace`` of its adapter (Qwen3-VL of Q
 InternVL-Chat with Phi-3 of InternVL). Each family's tiny random-weight checkpoint, which
 its tests build, is in ``tests/tiny_families.py``.
 
-The registry: :data:`ADAPTERS` by family name (:func:`get_adapter`), :data:`MODEL_TYPES` by
+The registry: :data:`ADAPTERS` by family name (:func:`family_adapter`), :data:`MODEL_TYPES` by
 the ``config.model_type`` a checkpoint says (:func:`adapter_for`), and :data:`TEMPLATES`, the
-prompt templates by the names adapters and model manifests give (:func:`get_template`): the
+prompt templates by the names adapters and model manifests give (:func:`prompt_template`): the
 paper's prompt and ChatML from :mod:`flowutils.inputs.prompt`, the others from their families.
 """
 
@@ -42,7 +42,7 @@ MODEL_TYPES = _by_model_type(ADAPTERS.values())
 TEMPLATES = {t.name: t for t in (EVAL_MVBENCH, CHATML, video_llama_3.TEMPLATE, smolvlm.TEMPLATE, internvl.PHI3)}
 
 
-def get_adapter(family: str) -> FamilyAdapter:
+def family_adapter(family: str) -> FamilyAdapter:
     """The adapter of ``family`` (a key of :data:`ADAPTERS`)."""
     if family not in ADAPTERS:
         raise ValueError(f"model family {family!r} is not supported; supported: {sorted(ADAPTERS)}")
@@ -53,7 +53,7 @@ def adapter_for(config, family: str | None = None) -> FamilyAdapter:
     """The adapter of a checkpoint: ``family`` if given, else PLLaVA when the config has a
     ``pooling_shape``, else the family that serves ``config.model_type``."""
     if family is not None:
-        return get_adapter(family)
+        return family_adapter(family)
     if getattr(config, "pooling_shape", None) is not None:
         return pllava.ADAPTER
     if config.model_type in MODEL_TYPES:
@@ -62,7 +62,7 @@ def adapter_for(config, family: str | None = None) -> FamilyAdapter:
                      "(pass family=... to load a checkpoint of a supported family under another model type)")
 
 
-def get_template(name: str) -> PromptTemplate:
+def prompt_template(name: str) -> PromptTemplate:
     """The prompt template called ``name`` (a key of :data:`TEMPLATES`)."""
     if name not in TEMPLATES:
         raise ValueError(f"unknown prompt template {name!r}; valid: {sorted(TEMPLATES)}")

@@ -41,8 +41,9 @@ from ..knockout.flows import CROSS_FRAME, flow_blocks, flow_label
 from ..knockout.plan import KnockoutPlan
 from ..inputs.layout import TokenLayout
 from .claims import Claim
-from .runner import choice_problems, knockout_with_retry, require_finite, run_questions
-from .sweep import logit_difference
+from ..analysis.runner import choice_problems, knockout_with_retry, require_finite, run_questions
+from ..analysis.sweep import logit_difference
+from ..data.video import NUM_FRAMES
 
 EFFECTIVE_FLOWS = (CROSS_FRAME, "video->question", "question->last")
 ALWAYS_CUT = ("video->last", "last->last")
@@ -215,7 +216,7 @@ def pathway_rows(fm, question, effective: dict, seeds, backend: str = "fast", ba
             for (cond, seed, edges), p, d in zip(conds, probs, diffs)]
 
 
-def run_pathways(fm, samples, effective: dict, seeds=range(5), num_frames: int = 8, backend: str = "fast",
+def run_pathways(fm, samples, effective: dict, seeds=range(5), num_frames: int = NUM_FRAMES, backend: str = "fast",
                  progress: bool = True, *, out=None, benchmark=None, shard: int | None = None,
                  num_shards: int | None = None, batch_size: int = 256):
     """Every question under full causal attention, the effective pathways and ``len(seeds)`` random draws.
@@ -246,7 +247,7 @@ def table3(results):
     """
     import pandas as pd
 
-    from .uncertainty import accuracy
+    from ..analysis.uncertainty import accuracy
 
     out = []
     for cond in CONDITIONS:

@@ -18,7 +18,7 @@ import json
 import shlex
 
 from ..data.manifests import load_manifest
-from ..knockout.flows import FAMILIES
+from ..knockout.flows import FLOW_SETS
 from ..models.catalog import benchmark_results, shape_benchmarks
 from ..models.loading import model_manifests
 
@@ -34,7 +34,7 @@ def plans_per_question(section: str, layers: int) -> dict[str, int]:
     if section == "temporal_interaction":  # cross-frame at every layer in both models; the VideoLLM's two halves
         return {"sweep": 2 * layers, "forwards": 2, "selection": 0}
     if section == "video_language_integration":
-        flows = FAMILIES["vql-to-ql"] + FAMILIES["question-and-options-to-last"] + FAMILIES["vq-to-true-opt"]
+        flows = FLOW_SETS["vql-to-ql"] + FLOW_SETS["question-and-options-to-last"] + FLOW_SETS["vq-to-true-opt"]
         return {"sweep": len(flows) * layers, "forwards": 1, "selection": 0}  # + the logit-lens forward
     if section == "answer_generation":
         return {"sweep": 0, "forwards": 1, "selection": 0}

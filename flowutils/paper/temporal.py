@@ -20,9 +20,10 @@ from ..engine import generate
 from ..knockout.flows import CROSS_FRAME
 from ..knockout.plan import KnockoutPlan
 from .claims import Claim, largest_drop, metric
-from .runner import count_problems, layer_problems, run_questions
-from .sweep import run_sweep
-from .uncertainty import accuracy
+from ..analysis.runner import count_problems, layer_problems, run_questions
+from ..analysis.sweep import Sweep, run_sweep
+from ..analysis.uncertainty import accuracy
+from ..data.video import NUM_FRAMES
 
 SECTION = "3.2"
 # Accuracy drop (percentage points) of LLaVA-NeXT-7B-Video-FT, cross-frame blocked in layers 1-16 of 32
@@ -48,7 +49,7 @@ def half_layers(n_layers: int, half: str) -> tuple[int, ...]:
     return tuple(range(mid)) if half == "first" else tuple(range(mid, n_layers))
 
 
-def half_knockout(fm, samples, half: str = "first", sample_mode: str = "correct", num_frames: int = 8,
+def half_knockout(fm, samples, half: str = "first", sample_mode: str = "correct", num_frames: int = NUM_FRAMES,
                   progress: bool = True, *, out=None, benchmark=None, shard: int | None = None,
                   num_shards: int | None = None):
     """Cross-frame attention blocked in one half of the layers at once: a sweep table with one row
@@ -57,9 +58,8 @@ def half_knockout(fm, samples, half: str = "first", sample_mode: str = "correct"
     ``shard``/``num_shards``: as :func:`flowutils.analysis.run_sweep`'s."""
     layers = half_layers(fm.n_layers, half)
     style, point = ("bottom_up", layers[-1]) if half == "first" else ("top_down", layers[0])
-    table = run_sweep(fm, samples, [CROSS_FRAME], style=style, layers=[point], sample_mode=sample_mode,
-                      num_frames=num_frames, progress=progress, out=out, benchmark=benchmark, shard=shard,
-                      num_shards=num_shards)
+    sweep = Sweep([CROSS_FRAME], style=style, layers=[point], sample_mode=sample_mode, num_frames=num_frames)
+    table = run_sweep(fm, samples, sweep, out, progress, benchmark=benchmark, shard=shard, num_shards=num_shards)
     return table.assign(half=half)
 
 
@@ -83,7 +83,7 @@ def accuracy_drop(table):
 
 def early_cross_frame_claim(table, n_layers: int, value: str = "relative_change_pct") -> Claim:
     """Figure 2: in every task, the VideoLLM's largest cross-frame drop lies in the first half of
-    the layers and is below the metric's threshold (:data:`flowutils.analysis.claims.METRICS`).
+    the layers and is below the metric's threshold (:data:`flowutils.paper.claims.METRICS`).
 
     ``table``: the VideoLLM's cross-frame sweep (every layer, one model).
     """
@@ -165,7 +165,7 @@ def open_ended_rows(fm, question, layers, max_new_tokens: int = 10) -> list[dict
              "baseline": base, "knockout": ko, "changed": base != ko}]
 
 
-def open_ended_examples(fm, samples, layers, num_frames: int = 8, max_new_tokens: int = 10, progress: bool = False,
+def open_ended_examples(fm, samples, layers, num_frames: int = NUM_FRAMES, max_new_tokens: int = 10, progress: bool = False,
                         *, out=None, benchmark=None, shard: int | None = None, num_shards: int | None = None):
     """One question per task (the first one answered correctly at baseline): the model's greedy
     continuation of the prompt at baseline and with cross-frame attention blocked in ``layers``,

@@ -119,7 +119,7 @@ def attention_over_frames(frames, maps, titles, eps: float = 5e-5, alpha: float 
 def interval_heatmap(table_e, ax=None, threshold: float = -5.0, title: str = ""):
     """Table E(b) drawn as a grid: mean % probability change per flow (rows) and layer interval
     (columns), cells below ``threshold`` (effective) outlined. ``table_e``: columns ``flow``,
-    ``interval``, ``mean`` (:func:`flowutils.analysis.pathways.interval_table`)."""
+    ``interval``, ``mean`` (:func:`flowutils.paper.pathways.interval_table`)."""
     wide = table_e.pivot(index="flow", columns="interval", values="mean")
     wide = wide.loc[list(dict.fromkeys(table_e["flow"])), list(dict.fromkeys(table_e["interval"]))]
     if ax is None:

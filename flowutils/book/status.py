@@ -1,6 +1,6 @@
 """The "Reproduction status" page: one row per claim of every figure and table of Sections 3.2-3.5.
 
-Built only from the claim tables the section notebooks saved (:func:`flowutils.analysis.claims.load_claims`):
+Built only from the claim tables the section notebooks saved (:func:`flowutils.paper.claims.load_claims`):
 nothing measured is typed here. ``ITEMS`` lists the paper's figures and tables with the
 finding each one carries and the notebook that reproduces it, so that an item whose
 notebook has not been run (or saved no claim for it) shows up as "not run".
@@ -11,8 +11,8 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from . import answer, pathways, temporal
-from .claims import METRICS, load_claims
+from ..paper import answer, pathways, temporal
+from ..paper.claims import METRICS, load_claims
 
 # (section, item, the paper's finding, notebook page)
 ITEMS = (

@@ -21,18 +21,19 @@ import json
 
 import numpy as np
 
-from .analysis import answer_probability, attention_to_video, sweep_plans, top_tokens
-from .analysis.runner import run_questions
-from .analysis.sweep import check_sweep_arguments, sweep_rows
-from .data import read_frames
-from .knockout import FAMILIES
+from ..analysis import answer_probability, attention_to_video, sweep_plans, top_tokens
+from ..analysis.runner import run_questions
+from ..analysis.sweep import Sweep, sweep_rows
+from ..data import read_frames
+from ..knockout import FLOW_SETS
+from ..data.video import NUM_FRAMES
 
-FLOWS = [f for flows in FAMILIES.values() for f in flows]
+FLOWS = [f for flows in FLOW_SETS.values() for f in flows]
 
 
 def measure_question(fm, sample, flows=FLOWS, k: int | None = None, style: str = "center",
                      attention_flow: str | None = None, attention_layer: int | None = None,
-                     num_frames: int = 8, top_k: int = 5) -> dict:
+                     num_frames: int = NUM_FRAMES, top_k: int = 5) -> dict:
     """Everything the explorer shows for one question, as plain lists (JSON-ready, 4 decimals).
 
     ``attention``: ``[layer, frame, tokens per frame]``, the question tokens' attention on each frame's
@@ -72,7 +73,7 @@ def measure_question(fm, sample, flows=FLOWS, k: int | None = None, style: str =
         }]
 
     table = run_questions(fm, [sample], measure, analysis="measure_question", num_frames=num_frames,
-                          problems=check_sweep_arguments(fm.n_layers, flows, k, style, None, "fast"), progress=False)
+                          problems=Sweep(flows, k, style).problems(fm.n_layers), progress=False)
     if not len(table):  # skipped (every question is in the sample mode "all")
         (skip,) = table.attrs["skipped"]
         raise ValueError(f"{fm.name}: question {skip['sample_id']} skipped: {skip['reason']}")
@@ -81,7 +82,7 @@ def measure_question(fm, sample, flows=FLOWS, k: int | None = None, style: str =
     return entry
 
 
-def frames_png(sample, num_frames: int = 8) -> str:
+def frames_png(sample, num_frames: int = NUM_FRAMES) -> str:
     """The question's frames side by side, as a PNG data URI."""
     from PIL import Image
 
@@ -91,7 +92,7 @@ def frames_png(sample, num_frames: int = 8) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def grid(models: dict, samples, flows=FLOWS, num_frames: int = 8, progress: bool = True) -> dict:
+def grid(models: dict, samples, flows=FLOWS, num_frames: int = NUM_FRAMES, progress: bool = True) -> dict:
     """The static explorer's data: ``models`` name -> FlowModel, each asked every one of ``samples``."""
     from tqdm.auto import tqdm
 
@@ -204,7 +205,7 @@ def static_explorer(data: dict, plotly_js: str = "_static/plotly.min.js", height
     return HTML(f'<script src="{plotly_js}"></script>\n{body}')
 
 
-def frame_browser(samples, titles, num_frames: int = 8, plotly_js: str = "_static/plotly.min.js"):
+def frame_browser(samples, titles, num_frames: int = NUM_FRAMES, plotly_js: str = "_static/plotly.min.js"):
     """HTML of a kernel-free browser of ``samples``' frames: a slider picks the question (pure Plotly:
     one image per question, the slider shows one)."""
     import plotly.graph_objects as go
@@ -227,13 +228,13 @@ def frame_browser(samples, titles, num_frames: int = 8, plotly_js: str = "_stati
     return HTML(f'<script src="{plotly_js}"></script>\n{body}')
 
 
-def live_explorer(models: dict, samples, num_frames: int = 8):
+def live_explorer(models: dict, samples, num_frames: int = NUM_FRAMES):
     """ipywidgets controls (model, question, flow, window style and size, layer) that recompute the
     explorer's panels with a live kernel (matplotlib)."""
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
 
-    from .knockout.windows import STYLES
+    from ..knockout.windows import STYLES
 
     first = next(iter(models.values()))
     frames_cache = {}

@@ -23,8 +23,9 @@ import torch
 
 from ..data import synthetic
 from .claims import Claim
-from .logit_lens import VARIANTS, layer_logits
-from .runner import choice_problems, run_questions
+from ..analysis.logit_lens import VARIANTS, layer_logits
+from ..analysis.runner import choice_problems, run_questions
+from ..data.video import NUM_FRAMES
 
 # Table D of the paper: keywords of TVBench's Action Sequence question prompts (lower case, present tense).
 TABLE_D = {
@@ -81,7 +82,7 @@ def keyword_rows(fm, question, ids: dict, variants=LENSES) -> list[dict]:
     return rows
 
 
-def keyword_hits(fm, samples, keywords: dict[str, list[str]], variants=LENSES, num_frames: int = 8,
+def keyword_hits(fm, samples, keywords: dict[str, list[str]], variants=LENSES, num_frames: int = NUM_FRAMES,
                  progress: bool = False, *, out=None, benchmark=None, shard: int | None = None,
                  num_shards: int | None = None):
     """Logit-lens top-1 hits of each keyword on the video tokens: a DataFrame with one row per

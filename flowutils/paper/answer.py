@@ -27,9 +27,10 @@ import functools
 import math
 
 from .claims import Claim
-from .logit_lens import VARIANTS, layer_logits
-from .runner import SAMPLE_MODES, choice_problems, run_questions
-from .sweep import logit_difference
+from ..analysis.logit_lens import VARIANTS, layer_logits
+from ..analysis.runner import SAMPLE_MODES, choice_problems, run_questions
+from ..analysis.sweep import logit_difference
+from ..data.video import NUM_FRAMES
 
 OPTIONS = ("true option", "false option (best)")
 FALSE_LEAD = 0.05
@@ -49,7 +50,7 @@ def answer_rows(fm, question, variant: str = "final_norm") -> list[dict]:
              "logit_diff": float(diffs[layer]), "correct_baseline": question.correct} for layer in range(fm.n_layers)]
 
 
-def answer_table(fm, samples, num_frames: int = 8, variant: str = "final_norm", progress: bool = True, *, out=None,
+def answer_table(fm, samples, num_frames: int = NUM_FRAMES, variant: str = "final_norm", progress: bool = True, *, out=None,
                  benchmark=None, shard: int | None = None, num_shards: int | None = None):
     """One row per question x layer, for every question: ``sample_id``, ``task``, ``layer`` (0-based),
     ``p_true``, ``p_false`` (the best false option's letter), ``logit_diff`` (true minus best false

@@ -13,8 +13,8 @@
 * Figure 7: routes into the true option, directly from the video or through the non-option
   question, per task (:func:`route_claims`).
 
-Curve claims use :func:`flowutils.analysis.claims.largest_drop` on a sweep table and the
-metric's threshold (:data:`flowutils.analysis.claims.METRICS`).
+Curve claims use :func:`flowutils.paper.claims.largest_drop` on a sweep table and the
+metric's threshold (:data:`flowutils.paper.claims.METRICS`).
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ import numpy as np
 
 from ..knockout.flows import CROSS_FRAME
 from ..knockout.plan import KnockoutPlan
-from .attention_maps import attention_to_video
+from ..analysis.attention_maps import attention_to_video
 from .claims import Claim, largest_drop, metric
-from .runner import layer_problems, run_questions
+from ..analysis.runner import layer_problems, run_questions
 from .temporal import task_title
+from ..data.video import NUM_FRAMES
 
 SECTION = "3.3"
 DIRECT, INDIRECT, BOTH = "video->true option", "video->non-option question", "both"
@@ -153,7 +154,7 @@ def word_attention_rows(fm, question, layers, words=TEMPORAL_WORDS, knockout_lay
     return rows
 
 
-def word_attention(fm, samples, layers, words=TEMPORAL_WORDS, knockout_layers=None, num_frames: int = 8,
+def word_attention(fm, samples, layers, words=TEMPORAL_WORDS, knockout_layers=None, num_frames: int = NUM_FRAMES,
                    progress: bool = False, *, out=None, benchmark=None, shard: int | None = None,
                    num_shards: int | None = None):
     """Head- and layer-mean attention of each temporal word of the question to the video tokens,
@@ -209,8 +210,3 @@ def knockout_alignment_claim(table) -> Claim:
         return Claim(SECTION, "Figure 5 (b)", finding, "qualitative (Figure 5b)", "a word has no question", None)
     return Claim(SECTION, "Figure 5 (b)", finding, "qualitative (Figure 5b)",
                  f"gap {full:.2f} with full attention, {ko:.2f} knocked out", bool(ko < full))
-
-
-def log_attention(m, eps: float = 5e-5):
-    """The paper's display scale of an attention map: ``log10(a + 5e-5)``."""
-    return np.log10(np.asarray(m) + eps)

@@ -21,9 +21,10 @@ from typing import Any, Callable
 from ..data import load_benchmark, synthetic
 from ..data.manifests import available_manifests, load_manifest, manifest_identity
 from ..data.paths import home
+from ..data.video import NUM_FRAMES
 from ..knockout.windows import STYLES
 from ..models import load
-from .runner import SAMPLE_MODES
+from ..analysis.runner import SAMPLE_MODES
 
 DTYPES = ("float32", "bfloat16", "float16")
 SYNTHETIC_DEFAULT = "data/synthetic-test-seed0-n24"
@@ -65,7 +66,7 @@ PARAMETERS: dict[str, Parameter] = {
     "manifest": Parameter("synthetic", "one of flowutils/manifests/*.yaml", _str),
     "tasks": Parameter(None, "None (the manifest's analysed tasks) or a non-empty list of task names", _tasks),
     "n_per_task": Parameter(12, "an integer >= 1", _int(1), "questions per task (the first n of each task)"),
-    "num_frames": Parameter(8, "an integer >= 1", _int(1), "frames sampled per video"),
+    "num_frames": Parameter(NUM_FRAMES, "an integer >= 1", _int(1), "frames sampled per video"),
     "window_size": Parameter(None, "None (the model's protocol: the paper's k = 9 on its models, scaled to the depth "
                                    "on the others) or an integer >= 1", _opt(_int(1))),
     "window_style": Parameter("center", f"one of {STYLES}", lambda v: v in STYLES),

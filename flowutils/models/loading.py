@@ -198,4 +198,4 @@ def load(name_or_path: str | Path, dtype: torch.dtype = torch.float32, device: s
         processor = AutoProcessor.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
     template = template or (spec or {}).get("template")
     return FlowModel(model, processor, adapter, template, name=name or str(name_or_path),
-                     protocol=(spec or {}).get("protocol"))
+                     protocol=(spec or {}).get("protocol"), random_share=(spec or {}).get("random_blocking_share"))

@@ -212,9 +212,9 @@ def figure4_statistics(hits, n_layers: int, bin_size: int, min_hits: int, n_boot
     for cat in CATEGORIES:
         idx = [col[k] for k in keys if k[0] == cat]
         values[f"rate:{cat}"] = summed[:, idx].sum((1, 2)) / (weights @ positions)
-        with np.errstate(invalid="ignore"):
-            freq[cat] = np.nanmean(norm[:, idx], axis=1) if idx and kept[:, idx].any() else \
-                np.full((len(weights), n_bins), np.nan)  # [1 + n_boot, bins]
+        count = kept[:, idx, 0].sum(1)[:, None]  # kept keywords per resample; none: no value
+        with np.errstate(invalid="ignore", divide="ignore"):
+            freq[cat] = np.where(count > 0, np.nansum(norm[:, idx], axis=1) / count, np.nan)  # [1 + n_boot, bins]
     values["very_early:spatial"] = freq["spatial"][:, in_range["very_early"]].sum(1)
     values["middle:temporal"] = freq["temporal"][:, in_range["middle"]].sum(1)
     mean_layer = {c: (freq[c] * centre).sum(1) / freq[c].sum(1) for c in CATEGORIES}

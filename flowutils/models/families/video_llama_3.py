@@ -3,8 +3,9 @@
 Every frame keeps all its tokens (``use_token_compression`` off, the paper's setting),
 after a ``Time t s:`` text, frames joined by ``,``; its prompt is its own (no system message, no answer
 prefix), the text the paper's code builds with the model's chat template. Where the input still differs from
-the paper's code (frame sampling and timestamps, the 144-token cap per frame, the comma and timestamp text in a
-frame's cross-frame span), the "Rerun on a real model" page says.
+the paper's code (frame sampling and timestamps, the comma and timestamp text in a frame's cross-frame span),
+the "Rerun on a real model" page says; the paper's frame size (at most 144 tokens a frame) is set by the
+VideoLLaMA3-7B manifest's ``processor_kwargs``.
 """
 
 from __future__ import annotations

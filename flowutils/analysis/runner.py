@@ -25,7 +25,8 @@ What the runner does around the measurement:
   the baseline runs on first use (:attr:`Question.baseline`), once, whether the sample mode or
   the measurement asks for it first; a measurement that needs none (attention rows, say) runs none.
 * **Counted skips.** A question whose video cannot be decoded (``video``), whose token spans
-  cannot be found (``spans``), whose logits hold NaN or inf (``non-finite``,
+  cannot be found (``spans``), whose prompt is longer than the model's context (``context``,
+  :func:`check_context`), whose logits hold NaN or inf (``non-finite``,
   :func:`require_finite`) or that runs out of memory (``oom``) is *skipped* with its reason and
   the run goes on. A measurement skips its question by raising :class:`Skip`. Knockouts go
   through :func:`knockout_with_retry`, which retries out-of-memory with half the batch, down to
@@ -56,7 +57,7 @@ from ..data.video import BenchmarkError
 from ..engine import knockout_logits, run_baseline
 from ..inputs.layout import LayoutError
 from .shards import resolve_shard, shard_indices
-from .store import ResultStore, hash_cache, load_results, model_identity, skipped_frame, source_sha256
+from .store import ResultStore, load_results, model_identity, skipped_frame, source_sha256
 
 SAMPLE_MODES = ("correct", "wrong", "all")
 
@@ -107,6 +108,21 @@ def require_finite(logits, what: str, labels=None) -> None:
     if not finite.all():
         bad = [labels[i] for i in (~finite).nonzero().flatten().tolist()]
         raise Skip("non-finite", f"{what} contain NaN or inf under {bad[:5]}")
+
+
+def context_length(fm) -> int | None:
+    """The most positions ``fm``'s language model was built for (``max_position_embeddings``), or None."""
+    config = fm.model.config
+    return getattr(getattr(config, "text_config", config), "max_position_embeddings", None)
+
+
+def check_context(fm, prepared) -> None:
+    """Skip the question (``context``) if its prompt is longer than ``fm``'s context: past the positions it was
+    trained for the model still answers, but not as it would (Vicuna's 4,096 against 32 frames of LLaVA-NeXT)."""
+    limit, n = context_length(fm), prepared.layout.n
+    if limit is not None and n > limit:
+        raise Skip("context", f"prompt of {n} tokens ({len(prepared.layout.video)} video tokens) exceeds "
+                              f"{fm.name}'s context of {limit} positions (max_position_embeddings); use fewer frames")
 
 
 def _is_oom(err: BaseException) -> bool:
@@ -198,12 +214,11 @@ def sample_fingerprint(sample) -> str:
     return h.hexdigest()
 
 
-def run_key(fm, analysis: str, params: dict, sample_mode: str, per_task, num_frames: int, benchmark=None,
-            cache_file=None) -> dict:
+def run_key(fm, analysis: str, params: dict, sample_mode: str, per_task, num_frames: int, benchmark=None) -> dict:
     """What a result set's key hashes (see :mod:`.store`)."""
     from .. import __version__
 
-    return {"analysis": analysis, **params, "model": model_identity(fm, cache_file), "benchmark": benchmark,
+    return {"analysis": analysis, **params, "model": model_identity(fm), "benchmark": benchmark,
             "sample_mode": sample_mode, "per_task": per_task, "num_frames": num_frames, "flowutils": __version__,
             "flowutils_source": source_sha256(), "bypasses": list(fm.adapter.bypasses)}
 
@@ -220,6 +235,7 @@ def _question(fm, sample, index: int, sid: str, measure, num_frames: int, sample
         except LayoutError as err:
             raise Skip("spans", str(err)) from err
         prepared.sample_id = sid
+        check_context(fm, prepared)
         question = Question(fm, sample, index, prepared)
         if sample_mode != "all" and question.correct != (sample_mode == "correct"):
             return "excluded", [], ""
@@ -264,7 +280,7 @@ def run_questions(fm, samples, measure, *, analysis: str, num_frames: int, param
     shard, num_shards = resolve_shard(shard, num_shards)
     store = None
     if out is not None:
-        key = run_key(fm, analysis, params or {}, sample_mode, per_task, num_frames, benchmark, hash_cache(out))
+        key = run_key(fm, analysis, params or {}, sample_mode, per_task, num_frames, benchmark)
         store = ResultStore(out, key, shard, num_shards, fm.device)
     finished = store.finished() if store is not None else {}
     done = Counter()  # questions done per task (per_task)

@@ -40,8 +40,9 @@ What the runner does around the measurement:
 
 :func:`run_questions` returns the tidy table (pandas), in the order of the questions, with
 ``attrs["skipped"]`` (records ``sample_id``, ``task``, ``kind``, ``reason``,
-:func:`flowutils.analysis.store.skip_summary`) and ``attrs["store"]`` (the result set's
-directory; None without ``out``).
+:func:`flowutils.analysis.store.skip_summary`), ``attrs["store"]`` (the result set's
+directory; None without ``out``), ``attrs["excluded"]`` (questions outside the sample mode) and
+``attrs["sample_mode"]``; :func:`require_rows` turns an empty table into a message saying why.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ from ..data.video import BenchmarkError
 from ..engine import knockout_logits, run_baseline
 from ..inputs.layout import LayoutError
 from .shards import resolve_shard, shard_indices
-from .store import ResultStore, load_results, model_identity, skipped_frame, source_sha256
+from .store import ResultStore, load_results, model_identity, skip_summary, skipped_frame, source_sha256
 
 SAMPLE_MODES = ("correct", "wrong", "all")
 
@@ -284,6 +285,7 @@ def run_questions(fm, samples, measure, *, analysis: str, num_frames: int, param
         store = ResultStore(out, key, shard, num_shards, fm.device)
     finished = store.finished() if store is not None else {}
     done = Counter()  # questions done per task (per_task)
+    excluded = 0  # questions outside the sample mode (require_rows says so)
     covered, frames, skipped = [], [], []  # covered: the questions this run answers for, in order
     bar = tqdm(shard_indices(len(samples), shard, num_shards), disable=not progress,
                desc=f"{analysis} {fm.name}" + (f" shard {shard}/{num_shards}" if num_shards > 1 else ""))
@@ -308,6 +310,7 @@ def run_questions(fm, samples, measure, *, analysis: str, num_frames: int, param
                 elif status == "skipped":
                     skipped.append((sid, sample.task, reason))
             done[sample.task] += status == "done"
+            excluded += status == "excluded"
     finally:
         if store is not None:
             store.close()
@@ -315,7 +318,7 @@ def run_questions(fm, samples, measure, *, analysis: str, num_frames: int, param
         table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         frame = skipped_frame(*zip(*skipped)) if skipped else skipped_frame([], [], [])
         table.attrs["skipped"] = frame.to_dict("records")
-        table.attrs["store"] = None
+        table.attrs.update(store=None, excluded=excluded, sample_mode=sample_mode)
         return table
     wanted = {sid: n for n, sid in enumerate(covered)}
     stored = load_results(store.dir, sample_ids=wanted)
@@ -323,5 +326,17 @@ def run_questions(fm, samples, measure, *, analysis: str, num_frames: int, param
         order = stored.sample_id.map(wanted)
         stored = stored.iloc[order.argsort(kind="stable")].reset_index(drop=True)
     stored.attrs["skipped"] = [r for r in stored.attrs["skipped"] if r["sample_id"] in wanted]
-    stored.attrs["store"] = str(store.dir)
+    stored.attrs.update(store=str(store.dir), excluded=excluded, sample_mode=sample_mode)
     return stored
+
+
+def require_rows(table, what: str):
+    """``table`` (a table of :func:`run_questions`) if it has rows; else a ``ValueError`` that says why it has none
+    (questions excluded by the sample mode, skipped ones and why) and what to change. Notebooks call it on
+    an analysis's table before they plot or index it, where an empty table would end in a ``KeyError``."""
+    if len(table):
+        return table
+    excluded, mode = table.attrs.get("excluded", 0), table.attrs.get("sample_mode")
+    raise ValueError(f"{what}: no rows to show. {excluded} question(s) excluded by sample_mode={mode!r} (the model "
+                     f"answers none of the others so at baseline); {skip_summary(table.attrs.get('skipped'))}. "
+                     "Try sample_mode='all', more questions (n_per_task, tasks) or another num_frames")

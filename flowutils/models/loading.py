@@ -167,10 +167,15 @@ def check_files(path: Path) -> None:
             raise ValueError(f"{file}: not a readable safetensors file ({err}); copy it again") from err
 
 
+def _model_type(path: Path) -> str | None:
+    """The ``model_type`` of the checkpoint's config.json, as written (before a family's ``read_config``)."""
+    return json.loads((path / "config.json").read_text()).get("model_type")
+
+
 def _foreign_family(path: Path) -> str | None:
     """The family whose adapter reads this checkpoint's ``model_type`` itself (``pllava``, ``internvl_chat``),
     or None."""
-    model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    model_type = _model_type(path)
     return next((a.family for a in ADAPTERS.values() if a.read_config and model_type in a.model_types), None)
 
 
@@ -225,10 +230,12 @@ def load(name_or_path: str | Path, dtype: torch.dtype = torch.float32, device: s
     for key, value in {**(spec or {}).get("config_overrides", {}), **(config_overrides or {})}.items():
         setattr(config, key, value)
     adapter = adapter_for(config, family)
-    owner = MODEL_TYPES.get(config.model_type)
-    if owner is not None and config.model_type not in (adapter.model_types or (adapter.family,)):
+    model_type = _model_type(path)
+    owner = MODEL_TYPES.get(model_type)
+    # a family named for a model type another family reads fails later, on token counts or a missing attribute
+    if family is not None and owner is not None and model_type not in (adapter.model_types or (adapter.family,)):
         raise ValueError(f"{path}: family {adapter.family!r} does not match this checkpoint: its config.json's "
-                         f"model_type {config.model_type!r} is read by family {owner.family!r}; valid families: "
+                         f"model_type {model_type!r} is read by family {owner.family!r}; valid families: "
                          f"{sorted(ADAPTERS)} (leave family out to take the checkpoint's own)")
     if spec is not None and check_manifest:
         problems = config_mismatches(config, adapter, spec.get("expected", {}))

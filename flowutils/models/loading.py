@@ -10,8 +10,15 @@
   against the manifest's ``expected`` values and every mismatch is named;
 * a shipped toy model of ``flowutils/manifests/toy_models.yaml``, in ``models/`` of the flowutils
   home (``$FLOWUTILS_HOME``, else the checkout; every file sha256-checked);
-* a local checkpoint directory (with a ``config.json``);
+* a local checkpoint directory (with a ``config.json``); one whose ``config.json`` is a shipped
+  toy's is a copy of that toy, and its files are sha256-checked against the toy manifest;
 * a hub id (``owner/name``) resolved from the local Hugging Face cache only.
+
+Before loading, the checkpoint's files are checked (:func:`check_files`: every JSON file parses,
+a tokenizer file is there, every safetensors header reads), and a ``ValueError`` names the one
+that is not; weights missing from the checkpoint or left over (a ``config.json`` of another
+depth), which transformers only warns about, are an error too, as is a ``family=`` whose
+adapter does not read the checkpoint's ``model_type``.
 
 Loading never reaches the network (``local_files_only``), reads safetensors only and runs
 no remote code unless asked (``trust_remote_code``). The family (adapter, :mod:`.families`)

@@ -309,3 +309,11 @@ def test_an_unreadable_params_json_is_named(fm, questions, tmp_path):
                  lambda: run_sweep(fm, questions[:1], Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False)):
         with pytest.raises(StoreError, match=rf"{params}: not a readable params.json"):
             call()
+
+
+def test_offloaded_weights_are_refused_by_the_store():
+    """Meta tensors (weights offloaded to disk) have no values to key the results by."""
+    from flowutils.analysis.store import state_sha256
+
+    with pytest.raises(StoreError, match=r"is offloaded \(a meta tensor\)"):
+        state_sha256(torch.nn.Linear(2, 2, device="meta"))

@@ -101,17 +101,21 @@ def state_sha256(model) -> str:
     """A digest of ``model``'s state dict as it is now (names, dtypes, shapes, values), computed where the
     tensors lie.
 
-    Each matrix contributes the XOR of every row and of every column (``torch.hash_tensor``: one
-    pass over the weights on their GPU, no copy to the host), vectors and scalars their bytes: a
-    7B model is digested in well under a second, so the digest is taken at every run and an edit
-    made in memory after loading (``.data`` writes included, which no version counter sees) keys
-    its own results. A changed value changes its row's and its column's XOR; swapped values change
-    one of them."""
+    Each matrix contributes the XOR of every row and of every column (``torch.hash_tensor``: a
+    pass over the weights where they lie, no copy to the host), vectors and scalars their bytes:
+    cheap enough to take at every run, so that an edit made in memory after loading (``.data``
+    writes included, which no version counter sees) keys its own results. A changed value changes
+    its row's and its column's XOR; swapped values change one of them. Weights offloaded to disk
+    (meta tensors) have no values here: refused."""
     import torch
 
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         tensor = tensor.detach()
+        if tensor.is_meta:
+            raise StoreError(f"{name} is offloaded (a meta tensor): the store cannot tell these weights from "
+                             "others; load the model onto GPUs or the CPU (device_map without disk offload), "
+                             "or run without a results directory")
         h.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
         if tensor.dim() < 2:
             h.update(tensor.to("cpu").contiguous().view(torch.uint8).numpy().tobytes())

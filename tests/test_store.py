@@ -317,3 +317,17 @@ def test_offloaded_weights_are_refused_by_the_store():
 
     with pytest.raises(StoreError, match=r"is offloaded \(a meta tensor\)"):
         state_sha256(torch.nn.Linear(2, 2, device="meta"))
+
+
+@pytest.mark.parametrize("corrupt", ["shard-000-of-001.sqlite", "shard-001-of-002.sqlite"])
+def test_a_run_that_fails_releases_its_shard_lock(fm, questions, tmp_path, corrupt):
+    """A store that fails to open (its own file) or to resume (another shard's) releases its lock at once: a
+    notebook keeps the traceback, and its next run in the same process must not find the shard held."""
+    table = run_sweep(fm, questions[:1], Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False)
+    bad = Path(table.attrs["store"]) / corrupt
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match=bad.name) as kept:  # `kept` holds the traceback, as IPython would
+        run_sweep(fm, questions[:1], Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False)
+    bad.unlink()
+    again = run_sweep(fm, questions[:1], Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False)
+    assert kept.value is not None and len(again)

@@ -283,13 +283,13 @@ def run_questions(fm, samples, measure, *, analysis: str, num_frames: int, param
     if out is not None:
         key = run_key(fm, analysis, params or {}, sample_mode, per_task, num_frames, benchmark)
         store = ResultStore(out, key, shard, num_shards, fm.device)
-    finished = store.finished() if store is not None else {}
     done = Counter()  # questions done per task (per_task)
     excluded = 0  # questions outside the sample mode (require_rows says so)
     covered, frames, skipped = [], [], []  # covered: the questions this run answers for, in order
     bar = tqdm(shard_indices(len(samples), shard, num_shards), disable=not progress,
                desc=f"{analysis} {fm.name}" + (f" shard {shard}/{num_shards}" if num_shards > 1 else ""))
-    try:
+    try:  # the store is closed (its shard's lock released) whatever happens, a notebook's kept traceback too
+        finished = store.finished() if store is not None else {}
         for i in bar:
             sample, sid = samples[i], ids[i]
             if per_task is not None and done[sample.task] >= per_task:

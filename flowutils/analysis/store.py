@@ -230,11 +230,15 @@ class ResultStore:
         name = f"{shard:03d}-of-{num_shards:03d}"
         self.path = self.dir / f"shard-{name}.sqlite"
         self.lock = _lock(self.dir / f"shard-{name}.lock", shard, num_shards)
-        self.provenance_file = self.dir / f"provenance-{name}.json"
-        self.provenance = {**provenance(device), "shard": shard, "num_shards": num_shards, "started": _now(),
-                           "finished": None}
-        _write_atomic(self.provenance_file, json.dumps(self.provenance, indent=1))
-        self.con = _connect(self.path)
+        try:  # released at once on failure: a traceback kept by a notebook would hold it otherwise
+            self.provenance_file = self.dir / f"provenance-{name}.json"
+            self.provenance = {**provenance(device), "shard": shard, "num_shards": num_shards, "started": _now(),
+                               "finished": None}
+            _write_atomic(self.provenance_file, json.dumps(self.provenance, indent=1))
+            self.con = _connect(self.path)
+        except BaseException:
+            self.lock.close()
+            raise
 
     def finished(self) -> dict[str, tuple[str, str]]:
         """``{sample_id: (fingerprint, status)}`` of the questions finished in any shard file of this result

@@ -488,5 +488,10 @@ def test_an_empty_analysis_table_says_why(fm, questions):
     with pytest.raises(ValueError, match=rf"figure 3: no rows to show. 1 question\(s\) excluded by "
                                          rf"sample_mode='{mode}' .*; no question skipped. Try sample_mode='all'"):
         require_rows(table, "figure 3")
+    fm_short = tiny_llava_next_video()  # all skipped: the skips are counted by kind
+    fm_short.model.config.text_config.max_position_embeddings = 8
+    skipped = run_sweep(fm_short, questions, Sweep(["video->last"], **SWEEP), progress=False)
+    with pytest.raises(ValueError, match=r"figure 3: no rows to show. 3 question\(s\) skipped: 3 context. Try"):
+        require_rows(skipped, "figure 3")
     full = run_sweep(fm, questions[:1], Sweep(["video->last"], **SWEEP), progress=False)
     assert require_rows(full, "figure 3") is full

@@ -337,6 +337,7 @@ def require_rows(table, what: str):
     if len(table):
         return table
     excluded, mode = table.attrs.get("excluded", 0), table.attrs.get("sample_mode")
-    raise ValueError(f"{what}: no rows to show. {excluded} question(s) excluded by sample_mode={mode!r} (the model "
-                     f"answers none of the others so at baseline); {skip_summary(table.attrs.get('skipped'))}. "
-                     "Try sample_mode='all', more questions (n_per_task, tasks) or another num_frames")
+    why = [f"{excluded} question(s) excluded by sample_mode={mode!r} (the model does not answer them "
+           f"{'correctly' if mode == 'correct' else 'wrongly'} at baseline)"] if excluded else []
+    raise ValueError(f"{what}: no rows to show. " + "; ".join(why + [skip_summary(table.attrs.get("skipped"))])
+                     + ". Try sample_mode='all', more questions (n_per_task, tasks) or another num_frames")

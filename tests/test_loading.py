@@ -262,7 +262,7 @@ def test_a_safetensors_file_with_a_bad_header_is_named(llava_ckpt):
         load(llava_ckpt)
 
 
-@pytest.mark.parametrize("family", ["llava_onevision", "qwen2_5_vl"])
+@pytest.mark.parametrize("family", ["llava_onevision", "qwen2_5_vl", "internvl_chat_phi3"])
 def test_a_wrong_family_says_so_and_names_the_valid_ones(llava_ckpt, family):
     with pytest.raises(ValueError, match=rf"family '{family}' does not match this checkpoint: .*model_type "
                                          r"'llava_next_video' is read by family 'llava_next_video'; valid families: \["):

@@ -179,6 +179,18 @@ def _model_type(path: Path) -> str | None:
     return json.loads((path / "config.json").read_text()).get("model_type")
 
 
+def _check_family(path: Path, family: str) -> None:
+    """A ``ValueError`` if the family asked for does not read the checkpoint's ``model_type`` while another does
+    (else it fails later, on token counts or a missing attribute); a ``model_type`` no family reads is left to
+    the family asked for."""
+    adapter, model_type = family_adapter(family), _model_type(path)
+    owner = MODEL_TYPES.get(model_type)
+    if owner is not None and model_type not in (adapter.model_types or (adapter.family,)):
+        raise ValueError(f"{path}: family {family!r} does not match this checkpoint: its config.json's model_type "
+                         f"{model_type!r} is read by family {owner.family!r}; valid families: {sorted(ADAPTERS)} "
+                         "(leave family out to take the checkpoint's own)")
+
+
 def _foreign_family(path: Path) -> str | None:
     """The family whose adapter reads this checkpoint's ``model_type`` itself (``pllava``, ``internvl_chat``),
     or None."""
@@ -233,17 +245,12 @@ def load(name_or_path: str | Path, dtype: torch.dtype = torch.float32, device: s
     path, spec = resolve(name_or_path, revision)
     check_files(path)
     family = family or (spec or {}).get("family") or _foreign_family(path)
+    if family is not None:
+        _check_family(path, family)
     config = _config(path, family, trust_remote_code)
     for key, value in {**(spec or {}).get("config_overrides", {}), **(config_overrides or {})}.items():
         setattr(config, key, value)
     adapter = adapter_for(config, family)
-    model_type = _model_type(path)
-    owner = MODEL_TYPES.get(model_type)
-    # a family named for a model type another family reads fails later, on token counts or a missing attribute
-    if family is not None and owner is not None and model_type not in (adapter.model_types or (adapter.family,)):
-        raise ValueError(f"{path}: family {adapter.family!r} does not match this checkpoint: its config.json's "
-                         f"model_type {model_type!r} is read by family {owner.family!r}; valid families: "
-                         f"{sorted(ADAPTERS)} (leave family out to take the checkpoint's own)")
     if spec is not None and check_manifest:
         problems = config_mismatches(config, adapter, spec.get("expected", {}))
         if problems:
@@ -258,8 +265,7 @@ def load(name_or_path: str | Path, dtype: torch.dtype = torch.float32, device: s
         model, report = adapter.model_cls().from_pretrained(path, **kwargs)
     # transformers only warns, and initialises what is missing at random: a config.json claiming 6 layers
     # over 12 layers' weights would load a truncated model
-    wrong = {what: sorted(report.get(key) or ()) for what, key in
-             (("missing", "missing_keys"), ("unexpected", "unexpected_keys"), ("of another shape", "mismatched_keys"))}
+    wrong = {what: sorted(report.get(f"{what}_keys") or ()) for what in ("missing", "unexpected")}
     if any(wrong.values()):
         raise ValueError(f"{path}: the weights do not match its config.json ({adapter.model_class}, "
                          f"{getattr(config, 'text_config', config).num_hidden_layers} layers): "

@@ -93,16 +93,14 @@ def _sweep_parser(sub) -> None:
 
 
 def _sweep(args) -> int:
-    from concurrent.futures import ThreadPoolExecutor
-
     import torch
 
     from .analysis.shards import local_device, rank_threads
-    from .analysis.store import checkpoint_sha256, hash_cache, skip_summary
+    from .analysis.store import skip_summary
     from .analysis.sweep import Sweep, run_sweep
     from .data.tvbench import load_benchmark
     from .knockout.flows import flow_set
-    from .models.loading import load, resolve
+    from .models.loading import load
 
     if args.device and torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: no CUDA GPU is visible on this machine; valid here: --device cpu")
@@ -114,12 +112,7 @@ def _sweep(args) -> int:
     if torch.device(device).type == "cuda":
         torch.cuda.set_device(device)  # else a rank's stray default-device work opens a context on GPU 0
     samples = load_benchmark(args.benchmark, args.manifest, args.tasks, args.n_per_task)
-    # the checkpoint's sha256 (part of the store's key) is computed while the model loads: hashlib
-    # releases the GIL, and run_sweep then finds it in the results directory's hash cache
-    with ThreadPoolExecutor(1) as pool:
-        hashing = pool.submit(checkpoint_sha256, resolve(args.model)[0], hash_cache(args.out))
-        fm = load(args.model, dtype=getattr(torch, args.dtype), device=device)
-        hashing.result()
+    fm = load(args.model, dtype=getattr(torch, args.dtype), device=device)
     if args.compile:
         from .engine import compile_layers
 

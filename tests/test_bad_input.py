@@ -434,3 +434,64 @@ def test_an_interval_past_the_end_of_the_video_is_a_clear_error(bench):
     data.read_frames(video, 4, (0.0, 100.0))  # an end past the video's is clipped to it
     with pytest.raises(data.BenchmarkError, match=r"interval \[50.0, 60.0\] s of .* starts after the video ends"):
         data.read_frames(video, 4, (50.0, 60.0))
+
+
+@pytest.mark.parametrize("flags", [(0, 1), (1, 2)])
+def test_an_explicit_shard_given_to_every_rank_of_a_launch_is_refused(fm, questions, monkeypatch, flags):
+    """torchrun ranks all given --shard 0 --num-shards 1 would each sweep, and store, the same questions."""
+    for k, v in {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ValueError, match=r"given to every one of the 2 ranks of this launch .* Leave shard and "
+                                         r"num_shards \(--shard/--num-shards\) out under torchrun"):
+        run_sweep(fm, questions, Sweep(["video->last"], **SWEEP), shard=flags[0], num_shards=flags[1], progress=False)
+
+
+# ------------------------------------------------------------------ context length
+def test_a_prompt_longer_than_the_context_is_a_counted_skip(questions, tmp_path):
+    """Past its positions the model still answers, but not as it would: the question is skipped with its reason."""
+    fm = tiny_llava_next_video()
+    n = fm.prepare_sample(questions[0], 4).layout.n
+    fm.model.config.text_config.max_position_embeddings = n - 1
+    for out in (None, tmp_path):
+        table = run_sweep(fm, questions[:1], Sweep(["video->last"], **SWEEP), out=out, progress=False)
+        assert len(table) == 0
+        [skip] = table.attrs["skipped"]
+        assert skip["kind"] == "context" and skip["reason"].startswith(
+            f"context: prompt of {n} tokens (") and f"context of {n - 1} positions (max_position_embeddings)" in skip["reason"]
+    fm.model.config.text_config.max_position_embeddings = n
+    assert len(run_sweep(fm, questions[:1], Sweep(["video->last"], **SWEEP), progress=False))
+
+
+# ------------------------------------------------------------------ summaries of one run only
+@pytest.mark.parametrize("change, differing", [(dict(k=2), r"k: \['1', '2'\]"),
+                                               (dict(style="inverse"), r"style: \['center', 'inverse'\]")])
+def test_summarize_refuses_a_table_mixing_runs(fm, questions, change, differing):
+    one = run_sweep(fm, questions[:1], Sweep(["video->last"], **SWEEP), progress=False)
+    two = run_sweep(fm, questions[:1], Sweep(["video->last"], **{**SWEEP, **change}), progress=False)
+    with pytest.raises(ValueError, match=rf"mixes runs that differ in {differing}"):
+        summarize(pd.concat([one, two], ignore_index=True))
+    other = tiny_llava_next_video(seed=1, name="other")
+    three = run_sweep(other, questions[:1], Sweep(["video->last"], **SWEEP), progress=False)
+    with pytest.raises(ValueError, match=r"model: \['other', 'tiny'\]"):
+        summarize(pd.concat([one, three], ignore_index=True))
+    assert len(summarize(one)) == len(one)  # one run: one row per flow and layer
+
+
+# ------------------------------------------------------------------ a notebook on an empty table
+def test_an_empty_analysis_table_says_why(fm, questions):
+    """What a notebook calls before it plots: an empty table says how many questions were excluded or skipped."""
+    from flowutils.analysis import require_rows
+
+    answered = run_sweep(fm, questions[:1], Sweep(["video->last"], **SWEEP), progress=False).correct_baseline[0]
+    mode = "wrong" if answered else "correct"  # the mode that leaves this question out
+    table = run_sweep(fm, questions[:1], Sweep(["video->last"], **{**SWEEP, "sample_mode": mode}), progress=False)
+    with pytest.raises(ValueError, match=rf"figure 3: no rows to show. 1 question\(s\) excluded by "
+                                         rf"sample_mode='{mode}' .*; no question skipped. Try sample_mode='all'"):
+        require_rows(table, "figure 3")
+    fm_short = tiny_llava_next_video()  # all skipped: the skips are counted by kind
+    fm_short.model.config.text_config.max_position_embeddings = 8
+    skipped = run_sweep(fm_short, questions, Sweep(["video->last"], **SWEEP), progress=False)
+    with pytest.raises(ValueError, match=r"figure 3: no rows to show. 3 question\(s\) skipped: 3 context. Try"):
+        require_rows(skipped, "figure 3")
+    full = run_sweep(fm, questions[:1], Sweep(["video->last"], **SWEEP), progress=False)
+    assert require_rows(full, "figure 3") is full

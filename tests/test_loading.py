@@ -204,3 +204,87 @@ def test_videollama3_manifest_gives_the_papers_frame_size_and_protocol(monkeypat
     fm = load("videollama3-7b", check_manifest=False)
     assert fm.adapter.processor_kwargs == {"use_token_compression": False, "size": size}
     assert (fm.protocol.window_size, fm.protocol.interval, fm.protocol.random_share) == (9, 5, 0.42)
+
+
+# ------------------------------------------------------------------ damaged or mismatched checkpoints, unreadable files
+@pytest.fixture
+def llava_ckpt(tmp_path):
+    """A fresh tiny llava_next_video checkpoint, to damage."""
+    from tiny_families import tiny_checkpoint
+
+    path = tmp_path / "tiny"
+    tiny_checkpoint("llava_next_video", path)
+    return path
+
+
+def test_a_damaged_copy_of_a_toy_is_refused_whatever_its_path(tmp_path):
+    from flowutils.data.paths import home
+
+    copy = tmp_path / "my-toy"
+    shutil.copytree(home() / "models" / "toy-videollm", copy)
+    assert load(copy).n_layers == load("toy-videollm").n_layers  # an intact copy loads
+    weights = bytearray((copy / "model.safetensors").read_bytes())
+    weights[-100] ^= 1  # one byte of one weight
+    (copy / "model.safetensors").write_bytes(bytes(weights))
+    with pytest.raises(ValueError, match=r"config.json is that of .*toy-videollm.*against toy-videollm: "
+                                         r"model.safetensors \([0-9a-f]{64}\) differ"):
+        load(copy)
+
+
+@pytest.mark.parametrize("layers, kind", [(2, "unexpected"), (6, "missing")])
+def test_a_config_json_of_another_depth_than_the_weights_is_an_error(llava_ckpt, layers, kind):
+    """transformers only warns and initialises missing weights at random: a truncated or padded model."""
+    import json
+
+    config = json.loads((llava_ckpt / "config.json").read_text())
+    config["text_config"]["num_hidden_layers"] = layers
+    (llava_ckpt / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=rf"{llava_ckpt}: the weights do not match its config.json .*{layers} layers.*"
+                                         rf"\d+ {kind}, e.g. \['model.language_model.layers"):
+        load(llava_ckpt)
+
+
+def test_internvl_chat_layer_scales_are_loaded(tmp_path):
+    """InternVL-Chat's ls1/ls2 arrive as the vision layers' lambda_1/lambda_2 (they were left at their initial value)."""
+    from safetensors.torch import load_file, save_file
+
+    from tiny_families import tiny_checkpoint
+
+    path = tmp_path / "chat"
+    tiny_checkpoint("internvl_chat_phi3", path)
+    state = load_file(path / "model.safetensors")
+    for key in [k for k in state if k.endswith((".ls1", ".ls2"))]:
+        state[key] = torch.rand_like(state[key])
+    save_file(state, path / "model.safetensors", metadata={"format": "pt"})
+    loaded = load(path).model.state_dict()
+    for i in range(2):
+        for n in (1, 2):
+            assert torch.equal(loaded[f"model.vision_tower.encoder.layer.{i}.lambda_{n}"],
+                               state[f"vision_model.encoder.layers.{i}.ls{n}"])
+
+
+def test_a_missing_tokenizer_file_is_named(llava_ckpt):
+    (llava_ckpt / "tokenizer.json").unlink()
+    with pytest.raises(ValueError, match=rf"{llava_ckpt}: no tokenizer file \(one of \['tokenizer.json'"):
+        load(llava_ckpt)
+
+
+@pytest.mark.parametrize("text, message", [("{not json", "not valid JSON"), ("[1, 2]", "holds a JSON object, not a list")])
+def test_an_invalid_config_json_is_named(llava_ckpt, text, message):
+    (llava_ckpt / "config.json").write_text(text)
+    with pytest.raises(ValueError, match=rf"{llava_ckpt / 'config.json'}: .*{message}"):
+        load(llava_ckpt)
+
+
+def test_a_safetensors_file_with_a_bad_header_is_named(llava_ckpt):
+    weights = llava_ckpt / "model.safetensors"
+    weights.write_bytes(b"\xff" * 16 + weights.read_bytes()[16:])
+    with pytest.raises(ValueError, match=rf"{weights}: not a readable safetensors file"):
+        load(llava_ckpt)
+
+
+@pytest.mark.parametrize("family", ["llava_onevision", "qwen2_5_vl", "internvl_chat_phi3"])
+def test_a_wrong_family_says_so_and_names_the_valid_ones(llava_ckpt, family):
+    with pytest.raises(ValueError, match=rf"family '{family}' does not match this checkpoint: .*model_type "
+                                         r"'llava_next_video' is read by family 'llava_next_video'; valid families: \["):
+        load(llava_ckpt, family=family)

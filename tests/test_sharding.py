@@ -44,7 +44,7 @@ def test_torchrun_environment_picks_the_shard_and_the_gpu(monkeypatch, tmp_path)
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "1")
-    assert resolve_shard() == (1, 2) and resolve_shard(0, 3) == (0, 3)
+    assert resolve_shard() == (1, 2)
     assert local_device("cuda") == "cuda:1" and local_device("cpu") == "cpu"
     fm, questions = _setup()
     table = run_sweep(fm, questions, Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False)

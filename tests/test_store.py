@@ -202,3 +202,134 @@ def test_stored_rows_are_plain_sqlite(fm, questions, tmp_path):
         values = [r[0] for r in con.execute("SELECT p_pred_knockout FROM rows ORDER BY seq")]
     assert values == list(table.p_pred_knockout)
     assert skip_summary(load_skipped(table.attrs["store"])) == "no question skipped"
+
+
+# ------------------------------------------------------------------ the key is the model that ran; one writer
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from tiny_families import tiny_checkpoint
+
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    tiny_checkpoint("llava_next_video", path)
+    return path
+
+
+def _one(fm, questions, out):
+    return run_sweep(fm, questions[:2], Sweep(["video->last"], **SWEEP), out=out, progress=False)
+
+
+@pytest.mark.parametrize("edit", ["no_grad", "data"])
+def test_a_loaded_model_changed_in_memory_keys_its_own_result_set(checkpoint, questions, tmp_path, edit):
+    """The key hashes the weights as they are, not the files they came from: an edit after loading (through
+    ``.data`` too, which no version counter sees) does not read the clean model's numbers back."""
+    from flowutils.models import load
+
+    first = load(checkpoint)
+    clean = _one(first, questions, tmp_path)
+    for same in (first, load(checkpoint)):  # run once (armed by the engine) or loaded again: the same result set
+        assert _one(same, questions, tmp_path).attrs["store"] == clean.attrs["store"]
+    fm = load(checkpoint)
+    weight = fm.lm_head.weight
+    if edit == "data":
+        weight.data.mul_(3)
+    else:
+        with torch.no_grad():
+            weight.mul_(3)
+    changed = _one(fm, questions, tmp_path)
+    assert changed.attrs["store"] != clean.attrs["store"]
+    assert (changed.p_pred_baseline != clean.p_pred_baseline).all()
+    pd.testing.assert_frame_equal(changed.drop(columns="model"), _one(fm, questions, None).drop(columns="model"))
+
+
+def test_config_overrides_key_their_own_result_set(checkpoint, questions, tmp_path):
+    from flowutils.models import load
+
+    clean = _one(load(checkpoint), questions, tmp_path)
+    other = _one(load(checkpoint, config_overrides={"vision_feature_layer": -1}), questions, tmp_path)
+    assert other.attrs["store"] != clean.attrs["store"]
+    assert (other.p_pred_baseline != clean.p_pred_baseline).any()
+
+
+HOLD = """
+import sys, time
+from flowutils.analysis.store import ResultStore
+store = ResultStore(sys.argv[1], {"analysis": "held"})
+print("ready", flush=True)
+sys.stdin.readline()
+store.close()
+"""
+
+
+def test_a_second_writer_of_one_shard_is_refused_naming_the_first(tmp_path):
+    """Two processes on one shard (the same sweep started twice, torchrun ranks given one --shard) would store
+    every row twice: the second is refused, naming the first's pid; once the first is gone the shard opens."""
+    import subprocess
+    import sys
+
+    from flowutils.analysis.store import ResultStore
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    first = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert first.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreError, match=rf"shard 0 of 1 .* being written by pid {first.pid} on "):
+            ResultStore(tmp_path, {"analysis": "held"})
+    finally:
+        first.communicate("\n", timeout=60)
+    ResultStore(tmp_path, {"analysis": "held"}).close()
+
+
+def test_rows_stored_twice_are_refused_on_read(fm, questions, tmp_path):
+    table = run_sweep(fm, questions[:2], Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False)
+    shard = next(Path(table.attrs["store"]).glob("shard-*.sqlite"))
+    with sqlite3.connect(shard) as con:  # what two writers of one file left behind
+        columns = [r[1] for r in con.execute("PRAGMA table_info(rows)") if r[1] != "seq"]
+        names = ", ".join(f'"{c}"' for c in columns)
+        con.execute(f"INSERT INTO rows ({names}) SELECT {names} FROM rows WHERE sample_id = ?",
+                    (questions[0].sample_id,))
+    with pytest.raises(StoreError, match=rf"{shard.name}: 1 question\(s\) stored with more or fewer rows.*"
+                                         rf"{questions[0].sample_id}"):
+        load_results(table.attrs["store"])
+
+
+def test_load_results_on_the_out_folder_lists_its_result_sets(fm, questions, tmp_path):
+    a = run_sweep(fm, questions[:1], Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False)
+    b = run_sweep(fm, questions[:1], Sweep(["video->last"], **{**SWEEP, "k": 2}), out=tmp_path, progress=False)
+    with pytest.raises(StoreError, match="results directory") as err:
+        load_results(tmp_path)
+    for table in (a, b):
+        assert table.attrs["store"] in str(err.value)
+    assert "k=1" in str(err.value) and "k=2" in str(err.value)
+
+
+def test_an_unreadable_params_json_is_named(fm, questions, tmp_path):
+    table = run_sweep(fm, questions[:1], Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False)
+    params = Path(table.attrs["store"]) / "params.json"
+    params.write_text("{garbage")
+    for call in (lambda: load_results(params.parent),
+                 lambda: run_sweep(fm, questions[:1], Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False)):
+        with pytest.raises(StoreError, match=rf"{params}: not a readable params.json"):
+            call()
+
+
+def test_offloaded_weights_are_refused_by_the_store():
+    """Meta tensors (weights offloaded to disk) have no values to key the results by."""
+    from flowutils.analysis.store import state_sha256
+
+    with pytest.raises(StoreError, match=r"is offloaded \(a meta tensor\)"):
+        state_sha256(torch.nn.Linear(2, 2, device="meta"))
+
+
+@pytest.mark.parametrize("corrupt", ["shard-000-of-001.sqlite", "shard-001-of-002.sqlite"])
+def test_a_run_that_fails_releases_its_shard_lock(fm, questions, tmp_path, corrupt):
+    """A store that fails to open (its own file) or to resume (another shard's) releases its lock at once: a
+    notebook keeps the traceback, and its next run in the same process must not find the shard held."""
+    table = run_sweep(fm, questions[:1], Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False)
+    bad = Path(table.attrs["store"]) / corrupt
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match=bad.name) as kept:  # `kept` holds the traceback, as IPython would
+        run_sweep(fm, questions[:1], Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False)
+    bad.unlink()
+    again = run_sweep(fm, questions[:1], Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False)
+    assert kept.value is not None and len(again)

@@ -10,9 +10,10 @@ May import ``engine``, ``models``, ``knockout``, ``inputs`` and ``data``.
 
 from .attention_maps import attention_rows, attention_to_video
 from .logit_lens import answer_probability, layer_logits, top_tokens
-from .runner import run_questions
+from .runner import require_rows, run_questions
 from .store import load_results, load_skipped, skip_summary
 from .sweep import Sweep, run_sweep, summarize, sweep_plans
 
 __all__ = ["Sweep", "answer_probability", "attention_rows", "attention_to_video", "layer_logits", "load_results",
-           "load_skipped", "run_questions", "run_sweep", "skip_summary", "summarize", "sweep_plans", "top_tokens"]
+           "load_skipped", "require_rows", "run_questions", "run_sweep", "skip_summary", "summarize", "sweep_plans",
+           "top_tokens"]

@@ -25,7 +25,8 @@ What the runner does around the measurement:
   the baseline runs on first use (:attr:`Question.baseline`), once, whether the sample mode or
   the measurement asks for it first; a measurement that needs none (attention rows, say) runs none.
 * **Counted skips.** A question whose video cannot be decoded (``video``), whose token spans
-  cannot be found (``spans``), whose logits hold NaN or inf (``non-finite``,
+  cannot be found (``spans``), whose prompt is longer than the model's context (``context``,
+  :func:`check_context`), whose logits hold NaN or inf (``non-finite``,
   :func:`require_finite`) or that runs out of memory (``oom``) is *skipped* with its reason and
   the run goes on. A measurement skips its question by raising :class:`Skip`. Knockouts go
   through :func:`knockout_with_retry`, which retries out-of-memory with half the batch, down to
@@ -39,8 +40,9 @@ What the runner does around the measurement:
 
 :func:`run_questions` returns the tidy table (pandas), in the order of the questions, with
 ``attrs["skipped"]`` (records ``sample_id``, ``task``, ``kind``, ``reason``,
-:func:`flowutils.analysis.store.skip_summary`) and ``attrs["store"]`` (the result set's
-directory; None without ``out``).
+:func:`flowutils.analysis.store.skip_summary`), ``attrs["store"]`` (the result set's
+directory; None without ``out``), ``attrs["excluded"]`` (questions outside the sample mode) and
+``attrs["sample_mode"]``; :func:`require_rows` turns an empty table into a message saying why.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from ..data.video import BenchmarkError
 from ..engine import knockout_logits, run_baseline
 from ..inputs.layout import LayoutError
 from .shards import resolve_shard, shard_indices
-from .store import ResultStore, hash_cache, load_results, model_identity, skipped_frame, source_sha256
+from .store import ResultStore, load_results, model_identity, skip_summary, skipped_frame, source_sha256
 
 SAMPLE_MODES = ("correct", "wrong", "all")
 
@@ -107,6 +109,21 @@ def require_finite(logits, what: str, labels=None) -> None:
     if not finite.all():
         bad = [labels[i] for i in (~finite).nonzero().flatten().tolist()]
         raise Skip("non-finite", f"{what} contain NaN or inf under {bad[:5]}")
+
+
+def context_length(fm) -> int | None:
+    """The most positions ``fm``'s language model was built for (``max_position_embeddings``), or None."""
+    config = fm.model.config
+    return getattr(getattr(config, "text_config", config), "max_position_embeddings", None)
+
+
+def check_context(fm, prepared) -> None:
+    """Skip the question (``context``) if its prompt is longer than ``fm``'s context: past the positions it was
+    trained for the model still answers, but not as it would (Vicuna's 4,096 against 32 frames of LLaVA-NeXT)."""
+    limit, n = context_length(fm), prepared.layout.n
+    if limit is not None and n > limit:
+        raise Skip("context", f"prompt of {n} tokens ({len(prepared.layout.video)} video tokens) exceeds "
+                              f"{fm.name}'s context of {limit} positions (max_position_embeddings); use fewer frames")
 
 
 def _is_oom(err: BaseException) -> bool:
@@ -198,12 +215,11 @@ def sample_fingerprint(sample) -> str:
     return h.hexdigest()
 
 
-def run_key(fm, analysis: str, params: dict, sample_mode: str, per_task, num_frames: int, benchmark=None,
-            cache_file=None) -> dict:
+def run_key(fm, analysis: str, params: dict, sample_mode: str, per_task, num_frames: int, benchmark=None) -> dict:
     """What a result set's key hashes (see :mod:`.store`)."""
     from .. import __version__
 
-    return {"analysis": analysis, **params, "model": model_identity(fm, cache_file), "benchmark": benchmark,
+    return {"analysis": analysis, **params, "model": model_identity(fm), "benchmark": benchmark,
             "sample_mode": sample_mode, "per_task": per_task, "num_frames": num_frames, "flowutils": __version__,
             "flowutils_source": source_sha256(), "bypasses": list(fm.adapter.bypasses)}
 
@@ -220,6 +236,7 @@ def _question(fm, sample, index: int, sid: str, measure, num_frames: int, sample
         except LayoutError as err:
             raise Skip("spans", str(err)) from err
         prepared.sample_id = sid
+        check_context(fm, prepared)
         question = Question(fm, sample, index, prepared)
         if sample_mode != "all" and question.correct != (sample_mode == "correct"):
             return "excluded", [], ""
@@ -264,14 +281,15 @@ def run_questions(fm, samples, measure, *, analysis: str, num_frames: int, param
     shard, num_shards = resolve_shard(shard, num_shards)
     store = None
     if out is not None:
-        key = run_key(fm, analysis, params or {}, sample_mode, per_task, num_frames, benchmark, hash_cache(out))
+        key = run_key(fm, analysis, params or {}, sample_mode, per_task, num_frames, benchmark)
         store = ResultStore(out, key, shard, num_shards, fm.device)
-    finished = store.finished() if store is not None else {}
     done = Counter()  # questions done per task (per_task)
+    excluded = 0  # questions outside the sample mode (require_rows says so)
     covered, frames, skipped = [], [], []  # covered: the questions this run answers for, in order
     bar = tqdm(shard_indices(len(samples), shard, num_shards), disable=not progress,
                desc=f"{analysis} {fm.name}" + (f" shard {shard}/{num_shards}" if num_shards > 1 else ""))
-    try:
+    try:  # the store is closed (its shard's lock released) whatever happens, a notebook's kept traceback too
+        finished = store.finished() if store is not None else {}
         for i in bar:
             sample, sid = samples[i], ids[i]
             if per_task is not None and done[sample.task] >= per_task:
@@ -292,6 +310,7 @@ def run_questions(fm, samples, measure, *, analysis: str, num_frames: int, param
                 elif status == "skipped":
                     skipped.append((sid, sample.task, reason))
             done[sample.task] += status == "done"
+            excluded += status == "excluded"
     finally:
         if store is not None:
             store.close()
@@ -299,7 +318,7 @@ def run_questions(fm, samples, measure, *, analysis: str, num_frames: int, param
         table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         frame = skipped_frame(*zip(*skipped)) if skipped else skipped_frame([], [], [])
         table.attrs["skipped"] = frame.to_dict("records")
-        table.attrs["store"] = None
+        table.attrs.update(store=None, excluded=excluded, sample_mode=sample_mode)
         return table
     wanted = {sid: n for n, sid in enumerate(covered)}
     stored = load_results(store.dir, sample_ids=wanted)
@@ -307,5 +326,18 @@ def run_questions(fm, samples, measure, *, analysis: str, num_frames: int, param
         order = stored.sample_id.map(wanted)
         stored = stored.iloc[order.argsort(kind="stable")].reset_index(drop=True)
     stored.attrs["skipped"] = [r for r in stored.attrs["skipped"] if r["sample_id"] in wanted]
-    stored.attrs["store"] = str(store.dir)
+    stored.attrs.update(store=str(store.dir), excluded=excluded, sample_mode=sample_mode)
     return stored
+
+
+def require_rows(table, what: str):
+    """``table`` (a table of :func:`run_questions`) if it has rows; else a ``ValueError`` that says why it has none
+    (questions excluded by the sample mode, skipped ones and why) and what to change. Notebooks call it on
+    an analysis's table before they plot or index it, where an empty table would end in a ``KeyError``."""
+    if len(table):
+        return table
+    excluded, mode = table.attrs.get("excluded", 0), table.attrs.get("sample_mode")
+    why = [f"{excluded} question(s) excluded by sample_mode={mode!r} (the model does not answer them "
+           f"{'correctly' if mode == 'correct' else 'wrongly'} at baseline)"] if excluded else []
+    raise ValueError(f"{what}: no rows to show. " + "; ".join(why + [skip_summary(table.attrs.get("skipped"))])
+                     + ". Try sample_mode='all', more questions (n_per_task, tasks) or another num_frames")

@@ -22,6 +22,11 @@ def resolve_shard(shard: int | None = None, num_shards: int | None = None) -> tu
     accelerate, else ``(0, 1)``."""
     if (shard is None) != (num_shards is None):
         raise ValueError(f"give both shard and num_shards or neither (got shard={shard!r}, num_shards={num_shards!r})")
+    launched = int(os.environ.get("WORLD_SIZE", 1)) if "LOCAL_RANK" in os.environ else 1
+    if shard is not None and launched > 1:
+        raise ValueError(f"shard={shard}, num_shards={num_shards} given to every one of the {launched} ranks of this "
+                         "launch (WORLD_SIZE): each would run, and store, the same questions. Leave shard and "
+                         "num_shards (--shard/--num-shards) out under torchrun: each rank takes its own")
     if shard is None:
         stray = {k: os.environ[k] for k in ("RANK", "WORLD_SIZE") if k in os.environ}
         if stray and "LOCAL_RANK" not in os.environ:  # every launcher (torchrun, accelerate) sets LOCAL_RANK too

@@ -5,13 +5,14 @@ so of :func:`flowutils.analysis.sweep.run_sweep` and every other analysis)::
 
     root/<key>/params.json                 the result set's parameters (what <key> hashes)
     root/<key>/shard-<i>-of-<n>.sqlite     one SQLite file per writer (a rank, an array task, one process)
+    root/<key>/shard-<i>-of-<n>.lock       held (flock) by the one process writing that shard; names it
     root/<key>/provenance-<i>-of-<n>.json  that writer's package versions, git commit, GPU, threads, start/end times
 
 ``<key>`` is the first 16 hex digits of the sha256 of the canonical JSON of the parameters
 (:func:`flowutils.analysis.runner.run_key`): the analysis and its own parameters (a sweep's flows,
 window size and style, sweep layers, backend; Table 3's effective layers and seeds; ...), the
-model's identity (name, class, dtype, prompt template, and the sha256 of its checkpoint's
-safetensors files, or of its parameters for a model built in memory), the benchmark and its
+model's identity (:func:`model_identity`: name, class, family, dtype, prompt template, and digests of
+the effective config and of the weights as they are in memory), the benchmark and its
 manifest hash, the sample mode, frames, the flowutils version and the sha256 of its source
 files (an edited engine does not reuse the numbers of the old one). Changing any of them starts
 a new result set; rerunning the same analysis finds its directory and skips the questions
@@ -23,8 +24,12 @@ Why SQLite, one file per writer, one transaction per question:
   journal makes a transaction all or nothing across a crash, a ``SIGKILL`` or a power cut,
   so a half-written question cannot exist (the failure of the old CSV append: half a line,
   accepted on resume). No hand-made file format or append logic is left to get wrong.
-* One writer per file needs no locking between processes: ranks on one host and array
-  tasks on several nodes never write the same file. The rollback journal (SQLite's default,
+* One writer per file: ranks on one host and array tasks on several nodes never write the
+  same file. Two processes given the same shard (the same sweep started twice, or torchrun
+  ranks all given ``--shard 0``) would store every question twice; an exclusive ``flock`` on
+  the shard's lock file, held while the store is open, refuses the second with the first's
+  pid and host, and a reader refuses a file holding more rows of a question than it
+  recorded. The lock goes with its process, killed or not. The rollback journal (SQLite's default,
   not WAL) is used because WAL needs shared memory on one host and results directories of
   SLURM arrays often sit on network file systems; its one fsync per question costs
   milliseconds against a question's seconds of GPU work.
@@ -41,6 +46,7 @@ with an error.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import json
@@ -62,31 +68,22 @@ class StoreError(ValueError):
     """A results directory is unreadable or was written by another run (the message names the file)."""
 
 
+def read_params(path: Path) -> dict:
+    """A result set's ``params.json``; a ``StoreError`` naming the file if it is no JSON object."""
+    try:
+        params = json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise StoreError(f"{path}: not a readable params.json ({err}); it records the parameters of the result set "
+                         "in its directory: restore it, or move the directory away to start that set again") from err
+    if not isinstance(params, dict):
+        raise StoreError(f"{path}: params.json holds a {type(params).__name__}, not the parameters of a result set "
+                         "(a JSON object); restore it, or move the directory away")
+    return params
+
+
 def sweep_key(params: dict) -> str:
     """First 16 hex digits of the sha256 of ``params``' canonical JSON."""
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def file_sha256(path: Path, cache_file: Path | None = None) -> str:
-    """sha256 of a file, remembered in ``cache_file`` by (absolute path, size, mtime): a 7B checkpoint
-    is hashed once, not at every resume."""
-    from ..data.manifests import sha256
-
-    path = Path(path).resolve()
-    st = path.stat()
-    entry = f"{path}|{st.st_size}|{st.st_mtime_ns}"
-    cache = {}
-    if cache_file is not None and cache_file.is_file():
-        try:
-            cache = json.loads(cache_file.read_text())
-        except json.JSONDecodeError:
-            cache = {}  # a cache is only a cache: recompute
-    if entry not in cache:
-        cache[entry] = sha256(path)
-        if cache_file is not None:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomic(cache_file, json.dumps(cache, indent=1))
-    return cache[entry]
 
 
 @functools.cache
@@ -100,38 +97,56 @@ def source_sha256() -> str:
     return h.hexdigest()
 
 
-def hash_cache(root) -> Path:
-    """The file of the results directory ``root`` that remembers checkpoint hashes (:func:`file_sha256`)."""
-    return Path(root) / ".sha256-cache.json"
+def state_sha256(model) -> str:
+    """A digest of ``model``'s state dict as it is now (names, dtypes, shapes, values), computed where the
+    tensors lie.
 
-
-def checkpoint_sha256(path, cache_file: Path | None = None) -> dict[str, str]:
-    """``{file name: sha256}`` of the safetensors files of the checkpoint directory ``path`` (empty if none)."""
-    path = Path(str(path or "."))
-    files = sorted(path.glob("*.safetensors")) if str(path) != "." and path.is_dir() else []
-    return {f.name: file_sha256(f, cache_file) for f in files}
-
-
-def model_identity(fm, cache_file: Path | None = None) -> dict:
-    """What makes two models the same for a sweep: ``fm.identity`` if the model has one, else its name,
-    class, dtype, prompt template and the sha256 of its checkpoint's safetensors files (from
-    ``config._name_or_path``) or, for a model built in memory, of its parameters."""
-    if getattr(fm, "identity", None):
-        return dict(fm.identity)
+    Each matrix contributes the XOR of every row and of every column (``torch.hash_tensor``: a
+    pass over the weights where they lie, no copy to the host), vectors and scalars their bytes:
+    cheap enough to take at every run, so that an edit made in memory after loading (``.data``
+    writes included, which no version counter sees) keys its own results. A changed value changes
+    its row's and its column's XOR; swapped values change one of them. Weights offloaded to disk
+    (meta tensors) have no values here: refused."""
     import torch
 
-    ident = {"name": fm.name, "class": type(fm.model).__name__, "dtype": str(fm.dtype),
-             "template": getattr(fm.template, "name", str(fm.template))}
-    digests = checkpoint_sha256(getattr(fm.model.config, "_name_or_path", ""), cache_file)
-    if digests:
-        ident["checkpoint_sha256"] = digests
-        return ident
     h = hashlib.sha256()
-    for name, tensor in sorted(fm.model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
-    ident["parameters_sha256"] = h.hexdigest()
-    return ident
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach()
+        if tensor.is_meta:
+            raise StoreError(f"{name} is offloaded (a meta tensor): the store cannot tell these weights from "
+                             "others; load the model onto GPUs or the CPU (device_map without disk offload), "
+                             "or run without a results directory")
+        h.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        if tensor.dim() < 2:
+            h.update(tensor.to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
+        else:
+            rows = tensor.reshape(-1, tensor.shape[-1])
+            for dim in (1, 0):
+                h.update(torch.hash_tensor(rows, dim=dim).to("cpu").numpy().tobytes())
+    return h.hexdigest()
+
+
+# config entries that say where the model came from or which library wrote it, not what it computes
+_CONFIG_PROVENANCE = ("_name_or_path", "transformers_version")
+
+
+def config_sha256(config) -> str:
+    """sha256 of a model config's canonical JSON, every attribute set on it (``config_overrides`` included),
+    without :data:`_CONFIG_PROVENANCE`."""
+    def clean(d):
+        return {k: clean(v) if isinstance(v, dict) else v for k, v in d.items() if k not in _CONFIG_PROVENANCE}
+
+    return hashlib.sha256(json.dumps(clean(config.to_dict()), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def model_identity(fm) -> dict:
+    """What makes two models the same for the store: name, class, family, dtype and prompt template, the
+    digest of the effective config (:func:`config_sha256`) and of the weights as they are in memory now
+    (:func:`state_sha256`), not of the files they were loaded from. The attention implementation is
+    not part of it: the engine runs every forward through its own (:mod:`flowutils.engine.arm`)."""
+    return {"name": fm.name, "class": type(fm.model).__name__, "family": fm.adapter.family, "dtype": str(fm.dtype),
+            "template": getattr(fm.template, "name", str(fm.template)),
+            "config_sha256": config_sha256(fm.model.config), "state_sha256": state_sha256(fm.model)}
 
 
 def provenance(device=None) -> dict:
@@ -179,6 +194,24 @@ def _connect(path: Path) -> sqlite3.Connection:
     return con
 
 
+def _lock(path: Path, shard: int, num_shards: int):
+    """The open lock file ``path``, flocked by this process; a ``StoreError`` naming the process that holds it."""
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise StoreError(f"{path}: shard {shard} of {num_shards} of this result set is being written by {holder}; "
+                         "two writers would store every question twice. Wait for it to finish, or run another "
+                         "shard (--shard/--num-shards; under torchrun leave them out: each rank takes its own)") from None
+    f.truncate(0)
+    f.write(f"pid {os.getpid()} on {socket.gethostname()} since {_now()}\n")
+    f.flush()
+    return f
+
+
 class ResultStore:
     """One result set's directory ``root/<key>``; this process writes shard ``shard`` of ``num_shards``."""
 
@@ -188,7 +221,7 @@ class ResultStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         params_file = self.dir / "params.json"
         if params_file.is_file():
-            stored = json.loads(params_file.read_text())
+            stored = read_params(params_file)
             if stored != json.loads(json.dumps(params, default=str)):
                 raise StoreError(f"{params_file}: parameters differ from this run's under the same key; "
                                  "remove the directory")
@@ -196,11 +229,16 @@ class ResultStore:
             _write_atomic(params_file, json.dumps(params, indent=1, sort_keys=True, default=str))
         name = f"{shard:03d}-of-{num_shards:03d}"
         self.path = self.dir / f"shard-{name}.sqlite"
-        self.provenance_file = self.dir / f"provenance-{name}.json"
-        self.provenance = {**provenance(device), "shard": shard, "num_shards": num_shards, "started": _now(),
-                           "finished": None}
-        _write_atomic(self.provenance_file, json.dumps(self.provenance, indent=1))
-        self.con = _connect(self.path)
+        self.lock = _lock(self.dir / f"shard-{name}.lock", shard, num_shards)
+        try:  # released at once on failure: a traceback kept by a notebook would hold it otherwise
+            self.provenance_file = self.dir / f"provenance-{name}.json"
+            self.provenance = {**provenance(device), "shard": shard, "num_shards": num_shards, "started": _now(),
+                               "finished": None}
+            _write_atomic(self.provenance_file, json.dumps(self.provenance, indent=1))
+            self.con = _connect(self.path)
+        except BaseException:
+            self.lock.close()
+            raise
 
     def finished(self) -> dict[str, tuple[str, str]]:
         """``{sample_id: (fingerprint, status)}`` of the questions finished in any shard file of this result
@@ -236,13 +274,32 @@ class ResultStore:
         self.provenance["finished"] = _now()
         _write_atomic(self.provenance_file, json.dumps(self.provenance, indent=1))
         self.con.close()
+        self.lock.close()  # releases the flock
 
 
 def shard_files(path) -> list[Path]:
+    """The shard files of the result set ``path``; a ``StoreError`` if ``path`` is none (a results directory
+    above result sets lists them)."""
     path = Path(path)
     if not path.is_dir():
         raise StoreError(f"no result set at {path} (a directory root/<key> written by run_questions)")
+    if not (path / "params.json").is_file():
+        sets = sorted(d for d in path.iterdir() if (d / "params.json").is_file())
+        if sets:
+            listed = "\n".join(f"- {d}: {_describe(d)}" for d in sets)
+            raise StoreError(f"{path} is a results directory (an --out), not one result set; pass one of its "
+                             f"{len(sets)} result set(s):\n{listed}")
+        raise StoreError(f"{path}: no params.json, so not a result set (a directory root/<key> written by "
+                         "run_questions), and no result set below it")
     return sorted(path.glob(SHARD_GLOB))
+
+
+def _describe(result_set: Path) -> str:
+    """``run_sweep, model toy-videollm, k=3, ...``: what a result set holds, from its params.json."""
+    p = read_params(result_set / "params.json")
+    shown = {k: v for k, v in p.items() if k not in ("analysis", "model", "flowutils_source", "benchmark", "bypasses")}
+    model = p.get("model", {}).get("name") if isinstance(p.get("model"), dict) else p.get("model")
+    return ", ".join([str(p.get("analysis")), f"model {model}", *(f"{k}={v}" for k, v in shown.items())])
 
 
 def _read(file: Path, query: str, params=()):
@@ -264,6 +321,19 @@ def _read(file: Path, query: str, params=()):
         if sql_type == "BOOLEAN" and column in frame:
             frame[column] = frame[column].astype(bool)
     return frame
+
+
+def _check_row_counts(file: Path) -> None:
+    """A ``StoreError`` if ``file`` holds rows of a question other than the number its record says (two
+    writers of one file, from before the lock, would have stored them twice)."""
+    bad = _read(file, "SELECT q.sample_id, q.n_rows, COALESCE(c.stored, 0) AS stored FROM questions q LEFT JOIN "
+                      "(SELECT sample_id, COUNT(*) AS stored FROM rows GROUP BY sample_id) c USING (sample_id) "
+                      "WHERE COALESCE(c.stored, 0) != q.n_rows")
+    if len(bad):
+        listed = [f"{r.sample_id} ({r.stored} rows, {r.n_rows} recorded)" for r in bad.head(5).itertuples()]
+        raise StoreError(f"{file}: {len(bad)} question(s) stored with more or fewer rows than recorded, e.g. "
+                         f"{listed}: two processes wrote this shard at once. Its numbers cannot be trusted; "
+                         "move the file away and run the shard again")
 
 
 def load_questions(path):
@@ -292,6 +362,7 @@ def load_results(path, sample_ids=None):
     where, params = ("", ()) if sample_ids is None else (
         "WHERE sample_id IN (SELECT value FROM json_each(?))", (json.dumps(list(sample_ids)),))
     for f in shard_files(path):
+        _check_row_counts(f)
         rows = _read(f, f"SELECT * FROM rows {where} ORDER BY seq", params)
         if len(rows):
             rows = rows[~rows.sample_id.isin(seen)].drop(columns="seq")
@@ -300,7 +371,7 @@ def load_results(path, sample_ids=None):
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     # records, not a DataFrame: pandas compares attrs when concatenating, and DataFrames do not compare to a bool
     table.attrs["skipped"] = load_skipped(path).to_dict("records")
-    table.attrs["params"] = json.loads((path / "params.json").read_text()) if (path / "params.json").is_file() else {}
+    table.attrs["params"] = read_params(path / "params.json")
     return table
 
 

@@ -190,15 +190,25 @@ def run_sweep(fm, samples, sweep: Sweep, out=None, progress: bool = True, *, ben
                          benchmark=benchmark, shard=shard, num_shards=num_shards, progress=progress)
 
 
+# the columns of run_sweep's table that say which run a row is from (its parameters, not its measurement)
+RUN_COLUMNS = ("model", "k", "style", "backend", "sample_mode", "num_frames", "bypasses")
+
+
 def summarize(table):
     """Per flow and layer: mean relative change of the predicted token's probability and accuracy
-    before/after the knockout (%, over the table's questions)."""
+    before/after the knockout (%, over the table's questions). The table must hold one run: one value
+    in each of :data:`RUN_COLUMNS` (tables of several sweeps concatenated are summarized one by one)."""
     missing = [c for c in ("sample_id", "flow", "layer", "relative_change_pct", "correct_baseline", "correct_knockout")
                if c not in table]
     if not len(table) or missing:
         raise ValueError(f"summarize needs a non-empty sweep table (run_sweep's); got {len(table)} row(s)"
                          + (f", missing columns {missing}" if missing else "")
                          + " (all questions excluded by sample_mode or skipped? see table.attrs['skipped'])")
+    mixed = {c: sorted(table[c].astype(str).unique()) for c in RUN_COLUMNS if c in table and table[c].nunique() > 1}
+    if mixed:
+        raise ValueError("summarize averages one run, and this table mixes runs that differ in "
+                         + "; ".join(f"{c}: {values}" for c, values in mixed.items())
+                         + f"; summarize each: {{run: summarize(t) for run, t in table.groupby({list(mixed)})}}")
     g = table.groupby(["flow", "layer"], sort=False)
     return g.agg(questions=("sample_id", "nunique"), relative_change_pct=("relative_change_pct", "mean"),
                  accuracy_baseline=("correct_baseline", "mean"), accuracy_knockout=("correct_knockout", "mean")

@@ -10,8 +10,15 @@
   against the manifest's ``expected`` values and every mismatch is named;
 * a shipped toy model of ``flowutils/manifests/toy_models.yaml``, in ``models/`` of the flowutils
   home (``$FLOWUTILS_HOME``, else the checkout; every file sha256-checked);
-* a local checkpoint directory (with a ``config.json``);
+* a local checkpoint directory (with a ``config.json``); one whose ``config.json`` is a shipped
+  toy's is a copy of that toy, and its files are sha256-checked against the toy manifest;
 * a hub id (``owner/name``) resolved from the local Hugging Face cache only.
+
+Before loading, the checkpoint's files are checked (:func:`check_files`: every JSON file parses,
+a tokenizer file is there, every safetensors header reads), and a ``ValueError`` names the one
+that is not; weights missing from the checkpoint or left over (a ``config.json`` of another
+depth), which transformers only warns about, are an error too, as is a ``family=`` whose
+adapter does not read the checkpoint's ``model_type``.
 
 Loading never reaches the network (``local_files_only``), reads safetensors only and runs
 no remote code unless asked (``trust_remote_code``). The family (adapter, :mod:`.families`)
@@ -36,10 +43,10 @@ from pathlib import Path
 import torch
 import yaml
 
-from ..data.manifests import MANIFEST_DIR, load_manifest, verify_sha256, yaml_files
+from ..data.manifests import MANIFEST_DIR, load_manifest, sha256, verify_sha256, yaml_files
 from ..data.paths import HOME_ENV, HomeNotFoundError, home, home_path
 from .adapter import FamilyAdapter
-from .families import ADAPTERS, adapter_for, family_adapter
+from .families import ADAPTERS, MODEL_TYPES, adapter_for, family_adapter
 from .flow_model import FlowModel
 
 TOY_MANIFEST = "toy_models"
@@ -112,6 +119,7 @@ def resolve(name_or_path: str | Path, revision: str | None = None) -> tuple[Path
         return _manifest_dir(manifests[name], revision), manifests[name]
     path = Path(name_or_path)
     if (path / "config.json").is_file():
+        _verify_copy(path)
         return path, None
     if not path.exists() and name.count("/") == 1 and not name.startswith((".", "/")):
         snapshot = _hub_cache(name, revision)
@@ -122,10 +130,72 @@ def resolve(name_or_path: str | Path, revision: str | None = None) -> tuple[Path
                             f"{sorted(toys) + sorted(manifests)} (manifests in {MANIFEST_DIR / 'models'})")
 
 
+def _verify_copy(path: Path) -> None:
+    """A checkpoint directory whose ``config.json`` is a shipped toy's (a copy of it, anywhere) must hold one of
+    those toys' files, sha256 for sha256: a damaged copy is refused, naming the files that differ."""
+    config = sha256(path / "config.json")
+    toys = {name: spec for name, spec in known_models().items() if spec["sha256"].get("config.json") == config}
+    differing = {}
+    for name, spec in toys.items():
+        digests = {file: sha256(path / file) if (path / file).is_file() else "missing" for file in spec["sha256"]}
+        differing[name] = [f"{file} ({digests[file]})" for file, want in spec["sha256"].items() if digests[file] != want]
+        if not differing[name]:
+            return
+    if toys:
+        raise ValueError(f"{path}: its config.json is that of {sorted(toys)} ({MANIFEST_DIR / (TOY_MANIFEST + '.yaml')}), "
+                         f"but its files do not match: " + "; ".join(f"against {n}: {', '.join(d)} differ"
+                                                                     for n, d in differing.items())
+                         + ". A damaged copy? Copy the model again (or load it by name)")
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")  # one of them holds a tokenizer's vocabulary
+
+
+def check_files(path: Path) -> None:
+    """Every file of the checkpoint directory ``path`` that loading reads is readable: each ``*.json`` parses
+    (``config.json`` to an object), a tokenizer file is there and each ``*.safetensors`` header reads; a
+    ``ValueError`` names the file (transformers' own errors name none)."""
+    from safetensors import SafetensorError, safe_open
+
+    for file in sorted(path.glob("*.json")):
+        try:
+            value = json.loads(file.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{file}: not valid JSON ({err})") from err
+        if file.name == "config.json" and not isinstance(value, dict):
+            raise ValueError(f"{file}: a config.json holds a JSON object, not a {type(value).__name__}")
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise ValueError(f"{path}: no tokenizer file (one of {list(TOKENIZER_FILES)}); files there: "
+                         f"{sorted(f.name for f in path.iterdir())}")
+    for file in sorted(path.glob("*.safetensors")):
+        try:
+            with safe_open(file, "pt"):
+                pass
+        except (SafetensorError, OSError) as err:
+            raise ValueError(f"{file}: not a readable safetensors file ({err}); copy it again") from err
+
+
+def _model_type(path: Path) -> str | None:
+    """The ``model_type`` of the checkpoint's config.json, as written (before a family's ``read_config``)."""
+    return json.loads((path / "config.json").read_text()).get("model_type")
+
+
+def _check_family(path: Path, family: str) -> None:
+    """A ``ValueError`` if the family asked for does not read the checkpoint's ``model_type`` while another does
+    (else it fails later, on token counts or a missing attribute); a ``model_type`` no family reads is left to
+    the family asked for."""
+    adapter, model_type = family_adapter(family), _model_type(path)
+    owner = MODEL_TYPES.get(model_type)
+    if owner is not None and model_type not in (adapter.model_types or (adapter.family,)):
+        raise ValueError(f"{path}: family {family!r} does not match this checkpoint: its config.json's model_type "
+                         f"{model_type!r} is read by family {owner.family!r}; valid families: {sorted(ADAPTERS)} "
+                         "(leave family out to take the checkpoint's own)")
+
+
 def _foreign_family(path: Path) -> str | None:
     """The family whose adapter reads this checkpoint's ``model_type`` itself (``pllava``, ``internvl_chat``),
     or None."""
-    model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    model_type = _model_type(path)
     return next((a.family for a in ADAPTERS.values() if a.read_config and model_type in a.model_types), None)
 
 
@@ -174,7 +244,10 @@ def load(name_or_path: str | Path, dtype: torch.dtype = torch.float32, device: s
     from transformers import AutoProcessor
 
     path, spec = resolve(name_or_path, revision)
+    check_files(path)
     family = family or (spec or {}).get("family") or _foreign_family(path)
+    if family is not None:
+        _check_family(path, family)
     config = _config(path, family, trust_remote_code)
     for key, value in {**(spec or {}).get("config_overrides", {}), **(config_overrides or {})}.items():
         setattr(config, key, value)
@@ -186,13 +259,22 @@ def load(name_or_path: str | Path, dtype: torch.dtype = torch.float32, device: s
         if problems:
             raise ValueError(f"{path}: config does not match {spec['file']}: " + "; ".join(problems))
     kwargs = dict(config=config, dtype=dtype, local_files_only=True, use_safetensors=True,
-                  trust_remote_code=trust_remote_code, key_mapping=adapter.key_mapping)
+                  trust_remote_code=trust_remote_code, key_mapping=adapter.key_mapping, output_loading_info=True)
     if device_map is None and device is not None and torch.device(device).type != "cpu":
         device_map = {"": device}  # the weights go straight to the GPU, with no full copy in host memory first
     if device_map is not None:
         kwargs["device_map"] = device_map
     with adapter.load_context() if adapter.load_context else contextlib.nullcontext():
-        model = adapter.model_cls().from_pretrained(path, **kwargs)
+        model, report = adapter.model_cls().from_pretrained(path, **kwargs)
+    # transformers only warns, and initialises what is missing at random: a config.json claiming 6 layers
+    # over 12 layers' weights would load a truncated model
+    wrong = {what: sorted(report.get(f"{what}_keys") or ()) for what in ("missing", "unexpected")}
+    if any(wrong.values()):
+        raise ValueError(f"{path}: the weights do not match its config.json ({adapter.model_class}, "
+                         f"{getattr(config, 'text_config', config).num_hidden_layers} layers): "
+                         + "; ".join(f"{len(keys)} {what}, e.g. {[str(k) for k in keys[:5]]}"
+                                     for what, keys in wrong.items() if keys)
+                         + ". A config.json of another checkpoint, or weights of another model?")
     if device_map is None and device is not None:
         model = model.to(device)
     if adapter.read_processor:

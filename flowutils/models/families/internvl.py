@@ -92,7 +92,10 @@ CHAT_KEY_MAPPING = {
     r"^vision_model\.encoder\.layers\.(\d+)\.": r"model.vision_tower.encoder.layer.\1.",
     r"^(model\.vision_tower\.encoder\.layer\.\d+)\.norm1\.": r"\1.layernorm_before.",
     r"^(model\.vision_tower\.encoder\.layer\.\d+)\.norm2\.": r"\1.layernorm_after.",
-    r"^(model\.vision_tower\.encoder\.layer\.\d+)\.ls(\d)$": r"\1.lambda_\2",
+    # one rule per layer scale: transformers' renaming substitutes \1 only (a \2 stayed literal, and the layer
+    # scales were left at their initial value)
+    r"^(model\.vision_tower\.encoder\.layer\.\d+)\.ls1$": r"\1.lambda_1",
+    r"^(model\.vision_tower\.encoder\.layer\.\d+)\.ls2$": r"\1.lambda_2",
     r"^(model\.vision_tower\.encoder\.layer\.\d+)\.attn\.proj\.": r"\1.attention.projection_layer.",
     r"^(model\.vision_tower\.encoder\.layer\.\d+)\.attn\.(q_norm|k_norm)\.": r"\1.attention.\2.",
     r"^mlp1\.0\.": "model.multi_modal_projector.layer_norm.",

@@ -129,7 +129,8 @@ def knockout_figure(sweep, title: str, label_with: str = "flow", seed: int = 0):
             n = _bands(ax, c[c["task"] == task], label_with, colors)
             ax.axhline(0, color="gray", lw=0.8)
             ax.axhline(METRICS[value][1], color="gray", lw=0.8, ls="--")
-            ax.set_title(f"{task_title(task)} ({n})", fontsize=9)
+            if col == 0:  # the row's title, over both panels
+                ax.set_title(f"{task_title(task)} ({n})", fontsize=9, loc="left")
             ax.set_ylabel(AXIS_WORDS[value], fontsize=8)
             _layer_axis(ax, LAYER_WORDS if row == len(tasks) - 1 else None)
     _legend_below(fig, axes, f"{title}\n(dashed: the threshold of a drop; bands: 95% bootstrap over questions)")
@@ -212,8 +213,8 @@ def figure8(table_rows, title: str, seed: int = 0):
         left.set_ylim(-0.02, 1.02)
         left.set_ylabel("probability", fontsize=8)
         right.set_ylabel("logit difference", fontsize=8)
+        left.set_title(f"{task_title(name)} ({n})", fontsize=9, loc="left")  # the row's title, over both panels
         for ax in (left, right):
-            ax.set_title(f"{task_title(name)} ({n})", fontsize=9)
             _layer_axis(ax, "layer (logit lens at the last position)" if row == len(panels) - 1 else None)
     _legend_below(fig, axes, title)
     return fig

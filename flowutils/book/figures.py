@@ -21,7 +21,7 @@ from matplotlib.ticker import MaxNLocator
 from ..analysis.uncertainty import accuracy, curve
 from ..data.video import read_frames
 from ..paper.answer import OPTIONS, layer_means, long_format
-from ..paper.claims import METRICS, largest_drop
+from ..paper.claims import METRICS
 from ..paper.integration import TEMPORAL_WORDS
 from ..paper.pathways import CONDITIONS, EFFECTIVE_FLOWS, PAPER_RANGES, range_label
 from ..paper.temporal import PAPER_TABLE_2, PAPER_TABLE_B_SECOND_HALF, task_title
@@ -32,6 +32,8 @@ DPI = 100
 # the curve metrics' words on an axis (the long words are METRICS')
 AXIS_WORDS = {"relative_change_pct": "change of p(answer), %", "logit_diff_change": "change of logit difference"}
 LAYER_WORDS = "layer (centre of the blocked window)"
+LENS_WORDS = {"final_norm": "final norm + LM head", "lm_head": "LM head, no final norm",
+              "input_embedding": "input embedding matrix, no final norm"}
 
 
 class Table:
@@ -137,18 +139,21 @@ def knockout_figure(sweep, title: str, label_with: str = "flow", seed: int = 0):
     return fig, curves
 
 
-def largest_drop_table(sweep, by=("flow",)) -> Table:
-    """Per ``by`` group and curve metric, the layer (1-based) of the lowest mean over questions and
-    that mean (:func:`flowutils.paper.claims.largest_drop`)."""
+def largest_drop_table(sweep, by=("flow",), seed: int = 0) -> Table:
+    """Where each knockout curve is lowest: per ``by`` group and curve metric, the layer (1-based) of the
+    lowest mean over questions, that mean with its 95% bootstrap band
+    (:func:`flowutils.analysis.uncertainty.curve`) and the questions."""
     import pandas as pd
 
     parts = []
     for value in METRICS:
-        low = largest_drop(sweep, value, by=tuple(by))
+        c = curve(sweep, value, by=(*by, "layer"), seed=seed)
+        low = c.loc[c.groupby(list(by), sort=False)["mean"].idxmin()]
         parts.append(low.assign(metric=AXIS_WORDS[value], layer=low["layer"] + 1))
     out = pd.concat(parts, ignore_index=True).sort_values(list(by), kind="stable", ignore_index=True)
-    return table(out.rename(columns={"drop": "largest drop (mean)", "layer": "at layer"})
-                 [[*by, "metric", "largest drop (mean)", "at layer", "questions"]])
+    return table(out.rename(columns={"mean": "lowest mean", "lo": "95% band low", "hi": "95% band high",
+                                     "layer": "at layer"})
+                 [[*by, "metric", "lowest mean", "95% band low", "95% band high", "at layer", "questions"]])
 
 
 def figure4(freqs, bin_size: int, questions: int):
@@ -159,7 +164,7 @@ def figure4(freqs, bin_size: int, questions: int):
         for cat, g in f.groupby("category", sort=False):
             ax.plot((g["first_layer"] + g["last_layer"]) / 2, g["frequency"], marker="o",
                     label=f"{cat} keywords")
-        ax.set_title(f"logit lens: {variant}", fontsize=9)
+        ax.set_title(f"logit lens: {LENS_WORDS.get(variant, variant)}", fontsize=9)
         _layer_axis(ax, f"layer (centre of a bin of {bin_size})")
     axes[0, 0].set_ylabel("normalised frequency")
     _legend_below(fig, axes, f"Figure 4: keyword frequency in the video tokens, {questions} questions")
@@ -270,12 +275,11 @@ def save_figure(fig, results_dir, name: str, tables: dict | None = None) -> None
         save_table(frame, results_dir, f"{name}_{key}")
 
 
-def save_table(frame, results_dir, name: str):
-    """Save a DataFrame as ``results_dir/tables/<name>.csv``; returns the path."""
+def save_table(frame, results_dir, name: str) -> None:
+    """Save a DataFrame as ``results_dir/tables/<name>.csv``."""
     folder = Path(results_dir) / "tables"
     folder.mkdir(parents=True, exist_ok=True)
     frame.to_csv(folder / f"{name}.csv", index=False)
-    return folder / f"{name}.csv"
 
 
 def attention_over_frames(frames, maps, titles, eps: float = 5e-5, alpha: float = 0.6):

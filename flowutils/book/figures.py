@@ -374,8 +374,7 @@ def table3_per_task(runs) -> Table:
     """Table 3 per task: accuracy (%) per condition (random blocking: mean over seeds) and questions."""
     per_task = runs.groupby(["task", "condition"], sort=False)["correct"].mean().mul(100).unstack()[list(CONDITIONS)]
     per_task["questions"] = runs.groupby("task", sort=False)["sample_id"].nunique()
-    per_task.columns.name = None
-    return table(per_task)
+    return table(per_task.rename(index=task_title))
 
 
 def table2(drops) -> Table:
@@ -438,3 +437,16 @@ def questions_table(samples) -> Table:
     return table(pd.DataFrame([{"task": task_title(s.task), "question": s.question,
                                 "options": "; ".join(f"({chr(65 + i)}) {c}" for i, c in enumerate(s.candidates)),
                                 "answer": s.answer_letter} for s in samples]))
+
+
+def table_e(table_e_rows, caption: str | None = None) -> Table:
+    """Table E(b)'s numbers: per flow and layer interval, the mean change of p(answer) and the questions."""
+    return table(table_e_rows.drop(columns=["layers"], errors="ignore").rename(
+        columns={"interval": "layer interval", "mean": "mean change of p(answer), %"}), caption=caption)
+
+
+def table3(t3) -> Table:
+    """Table 3 (:func:`flowutils.paper.pathways.table3`) with its columns in words."""
+    return table(t3.rename(columns={"edges": "edges kept (mean per question)", "kept_pct": "kept (%)",
+                                    "accuracy": "accuracy (%)", "std_over_seeds": "std over seeds",
+                                    "lo": "95% CI low", "hi": "95% CI high", "logit_diff": "mean logit difference"}))

@@ -318,7 +318,7 @@ def interval_heatmap(table_e, threshold: float = -5.0, title: str = ""):
     """Table E(b) drawn as a grid: mean % probability change per flow (rows) and layer interval
     (columns), cells below ``threshold`` (effective) outlined. ``table_e``: columns ``flow``,
     ``interval``, ``mean`` (:func:`flowutils.paper.pathways.interval_table`)."""
-    wide = interval_wide(table_e)
+    wide = _interval_wide(table_e)
     fig, ax = plt.subplots(figsize=(TEXT_WIDTH, 0.9 + 0.45 * wide.shape[0]), dpi=DPI, layout="constrained")
     values = wide.to_numpy(dtype=float)
     bound = max(abs(threshold), np.nanmax(np.abs(values))) if values.size else 1.0
@@ -335,7 +335,7 @@ def interval_heatmap(table_e, threshold: float = -5.0, title: str = ""):
     return fig
 
 
-def interval_wide(table_e):
+def _interval_wide(table_e):
     """Table E(b) as flows x intervals, in the table's own order."""
     wide = table_e.pivot(index="flow", columns="interval", values="mean")
     return wide.loc[list(dict.fromkeys(table_e["flow"])), list(dict.fromkeys(table_e["interval"]))]

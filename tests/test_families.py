@@ -255,6 +255,19 @@ def test_every_adapter_has_a_tiny_config_here():
     assert set(BUILDERS) == set(ADAPTERS)
 
 
+def test_figure5_finds_the_question_words_in_every_family(family, frames):
+    """Figure 5's word positions read the prompt's token ids, also where the family feeds the decoder
+    ``inputs_embeds`` (PLLaVA): each question word is found once, at a token that decodes to it."""
+    from flowutils.paper.integration import word_positions
+
+    _, fm, _ = family
+    prepared = _prepared(fm, frames)
+    found = word_positions(fm, prepared, {"color", "square"})
+    assert sorted(found) == ["color", "square"] and all(len(v) == 1 for v in found.values())
+    for word, (pos,) in found.items():
+        assert fm.tokenizer.decode([int(prepared.input_ids[0, pos])]).strip().lower() == word
+
+
 def test_sweep_records_the_paths_knockout_does_not_block(frames, tmp_path):
     """Qwen3-VL's DeepStack bypasses attention: the sweep table and the stored parameters say so;
     a family without such a path records none."""

@@ -183,3 +183,24 @@ def test_a_loaded_model_carries_its_protocol():
     assert fm.protocol == windows.scaled_protocol(fm.n_layers) and fm.protocol.window_size == 3
     paper = FlowModel(fm.model, fm.processor, fm.adapter, protocol="paper", name="as-paper")
     assert paper.protocol == windows.PAPER
+
+
+def test_videollama3_manifest_gives_the_papers_frame_size_and_protocol(monkeypatch, tmp_path):
+    """The paper's code caps VideoLLaMA3's video at 8 x 144 tokens: each frame at most 144 and at least 16 tokens of
+    28 x 28 pixels, resized by the rule of transformers' smart_resize. By hand: 336 x 336 stays (12 x 12 = 144); a
+    480 x 854 frame rounds to 476 x 840 > 112,896 pixels, beta = sqrt(480 x 854 / 112,896) = 1.906, so
+    floor(480 / 1.906 / 28) = 8 and floor(854 / 1.906 / 28) = 16 tokens a side: 128. Loading the manifest
+    name passes that size to every processor call, and the paper's protocol with Table 3's share 0.42."""
+    from transformers.models.video_llama_3.video_processing_video_llama_3 import smart_resize
+
+    from tiny_families import tiny_checkpoint
+
+    size = model_manifests()["videollama3-7b"]["processor_kwargs"]["size"]
+    assert size == {"shortest_edge": 16 * 28 * 28, "longest_edge": 144 * 28 * 28}
+    assert smart_resize(336, 336, 28, size["shortest_edge"], size["longest_edge"]) == (12 * 28, 12 * 28)
+    assert smart_resize(480, 854, 28, size["shortest_edge"], size["longest_edge"]) == (8 * 28, 16 * 28)
+    tiny_checkpoint("video_llama_3", tmp_path / "videollama3-7b")
+    monkeypatch.setenv("FLOWUTILS_MODEL_DIR", str(tmp_path))
+    fm = load("videollama3-7b", check_manifest=False)
+    assert fm.adapter.processor_kwargs == {"use_token_compression": False, "size": size}
+    assert (fm.protocol.window_size, fm.protocol.interval, fm.protocol.random_share) == (9, 5, 0.42)

@@ -13,6 +13,7 @@ from flowutils.paper import pathways as P
 from flowutils.engine import knockout_logits
 from flowutils.knockout import windows
 from flowutils.knockout.plan import KnockoutPlan
+from flowutils.inputs.layout import TokenLayout
 from test_windows_plan import small_layout
 
 # Table E(b) of the paper (Action Antonym; intervals L1-5, L6-10, ...) and its depth, and Table E(a).
@@ -175,22 +176,116 @@ def test_random_draw_is_uniform_over_post_system_pairs():
     assert np.abs(freq - 5 / len(pairs)).max() < 0.04
 
 
-def test_run_pathways_matches_the_reference_backend(tiny, samples):
+@pytest.mark.parametrize("rule, share", [(None, None), ("fixed share", 0.2)])
+def test_run_pathways_matches_the_reference_backend(tiny, samples, rule, share):
+    """The toy-sized model has no paper share: its default is the matched rule; the fixed share is an option."""
     eff = {"cross-frame": (0, 1), "video->question": (1, 2), "question->last": (2, 3)}
-    fast = P.run_pathways(tiny, samples[:2], eff, seeds=[0, 1], num_frames=4, progress=False)
+    fast = P.run_pathways(tiny, samples[:2], eff, seeds=[0, 1], num_frames=4, progress=False, random_rule=rule,
+                          random_share=share)
     assert len(fast) == 2 * 4 and set(fast.condition) == set(P.CONDITIONS)
+    assert set(fast.rule[fast.condition == "random blocking"]) == {
+        "matched: as many edges as the question's effective pathways cut (a variant)" if rule is None else
+        "fixed share: 0.2 of the n(n+1)/2 causal pairs in every layer (the paper's code)"}
     for i, s in enumerate(samples[:2]):
         p = tiny.prepare_sample(s, 4)
-        plan = P.effective_pathway_plan(p.layout, tiny.n_layers, eff)
-        cuts = P.matched_cuts(P.cut_edges(plan, p.layout.n, tiny.n_layers), tiny.n_layers)
+        n, L = p.layout.n, tiny.n_layers
+        plan = P.effective_pathway_plan(p.layout, L, eff)
+        cuts = P.matched_cuts(P.cut_edges(plan, n, L), L) if rule is None else [int(0.2 * n * (n + 1) / 2)] * L
         plans = [KnockoutPlan(), plan] + [P.random_blocking_plan(p.layout, cuts, np.random.default_rng([seed, i]))
                                           for seed in (0, 1)]
         ref = knockout_logits(tiny, p, plans, "reference").softmax(-1)
         rows = fast[fast.sample_id == p.sample_id]
         assert np.abs(rows.p_gold.to_numpy() - ref[:, p.gold_id].numpy()).max() < 1e-4
         assert (rows.correct.to_numpy() == (ref.argmax(-1) == p.gold_id).numpy()).all()
-        assert rows.edges.iloc[1] == rows.edges.iloc[2] == rows.edges.iloc[3] == plan.attention_edges(
-            p.layout.n, tiny.n_layers)
+        assert rows.edges.iloc[1] == plan.attention_edges(n, L)
+        for r, draw in zip(rows.edges.iloc[2:], plans[2:]):  # counted from the drawn plan
+            assert r == draw.attention_edges(n, L) == L * n * (n + 1) // 2 - sum(cuts)
+
+
+def llava_7b_layout(n_sys=44, n_after=5, n_question=12, options=(8, 8, 8, 8), n_suffix=13):
+    """A LLaVA-NeXT-7B-Video-FT-shaped input: the Vicuna system prompt, 8 x 12 x 12 = 1152 video tokens, the chat
+    text after the video, a four-option question block of 5 label + 12 + 4 separator + 32 option = 53 tokens
+    ("Question: ... Options: (A) ... (D) ..."), the suffix ending on the last position; n = 1267."""
+    pos = n_sys
+    video = range(pos, pos + 1152)
+    pos = video.stop
+    after = list(range(pos, pos + n_after)); pos += n_after
+    labels = [pos, pos + 1]; pos += 2  # "Question:"
+    question = list(range(pos, pos + n_question)); pos += n_question
+    labels += [pos, pos + 1, pos + 2]; pos += 3  # "\nOptions:"
+    separators, opts = [], []
+    for o in options:
+        separators.append(pos); pos += 1
+        opts.append(list(range(pos, pos + o))); pos += o
+    suffix = list(range(pos, pos + n_suffix)); pos += n_suffix
+    return TokenLayout(n=pos, frames=[range(video.start + f * 144, video.start + (f + 1) * 144) for f in range(8)],
+                       video_span=video, system=list(range(n_sys)) + after, non_option_question=question, options=opts,
+                       separators=separators, suffix=suffix, answer_index=1, labels=labels)
+
+
+PAPER_7B_EFFECTIVE = {"cross-frame": tuple(range(5, 15)), "video->question": tuple(range(5, 20)),
+                      "question->last": tuple(range(15, 25))}  # L6-15, L6-20, L16-25
+
+
+def test_table3_edges_on_a_7b_shaped_input_match_the_papers_42_percent():
+    """Table 3, LLaVA-NeXT-7B-Video-FT: full 25.7M, effective pathways 10.8M (42%). By hand, on a 1267-token
+    input (32 x 1267 x 1268 / 2 = 25,704,896 = 25.7M) with a 53-token question block Q, the plan cuts per
+    layer: cross-frame 144^2 x (0 + 1 + ... + 7) = 580,608 outside L6-15 while the video still reads itself
+    (10 layers: L1-5, L16-20); video->video 1152 x 1153 / 2 = 664,128 after L20 (12 layers); video->question
+    1152 Q outside L6-20 (17 layers); question->last Q outside L16-25 (22 layers); question->question
+    Q (Q + 1) / 2 after L25 (7 layers); video->last 1152 and last->last 1 in all 32."""
+    lay, L, Q = llava_7b_layout(), 32, 53
+    assert (lay.n, len(lay.video), len(lay.question)) == (1267, 1152, Q)
+    full = L * 1267 * 1268 // 2
+    cut = 10 * 580_608 + 12 * 664_128 + 17 * 1152 * Q + 22 * Q + 7 * Q * (Q + 1) // 2 + 32 * 1153
+    kept = full - cut
+    assert (full, kept) == (25_704_896, 10_843_249)
+    assert round(full / 1e6, 1) == 25.7 and round(kept / 1e6, 1) == 10.8 and round(100 * kept / full) == 42
+    plan = P.effective_pathway_plan(lay, L, PAPER_7B_EFFECTIVE)
+    assert plan.attention_edges(lay.n, L) == kept
+    assert P.cut_edges(plan, lay.n, L) == cut
+
+
+def test_the_papers_random_rule_blocks_its_share_of_every_layer():
+    """The paper's code: int(0.58 x n (n + 1) / 2) pairs per layer for the 7B: int(0.58 x 803,278) = 465,901
+    (by hand: 465,901.24), drawn among the pairs from the first video position on; counted in every layer."""
+    lay, L = llava_7b_layout(), 32
+    cuts = P.fixed_share_cuts(lay.n, 0.58, L)
+    assert cuts == [465_901] * L
+    plan = P.random_blocking_plan(lay, cuts, np.random.default_rng([0, 0]))
+    causal = torch.ones(lay.n, lay.n, dtype=torch.bool).tril()
+    for l in range(L):
+        cut = plan.dense(l, lay.n)
+        assert int(cut.sum()) == int((cut & causal).sum()) == 465_901
+        assert not cut[:44].any() and not cut[:, :44].any()  # nothing of the system prompt before the video
+    kept = plan.attention_edges(lay.n, L)
+    assert kept == 25_704_896 - 32 * 465_901 == 10_796_064 and P.drawn_edges(plan) == 32 * 465_901
+    assert round(kept / 1e6, 1) == 10.8 and round(100 * kept / 25_704_896) == 42
+
+
+@pytest.mark.parametrize("name, share", [("llava-next-7b-video-ft", 0.58), ("llava-next-13b-video-ft", 0.63),
+                                         ("mini-internvl-4b-video-ft", 0.60), ("videollama3-7b", 0.42)])
+def test_the_papers_models_default_to_the_papers_random_rule(name, share):
+    """Each paper model's manifest gives the share of its random_block_ratio (Table 3: 1 - 42%, 1 - 37%,
+    1 - 40%, 1 - 58%); every other model defaults to the matched rule."""
+    from flowutils.models.loading import model_manifests
+
+    spec = model_manifests()[name]
+    protocol = windows.protocol_for(spec["expected"]["layers"], spec["protocol"], spec["random_blocking_share"])
+    assert P.resolve_random_rule(protocol) == ("fixed share", share)
+    assert P.resolve_random_rule(protocol, "matched") == ("matched", None)
+    assert P.resolve_random_rule(windows.protocol_for(12)) == ("matched", None)
+    assert P.resolve_random_rule(windows.protocol_for(12), share=0.5) == ("fixed share", 0.5)
+    with pytest.raises(ValueError, match="needs a share"):
+        P.resolve_random_rule(windows.protocol_for(12), "fixed share")
+    with pytest.raises(ValueError, match="applies to the 'fixed share' rule only"):
+        P.resolve_random_rule(protocol, "matched", 0.5)
+    with pytest.raises(ValueError, match=r"random_rule='random'; valid: \('fixed share', 'matched'\)"):
+        P.resolve_random_rule(protocol, "random")
+    with pytest.raises(ValueError, match="on a model of protocol 'paper' only"):
+        windows.protocol_for(12, None, 0.5)
+    others = [n for n, s in model_manifests().items() if n not in MANIFEST.values()]
+    assert others and all("random_blocking_share" not in model_manifests()[n] for n in others)
 
 
 def results(full, eff, rand_per_seed, n=10):
@@ -198,7 +293,8 @@ def results(full, eff, rand_per_seed, n=10):
     rows = []
     for cond, seed, k, edges in [(P.CONDITIONS[0], -1, full, 100), (P.CONDITIONS[1], -1, eff, 40)] + \
             [(P.CONDITIONS[2], s, k, 40) for s, k in enumerate(rand_per_seed)]:
-        rows += [{"sample_id": f"q{i}", "condition": cond, "seed": seed, "edges": edges, "edges_full": 100,
+        rows += [{"sample_id": f"q{i}", "condition": cond, "seed": seed, "rule": "r" if seed >= 0 else "",
+                  "edges": edges, "edges_full": 100,
                   "correct": i < k, "logit_diff": 0.0} for i in range(n)]
     return pd.DataFrame(rows)
 
@@ -206,6 +302,7 @@ def results(full, eff, rand_per_seed, n=10):
 def test_table3_matches_hand_counts():
     t = P.table3(results(9, 8, [5, 6, 4, 5, 5])).set_index("condition")
     assert t.loc["full causal attention", "accuracy"] == 90 and t.loc["effective pathways", "kept_pct"] == 40
+    assert t.loc["effective pathways", "edges_blocked"] == 60 and t.loc["random blocking", "rule"] == "r"
     assert t.loc["random blocking", "accuracy"] == 50
     assert abs(t.loc["random blocking", "std_over_seeds"] - np.std([50, 60, 40, 50, 50], ddof=1)) < 1e-9
     assert t.loc["random blocking", "seeds"] == 5 and t.loc["effective pathways", "questions"] == 10
@@ -255,3 +352,6 @@ def test_the_supported_models_table_shows_the_papers_window_for_the_papers_model
     table = supported_models().set_index("model")
     for name in MANIFEST.values():
         assert (table.loc[name, "window k"], table.loc[name, "interval"], table.loc[name, "protocol"]) == (9, 5, "paper")
+    assert table.loc["llava-next-7b-video-ft", "Table 3 random blocking"].startswith("0.58 of n(n+1)/2 pairs per layer")
+    assert table.loc["videollama3-7b", "Table 3 random blocking"].startswith("0.42 of n(n+1)/2 pairs per layer")
+    assert table.loc["llava-onevision-0.5b", "Table 3 random blocking"] == "matched to the question's plan"

@@ -28,7 +28,7 @@ ANALYSES = {
                                                                           num_frames=4, progress=False, **kw)),
     "answer_table": ("tiny_fm", lambda fm, qs, **kw: answer.answer_table(fm, qs, 4, progress=False, **kw)),
     "keyword_hits": ("tiny_fm", lambda fm, qs, **kw: keywords.keyword_hits(fm, qs, keywords.synthetic_keywords(),
-                                                                          num_frames=4, **kw)),
+                                                                          num_frames=4, sample_mode="all", **kw)),
     "word_attention": ("tiny_fm", lambda fm, qs, **kw: integration.word_attention(fm, qs, [1, 2], num_frames=4, **kw)),
     "open_ended_examples": ("toy_fm", lambda fm, qs, **kw: temporal.open_ended_examples(fm, qs, [0, 1], 4, **kw)),
 }

@@ -144,6 +144,35 @@ def test_rerun_commands_name_only_parameters_the_notebooks_have():
     assert len(lines.splitlines()) == 2 + len(rerun.SECTIONS) + 1
 
 
+@pytest.mark.parametrize("model, share", [("llava-next-7b-video-ft", "0.58"), ("llava-next-13b-video-ft", "0.63"),
+                                          ("mini-internvl-4b-video-ft", "0.6"), ("videollama3-7b", "0.42")])
+def test_rerun_commands_pass_the_papers_protocol_keywords_and_task(model, share):
+    """On TVBench every paper model's commands name k = 9 and 5-layer intervals (whatever its depth), Table D's
+    keywords on the Action Sequence questions for Figure 4, and Table 3's fixed share of its random_block_ratio."""
+    import shlex
+
+    from flowutils.book import rerun
+
+    lines = rerun.commands(model, "llava-v1.6-vicuna-7b", "/data/TVBench", "tvbench", "results/x").splitlines()
+    given = {}
+    for line in lines[2:2 + len(rerun.SECTIONS)]:
+        words = shlex.split(line)  # $PM source target $REAL -p name value ...
+        given[words[1].split("/")[1].split(".")[0]] = dict(zip(words[5::3], words[6::3]))
+    assert given["temporal_interaction"]["window_size"] == "9"
+    assert {k: given["video_language_integration"][k] for k in ("window_size", "interval_size", "keywords",
+                                                                 "keyword_task")} == \
+        {"window_size": "9", "interval_size": "5", "keywords": "table_d", "keyword_task": "action_sequence"}
+    assert {k: given["effective_pathways"][k] for k in ("window_size", "interval_size", "random_rule",
+                                                         "random_share")} == \
+        {"window_size": "9", "interval_size": "5", "random_rule": "fixed share", "random_share": share}
+    assert "keywords" not in given["effective_pathways"] and given["answer_generation"] == {}
+    # another benchmark: the keyword list without the TVBench task; a model the paper did not run: scaled, matched
+    other = rerun.section_parameters("video_language_integration", model, "tomato")
+    assert other["keywords"] == "table_d" and "keyword_task" not in other
+    assert rerun.section_parameters("effective_pathways", "llava-onevision-0.5b", "tvbench") == \
+        {"window_size": 7, "interval_size": 4, "random_rule": "matched"}
+
+
 def test_rerun_estimate_matches_a_hand_computation(tmp_path):
     import json
 

@@ -106,23 +106,26 @@ def _bands(ax, curves, key: str, colors: dict) -> str:
     return "n = " + ", ".join(f"{n} {name}" for name, n in counts)
 
 
-def task_curves(sweep, value: str, label_with: str = "flow", seed: int = 0):
+def task_curves(sweep, value: str, label_with: str = "flow", seed: int = 0, all_tasks: bool = False):
     """Per task, the mean of ``value`` per ``label_with`` and layer with its 95% bootstrap band
-    (:func:`flowutils.analysis.uncertainty.curve`), with a ``task`` column."""
+    (:func:`flowutils.analysis.uncertainty.curve`), with a ``task`` column; ``all_tasks``: first the
+    curves over every question of every task (task ``"all tasks"``)."""
     import pandas as pd
 
-    return pd.concat([curve(g, value, by=(label_with, "layer"), seed=seed).assign(task=task)
-                      for task, g in sweep.groupby("task", sort=False)], ignore_index=True)
+    groups = ([("all tasks", sweep)] if all_tasks else []) + list(sweep.groupby("task", sort=False))
+    return pd.concat([curve(g, value, by=(label_with, "layer"), seed=seed).assign(task=task) for task, g in groups],
+                     ignore_index=True)
 
 
-def knockout_figure(sweep, title: str, label_with: str = "flow", seed: int = 0):
+def knockout_figure(sweep, title: str, label_with: str = "flow", seed: int = 0, all_tasks: bool = False):
     """Knockout curves (Figures 2, 3, 6 and 7 and the selection sweep of Table E): one row of panels
-    per task, the paper's metric on the left and the logit difference on the right, one line per
-    ``label_with`` value (flow, or model) with its 95% bootstrap band over questions and the
-    threshold below which a knockout counts as hurting (dashed). Returns ``(figure, {metric: curves})``.
+    per task (``all_tasks``: first a row over every task's questions), the paper's metric on the left
+    and the logit difference on the right, one line per ``label_with`` value (flow, or model) with its
+    95% bootstrap band over questions and the threshold below which a knockout counts as hurting
+    (dashed). Returns ``(figure, {metric: curves})``.
     """
-    curves = {value: task_curves(sweep, value, label_with, seed) for value in METRICS}
-    tasks = list(dict.fromkeys(sweep["task"]))
+    curves = {value: task_curves(sweep, value, label_with, seed, all_tasks) for value in METRICS}
+    tasks = list(dict.fromkeys(curves["relative_change_pct"]["task"]))
     fig, axes = _panels(len(tasks), len(METRICS), sharex=True)
     colors = {}
     for col, (value, c) in enumerate(curves.items()):
@@ -448,5 +451,6 @@ def table_e(table_e_rows, caption: str | None = None) -> Table:
 def table3(t3) -> Table:
     """Table 3 (:func:`flowutils.paper.pathways.table3`) with its columns in words."""
     return table(t3.rename(columns={"edges": "edges kept (mean per question)", "kept_pct": "kept (%)",
+                                    "edges_blocked": "edges blocked (mean per question)",
                                     "accuracy": "accuracy (%)", "std_over_seeds": "std over seeds",
                                     "lo": "95% CI low", "hi": "95% CI high", "logit_diff": "mean logit difference"}))

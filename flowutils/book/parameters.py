@@ -155,4 +155,9 @@ def load_inputs(params: dict):
     if params.get("base_model"):
         base = load(params["base_model"], dtype=dtype, device=params["device"])
     samples = load_benchmark(benchmark_root(params), params["manifest"], params["tasks"], params["n_per_task"])
+    for model in (fm, base):
+        if model is not None and getattr(model.model.config, "flowutils_random_weights", False):
+            # a rehearsal checkpoint (benchmarks/rehearsal.py) says so in its config.json: its numbers mean nothing
+            print(f"RANDOM WEIGHTS: {model.name} is a random-weight checkpoint (config.json: flowutils_random_weights);"
+                  " every number and verdict on this page measures the code path, not the paper's model.")
     return fm, base, samples

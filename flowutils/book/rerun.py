@@ -19,8 +19,11 @@ import shlex
 
 from ..data.manifests import load_manifest
 from ..knockout.flows import FLOW_SETS
+from ..knockout.windows import protocol_for
 from ..models.catalog import benchmark_results, shape_benchmarks
 from ..models.loading import model_manifests
+from ..paper.keywords import figure4_choice
+from ..paper.pathways import resolve_random_rule
 
 SECTIONS = ("temporal_interaction", "video_language_integration", "answer_generation", "effective_pathways")
 WITH_BASE = ("temporal_interaction",)  # pages that also load the ImageLLM base
@@ -43,16 +46,41 @@ def plans_per_question(section: str, layers: int) -> dict[str, int]:
     raise ValueError(f"unknown section {section!r}; valid: {SECTIONS}")
 
 
+def section_parameters(section: str, model: str, manifest: str) -> dict:
+    """The parameters that pin a section page to the paper's protocol, spelled out in its command: the window size
+    and interval of ``model``'s protocol (its manifest's), Figure 4's keyword list and task on ``manifest``
+    (:func:`flowutils.paper.keywords.figure4_choice`: Table D and Action Sequence on TVBench), Table 3's random
+    rule and share. A model without a manifest gets Figure 4's choice only (the page resolves the rest)."""
+    out = {}
+    if section == "video_language_integration":
+        keywords, task = figure4_choice(manifest)
+        out.update(keywords=keywords, **({"keyword_task": task} if task else {}))
+    spec = model_manifests().get(model)
+    if spec is None:
+        return out
+    protocol = protocol_for(spec["expected"]["layers"], spec.get("protocol"), spec.get("random_blocking_share"))
+    if section in ("temporal_interaction", "video_language_integration", "effective_pathways"):
+        out["window_size"] = protocol.window_size
+    if section in ("video_language_integration", "effective_pathways"):
+        out["interval_size"] = protocol.interval
+    if section == "effective_pathways":
+        rule, share = resolve_random_rule(protocol)
+        out.update(random_rule=rule, **({"random_share": share} if share is not None else {}))
+    return out
+
+
 def commands(model: str, base_model: str, benchmark_root: str, manifest: str, results_dir: str,
              dtype: str = "bfloat16", device: str = "cuda") -> str:
-    """The shell lines that run every section and the status page on ``model`` (bash)."""
+    """The shell lines that run every section and the status page on ``model`` (bash); each section's line
+    names the protocol's parameters (:func:`section_parameters`)."""
     q = shlex.quote
     common = (f"-p model {q(model)} -p benchmark_root {q(benchmark_root)} -p manifest {q(manifest)} "
               f"-p n_per_task 100000 -p device {device} -p dtype {dtype} -p results_dir {q(results_dir)}")
     lines = [f'REAL="{common}"', 'PM="papermill --no-progress-bar -k flowutils --cwd book"']
     for section in SECTIONS:
         base = f" -p base_model {q(base_model)}" if section in WITH_BASE else ""
-        lines.append(f"$PM notebooks/{section}.ipynb book/{section}.ipynb $REAL{base}")
+        pinned = "".join(f" -p {k} {q(str(v))}" for k, v in section_parameters(section, model, manifest).items())
+        lines.append(f"$PM notebooks/{section}.ipynb book/{section}.ipynb $REAL{base}{pinned}")
     lines.append(f"$PM notebooks/reproduction_status.ipynb book/reproduction_status.ipynb -p results_dir {q(results_dir)}")
     return "\n".join(lines)
 

@@ -11,11 +11,16 @@ on every model it ran, the 40-layer 13B and the 28-layer VideoLLaMA3 included (:
 model manifest says ``protocol: paper`` for those models. Only for models the paper did not run (the
 toys, the current families) are both scaled to the depth (:func:`scaled_protocol`): ``k = 9`` of 32
 layers is 28%, i.e. ``k = 3`` (odd, rounded) of 12; 5 of 32 layers is 2 of 12.
+
+A protocol also carries the share of the ``n (n + 1) / 2`` causal (query, key) pairs that the paper's code
+blocks at random in every layer for Table 3 (``random_share``: 0.58, 0.63, 0.60 and 0.42 for LLaVA-NeXT-7B/13B-
+Video-FT, Mini-InternVL-4B-Video-FT and VideoLLaMA3-7B, each model's manifest says ``random_blocking_share``);
+``None`` on every other model.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 STYLES = ("center", "inverse", "top_down", "bottom_up")
 
@@ -61,11 +66,14 @@ def scaled_interval(n_layers: int, paper_interval: int = 5, paper_layers: int = 
 @dataclass(frozen=True)
 class Protocol:
     """How a sweep reads a model's depth: the knockout window's size, and the layers of an interval (Table E,
-    Table 3's effective pathways) or of a logit-lens bin (Figure 4); ``rule`` says in words which rule gave them."""
+    Table 3's effective pathways) or of a logit-lens bin (Figure 4); ``rule`` says in words which rule gave them.
+    ``random_share``: the share of the causal pairs Table 3's random blocking cuts per layer in the paper's code
+    (only on the models it ran Table 3 on; ``None`` elsewhere)."""
 
     window_size: int
     interval: int
     rule: str
+    random_share: float | None = None
 
 
 PAPER = Protocol(9, 5, "the paper's: k = 9 and 5-layer intervals, on every model it ran")
@@ -79,8 +87,14 @@ def scaled_protocol(n_layers: int) -> Protocol:
                                  f"k = {k}, {interval}-layer intervals (a model the paper did not run)")
 
 
-def protocol_for(n_layers: int, name: str | None = None) -> Protocol:
-    """The protocol named by a model manifest (``paper``), else (``None``, ``scaled``) the depth-scaled one."""
+def protocol_for(n_layers: int, name: str | None = None, random_share: float | None = None) -> Protocol:
+    """The protocol named by a model manifest (``paper``), else (``None``, ``scaled``) the depth-scaled one;
+    ``random_share``: the manifest's ``random_blocking_share`` (the paper's models only)."""
     if name not in (None, *PROTOCOLS):
         raise ValueError(f"unknown protocol {name!r}; valid: {PROTOCOLS}")
-    return PAPER if name == "paper" else scaled_protocol(n_layers)
+    if random_share is not None and (name != "paper" or isinstance(random_share, bool)
+                                     or not isinstance(random_share, (int, float)) or not 0 < random_share < 1):
+        raise ValueError(f"random_blocking_share={random_share!r}: a number in (0, 1), on a model of protocol "
+                         f"'paper' only (the share the paper's code blocks at random for Table 3)")
+    protocol = PAPER if name == "paper" else scaled_protocol(n_layers)
+    return protocol if random_share is None else replace(protocol, random_share=float(random_share))

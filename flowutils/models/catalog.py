@@ -56,6 +56,8 @@ def supported_models(results_dir: str | Path | None = None):
             "window k": protocol_for(layers, spec.get("protocol")).window_size if layers else None,
             "interval": protocol_for(layers, spec.get("protocol")).interval if layers else None,
             "protocol": spec.get("protocol", "scaled"),
+            "Table 3 random blocking": (f"{spec['random_blocking_share']:g} of n(n+1)/2 pairs per layer (the paper's)"
+                                        if spec.get("random_blocking_share") else "matched to the question's plan"),
             "positions": adapter.positions if adapter else "",
             "frame span": adapter.frame_unit if adapter else "",
             "bypasses attention": "; ".join(adapter.bypasses) if adapter else "",

@@ -43,7 +43,7 @@ class FlowModel:
     """A video LLM ready for knockout, logit lens and attention maps (batch size 1 per question)."""
 
     def __init__(self, model, processor, adapter: FamilyAdapter | None = None, template: str | None = None,
-                 name: str = "model", protocol: str | None = None):
+                 name: str = "model", protocol: str | None = None, random_share: float | None = None):
         self.model = model.eval()
         self.processor = processor
         self.adapter = adapter or adapter_for(model.config)
@@ -52,8 +52,9 @@ class FlowModel:
         self.decoder = self.adapter.decoder(model)
         self.lm_head = self.adapter.lm_head(model)
         self.layer_of = {id(layer.self_attn): i for i, layer in enumerate(self.decoder.layers)}
-        # window size and interval of its sweeps: the paper's on the paper's models (their manifests say so)
-        self.protocol = protocol_for(self.n_layers, protocol)
+        # window size and interval of its sweeps, Table 3's random share: the paper's on the paper's models (their
+        # manifests say so)
+        self.protocol = protocol_for(self.n_layers, protocol, random_share)
 
     @property
     def n_layers(self) -> int:

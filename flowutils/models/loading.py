@@ -28,6 +28,7 @@ visible GPUs through accelerate.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -178,6 +179,8 @@ def load(name_or_path: str | Path, dtype: torch.dtype = torch.float32, device: s
     for key, value in {**(spec or {}).get("config_overrides", {}), **(config_overrides or {})}.items():
         setattr(config, key, value)
     adapter = adapter_for(config, family)
+    if (spec or {}).get("processor_kwargs"):  # the manifest's processor settings, e.g. the paper's frame size
+        adapter = dataclasses.replace(adapter, processor_kwargs={**adapter.processor_kwargs, **spec["processor_kwargs"]})
     if spec is not None and check_manifest:
         problems = config_mismatches(config, adapter, spec.get("expected", {}))
         if problems:
@@ -198,4 +201,4 @@ def load(name_or_path: str | Path, dtype: torch.dtype = torch.float32, device: s
         processor = AutoProcessor.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
     template = template or (spec or {}).get("template")
     return FlowModel(model, processor, adapter, template, name=name or str(name_or_path),
-                     protocol=(spec or {}).get("protocol"))
+                     protocol=(spec or {}).get("protocol"), random_share=(spec or {}).get("random_blocking_share"))

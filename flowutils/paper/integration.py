@@ -125,7 +125,7 @@ def route_claims(table, value: str = "relative_change_pct") -> list[Claim]:
 
 def word_positions(fm, prepared, words=TEMPORAL_WORDS) -> dict[str, list[int]]:
     """Positions of ``words`` among the non-option question's tokens (``{word: [positions]}``)."""
-    ids = prepared.inputs["input_ids"][0]
+    ids = prepared.input_ids[0]  # PLLaVA feeds inputs_embeds: the ids are kept beside the inputs
     out = {}
     for pos in prepared.layout.non_option_question:
         token = fm.tokenizer.convert_ids_to_tokens(int(ids[pos])).lstrip("▁Ġ ").lower()

@@ -2,13 +2,24 @@
 
 The paper projects the hidden state of every video token at every layer to the vocabulary
 (:func:`flowutils.analysis.logit_lens.layer_logits`), takes the top-1 token and counts how often
-it is the first sub-token of a spatial or a temporal keyword. The keywords are parsed from the
+it is the first sub-token of a spatial or a temporal keyword: as in the official code, a top-1 token hits
+a keyword when its text, decoded alone, equals the decoded first sub-token of the lower-case keyword
+(:func:`keyword_token_ids`; a capitalised form is not counted). The keywords are parsed from the
 benchmark's own question and option texts, lower-cased (Table D for TVBench's Action Sequence,
 :data:`TABLE_D`; :func:`synthetic_keywords` for the synthetic benchmark: colours, shapes and
-scenes are spatial; actions, directions and "begins"/"ends" are temporal). Following the
-official analysis, hits are summed over bins of layers (5, the protocol's interval: scaled to the depth only on models the paper did not run), keywords
-with too few hits in total are dropped, each keyword's row is normalised to sum to 1 over the
-bins, and a category's curve is the mean over its keywords (:func:`keyword_frequency`).
+scenes are spatial; actions, directions and "begins"/"ends" are temporal). On TVBench the paper uses Table D
+and the Action Sequence videos only (:func:`figure4_choice`). Following the
+official analysis, hits are summed over bins of layers (5, the protocol's interval: scaled to the depth only on
+models the paper did not run), keywords with too few hits in total are dropped, each keyword's row is
+normalised to sum to 1 over the bins, and a category's curve is the mean over its keywords
+(:func:`keyword_frequency`).
+
+The claims (:func:`figure4_claims`) read intervals, bootstrapped over questions: keyword hits against the
+chance rate of a uniform top-1 token; spatial concepts in the "very early" layers (the first quarter of the
+depth) and temporal ones in the "middle" layers (the middle third), each against a flat profile; and the
+spatial-minus-temporal gap of the frequency-weighted mean layers. A claim holds where its interval clears the
+bar, does not hold where it clears it on the other side, and is inconclusive (``holds=None``) otherwise or
+below ``MIN_QUESTIONS`` questions.
 
 Both projections are offered: ``final_norm`` (final norm + LM head, the paper's text) and
 ``input_embedding`` (the input embedding matrix without the final norm, the official code).
@@ -19,6 +30,7 @@ from __future__ import annotations
 import functools
 import re
 
+import numpy as np
 import torch
 
 from ..data import synthetic
@@ -37,6 +49,13 @@ CATEGORIES = ("spatial", "temporal")
 # Figure 4's logit lenses: the textbook one and the official code's (see :mod:`.logit_lens`)
 LENSES = ("final_norm", "input_embedding")
 STOP_WORDS = {"and", "the", "to", "from"}
+# Figure 4 on TVBench (the paper's choice): Table D's keywords, the Action Sequence videos only
+TVBENCH_CHOICE = ("table_d", "action_sequence")
+# "very early": layers 1 .. L/4; "middle": the middle third, L/3 .. 2L/3 (1-based; a bin belongs to a range when
+# its centre lies in it): 1-8 and 12-21 of 32 layers, 1-10 and 14-27 of 40
+VERY_EARLY = (0.0, 0.25)
+MIDDLE = (1 / 3, 2 / 3)
+MIN_QUESTIONS = 8  # fewer questions: every Figure 4 claim is inconclusive
 
 
 def _words(texts) -> list[str]:
@@ -58,15 +77,33 @@ def synthetic_keywords() -> dict[str, list[str]]:
 KEYWORD_SETS = {"synthetic": synthetic_keywords, "table_d": lambda: {k: list(v) for k, v in TABLE_D.items()}}
 
 
-def keyword_token_ids(tokenizer, word: str) -> list[int]:
-    """First sub-token of the keyword, lower case and capitalised (a case-sensitive vocabulary may
-    only have one of them); unknown tokens are left out."""
-    ids = []
-    for form in dict.fromkeys([word.lower(), word.capitalize()]):
-        enc = tokenizer(form, add_special_tokens=False)["input_ids"]
-        if enc and enc[0] != tokenizer.unk_token_id and enc[0] not in ids:
-            ids.append(enc[0])
-    return ids
+def figure4_choice(manifest: str, keywords: str | None = None, task: str | None = None) -> tuple[str, str | None]:
+    """``(keyword set, task or None for every task)`` of Figure 4: on TVBench the paper's (Table D, Action Sequence),
+    on the synthetic benchmark its own vocabulary over every task, elsewhere Table D over every task; ``keywords``
+    and ``task`` override the default."""
+    default = TVBENCH_CHOICE if manifest == "tvbench" else ("synthetic", None) if manifest == "synthetic" \
+        else ("table_d", None)
+    if keywords is not None and keywords not in KEYWORD_SETS:
+        raise ValueError(f"keywords={keywords!r}; valid: {list(KEYWORD_SETS)} (or None: {default[0]!r} on {manifest})")
+    return (keywords or default[0]), (task if task is not None else default[1])
+
+
+def token_texts(tokenizer) -> list[str]:
+    """Every vocabulary token's text, decoded alone (as the official code decodes each top-1 token)."""
+    return tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+
+
+def keyword_token_ids(tokenizer, word: str, texts: list[str] | None = None) -> list[int]:
+    """The vocabulary tokens that count as ``word``, as the official code counts them: those whose text, decoded
+    alone, equals the decoded first sub-token of ``word`` (lower case). With a SentencePiece vocabulary ``bag``
+    is ``▁bag`` decoded, so ``▁bag`` and a word-inner ``bag`` both count, ``Bag`` does not. ``texts``:
+    :func:`token_texts` (computed here when not given); an unknown first sub-token gives no id."""
+    enc = tokenizer(word.lower(), add_special_tokens=False)["input_ids"]
+    if not enc or enc[0] == tokenizer.unk_token_id:
+        return []
+    first = tokenizer.decode([enc[0]])
+    texts = token_texts(tokenizer) if texts is None else texts
+    return [i for i, t in enumerate(texts) if t == first]
 
 
 def keyword_rows(fm, question, ids: dict, variants=LENSES) -> list[dict]:
@@ -78,26 +115,37 @@ def keyword_rows(fm, question, ids: dict, variants=LENSES) -> list[dict]:
         for (cat, word), token_ids in ids.items():
             hits = torch.isin(top, torch.tensor(token_ids, device=top.device)).sum(-1).tolist()  # [layer]
             rows += [{"variant": variant, "sample_id": question.sample_id, "task": prepared.task, "layer": l,
-                      "keyword": word, "category": cat, "hits": h} for l, h in enumerate(hits)]
+                      "keyword": word, "category": cat, "hits": h, "positions": top.shape[1]}
+                     for l, h in enumerate(hits)]
     return rows
 
 
 def keyword_hits(fm, samples, keywords: dict[str, list[str]], variants=LENSES, num_frames: int = NUM_FRAMES,
-                 progress: bool = False, *, out=None, benchmark=None, shard: int | None = None,
-                 num_shards: int | None = None):
+                 progress: bool = False, *, sample_mode: str = "correct", out=None, benchmark=None,
+                 shard: int | None = None, num_shards: int | None = None):
     """Logit-lens top-1 hits of each keyword on the video tokens: a DataFrame with one row per
     variant x question x layer x keyword (``variant``, ``sample_id``, ``task``, ``layer``, ``keyword``,
-    ``category``, ``hits``: how many video positions of that layer have the keyword's token as top-1).
-    ``out``, ``benchmark``, ``shard``/``num_shards``, ``attrs``: as :func:`flowutils.analysis.run_sweep`'s
-    (:mod:`.runner`)."""
+    ``category``, ``hits``: how many video positions of that layer have the keyword's token as top-1,
+    ``positions``: the video positions read). ``sample_mode``: the questions read (the official code's default:
+    those answered correctly). ``out``, ``benchmark``, ``shard``/``num_shards``, ``attrs``: as
+    :func:`flowutils.analysis.run_sweep`'s (:mod:`.runner`)."""
     variants = list(variants)
-    ids = {(cat, w): keyword_token_ids(fm.tokenizer, w) for cat in keywords for w in keywords[cat]}
+    texts = token_texts(fm.tokenizer)
+    ids = {(cat, w): keyword_token_ids(fm.tokenizer, w, texts) for cat in keywords for w in keywords[cat]}
     ids = {k: v for k, v in ids.items() if v}
     problems = [p for v in variants for p in choice_problems("logit-lens variant", v, VARIANTS)]
     return run_questions(fm, samples, functools.partial(keyword_rows, fm, ids=ids, variants=variants),
                          analysis="keyword_hits", params={"keywords": keywords, "variants": variants},
-                         num_frames=num_frames, problems=problems, out=out, benchmark=benchmark, shard=shard,
-                         num_shards=num_shards, progress=progress)
+                         num_frames=num_frames, sample_mode=sample_mode, problems=problems, out=out,
+                         benchmark=benchmark, shard=shard, num_shards=num_shards, progress=progress)
+
+
+def chance_rates(tokenizer, keywords: dict[str, list[str]]) -> dict[str, float]:
+    """Per category, the share of the vocabulary that counts as one of its keywords: the hit rate of a top-1 token
+    drawn uniformly from the vocabulary (Figure 4's chance rate)."""
+    texts = token_texts(tokenizer)
+    return {cat: len({i for w in words for i in keyword_token_ids(tokenizer, w, texts)}) / len(texts)
+            for cat, words in keywords.items()}
 
 
 def keyword_frequency(hits, n_layers: int, bin_size: int, min_hits: int):
@@ -128,25 +176,109 @@ def keyword_frequency(hits, n_layers: int, bin_size: int, min_hits: int):
     return pd.DataFrame(rows)
 
 
-def emergence_layer(freq) -> dict[str, float]:
-    """Per category, the frequency-weighted mean layer (1-based bin centre): where it emerges on average."""
+def layer_range(n_layers: int, share: tuple[float, float]) -> tuple[int, int]:
+    """1-based layers ``(first, last)`` of a share of the depth: ``VERY_EARLY`` of 32 -> (1, 8), ``MIDDLE`` -> (12, 21)."""
+    return int(round(share[0] * n_layers)) + 1, int(round(share[1] * n_layers))
+
+
+def figure4_statistics(hits, n_layers: int, bin_size: int, min_hits: int, n_boot: int = 1000, seed: int = 0):
+    """Figure 4's quantities on one lens's ``hits`` (:func:`keyword_hits` rows), with a percentile bootstrap over
+    questions (the same resampled questions for every quantity): ``{name: (value, lo, hi)}`` for ``rate:<category>``
+    (hits per video position and layer), ``very_early:spatial`` and ``middle:temporal`` (the category's
+    normalised frequency summed over the bins of that range, :func:`layer_range`) and ``gap`` (the temporal minus
+    the spatial frequency-weighted mean layer, 1-based bin centres); ``"questions"``: their number; ``"flat"``:
+    ``{range: a flat profile's share}``. The frequencies follow :func:`keyword_frequency` in every resample."""
+    n_bins = -(-n_layers // bin_size)
+    keys = sorted({(c, w) for c, w in zip(hits["category"], hits["keyword"])})
+    questions = list(dict.fromkeys(hits["sample_id"]))
+    col = {k: j for j, k in enumerate(keys)}
+    row = {q: i for i, q in enumerate(questions)}
+    arr = np.zeros((len(questions), len(keys), n_bins))
+    np.add.at(arr, (hits["sample_id"].map(row).to_numpy(), [col[k] for k in zip(hits["category"], hits["keyword"])],
+                    (hits["layer"] // bin_size).to_numpy()), hits["hits"].to_numpy())
+    positions = hits.groupby("sample_id", sort=False)["positions"].first().reindex(questions).to_numpy() * n_layers
+    rng = np.random.default_rng(seed)
+    weights = np.vstack([np.ones(len(questions)), rng.multinomial(len(questions), [1 / len(questions)] * len(questions),
+                                                                    size=n_boot)])  # row 0: the sample itself
+    summed = np.einsum("bq,qkn->bkn", weights, arr)  # [1 + n_boot, keywords, bins]
+    total = summed.sum(-1, keepdims=True)
+    kept = total >= max(min_hits, 1)
+    norm = np.where(kept, summed / np.where(total > 0, total, 1), np.nan)
+    first = np.arange(n_bins) * bin_size + 1
+    centre = (first + np.minimum(first + bin_size - 1, n_layers)) / 2
+    ranges = {"very_early": layer_range(n_layers, VERY_EARLY), "middle": layer_range(n_layers, MIDDLE)}
+    in_range = {r: (centre >= a) & (centre <= b) for r, (a, b) in ranges.items()}
+    values, freq = {}, {}
+    for cat in CATEGORIES:
+        idx = [col[k] for k in keys if k[0] == cat]
+        values[f"rate:{cat}"] = summed[:, idx].sum((1, 2)) / (weights @ positions)
+        count = kept[:, idx, 0].sum(1)[:, None]  # kept keywords per resample; none: no value
+        with np.errstate(invalid="ignore", divide="ignore"):
+            freq[cat] = np.where(count > 0, np.nansum(norm[:, idx], axis=1) / count, np.nan)  # [1 + n_boot, bins]
+    values["very_early:spatial"] = freq["spatial"][:, in_range["very_early"]].sum(1)
+    values["middle:temporal"] = freq["temporal"][:, in_range["middle"]].sum(1)
+    mean_layer = {c: (freq[c] * centre).sum(1) / freq[c].sum(1) for c in CATEGORIES}
+    values["gap"] = mean_layer["temporal"] - mean_layer["spatial"]
     out = {}
-    for cat, g in freq.groupby("category", sort=False):
-        centre = (g["first_layer"] + g["last_layer"]) / 2
-        out[cat] = float((g["frequency"] * centre).sum() / g["frequency"].sum()) if g["frequency"].sum() > 0 \
-            else float("nan")
+    for name, v in values.items():
+        boot = v[1:]
+        ok = np.isfinite(v[0]) and np.isfinite(boot).mean() >= 0.95  # a resample without kept keywords: no value
+        out[name] = (float(v[0]), *(np.nanquantile(boot, [0.025, 0.975]).tolist() if ok else [np.nan, np.nan]))
+    out["questions"] = len(questions)
+    out["flat"] = {r: float(m.sum() / n_bins) for r, m in in_range.items()}
+    out["ranges"] = ranges
     return out
 
 
-def spatial_before_temporal_claim(freq, variant: str) -> Claim:
-    """Figure 4: spatial keywords emerge in earlier layers than temporal ones (frequency-weighted mean layer)."""
-    layer = emergence_layer(freq)
-    kept = freq.groupby("category")["keywords"].max().to_dict()
-    finding = ("spatial keywords appear in earlier layers than temporal keywords (frequency-weighted mean layer, "
-               f"logit lens: {variant})")
-    if any(kept.get(c, 0) == 0 for c in CATEGORIES):
-        return Claim("3.3", f"Figure 4 ({variant})", finding, "spatial early, temporal in middle layers",
-                     f"too few hits: keywords kept {kept}", None)
-    measured = "; ".join(f"{c}: layer {layer[c]:.2f} ({kept[c]} keywords)" for c in CATEGORIES)
-    return Claim("3.3", f"Figure 4 ({variant})", finding, "spatial early, temporal in middle layers", measured,
-                 bool(layer["spatial"] < layer["temporal"]))
+def _decide(value, lo, hi, bar, questions) -> bool | None:
+    """Holds where the interval clears ``bar`` from above, does not where it lies below, else inconclusive."""
+    if questions < MIN_QUESTIONS or not np.isfinite(lo) or not np.isfinite(hi):
+        return None
+    return True if lo > bar else False if hi < bar else None
+
+
+def _interval(value, lo, hi, digits=2) -> str:
+    return f"{value:.{digits}g} [{lo:.{digits}g}, {hi:.{digits}g}]"
+
+
+def figure4_claims(hits, chance: dict[str, float], n_layers: int, bin_size: int, min_hits: int,
+                   decide_on: str = "input_embedding", n_boot: int = 1000, seed: int = 0) -> list[Claim]:
+    """Figure 4's four claims, each one row holding both lenses' numbers and decided on ``decide_on`` (default: the
+    official code's lens). ``hits``: :func:`keyword_hits` rows (one lens or several); ``chance``:
+    :func:`chance_rates`. Intervals: :func:`figure4_statistics` (95%, bootstrap over questions); a claim is
+    inconclusive below ``MIN_QUESTIONS`` questions."""
+    lenses = list(dict.fromkeys(hits["variant"]))
+    if decide_on not in lenses:
+        raise ValueError(f"decide_on={decide_on!r}: the hits hold lenses {lenses}")
+    stats = {v: figure4_statistics(hits[hits["variant"] == v], n_layers, bin_size, min_hits, n_boot, seed)
+             for v in lenses}
+    main = stats[decide_on]
+    n = main["questions"]
+    (e0, e1), (m0, m1) = main["ranges"]["very_early"], main["ranges"]["middle"]
+    item, tail = "Figure 4", f"(decided on the {decide_on} lens; n={n})"
+
+    def both(text):
+        return "; ".join(f"{v}: {text(stats[v])}" for v in lenses)
+
+    rate = {c: _decide(*main[f"rate:{c}"], chance[c], n) for c in CATEGORIES}
+    above = False if False in rate.values() else None if None in rate.values() else True
+    claims = [Claim("3.3", item, f"spatial and temporal keywords are read from the video tokens above chance "
+                    f"(hits per video position and layer against a uniform top-1 token) {tail}",
+                    "both concepts are captured in video tokens",
+                    both(lambda s: ", ".join(f"{c} {_interval(*s[f'rate:{c}'])} vs chance {chance[c]:.2g}"
+                                             for c in CATEGORIES)), above)]
+    flat = main["flat"]
+    claims.append(Claim("3.3", item, f"spatial concepts appear in the very early layers (L{e0}-{e1}: share of the "
+                        f"normalised frequency above a flat profile's {flat['very_early']:.2f}) {tail}",
+                        "spatial concepts start to appear in the very early layers",
+                        both(lambda s: _interval(*s["very_early:spatial"])),
+                        _decide(*main["very_early:spatial"], flat["very_early"], n)))
+    claims.append(Claim("3.3", item, f"temporal concepts develop in the middle layers (L{m0}-{m1}: share of the "
+                        f"normalised frequency above a flat profile's {flat['middle']:.2f}) {tail}",
+                        "temporal concepts develop later in the middle layers",
+                        both(lambda s: _interval(*s["middle:temporal"])),
+                        _decide(*main["middle:temporal"], flat["middle"], n)))
+    claims.append(Claim("3.3", item, f"temporal concepts emerge later than spatial ones (frequency-weighted mean layer, "
+                        f"temporal minus spatial, above 0) {tail}", "spatial early, temporal in middle layers",
+                        both(lambda s: f"{_interval(*s['gap'])} layers"), _decide(*main["gap"], 0.0, n)))
+    return claims

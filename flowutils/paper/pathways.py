@@ -14,12 +14,20 @@ model still answers as well, while blocking as many *random* edges hurts it.
    video->last and last->last are cut in every layer; video->video is cut after the last
    effective video->question layer and question->question after the last effective
    question->last layer (the video and question tokens are no longer read there).
-3. **Random blocking (Table 3).** As many edges as the combined plan cuts, spread evenly over
-   the layers (:func:`matched_cuts`), drawn uniformly and independently per layer and per
+3. **Random blocking (Table 3).** Edges drawn uniformly and independently per layer and per
    question among the causal (query, key) pairs whose query and key both come after the
-   system prompt (:func:`random_blocking_plan`); several seeds give a mean and a spread.
+   system prompt (:func:`random_blocking_plan`); several seeds give a mean and a spread (the paper's
+   code draws once). How many, a named rule says (``RANDOM_RULES``):
+
+   * ``fixed share`` (the paper's code): ``int(share * n (n + 1) / 2)`` pairs in every layer of an
+     ``n``-token input (:func:`fixed_share_cuts`), ``share`` = 0.58 / 0.63 / 0.60 / 0.42 for
+     LLaVA-NeXT-7B / 13B-Video-FT, Mini-InternVL-4B-Video-FT and VideoLLaMA3-7B, i.e. 1 - the share of the
+     edges the effective pathways kept on average; the default on those models (their manifests'
+     ``random_blocking_share``, :attr:`flowutils.knockout.windows.Protocol.random_share`);
+   * ``matched`` (a variant): as many edges as this question's combined plan cuts, spread evenly over
+     the layers (:func:`matched_cuts`); the default on every other model, which has no paper share.
 4. :func:`run_pathways` evaluates every question (also those answered wrongly at baseline)
-   under full causal attention, the combined plan and each random draw, through the
+   under full causal attention, the combined plan and each random draw (edges counted from the plans), through the
    per-question runner (:mod:`.runner`: result store, resume, counted skips, out-of-memory
    retry); :func:`table3` summarises accuracy and edge counts; the ``claim_*`` functions state
    the findings.
@@ -32,6 +40,7 @@ model still answers as well, while blocking as many *random* edges hurts it.
 from __future__ import annotations
 
 import functools
+import numbers
 
 import numpy as np
 import torch
@@ -49,6 +58,7 @@ EFFECTIVE_FLOWS = (CROSS_FRAME, "video->question", "question->last")
 ALWAYS_CUT = ("video->last", "last->last")
 THRESHOLD_PCT = -5.0  # an interval is effective when its mean relative change is below this
 CONDITIONS = ("full causal attention", "effective pathways", "random blocking")
+RANDOM_RULES = ("fixed share", "matched")  # the paper's code's rule; the per-question variant
 
 # The paper's numbers for LLaVA-NeXT-7B-Video-FT (Table E(a), 1-based inclusive; Table 3, TVBench).
 PAPER_RANGES = {CROSS_FRAME: "L6-15", "video->question": "L6-20", "question->last": "L16-25"}
@@ -161,6 +171,40 @@ def matched_cuts(total: int, n_layers: int) -> list[int]:
     return [total // n_layers + (layer < total % n_layers) for layer in range(n_layers)]
 
 
+def fixed_share_cuts(n: int, share: float, n_layers: int) -> list[int]:
+    """The paper's code's random blocking: ``int(share * n (n + 1) / 2)`` pairs in every layer of an ``n``-token
+    input, whatever its effective-pathway plan cuts (``n (n + 1) / 2``: all causal pairs, the system prompt's too)."""
+    return [int(n * (n + 1) // 2 * share)] * n_layers
+
+
+def resolve_random_rule(protocol, rule: str | None = None, share: float | None = None) -> tuple[str, float | None]:
+    """``(rule, share)`` of Table 3's random blocking: ``rule`` None is the model's default (``fixed share`` where
+    its ``protocol`` has the paper's share, else ``matched``); ``share`` overrides the protocol's (``fixed share``
+    only: a model the paper did not run has none)."""
+    if rule is None:
+        rule = RANDOM_RULES[0] if protocol.random_share is not None or share is not None else RANDOM_RULES[1]
+    if rule not in RANDOM_RULES:
+        raise ValueError(f"random_rule={rule!r}; valid: {RANDOM_RULES} (or None: the model's default)")
+    if rule == RANDOM_RULES[1]:
+        if share is not None:
+            raise ValueError(f"random_share={share!r} applies to the 'fixed share' rule only, not 'matched'")
+        return rule, None
+    share = protocol.random_share if share is None else share
+    if share is None:
+        raise ValueError("random_rule='fixed share' needs a share: this model's manifest has no random_blocking_share "
+                         "(the paper ran Table 3 on four models only); pass random_share, or use 'matched'")
+    if isinstance(share, bool) or not isinstance(share, numbers.Real) or not 0 < share < 1:
+        raise ValueError(f"random_share={share!r}: a number in (0, 1)")
+    return rule, float(share)
+
+
+def rule_label(rule: str, share: float | None) -> str:
+    """The rule in words, as Table 3 names it."""
+    if rule == RANDOM_RULES[0]:
+        return f"fixed share: {share:g} of the n(n+1)/2 causal pairs in every layer (the paper's code)"
+    return "matched: as many edges as the question's effective pathways cut (a variant)"
+
+
 def post_system_start(layout: TokenLayout) -> int:
     """The first position after the system prompt (random edges are drawn from there on): the end of
     the leading run of system positions (chat-format text after the video is not the system prompt)."""
@@ -192,37 +236,48 @@ def random_blocking_plan(layout: TokenLayout, cuts_per_layer, rng: np.random.Gen
     return KnockoutPlan(plan, {"plan": "random blocking"})
 
 
-def pathway_rows(fm, question, effective: dict, seeds, backend: str = "fast", batch_size: int = 256) -> list[dict]:
+def drawn_edges(plan: KnockoutPlan) -> int:
+    """Pairs a :func:`random_blocking_plan` cuts over all layers (each block: one query, its distinct keys)."""
+    return sum(len(keys) for blocks in plan.blocks.values() for _, keys in blocks)
+
+
+def pathway_rows(fm, question, effective: dict, seeds, rule: str, share: float | None, backend: str = "fast",
+                 batch_size: int = 256) -> list[dict]:
     """Table 3's rows of one :class:`flowutils.analysis.runner.Question` (see :func:`run_pathways`)."""
     prepared = question.prepared
     lay, L = prepared.layout, fm.n_layers
     full = L * lay.n * (lay.n + 1) // 2
     eff = effective_pathway_plan(lay, L, effective)
     total_cut = cut_edges(eff, lay.n, L)
-    cuts = matched_cuts(total_cut, L)
+    cuts = fixed_share_cuts(lay.n, share, L) if rule == RANDOM_RULES[0] else matched_cuts(total_cut, L)
     # one draw per question and seed, seeded by the question's place in the sample list (any shard draws the same)
     rand = [random_blocking_plan(lay, cuts, np.random.default_rng([seed, question.index])) for seed in seeds]
     conds = [(CONDITIONS[0], -1, full), (CONDITIONS[1], -1, full - total_cut)]
-    conds += [(CONDITIONS[2], int(s), full - sum(cuts)) for s in seeds]
+    conds += [(CONDITIONS[2], int(s), full - drawn_edges(r)) for s, r in zip(seeds, rand)]
     knocked = knockout_with_retry(fm, question, [eff, *rand], backend, batch_size)
     labels = [cond if seed < 0 else f"{cond} (seed {seed})" for cond, seed, _ in conds[1:]]
     require_finite(knocked, "knockout logits", labels)
     logits = torch.cat([question.baseline.logits.cpu()[None], knocked])
     diffs = logit_difference(logits, prepared.option_ids, prepared.gold_index)
     probs = logits.softmax(-1)
+    label = rule_label(rule, share)
     return [{"sample_id": question.sample_id, "task": prepared.task, "condition": cond, "seed": seed,
-             "edges": edges, "edges_full": full, "p_gold": float(p[prepared.gold_id]),
+             "rule": label if cond == CONDITIONS[2] else "", "edges": edges, "edges_full": full,
+             "p_gold": float(p[prepared.gold_id]),
              "logit_diff": float(d), "correct": int(p.argmax()) == prepared.gold_id}
             for (cond, seed, edges), p, d in zip(conds, probs, diffs)]
 
 
 def run_pathways(fm, samples, effective: dict, seeds=range(5), num_frames: int = NUM_FRAMES, backend: str = "fast",
-                 progress: bool = True, *, out=None, benchmark=None, shard: int | None = None,
-                 num_shards: int | None = None, batch_size: int = 256):
+                 progress: bool = True, *, random_rule: str | None = None, random_share: float | None = None, out=None,
+                 benchmark=None, shard: int | None = None, num_shards: int | None = None, batch_size: int = 256):
     """Every question under full causal attention, the effective pathways and ``len(seeds)`` random draws.
 
-    Returns one row per question x condition x seed (``seed`` is -1 for the two fixed
-    conditions): ``sample_id``, ``task``, ``condition``, ``seed``, ``edges``, ``edges_full``,
+    ``random_rule``/``random_share``: how many edges each random draw cuts (:func:`resolve_random_rule`; default:
+    the paper's fixed share on the paper's models, ``matched`` elsewhere). Returns one row per question x
+    condition x seed (``seed`` is -1 for the two fixed conditions): ``sample_id``, ``task``, ``condition``,
+    ``seed``, ``rule`` (the random rule in words; empty for the fixed conditions), ``edges`` (kept, counted
+    from each plan), ``edges_full``,
     ``p_gold``, ``logit_diff`` (true option vs best false option), ``correct`` (argmax over
     the vocabulary = the true option's letter). Questions answered wrongly at baseline are
     kept (Table 3 evaluates the whole split). ``out``, ``benchmark``, ``shard``/``num_shards``,
@@ -230,17 +285,20 @@ def run_pathways(fm, samples, effective: dict, seeds=range(5), num_frames: int =
     (the result store resumes a killed run; skipped questions are counted).
     """
     seeds = list(seeds)
+    rule, share = resolve_random_rule(fm.protocol, random_rule, random_share)
     problems = effective_problems(effective) + choice_problems("backend", backend, BACKENDS)
-    measure = functools.partial(pathway_rows, fm, effective=effective, seeds=seeds, backend=backend,
-                                batch_size=batch_size)
-    key = {"effective": {f: list(effective.get(f, ())) for f in EFFECTIVE_FLOWS}, "seeds": seeds, "backend": backend}
+    measure = functools.partial(pathway_rows, fm, effective=effective, seeds=seeds, rule=rule, share=share,
+                                backend=backend, batch_size=batch_size)
+    key = {"effective": {f: list(effective.get(f, ())) for f in EFFECTIVE_FLOWS}, "seeds": seeds, "backend": backend,
+           "random_rule": rule, "random_share": share}
     return run_questions(fm, samples, measure, analysis="run_pathways", params=key, num_frames=num_frames,
                          problems=problems, out=out, benchmark=benchmark, shard=shard, num_shards=num_shards,
                          progress=progress)
 
 
 def table3(results):
-    """Table 3 from :func:`run_pathways` rows: per condition, mean edges and share kept, accuracy.
+    """Table 3 from :func:`run_pathways` rows: per condition, the random rule, mean edges kept and blocked
+    (per question, over all layers), share kept, accuracy.
 
     Accuracy of the fixed conditions has a Wilson 95% interval; random blocking gives the
     mean and standard deviation over seeds (each seed's accuracy over all questions).
@@ -256,7 +314,9 @@ def table3(results):
             continue
         per_seed = g.groupby("seed")["correct"].mean() * 100
         acc = accuracy(g[g["seed"] == g["seed"].iloc[0]]["correct"])
-        out.append({"condition": cond, "edges": g["edges"].mean(), "kept_pct": 100 * (g["edges"] / g["edges_full"]).mean(),
+        out.append({"condition": cond, "rule": g["rule"].iloc[0], "edges": g["edges"].mean(),
+                    "edges_blocked": (g["edges_full"] - g["edges"]).mean(),
+                    "kept_pct": 100 * (g["edges"] / g["edges_full"]).mean(),
                     "accuracy": per_seed.mean(), "std_over_seeds": per_seed.std(ddof=1) if len(per_seed) > 1 else 0.0,
                     "seeds": len(per_seed), "lo": acc["lo"] if len(per_seed) == 1 else float("nan"),
                     "hi": acc["hi"] if len(per_seed) == 1 else float("nan"), "questions": acc["questions"],
@@ -296,15 +356,17 @@ def claim_effective_retains(t3, points: float = RETAINED_POINTS) -> Claim:
 
 
 def claim_random_hurts(t3, points: float = RANDOM_GAP_POINTS) -> Claim:
-    """Table 3: random blocking of as many edges lowers accuracy more than ``points`` below the effective pathways."""
+    """Table 3: random blocking of about as many edges (the run's rule, named in ``measured``) lowers accuracy more
+    than ``points`` below the effective pathways."""
     eff, rnd = _row(t3, CONDITIONS[1]), _row(t3, CONDITIONS[2])
     paper = f"{PAPER_TABLE3[CONDITIONS[1]]} vs {PAPER_TABLE3[CONDITIONS[2]]} (TVBench, 7B)"
-    finding = f"random blocking of the same number of edges is worse (by > {points:g} points)"
+    finding = f"random blocking of the same proportion of edges is worse (by > {points:g} points)"
     if eff is None or rnd is None:
         return Claim("3.5", "Table 3", finding, paper, "not run", None)
+    rule = str(rnd.get("rule", "")).split(" (")[0]  # "fixed share: 0.58 of ...", "matched: ..."
     return Claim("3.5", "Table 3", finding, paper,
-                 f"{eff.accuracy:.1f} vs {rnd.accuracy:.1f} +- {rnd.std_over_seeds:.1f} ({int(rnd.seeds)} seeds)",
-                 bool(eff.accuracy - rnd.accuracy > points))
+                 f"{eff.accuracy:.1f} vs {rnd.accuracy:.1f} +- {rnd.std_over_seeds:.1f} ({int(rnd.seeds)} seeds"
+                 + (f"; {rule}" if rule else "") + ")", bool(eff.accuracy - rnd.accuracy > points))
 
 
 def claim_edges_suppressed(t3, max_kept: float = MAX_KEPT_PCT) -> Claim:

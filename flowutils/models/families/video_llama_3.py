@@ -1,7 +1,11 @@
 """VideoLLaMA3 (``video_llama_3``): the paper's VideoLLaMA3-7B, in transformers' own classes.
 
 Every frame keeps all its tokens (``use_token_compression`` off, the paper's setting),
-after a ``Time t s:`` text; its prompt is its own (no system message, no answer prefix).
+after a ``Time t s:`` text, frames joined by ``,``; its prompt is its own (no system message, no answer
+prefix), the text the paper's code builds with the model's chat template. Where the input still differs from
+the paper's code (frame sampling and timestamps, the comma and timestamp text in a frame's cross-frame span),
+the "Rerun on a real model" page says; the paper's frame size (at most 144 tokens a frame) is set by the
+VideoLLaMA3-7B manifest's ``processor_kwargs``.
 """
 
 from __future__ import annotations

@@ -106,3 +106,13 @@ def test_table_whole_cells_no_row_numbers():
     named = figures.table(frame.set_index("finding"))
     assert list(named.frame.columns) == ["finding", "value"]  # a meaningful index is a column
     assert list(figures.table(pd.DataFrame({"a": [1]}, index=["row"])).frame.columns) == ["", "a"]
+
+
+def test_knockout_figure_all_tasks_row_first():
+    sweep = hand_sweep()
+    fig, curves = figures.knockout_figure(sweep, "Figure 3", "model", all_tasks=True)
+    assert reading_problems(fig) == []
+    assert list(dict.fromkeys(curves["logit_diff_change"]["task"])) == ["all tasks", *TASKS]
+    pooled = curves["relative_change_pct"].query("task == 'all tasks' and model == 'video'")
+    assert pooled["questions"].max() == 4 * len(TASKS)  # every task's questions together
+    assert fig.axes[0].get_title(loc="left").startswith("all tasks")

@@ -4,7 +4,9 @@ The book is built into ``_build/html`` (or ``BOOK_HTML`` points at a prebuilt on
 127.0.0.1 by a stdlib ``http.server`` thread, and every page is opened. For each page: no console
 error, no failed request, no request to any host but the local server (the book works offline),
 every ``<img>`` loaded with a non-zero natural size. On the explorer pages a control is moved and
-the figure must change. Full-page screenshots go to ``_build/screenshots/``.
+the figure must change. Full-page screenshots go to ``_build/screenshots/``. Every page reads like a
+paper (:func:`reading_problems`, on the built HTML): no progress bar, no table cell cut short with
+"...", and on the section pages no plain-text output longer than ``MAX_TEXT_LINES`` lines.
 
 ``make test`` installs the browser (``make browser-deps``); ``CHROMIUM`` overrides its path.
 """
@@ -15,6 +17,7 @@ import functools
 import hashlib
 import http.server
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +30,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+# the pages of Sections 3.2-3.5
+SECTION_PAGES = ("temporal_interaction.html", "video_language_integration.html", "answer_generation.html",
+                 "effective_pathways.html")
+MAX_TEXT_LINES = 15
+TEXT_BAR = re.compile(r"\d+%\|")  # tqdm's text bar: " 40%|####      | 4/10"
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +167,66 @@ def test_explorer_controls_change_the_figure(browser, server, name, moves):
         page.screenshot(path=str(SCREENSHOTS / f"{name.replace('.html', '')}-control-{i}.png"), full_page=True)
     page.close()
     assert not log.foreign() and not log.failed and not log.errors, (log.foreign(), log.failed, log.errors)
+
+
+def reading_problems(page_html: str, section: bool) -> list[str]:
+    """What keeps a built page from reading like a paper (empty: none): a progress-bar widget (in the
+    page's saved widget state) or a text progress bar in an output; a table cell ending in "..." (a
+    cell cut short); on a section page, a plain-text output (stream or text/plain) of more than
+    ``MAX_TEXT_LINES`` lines."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(page_html, "html.parser")
+    problems = []
+    for state in soup.find_all("script", type="application/vnd.jupyter.widget-state+json"):
+        if "ProgressModel" in (state.string or ""):
+            problems.append("a progress-bar widget")
+    for output in soup.select("div.cell_output"):
+        for cell in output.select("td, th"):
+            text = cell.get_text().strip()
+            if text.endswith(("...", "\u2026")):
+                problems.append(f"a table cell cut short: {text[-60:]!r}")
+        for pre in output.select("div.output pre"):
+            text = pre.get_text()
+            if TEXT_BAR.search(text):
+                problems.append(f"a text progress bar: {TEXT_BAR.search(text).group()!r}")
+            lines = len(text.rstrip("\n").splitlines())
+            if section and lines > MAX_TEXT_LINES:
+                problems.append(f"a plain-text output of {lines} lines: {text[:60]!r}")
+    return problems
+
+
+def test_every_page_reads_like_a_paper(html_dir):
+    found = {name: reading_problems((Path(html_dir) / name).read_text(), name in SECTION_PAGES)
+             for name in pages(html_dir)}
+    assert set(SECTION_PAGES) <= set(found), sorted(found)
+    found = {name: p for name, p in found.items() if p}
+    assert not found, found
+
+
+def _page(*outputs, state: str = "") -> str:
+    widgets = f'<script type="application/vnd.jupyter.widget-state+json">{state}</script>' if state else ""
+    cells = "".join(f'<div class="cell_output docutils container">{o}</div>' for o in outputs)
+    return f"<html><head>{widgets}</head><body>{cells}</body></html>"
+
+
+def _text(lines: int) -> str:
+    return '<div class="output stream highlight-myst-ansi"><div class="highlight"><pre>' + \
+        "\n".join(f"line {i}" for i in range(lines)) + "\n</pre></div></div>"
+
+
+def test_reading_rules_fail_on_each_fault():
+    """The rules above on small pages: a clean one passes, each fault fails it."""
+    table = '<div class="output text_html"><table><tr><th>finding</th></tr><tr><td>{}</td></tr></table></div>'
+    clean = _page(table.format("the whole finding"), _text(MAX_TEXT_LINES),
+                  state='{"state": {"a": {"model_name": "LayoutModel"}}}')
+    assert reading_problems(clean, section=True) == []
+    progress = '{"state": {"a": {"model_name": "FloatProgressModel"}}}'
+    assert reading_problems(_page(state=progress), section=False) == ["a progress-bar widget"]
+    bar = '<div class="output stderr"><pre>sweep:  40%|####      | 4/10</pre></div>'
+    assert "a text progress bar" in reading_problems(_page(bar), section=False)[0]
+    cut = reading_problems(_page(table.format("What's the right option for how the scenes in ...")), section=False)
+    assert cut and "cut short" in cut[0]
+    long = _page(_text(MAX_TEXT_LINES + 1))
+    assert "plain-text output of 16 lines" in reading_problems(long, section=True)[0]
+    assert reading_problems(long, section=False) == []  # long text is only a fault on a section page

@@ -10,8 +10,9 @@ from flowutils.toy.models import ToyConfig, build_toy
 from flowutils.inputs.prompt import build_prompt, prompt_text
 from flowutils.models import prompt_template
 from flowutils.data.synthetic import COLORS, IMAGE_TASKS, describe, generate
-from flowutils.toy.training import (accuracy_table, blanked, continuation, encode_all, pixel_values, prediction_table,
-                                recipe_table, render_samples, scene_text_table, train, training_curves)
+from flowutils.toy.training import (STAGE_COLUMNS, accuracy_table, blanked, continuation, encode_all, heldout_bars_table,
+                                    pixel_values, prediction_table, recipe_table, render_samples, scene_text_table,
+                                    stage_table, train, training_curves)
 
 TEMPLATE = "eval_mvbench"
 TINY = ToyConfig(vision_layers=1, vision_hidden=32, vision_heads=2, text_layers=2, text_hidden=32, text_heads=2,
@@ -195,3 +196,26 @@ def test_cache_config_refuses_only_an_encoding_mismatch(tmp_path):
     assert script.cache_config(tmp_path) == ToyConfig()
     with pytest.raises(ValueError, match="patch_size"):
         script.cache_config(tmp_path, asdict(ToyConfig(patch_size=4)))
+
+
+def test_stage_table_first_stage_first_with_dashes():
+    record = {"args": {"command": "video", "video_steps": 30, "lr": 1e-3},
+              "image_args": [{"command": "image", "image_steps": 20, "freeze_vision": True}],
+              "earlier_args": [{"command": "text", "steps": 10}]}
+    table = stage_table(record)
+    assert table["stage"].tolist() == ["text", "image", "video"]
+    assert table.loc[0, "steps"] == 10 and table.loc[0, "video_steps"] == "-"
+    assert table.loc[1, "freeze_vision"] == True and table.loc[2, "lr"] == 1e-3  # noqa: E712
+    assert list(table.columns) == ["stage", *STAGE_COLUMNS]
+
+
+def test_heldout_bars_table_meets_and_misses():
+    def model(image, video, blanked):
+        return {"heldout": {"chance": {"a": 50.0, "b": 25.0},
+                            "accuracy": {"image": {"b": image}, "video": {"a": video}, "video_blanked": {"a": blanked}}}}
+    table = heldout_bars_table({"toy-videollm": model(100.0, 95.0, 55.0), "toy-imagellm": model(89.0, 61.0, 50.0)})
+    met = {(r.model, r.input): r.met for r in table.itertuples()}
+    assert met == {("toy-videollm", "video"): True, ("toy-imagellm", "image"): False,  # 89 < 90
+                   ("toy-imagellm", "video"): False,  # 61 is 11 points from chance
+                   ("toy-videollm", "video_blanked"): True}
+    assert table[table.model == "toy-imagellm"].bar.tolist() == [">= 90", "within 10 of chance"]

@@ -362,3 +362,49 @@ def scene_text_table(records: dict, tasks=("image_color", "image_shape"), object
                              "max objects": args["max_objects"], "step": e["step"],
                              **{f"{t}/{n}": e["heldout"][f"{t}/{n}"] for t in tasks for n in objects}})
     return pd.DataFrame(rows)
+
+
+STAGE_COLUMNS = ("steps", "image_steps", "video_steps", "batch_size", "lr", "max_objects", "freeze_vision",
+                 "continuation_weight", "text_mix", "image_mix", "noise")
+
+
+def stage_table(record: dict) -> "pd.DataFrame":
+    """The arguments of every stage behind a training record, first stage first: one row per stage
+    (its command), one column per argument of :data:`STAGE_COLUMNS` ("-" where a stage has none)."""
+    import pandas as pd
+
+    return pd.DataFrame([{"stage": a["command"], **{c: a.get(c, "-") for c in STAGE_COLUMNS}}
+                         for a in reversed(stage_args(record))])
+
+
+# The toy pair's bars on the held-out split: (model, input, test, the bar in words)
+HELDOUT_BARS = (("toy-videollm", "video", lambda r: r.accuracy >= 90, ">= 90"),
+                ("toy-imagellm", "image", lambda r: r.accuracy >= 90, ">= 90"),
+                ("toy-imagellm", "video", lambda r: abs(r.accuracy - r.chance) <= 10, "within 10 of chance"),
+                ("toy-videollm", "video_blanked", lambda r: abs(r.accuracy - r.chance) <= 10, "within 10 of chance"))
+
+
+def heldout_bars_table(models: dict) -> "pd.DataFrame":
+    """The held-out accuracies a toy-models manifest records (``models``: its ``models`` entry), one row
+    per bar of :data:`HELDOUT_BARS` and task: model, input, task, accuracy, chance, the bar, and whether
+    it is met."""
+    import pandas as pd
+
+    rows = []
+    for model, kind, ok, text in HELDOUT_BARS:
+        held = models[model]["heldout"]
+        for task, acc in held["accuracy"][kind].items():
+            r = pd.Series({"accuracy": acc, "chance": held["chance"][task]})
+            rows.append({"model": model, "input": kind, "task": task, **r, "bar": text, "met": bool(ok(r))})
+    return pd.DataFrame(rows)
+
+
+def accuracy_by_input(models: dict, inputs: dict, by=("task",)) -> "pd.DataFrame":
+    """:func:`accuracy_table` of every model (``{name: FlowModel}``) on every input set (``{kind:
+    samples}``, e.g. :func:`heldout_samples`), with ``model`` and ``input`` columns first."""
+    import pandas as pd
+
+    parts = [accuracy_table(prediction_table(fm.model, fm.processor, fm.template, samples), by).assign(model=name, input=kind)
+             for name, fm in models.items() for kind, samples in inputs.items()]
+    out = pd.concat(parts, ignore_index=True)
+    return out[["model", "input", *[c for c in out.columns if c not in ("model", "input")]]]

@@ -7,7 +7,7 @@ vision tower, baseline, knockout and the table rows. ``sample_mode="all"`` so ev
 costs the same work whatever the model answers.
 
 The machine is shared, so the sweep is repeated and the fastest repetition is kept (timings only
-get slower under contention). Printed and saved (``benchmarks/results/cpu_sweep_<label>.json``):
+get slower under contention). Printed and saved (``benchmarks/results/cpu/cpu_sweep_<label>.json``):
 seconds per question end to end and of the engine alone (baseline + knockout), the torch
 threads, and the top entries of a torch profile of the engine.
 
@@ -31,7 +31,7 @@ ap.add_argument("--label", default="after")
 ap.add_argument("--repo", default=str(Path(__file__).resolve().parent.parent), help="flowutils checkout to time")
 ap.add_argument("--questions", type=int, default=2, help="questions per task (5 tasks)")
 ap.add_argument("--repeats", type=int, default=5)
-ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "cpu"))
 args = ap.parse_args()
 sys.path.insert(0, args.repo)
 from flowutils.book.parameters import SYNTHETIC_DEFAULT, benchmark_root  # noqa: E402

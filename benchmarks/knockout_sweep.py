@@ -7,7 +7,7 @@ sweep is the four flow sets (11 flows) x every layer with a k=9 window: 352 plan
 
 Both backends run in the same process on the same input, after a warm-up on another question
 of another length (every real question is new to the engine: new shapes). Printed and saved
-(``benchmarks/results/knockout_sweep_<gpu>.json``): time per sample of each, their ratio,
+(``benchmarks/results/speed/knockout_sweep_<gpu>.json``): time per sample of each, their ratio,
 max |dp| between them over the whole vocabulary, peak GPU memory against weights + one
 KV cache, and the fraction of the bf16 roofline reached by the work ``fast`` must do.
 
@@ -134,7 +134,7 @@ def main():
     ap.add_argument("--name", default="knockout_sweep", help="output file: <name>_<gpu>.json")
     ap.add_argument("--compile", action="store_true",
                     help="lever: compile_layers (torch.compile of every decoder layer; attention left eager)")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "speed"))
     args = ap.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"

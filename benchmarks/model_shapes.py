@@ -8,7 +8,7 @@ vision tower runs once per question and is not part of the sweep's cost. One war
 another length first; ``--check-reference N`` also runs the first N plans with the ``reference``
 backend and reports max |dp| over the vocabulary.
 
-Printed and saved (``benchmarks/results/model_shapes_<gpu>.json``): seconds per question of the
+Printed and saved (``benchmarks/results/shapes/model_shapes_<gpu>.json``): seconds per question of the
 full sweep, plans, tokens, peak GPU memory, weights. Shapes (the LM inside each checkpoint):
 
 * LLaVA-NeXT-7B-Video-FT: Vicuna-7B (Llama, 32 x 4096, 32 heads, MLP 11008), 8 x 144 video tokens
@@ -143,7 +143,7 @@ def main():
     ap.add_argument("--check-reference", type=int, default=0, help="also run the first N plans with 'reference'")
     ap.add_argument("--tiny", action="store_true", help="tiny dims (CPU smoke test of this script)")
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "shapes"))
     args = ap.parse_args()
     device = torch.device(args.device)
     dtype = torch.float32 if args.tiny else torch.bfloat16

@@ -176,7 +176,7 @@ def main():
     real, pm = prefix["REAL"].strip('"'), prefix["PM"].strip('"')
     if args.sample_mode:
         real += f" -p sample_mode {args.sample_mode}"
-    timings["parameters"] = real
+    timings["parameters"] = real.replace(str(args.bench), "BENCH").replace(str(args.work / "results"), "RESULTS")
     sections = {}
     for line in commands.splitlines()[2:]:
         section = line.split("notebooks/")[1].split(".ipynb")[0]

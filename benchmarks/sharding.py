@@ -24,7 +24,7 @@ and torch imports, torchrun's start, loading and hashing the checkpoint, the swe
 store). Each shard's sweep alone (store opened to store closed) is read from its provenance
 file; what is left of the wall time is the run's fixed cost. The merged 2-shard table is
 compared with the 1-GPU table row for row, bit for bit. Written to
-``benchmarks/results/sharding_2gpu.json``.
+``benchmarks/results/sharding/2gpu.json``.
 
 Size: a sweep of the paper covers thousands of questions on a 7B model for hours, next to
 which loading and hashing the checkpoint (tens of seconds) are small; the default here
@@ -156,7 +156,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--benchmark", help="synthetic benchmark folder (rendered there if missing; needs PyAV)")
     ap.add_argument("--workdir", default="/tmp/flowutils-sharding")
-    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "sharding_2gpu.json"))
+    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "sharding" / "2gpu.json"))
     args = ap.parse_args()
 
     import pandas as pd

@@ -17,7 +17,7 @@ Setup (not timed):
   range of their question-and-option token counts);
 * one process that imports what the sweep imports and starts CUDA (no cold start in the timed run).
 
-GPU: ``python benchmarks/throughput.py --benchmark DIR`` (writes ``benchmarks/results/throughput_<gpu>.json``).
+GPU: ``python benchmarks/throughput.py --benchmark DIR`` (writes ``benchmarks/results/throughput/throughput_<gpu>.json``).
 CPU smoke test: ``python benchmarks/throughput.py --device cpu --size tiny --n-per-task 1 --json /tmp/tp.json``
 """
 
@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--workdir", default="/tmp/flowutils-throughput")
     ap.add_argument("--compile", action="store_true", help="sweep --compile (compiled decoder layers; the "
                                                            "compilation counts in the wall time)")
-    ap.add_argument("--json", help="default: benchmarks/results/throughput_<gpu>[_compiled].json")
+    ap.add_argument("--json", help="default: benchmarks/results/throughput/throughput_<gpu>[_compiled].json")
     args = ap.parse_args()
 
     import torch
@@ -98,7 +98,7 @@ def main() -> None:
         "included": "launch, imports, loading and hashing the checkpoint, video decoding, processor, vision tower, "
                     "baseline, knockouts, result store writes",
     }
-    out = Path(args.json or ROOT / "benchmarks" / "results" / f"throughput_{gpu.replace('NVIDIA ', '').split()[0]}{'_compiled' if args.compile else ''}.json")
+    out = Path(args.json or ROOT / "benchmarks" / "results" / "throughput" / f"throughput_{gpu.replace('NVIDIA ', '').split()[0]}{'_compiled' if args.compile else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))

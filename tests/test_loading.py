@@ -96,7 +96,8 @@ def test_supported_models_table_is_built_from_manifests_adapters_and_results(tmp
 
     from flowutils.models import supported_models
 
-    (tmp_path / "model_shapes_H200.json").write_text(json.dumps({"gpu": "NVIDIA H200", "tiny": False, "results": [
+    (tmp_path / "shapes").mkdir()
+    (tmp_path / "shapes" / "model_shapes_H200.json").write_text(json.dumps({"gpu": "NVIDIA H200", "tiny": False, "results": [
         {"model": "llava-next-7b-video-ft", "fast_s_per_question": 1.5, "peak_mem_gib": 15.0}]}))
     table = supported_models(tmp_path).set_index("model")
     assert set(model_manifests()) <= set(table.index) and "(any qwen2_5_vl checkpoint)" in table.index

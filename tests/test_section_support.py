@@ -180,8 +180,10 @@ def test_rerun_estimate_matches_a_hand_computation(tmp_path):
 
     shape = {"model": "llava-next-7b-video-ft", "layers": 32, "hidden": 4096, "tokens": 1000, "plans": 100,
              "fast_s_per_question": 2.0, "peak_mem_gib": 20.0, "weights_gib": 10.0}
-    (tmp_path / "model_shapes_X.json").write_text(json.dumps({"gpu": "X", "results": [shape]}))
-    (tmp_path / "knockout_sweep_X.json").write_text(json.dumps(
+    (tmp_path / "shapes").mkdir()
+    (tmp_path / "speed").mkdir()
+    (tmp_path / "shapes" / "model_shapes_X.json").write_text(json.dumps({"gpu": "X", "results": [shape]}))
+    (tmp_path / "speed" / "knockout_sweep_X.json").write_text(json.dumps(
         {"reference_s_per_sample": 50.0, "plans_per_sample": 100, "weights_gib": 5.0, "tokens": 2000}))
     t = rerun.estimate("llava-next-7b-video-ft", "llava-v1.6-vicuna-7b", "tvbench", results_dir=tmp_path).set_index("section")
     plan, forward = 2.0 / 100, 50.0 / 100 * (10 / 5) * (1000 / 2000)  # 0.02 s, 0.5 s

@@ -114,10 +114,10 @@ def estimate(model: str, base_model: str | None, manifest: str, selection_task: 
         if name is not None and name not in manifests:
             raise ValueError(f"model {name!r} has no manifest; valid: {sorted(manifests)}")
     row = _shape_row(model, bench)
-    engines = sorted(results_dir.glob("knockout_sweep_*.json"))
+    engines = sorted((results_dir / "speed").glob("knockout_sweep_*.json"))  # its reference: one forward per plan
     if row is None or not engines:
         raise ValueError(f"{results_dir}: no GPU shapes benchmark for {model!r} (nor for a model of its shape) or no "
-                         f"knockout_sweep_*.json: run benchmarks/model_shapes.py and benchmarks/knockout_sweep.py; "
+                         f"speed/knockout_sweep_*.json: run benchmarks/model_shapes.py and benchmarks/knockout_sweep.py; "
                          f"benchmarked shapes: {sorted(bench)}")
     base_row = _shape_row(base_model, bench) if base_model else None
     per_plan = row["fast_s_per_question"] / row["plans"]

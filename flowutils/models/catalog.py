@@ -1,7 +1,7 @@
 """The "Supported models" table: one row per model manifest and per family adapter without one.
 
 Built from :data:`.families.ADAPTERS`, the model manifests (``flowutils/manifests/models/``) and, when
-present, the GPU shapes benchmark (``benchmarks/results/model_shapes_*.json`` of the flowutils home,
+present, the GPU shapes benchmark (``benchmarks/results/shapes/model_shapes_*.json`` of the flowutils home,
 :func:`flowutils.data.paths.home`), never typed by
 hand. Every adapter family passes the tiny-config bars of ``tests/test_families.py`` (that file
 checks it builds a tiny model of every adapter); a manifest whose family has no adapter is
@@ -26,9 +26,9 @@ def benchmark_results(results_dir: str | Path | None = None) -> Path:
 
 
 def shape_benchmarks(results_dir: str | Path | None = None) -> dict:
-    """``{model name: benchmark row}`` of every non-tiny ``model_shapes_*.json`` (with its GPU)."""
+    """``{model name: benchmark row}`` of every non-tiny ``shapes/model_shapes_*.json`` (with its GPU)."""
     out = {}
-    for path in sorted(benchmark_results(results_dir).glob("model_shapes_*.json")):
+    for path in sorted((benchmark_results(results_dir) / "shapes").glob("model_shapes_*.json")):
         record = json.loads(path.read_text())
         if record.get("tiny"):
             continue

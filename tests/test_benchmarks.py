@@ -370,3 +370,12 @@ def test_a_manifest_without_tasks_or_of_unknown_format_is_refused(tmp_path, monk
     assert validate_benchmark(tmp_path, "x") == [unknown]
     with pytest.raises(BenchmarkError, match="unknown format 'kinetics'"):
         load_benchmark(tmp_path, "x", tasks=["t"])
+
+
+def test_the_data_page_lists_all_six_benchmarks_with_their_layout_and_check():
+    from flowutils.data.manifests import benchmark_catalog
+
+    rows = {r["benchmark"]: r for r in benchmark_catalog()}
+    assert set(rows) == {"synthetic", "tvbench", "tomato", "longvideobench", "videomme", "vcgbench"}
+    for name, row in rows.items():
+        assert row["on disk"].startswith("<root>/") and f"--manifest {name} " in row["check"]

@@ -34,6 +34,19 @@ def benchmark_manifests() -> list[str]:
     return [name for name in available_manifests() if "tasks" in load_manifest(name)]
 
 
+def benchmark_catalog() -> list[dict]:
+    """One row per benchmark manifest: what it is, where the paper uses it, what it needs on disk, and the
+    command that checks a local copy (the Data page's table)."""
+    rows = []
+    for name in benchmark_manifests():
+        spec = load_manifest(name)
+        rows.append({"benchmark": name, "title": spec.get("title", ""),
+                     "used in the paper": spec.get("used_in_paper", "(the book's own default)"),
+                     "on disk": spec.get("layout", "").strip(), "licence": spec.get("licence", ""),
+                     "check": f"python -m flowutils validate --manifest {name} --root <folder>"})
+    return rows
+
+
 def load_manifest(name: str) -> dict:
     path = MANIFEST_DIR / f"{name}.yaml"
     if not path.is_file():

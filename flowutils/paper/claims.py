@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-VERDICTS = {True: "holds", False: "does not hold", None: "not measured"}
+VERDICTS = ("holds", "does not hold", "inconclusive", "not measured")
 
 
 @dataclass(frozen=True)
@@ -26,19 +26,25 @@ class Claim:
     finding: str  # the paper's finding, in words
     paper: str  # the paper's number for it ("" where the paper gives none)
     measured: str  # what this run measured, formatted from the numbers it computed
-    holds: bool | None  # None: this run cannot test it (e.g. no question analysed)
+    holds: bool | None  # None: undecided, "inconclusive" where questions were measured, else "not measured"
+    n: int | None = None  # questions the verdict rests on
+    interval: str = ""  # the 95% interval the decision read, formatted
+    stability: str = ""  # the verdict on two disjoint halves of the questions, formatted
 
     @property
     def verdict(self) -> str:
-        return VERDICTS[self.holds]
+        if self.holds is not None:
+            return VERDICTS[0] if self.holds else VERDICTS[1]
+        return VERDICTS[2] if self.n else VERDICTS[3]
 
 
 def claims_table(claims):
-    """A DataFrame of ``claims``: section, item, finding, paper, measured, verdict."""
+    """A DataFrame of ``claims``: section, item, finding, paper, measured, verdict, n, interval, stability."""
     import pandas as pd
 
     rows = [{**{k: v for k, v in asdict(c).items() if k != "holds"}, "verdict": c.verdict} for c in claims]
-    return pd.DataFrame(rows, columns=["section", "item", "finding", "paper", "measured", "verdict"])
+    return pd.DataFrame(rows, columns=["section", "item", "finding", "paper", "measured", "verdict", "n", "interval",
+                                       "stability"])
 
 
 def save_claims(claims, results_dir: str | Path, name: str) -> Path:

@@ -15,7 +15,7 @@ drawn frame by frame it is Figure T. Two findings are measured: spatial concepts
 temporal ones (:func:`emergence_layers`: the first layer where each category reaches half of its
 largest share of the video positions), and temporal concepts appear mainly on positions that were
 *not* spatial one layer before (:func:`temporal_on_spatial`: of the positions that turn temporal,
-the share that were spatial), read with a Wilson interval against one half.
+the share that were spatial), read with a bootstrap interval over questions against one half.
 
 **Appendix E, Figure U (attention maps of four more tasks).** The head- and layer-mean attention of a
 question word to the video (:func:`flowutils.paper.integration.word_attention`, Figure 5's measurement)
@@ -180,20 +180,31 @@ def emergence_layers(shares, level: float = 0.5) -> dict:
     return out
 
 
-def temporal_on_spatial(maps) -> tuple[int, int]:
-    """``(turned, from_spatial)``: over every question, layer l >= 1 and video position, how many positions are
-    temporal at layer l but not at l - 1, and how many of those were spatial at l - 1."""
-    turned = spatial = 0
+def temporal_on_spatial(maps):
+    """Per question (a DataFrame: ``sample_id``, ``turned``, ``from_spatial``): over every layer l >= 1 and video
+    position, how many positions are temporal at layer l but not at l - 1, and how many of those were spatial at
+    l - 1."""
+    import pandas as pd
+
+    rows = []
     for sid in dict.fromkeys(maps["sample_id"]):
         c = code_array(maps, sid)
         codes = c.reshape(c.shape[0], -1)  # [layer, position]
         new = (codes[1:] == CATEGORY_CODES["temporal"]) & (codes[:-1] != CATEGORY_CODES["temporal"])
-        turned += int(new.sum())
-        spatial += int((new & (codes[:-1] == CATEGORY_CODES["spatial"])).sum())
-    return turned, spatial
+        rows.append({"sample_id": sid, "turned": int(new.sum()),
+                     "from_spatial": int((new & (codes[:-1] == CATEGORY_CODES["spatial"])).sum())})
+    return pd.DataFrame(rows, columns=["sample_id", "turned", "from_spatial"])
 
 
-def figure_t_claims(maps) -> list[Claim]:
+def ratio_interval(num, den, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap interval (%) of ``sum(num) / sum(den)``, resampling questions (the entries)."""
+    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    idx = np.random.default_rng(seed).integers(0, len(num), size=(n_boot, len(num)))
+    ratios = 100 * num[idx].sum(1) / np.maximum(den[idx].sum(1), 1)
+    return float(np.quantile(ratios, 0.025)), float(np.quantile(ratios, 0.975))
+
+
+def figure_t_claims(maps, seed: int = 0) -> list[Claim]:
     """Figure T: spatial concepts emerge before temporal ones; temporal ones settle on positions not already spatial."""
     n = int(maps["sample_id"].nunique()) if len(maps) else 0
     first = emergence_layers(category_shares(maps)) if n else {}
@@ -206,17 +217,18 @@ def figure_t_claims(maps) -> list[Claim]:
     else:
         order = Claim("D", "Figure T: order", finding, "static concepts first (Figure T)",
                       f"spatial at layer {s + 1}, temporal at layer {t + 1}", bool(s < t), n=n)
-    turned, spatial = temporal_on_spatial(maps) if n else (0, 0)
+    per = temporal_on_spatial(maps) if n else None
+    turned, spatial = (int(per["turned"].sum()), int(per["from_spatial"].sum())) if n else (0, 0)
     finding = "temporal concepts emerge on positions not already spatial (under half of the positions turning " \
               "temporal were spatial one layer before)"
     if turned == 0:
         return [order, Claim("D", "Figure T: positions", finding, "qualitative (Figure T)",
                              "no position turns temporal", None, n=n)]
-    lo, hi = wilson_interval(spatial, turned)
+    lo, hi = ratio_interval(per["from_spatial"], per["turned"], seed=seed)
     holds = True if hi < 50 else False if lo > 50 else None
     return [order, Claim("D", "Figure T: positions", finding, "qualitative (Figure T)",
                          f"{spatial} of {turned} positions turning temporal were spatial ({100 * spatial / turned:.1f}%)",
-                         holds, n=n, interval=f"[{lo:.1f}%, {hi:.1f}%] (Wilson)")]
+                         holds, n=n, interval=f"[{lo:.1f}%, {hi:.1f}%] (bootstrap over questions)")]
 
 
 # ----------------------------------------------------------------------------- E: attention maps, four tasks

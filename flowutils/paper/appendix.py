@@ -287,6 +287,18 @@ def long_render(video_frames: int = 64) -> synthetic.RenderConfig:
     return dataclasses.replace(synthetic.RenderConfig(), video_frames=video_frames)
 
 
+def long_benchmark(parent, n_per_task: int, video_frames: int = 48, seed: int = 0, tasks=synthetic.VIDEO_TASKS,
+                   progress: bool = False):
+    """The long variant on disk (rendered once, reused after): ``<parent>/synthetic-long<frames>-test-seed<seed>-n<n>``,
+    TVBench format as the default benchmark. The renderer's random draws do not depend on the frame count, so its
+    questions are the default benchmark's first ``n_per_task`` of each task, with longer videos."""
+    from pathlib import Path
+
+    root = Path(parent) / f"synthetic-long{video_frames}-test-seed{seed}-n{n_per_task}"
+    return synthetic.write_benchmark(root, n_per_task, seed=seed, split="test", tasks=tasks,
+                                     cfg=long_render(video_frames), progress=progress)
+
+
 @dataclasses.dataclass
 class StillSample:
     """A synthetic image question shown as a still video (the one frame repeated)."""

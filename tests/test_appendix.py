@@ -145,6 +145,11 @@ def test_failure_split_and_compare_drops():
     assert split == {"down": "decreases", "up": "increases", "flat": "unchanged"}
     assert appendix.failure_split(t, layers=[0]).set_index("sample_id")["pattern"]["up"] == "unchanged"
     assert appendix.failure_split_claim(appendix.failure_split(t)).n == 3
+    many = pd.DataFrame({"pattern": ["decreases"] * 40 + ["increases"] * 40})
+    assert appendix.failure_split_claim(many).verdict == "holds"
+    assert appendix.failure_split_claim(pd.DataFrame({"pattern": ["decreases"] * 80})).verdict == "does not hold"
+    assert appendix.failure_split_claim(pd.DataFrame({"pattern": ["decreases"] * 9 + ["increases"]})).verdict \
+        == "inconclusive"
     a = sweep_rows([[-10, -20], [-30, 0]]).assign(flow="x")
     b = sweep_rows([[-1, -2], [-3, 0]]).assign(flow="x")
     comp = appendix.compare_drops(a, b, "short", "long").iloc[0]

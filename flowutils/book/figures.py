@@ -529,3 +529,23 @@ def figure_u(samples, maps, words: dict, num_frames: int, layers):
     fig.suptitle(f"Figure U: attention of a question word to the video, layers {layers[0] + 1}-{layers[-1] + 1}",
                  fontsize=10)
     return fig
+
+
+def failure_curves(sweep, split, title: str):
+    """F.3 (Figure AJ): each failure's change of its predicted (wrong) answer per layer under a knockout, coloured by
+    its pattern (:func:`flowutils.paper.appendix.failure_split`): decreases green, increases pink, unchanged grey."""
+    colors = {"decreases": "tab:green", "increases": "tab:pink", "unchanged": "0.6"}
+    pattern = split.set_index("sample_id")["pattern"]
+    fig, axes = _panels(1, 1, height=2.6)
+    ax = axes[0, 0]
+    seen = set()
+    for sid, g in sweep.groupby("sample_id", sort=False):
+        p = pattern.get(sid, "unchanged")
+        ax.plot(g["layer"] + 1, g["relative_change_pct"], color=colors[p], lw=1, alpha=0.8,
+                label=None if p in seen else f"{p} ({int((pattern == p).sum())})")
+        seen.add(p)
+    ax.axhline(0, color="gray", lw=0.8)
+    ax.set_ylabel(AXIS_WORDS["relative_change_pct"], fontsize=8)
+    _layer_axis(ax)
+    _legend_below(fig, axes, title)
+    return fig

@@ -428,18 +428,69 @@ def failure_split(sweep, value: str = "relative_change_pct", layers=None, thresh
     return g.assign(pattern=[pattern(r) for r in g.itertuples()])
 
 
-def failure_split_claim(split) -> Claim:
+MINORITY_SHARE = 10.0  # % of the failures a pattern must hold for "two patterns" (this book's bar)
+
+
+def failure_split_claim(split, bar: float = MINORITY_SHARE) -> Claim:
     """F.3 (Fig. AJ): failures split into both patterns under cross-frame knockout (the wrong answer's probability
-    falls for some and rises for others): holds when each pattern has at least one question."""
+    falls for some and rises for others): the less frequent of the two patterns holds more than ``bar`` % of the
+    failures. Holds where its Wilson 95% interval lies above ``bar``, does not hold where it lies below."""
     finding = "cross-frame knockout on failures: the wrong answer's probability falls for some questions and " \
-              "rises for others (no single behaviour)"
+              f"rises for others (each pattern > {bar:g}% of the failures)"
     n = len(split)
     if n == 0:
         return Claim("F.3", "Figure AJ", finding, "two patterns (Figure AJ)", "no failure found", None, n=0)
     counts = split["pattern"].value_counts()
     down, up = int(counts.get("decreases", 0)), int(counts.get("increases", 0))
-    lo, hi = wilson_interval(down, n)
+    lo, hi = wilson_interval(min(down, up), n)
+    holds = True if lo > bar else False if hi < bar else None
     return Claim("F.3", "Figure AJ", finding, "two patterns (Figure AJ)",
                  f"{down} decrease, {up} increase, {n - down - up} unchanged (|change| <= 5%) of {n} failures",
-                 bool(down > 0 and up > 0) if n >= 4 else None, n=n,
-                 interval=f"share decreasing [{lo:.1f}%, {hi:.1f}%] (Wilson)")
+                 holds, n=n, interval=f"less frequent pattern: [{max(lo, 0.0):.1f}%, {hi:.1f}%] (Wilson)",
+                 stability="; ".join(f"half {i + 1} (n={len(h)}): {verdict_word(failure_split_claim(h, bar).holds)}"
+                                     for i, h in enumerate((split.iloc[0::2], split.iloc[1::2]))) if n >= 2 else "")
+
+
+def accuracy_by_level(sweep):
+    """Per hardness level (``level`` column) and over its tasks: baseline accuracy (%, Wilson 95%) and questions,
+    from a sweep table of every question (``sample_mode="all"``)."""
+    import pandas as pd
+
+    from ..analysis.uncertainty import accuracy
+
+    first = sweep.drop_duplicates("sample_id")
+    rows = []
+    for level, g in first.groupby("level"):
+        a = accuracy(g["correct_baseline"])
+        rows.append({"level": int(level), "questions": a["questions"], "wrong": int((~g["correct_baseline"]).sum()),
+                     "accuracy %": a["accuracy"], "95% CI": f"{a['lo']:.1f}-{a['hi']:.1f}",
+                     **{f"{t} %": 100 * h["correct_baseline"].mean() for t, h in g.groupby("task", sort=False)}})
+    return pd.DataFrame(rows)
+
+
+def same_route_claim(sweep, flow: str, k: int, seed: int = 0) -> Claim:
+    """F.3 (Figs. AK, AL): blocking ``flow`` lowers the *predicted* answer on the failures as it lowers the true one on
+    the successes, around the same layer: holds where the drop holds on both (:func:`drop_verdict`) with their lowest
+    layers at most ``k`` apart, does not hold where it holds on one and does not on the other or the layers are
+    further apart, else inconclusive."""
+    from ..knockout.flows import flow_label
+
+    rows = sweep[sweep["flow"] == flow_label(flow)]
+    ok = drop_verdict(rows[rows["correct_baseline"]], seed=seed)
+    bad = drop_verdict(rows[~rows["correct_baseline"]], seed=seed)
+    finding = f"blocking {flow_label(flow)} lowers the wrong predicted answer on failures as it lowers the true " \
+              "answer on successes, around the same layer"
+    if ok["n"] == 0 or bad["n"] == 0:
+        return Claim("F.3", f"Figures AK, AL: {flow_label(flow)}", finding, "same patterns (Figs. AK, AL)",
+                     f"questions: {ok['n']} correct, {bad['n']} wrong", None, n=ok["n"] + bad["n"])
+    if ok["holds"] is True and bad["holds"] is True:
+        holds = abs(ok["layer"] - bad["layer"]) <= k
+    elif {ok["holds"], bad["holds"]} == {True, False}:
+        holds = False
+    else:
+        holds = None
+    return Claim("F.3", f"Figures AK, AL: {flow_label(flow)}", finding, "same patterns (Figs. AK, AL)",
+                 f"successes: {ok['mean']:.2f} at layer {ok['layer'] + 1} ({verdict_word(ok['holds'])}); failures: "
+                 f"{bad['mean']:.2f} at layer {bad['layer'] + 1} ({verdict_word(bad['holds'])}); at most {k} layers "
+                 "apart to hold", holds, n=ok["n"] + bad["n"],
+                 interval=f"successes [{ok['lo']:.2f}, {ok['hi']:.2f}]; failures [{bad['lo']:.2f}, {bad['hi']:.2f}]")

@@ -118,10 +118,14 @@ def test_claims_read_intervals():
     answers = pd.DataFrame([{"sample_id": f"q{q}", "task": "t", "layer": l, "p_true": 0.1 * (l >= 3),
                              "p_false": 0.0, "logit_diff": 1.0, "correct_baseline": False}
                             for q in range(12) for l in range(4)])
+    sweep["logit_diff_change"] = sweep["relative_change_gold_pct"] / 10  # -1 logit where the probability drops 10%
     claims = {c.item: c for c in open_ended.open_ended_claims(sweep, answers, 4)}
-    assert claims["Figure P"].verdict == "does not hold" and claims["Figure P"].n == 12
-    assert claims["Figure Q: video->last"].verdict == "holds"
-    assert "layer 2" in claims["Figure Q: video->last"].measured  # the lowest mean (-30.5) is at layer 2 (1-based)
-    assert claims["Figure Q: video->non-option question"].verdict == "does not hold"
-    assert claims["Figure Q: non-option question->last"].verdict == "inconclusive"  # mean -5, band across -5
+    for label in ("relative change", "logit difference"):
+        assert claims[f"Figure P ({label})"].verdict == "does not hold" and claims[f"Figure P ({label})"].n == 12
+        assert claims[f"Figure Q: video->last ({label})"].verdict == "holds"
+        # the lowest mean (-30.5) is at layer 2 (1-based)
+        assert "layer 2" in claims[f"Figure Q: video->last ({label})"].measured
+        assert claims[f"Figure Q: video->non-option question ({label})"].verdict == "does not hold"
+    # mean -5 %, band across -5; on the logit difference mean -0.5, band across -1 too
+    assert claims["Figure Q: non-option question->last (relative change)"].verdict == "inconclusive"
     assert claims["Figure R"].verdict == "holds"

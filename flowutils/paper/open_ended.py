@@ -30,7 +30,8 @@ Figure P blocks cross-frame attention, Figure Q ``video->non-option question``, 
 
 **Claims** (:func:`open_ended_claims`) are decided from 95% bootstrap intervals over questions
 (:func:`flowutils.paper.appendix.drop_claim`): Figure P holds where some early-to-middle layer's band
-lies below -5%; each Figure Q flow where some layer's does; Figure R reuses Figure 8's rise criterion.
+lies below -5% (and, as on the section pages, on the logit difference with -1 logit); each Figure Q flow where
+some layer's does; Figure R reuses Figure 8's rise criterion.
 """
 
 from __future__ import annotations
@@ -57,6 +58,12 @@ FIGURE_Q = ("video->non_option_question", "video->last", "non_option_question->l
 SELECTIONS = ("answered", "leads", "all")
 METRIC = "relative_change_gold_pct"  # the ground truth's first sub-token: the open-ended answer has no letter
 PAPER_RISE = "rises from about layer 20 of 32 (Figure R, LLaVA-NeXT-7B-Video-FT)"
+# the claims' metrics: (column, threshold, label, words); -5% is the paper's threshold, -1 logit the section pages'
+CLAIM_METRICS = (
+    (METRIC, -5.0, "relative change", "the probability of the ground truth's first sub-token (relative change, %)"),
+    ("logit_diff_change", -1.0, "logit difference", "the logit difference between the ground truth's first "
+     "sub-token and the best other candidate's"),
+)
 
 
 def completion_prefix(task: str) -> str:
@@ -146,15 +153,17 @@ def open_ended_claims(sweep, answers, n_layers: int, seed: int = 0) -> list[Clai
     from ..knockout.flows import flow_label
 
     early = range(n_layers // 2)  # the first half of the layers, as Sec. 3.2's claims read "early-to-middle"
-    claims = [drop_claim(SECTION, "Figure P", "blocking cross-frame attention in early-to-middle layers lowers the "
-                         f"probability of the ground truth's first sub-token below -5% (layers 1-{len(early)})",
-                         "significant decrease in early-to-middle layers (Figure P)",
-                         sweep[sweep["flow"] == flow_label(CROSS_FRAME)], METRIC, early, seed=seed)]
-    for flow in FIGURE_Q:
-        claims.append(drop_claim(SECTION, f"Figure Q: {flow_label(flow)}",
-                                 f"blocking {flow_label(flow)} lowers the probability of the ground truth's first "
-                                 "sub-token below -5% in some layer (the last position is the checkpoint)",
-                                 "drops (Figure Q)", sweep[sweep["flow"] == flow_label(flow)], METRIC, seed=seed))
+    claims = []
+    for value, threshold, label, words in CLAIM_METRICS:
+        claims.append(drop_claim(SECTION, f"Figure P ({label})", "blocking cross-frame attention in early-to-middle "
+                                 f"layers lowers {words} below {threshold:g} (layers 1-{len(early)})",
+                                 "significant decrease in early-to-middle layers (Figure P)",
+                                 sweep[sweep["flow"] == flow_label(CROSS_FRAME)], value, early, threshold, seed))
+        for flow in FIGURE_Q:
+            claims.append(drop_claim(SECTION, f"Figure Q: {flow_label(flow)} ({label})",
+                                     f"blocking {flow_label(flow)} lowers {words} below {threshold:g} in some layer "
+                                     "(the last position is the checkpoint)", "drops (Figure Q)",
+                                     sweep[sweep["flow"] == flow_label(flow)], value, None, threshold, seed))
     rise = claim_rise_after_middle(answers)
     claims.append(dataclasses.replace(rise, section=SECTION, item="Figure R", paper=PAPER_RISE,
                                       finding=rise.finding.replace("true option", "ground truth's first sub-token"),

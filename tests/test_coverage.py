@@ -24,6 +24,7 @@ def test_pages_exist_and_are_in_the_book():
     assert not table.status.str.contains("missing").any()
     assert (table[table.page == ""].status.isin([coverage.REAL, coverage.NOT_BUILT, coverage.SCHEMATIC])).all()
     assert table.set_index("item").loc["Figure P", "page"] == "appendix_open_ended"
+    assert table.set_index("item").loc["Figure S", "page"] == "appendix_multi_token"
     assert table.set_index("item").loc["Figure K", "status"] == coverage.REAL
 
 

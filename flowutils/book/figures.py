@@ -549,3 +549,25 @@ def failure_curves(sweep, split, title: str):
     _layer_axis(ax)
     _legend_below(fig, axes, title)
     return fig
+
+
+def figure_s(table, title: str, seed: int = 0):
+    """Figure S: per flow (one panel each), the relative change of the anchor token's probability per layer, one line
+    per anchor stage with its 95% bootstrap band over questions. ``table``:
+    :func:`flowutils.paper.multi_token.anchor_sweep` rows."""
+    flows = list(dict.fromkeys(table["flow"]))
+    cols = 2
+    fig, axes = _panels(-(-len(flows) // cols), cols, sharex=True)
+    colors = {}
+    for ax, flow in zip(axes.ravel(), flows):
+        g = table[table["flow"] == flow].assign(stage=lambda t: "anchor " + t["stage"].astype(str))
+        n = _bands(ax, curve(g, "relative_change_pct", by=("stage", "layer"), seed=seed), "stage", colors)
+        ax.axhline(0, color="gray", lw=0.8)
+        ax.axhline(METRICS["relative_change_pct"][1], color="gray", lw=0.8, ls="--")
+        ax.set_title(f"{flow} ({n})", fontsize=9, loc="left")
+        ax.set_ylabel("change of p(anchor), %", fontsize=8)
+        _layer_axis(ax)
+    for ax in axes.ravel()[len(flows):]:
+        ax.axis("off")
+    _legend_below(fig, axes, title)
+    return fig

@@ -155,3 +155,29 @@ def test_failure_split_and_compare_drops():
     comp = appendix.compare_drops(a, b, "short", "long").iloc[0]
     assert comp["short mean"] == pytest.approx(-25) and comp["long mean"] == pytest.approx(-2.5)
     assert comp["difference"] == pytest.approx(22.5) and comp["lo"] <= 22.5 <= comp["hi"]
+
+
+def test_progressive_accuracy_and_leakage_claims():
+    rows = []
+    for q in range(10):
+        for layer in range(4):
+            # bottom_up: the first two layers' blocking breaks questions 0-3, more layers add nothing
+            rows.append({"sample_id": f"q{q}", "style": "bottom_up", "layer": layer, "correct_baseline": True,
+                         "correct_knockout": not (q < 4 and layer >= 1)})
+            # top_down: blocking from layer 2 on breaks question 0 only
+            rows.append({"sample_id": f"q{q}", "style": "top_down", "layer": layer, "correct_baseline": True,
+                         "correct_knockout": not (q == 0 or (q < 4 and layer < 2))})
+    acc = appendix.progressive_accuracy(pd.DataFrame(rows)).set_index(["style", "layer"])
+    assert acc.loc[("bottom_up", 0), "accuracy"] == 100 and acc.loc[("bottom_up", 3), "change"] == -40
+    assert acc.loc[("top_down", 3), "accuracy"] == 90 and acc.loc[("top_down", 3), "questions"] == 10
+    claims = {c.item: c for c in appendix.leakage_claims(acc.reset_index(), 4)}
+    assert claims["Figure V: top-down"].verdict == "does not hold"  # -10 points from layer 3 on
+    assert claims["Figure V: bottom-up"].verdict == "holds"  # -40 at layer 2 and at layer 4: nothing more
+
+
+def test_window_claim_compares_the_narrowest_and_widest_window():
+    narrow = sweep_rows([[-1, -2, 0]] * 10).assign(k=1)
+    wide = sweep_rows([[-30, -40, -10]] * 5 + [[-20, -50, 0]] * 5).assign(k=5)
+    assert appendix.window_claim(pd.concat([narrow, wide])).verdict == "holds"
+    assert appendix.window_claim(pd.concat([narrow.assign(k=5), wide.assign(k=1)])).verdict == "does not hold"
+    assert appendix.window_claim(narrow).verdict == "inconclusive"

@@ -55,9 +55,9 @@ COVERAGE = (
     ("F.3", "Figure AK", "failures: question parts -> last", "appendix_failure_cases", ""),
     ("F.3", "Figure AL", "failures: paths into the false option", "appendix_failure_cases",
      "toy: video -> question and question -> last on the wrong answer"),
-    ("F.4", "Figure V", "signal leakage: top-down and bottom-up windows", None, NOT_BUILT),
+    ("F.4", "Figure V", "signal leakage: top-down and bottom-up windows", "appendix_robustness", ""),
     ("F.5", "Table B", "cross-frame knockout in the second half", "temporal_interaction", ""),
-    ("F.6", "Figure W", "window size k", None, NOT_BUILT),
+    ("F.6", "Figure W", "window size k", "appendix_robustness", ""),
     ("H", "Table C", "the paper's models", "supported_models", ""),
     ("3.5", "Table E", "effective layer ranges and interval means", "effective_pathways", ""),
 )

@@ -571,3 +571,22 @@ def figure_s(table, title: str, seed: int = 0):
         ax.axis("off")
     _legend_below(fig, axes, title)
     return fig
+
+
+def figure_v(acc, title: str):
+    """Figure V: accuracy change (points) when cross-frame attention is blocked from the first layer up to layer l
+    (green) and from layer l to the last (pink), with Wilson 95% bands. ``acc``:
+    :func:`flowutils.paper.appendix.progressive_accuracy`."""
+    fig, axes = _panels(1, 1, height=2.6)
+    ax = axes[0, 0]
+    words = {"bottom_up": ("blocked in layers 1 to l", "tab:green"), "top_down": ("blocked in layers l to L", "tab:pink")}
+    for style, g in acc.groupby("style", sort=False):
+        label, color = words.get(style, (style, None))
+        base = g["accuracy"] - g["change"]
+        ax.plot(g["layer"] + 1, g["change"], marker="o", ms=3, color=color, label=label)
+        ax.fill_between(g["layer"] + 1, g["lo"] - base, g["hi"] - base, color=color, alpha=0.2, lw=0)
+    ax.axhline(0, color="gray", lw=0.8)
+    ax.set_ylabel("accuracy change, points", fontsize=8)
+    _layer_axis(ax, "layer l")
+    _legend_below(fig, axes, title)
+    return fig

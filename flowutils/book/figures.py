@@ -454,3 +454,139 @@ def table3(t3) -> Table:
                                     "edges_blocked": "edges blocked (mean per question)",
                                     "accuracy": "accuracy (%)", "std_over_seeds": "std over seeds",
                                     "lo": "95% CI low", "hi": "95% CI high", "logit_diff": "mean logit difference"}))
+
+
+# ----------------------------------------------------------------------------- appendix pages
+CATEGORY_COLORS = ("#d9d9d9", "#1f77b4", "#ff7f0e")  # other, spatial, temporal (flowutils.paper.appendix.CATEGORY_CODES)
+
+
+def lens_map_figure(frames, codes, layers, titles):
+    """Figure T: per question and layer of ``layers`` (0-based; one row each), the logit-lens category of every
+    video token over its frames. ``frames``: per question ``[time, height, width, 3]`` uint8; ``codes``: per question
+    ``[layer, frame, token]`` (:func:`flowutils.paper.appendix.code_array`): grey other, blue spatial, orange temporal,
+    drawn over the frames (a square token grid per frame, the frames side by side)."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    layers = list(layers)
+    n_frames = max(c.shape[1] for c in codes)
+    fig, axes = _panels(len(codes) * len(layers), 1, height=TEXT_WIDTH / n_frames * 0.9)
+    cmap = ListedColormap(CATEGORY_COLORS)
+    for i, (video, c) in enumerate(zip(frames, codes)):
+        n_frames, per = c.shape[1], c.shape[2]
+        grid = int(round(np.sqrt(per)))
+        if grid * grid != per:
+            raise ValueError(f"{per} tokens per frame do not form a square grid")
+        strip = np.concatenate([video[f] for f in range(n_frames)], axis=1)
+        h, w = strip.shape[:2]
+        for j, layer in enumerate(layers):
+            ax = axes[i * len(layers) + j, 0]
+            tiles = np.concatenate([c[layer, f].reshape(grid, grid) for f in range(n_frames)], axis=1)
+            ax.imshow(strip)
+            ax.imshow(tiles, cmap=cmap, vmin=0, vmax=2, alpha=0.75, extent=(0, w, h, 0), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_ylabel(f"layer {layer + 1}", fontsize=7)
+            if j == 0:
+                ax.set_title(titles[i], fontsize=8, loc="left")
+    fig.legend([Patch(color=col) for col in CATEGORY_COLORS], ["other", "spatial keyword", "temporal keyword"],
+               loc="outside lower center", ncol=3, fontsize=8, frameon=False)
+    fig.suptitle("Figure T: logit-lens top-1 token of each video token (frames left to right)", fontsize=10)
+    return fig
+
+
+def category_share_figure(shares, title: str):
+    """Figure T's numbers: per layer, the share of the video tokens whose top-1 token is a spatial / temporal
+    keyword's. ``shares``: :func:`flowutils.paper.appendix.category_shares`."""
+    fig, axes = _panels(1, 1, height=2.4)
+    ax = axes[0, 0]
+    for k, (cat, g) in enumerate(shares.groupby("category", sort=False)):
+        ax.plot(g["layer"] + 1, 100 * g["share"], marker="o", ms=3, color=CATEGORY_COLORS[1 + (cat == "temporal")],
+                label=f"{cat} keywords")
+    ax.set_ylabel("video tokens, %", fontsize=8)
+    _layer_axis(ax, "layer (logit lens on the video tokens)")
+    _legend_below(fig, axes, title)
+    return fig
+
+
+def figure_u(samples, maps, words: dict, num_frames: int, layers):
+    """Figure U: for the first question of each task with its word, the word's attention to the video over the
+    frames, with full attention and with cross-frame knockout. ``maps``: ``{task: word_attention maps}``;
+    ``words``: ``{task: query word}``."""
+    by_id = {s.sample_id: s for s in samples}
+    rows, frames, titles = [], [], []
+    for task, m in maps.items():
+        ids = list(dict.fromkeys(sid for sid, _ in m))
+        if not ids:
+            continue
+        video = read_frames(by_id[ids[0]].video_path, num_frames)
+        for condition in ("full attention", "cross-frame knocked out"):
+            rows.append(m[(ids[0], condition)])
+            frames.append(video)
+            titles.append(f'{task_title(task)}\n"{words[task]}"\n{condition}')
+    layers = list(layers)
+    fig = attention_over_frames(frames, rows, titles)
+    fig.suptitle(f"Figure U: attention of a question word to the video, layers {layers[0] + 1}-{layers[-1] + 1}",
+                 fontsize=10)
+    return fig
+
+
+def failure_curves(sweep, split, title: str):
+    """F.3 (Figure AJ): each failure's change of its predicted (wrong) answer per layer under a knockout, coloured by
+    its pattern (:func:`flowutils.paper.appendix.failure_split`): decreases green, increases pink, unchanged grey."""
+    colors = {"decreases": "tab:green", "increases": "tab:pink", "unchanged": "0.6"}
+    pattern = split.set_index("sample_id")["pattern"]
+    fig, axes = _panels(1, 1, height=2.6)
+    ax = axes[0, 0]
+    seen = set()
+    for sid, g in sweep.groupby("sample_id", sort=False):
+        p = pattern.get(sid, "unchanged")
+        ax.plot(g["layer"] + 1, g["relative_change_pct"], color=colors[p], lw=1, alpha=0.8,
+                label=None if p in seen else f"{p} ({int((pattern == p).sum())})")
+        seen.add(p)
+    ax.axhline(0, color="gray", lw=0.8)
+    ax.set_ylabel(AXIS_WORDS["relative_change_pct"], fontsize=8)
+    _layer_axis(ax)
+    _legend_below(fig, axes, title)
+    return fig
+
+
+def figure_s(table, title: str, seed: int = 0):
+    """Figure S: per flow (one panel each), the relative change of the anchor token's probability per layer, one line
+    per anchor stage with its 95% bootstrap band over questions. ``table``:
+    :func:`flowutils.paper.multi_token.anchor_sweep` rows."""
+    flows = list(dict.fromkeys(table["flow"]))
+    cols = 2
+    fig, axes = _panels(-(-len(flows) // cols), cols, sharex=True)
+    colors = {}
+    for ax, flow in zip(axes.ravel(), flows):
+        g = table[table["flow"] == flow].assign(stage=lambda t: "anchor " + t["stage"].astype(str))
+        n = _bands(ax, curve(g, "relative_change_pct", by=("stage", "layer"), seed=seed), "stage", colors)
+        ax.axhline(0, color="gray", lw=0.8)
+        ax.axhline(METRICS["relative_change_pct"][1], color="gray", lw=0.8, ls="--")
+        ax.set_title(f"{flow} ({n})", fontsize=9, loc="left")
+        ax.set_ylabel("change of p(anchor), %", fontsize=8)
+        _layer_axis(ax)
+    for ax in axes.ravel()[len(flows):]:
+        ax.axis("off")
+    _legend_below(fig, axes, title)
+    return fig
+
+
+def figure_v(acc, title: str):
+    """Figure V: accuracy change (points) when cross-frame attention is blocked from the first layer up to layer l
+    (green) and from layer l to the last (pink), with Wilson 95% bands. ``acc``:
+    :func:`flowutils.paper.appendix.progressive_accuracy`."""
+    fig, axes = _panels(1, 1, height=2.6)
+    ax = axes[0, 0]
+    words = {"bottom_up": ("blocked in layers 1 to l", "tab:green"), "top_down": ("blocked in layers l to L", "tab:pink")}
+    for style, g in acc.groupby("style", sort=False):
+        label, color = words.get(style, (style, None))
+        base = g["accuracy"] - g["change"]
+        ax.plot(g["layer"] + 1, g["change"], marker="o", ms=3, color=color, label=label)
+        ax.fill_between(g["layer"] + 1, g["lo"] - base, g["hi"] - base, color=color, alpha=0.2, lw=0)
+    ax.axhline(0, color="gray", lw=0.8)
+    ax.set_ylabel("accuracy change, points", fontsize=8)
+    _layer_axis(ax, "layer l")
+    _legend_below(fig, axes, title)
+    return fig

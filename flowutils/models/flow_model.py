@@ -79,13 +79,22 @@ class FlowModel:
         return ids[0]
 
     def prepare(self, frames: np.ndarray | VideoClip, question: str, candidates, answer: str | None = None,
-                sample_id: str = "", task: str = "") -> PreparedInput:
+                sample_id: str = "", task: str = "", open_ended_prefix: str | None = None) -> PreparedInput:
         """Process ``frames`` (``[time, height, width, 3]`` uint8, or a :class:`VideoClip` that also says where
-        in its video each frame was taken) and a multiple-choice question."""
+        in its video each frame was taken) and a multiple-choice question.
+
+        ``open_ended_prefix`` (Appendix C.1): the options are left out of the prompt, which ends with this
+        sentence to complete; the "option ids" are then the first sub-token of each candidate answer after
+        the sentence (:meth:`answer_token_id`), so the gold id is the ground truth's first sub-token."""
         candidates = list(candidates)
         if answer is not None and answer not in candidates:
             raise ValueError(f"{sample_id or 'sample'}: answer {answer!r} is not among candidates {candidates}")
-        parts = build_prompt(self.template, self.adapter.video_token, question, candidates, self.adapter.video_markers)
+        if open_ended_prefix is not None:
+            parts = self.template.parts(self.adapter.video_token, question, candidates, open_ended_prefix,
+                                        self.adapter.video_markers)
+        else:
+            parts = build_prompt(self.template, self.adapter.video_token, question, candidates,
+                                 self.adapter.video_markers)
         text = prompt_text(parts)
         if not isinstance(frames, VideoClip):  # bare frames: no timing (a processor writing timestamps uses its default)
             frames = VideoClip(np.asarray(frames), tuple(range(len(frames))), None, len(frames))
@@ -94,12 +103,24 @@ class FlowModel:
         layout = build_layout(
             parts, enc.input_ids, self.tokenizer, self.adapter.video_token_id(self.model.config),
             num_frames=enc.num_frames, trailing_video_tokens=self.adapter.trailing_video_tokens,
-            expected_tokens_per_frame=enc.tokens_per_frame, answer_index=gold, model_name=self.name,
-            replaced=enc.replaced,
+            expected_tokens_per_frame=enc.tokens_per_frame, answer_index=None if open_ended_prefix is not None else gold,
+            model_name=self.name, replaced=enc.replaced,
         )
-        letters = [chr(ord("A") + i) for i in range(len(candidates))]
-        return PreparedInput(enc.inputs, layout, [self.letter_id(l) for l in letters], gold, sample_id, task,
-                             enc.input_ids)
+        if open_ended_prefix is not None:
+            ids = [self.answer_token_id(open_ended_prefix, c) for c in candidates]
+        else:
+            ids = [self.letter_id(chr(ord("A") + i)) for i in range(len(candidates))]
+        return PreparedInput(enc.inputs, layout, ids, gold, sample_id, task, enc.input_ids)
+
+    def answer_token_id(self, prefix: str, answer: str) -> int:
+        """The first sub-token of ``answer`` written after ``prefix`` (one space between): the token the model
+        must produce next to start that answer, found by tokenising the sentence with and without it."""
+        head = self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
+        full = self.tokenizer(f"{prefix} {answer}", add_special_tokens=False)["input_ids"]
+        n = next((i for i, (a, b) in enumerate(zip(head, full)) if a != b), len(head))
+        if n >= len(full) or full[n] == self.tokenizer.unk_token_id:
+            raise ValueError(f"{self.name}: answer {answer!r} has no known first sub-token after {prefix!r}")
+        return full[n]
 
     def prepare_sample(self, sample, num_frames: int = NUM_FRAMES) -> PreparedInput:
         """Prepare a :class:`flowutils.data.VideoQASample` (read from disk) or a rendered synthetic sample."""
@@ -108,7 +129,8 @@ class FlowModel:
             sid = sample.sample_id
         else:
             clip, sid = sample_clip(sample.frames, num_frames), getattr(sample, "sample_id", sample.task)
-        return self.prepare(clip, sample.question, sample.candidates, sample.answer, sid, sample.task)
+        return self.prepare(clip, sample.question, sample.candidates, sample.answer, sid, sample.task,
+                            getattr(sample, "open_ended_prefix", None))
 
     @torch.no_grad()
     def forward(self, prepared: PreparedInput, state=None, **kwargs):

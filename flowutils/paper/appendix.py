@@ -1,0 +1,569 @@
+"""Appendices D-F of the paper, on the run's model and benchmark, and the decisions the appendix pages share.
+
+**Deciding from intervals.** An appendix finding about a knockout curve ("blocking X lowers p(answer)
+in the early layers") is read from the mean over questions at each layer with its 95% bootstrap band
+(:func:`flowutils.analysis.uncertainty.curve`, questions resampled): it *holds* where the band of some
+layer of the stated range lies wholly below the threshold (the paper's -5%), *does not hold* where
+every band of the range lies wholly above it, and is *inconclusive* otherwise (:func:`drop_verdict`).
+:func:`stability` repeats a verdict on two disjoint halves of the questions.
+
+**Appendix D, Figure T (logit-lens maps).** The logit lens (:mod:`flowutils.analysis.logit_lens`) reads
+the top-1 token of every video token at every layer; a token is *spatial* or *temporal* when it is the
+first sub-token of a keyword of that category (:mod:`.keywords`, the same matching as Figure 4), else
+*other*. :func:`lens_maps` keeps, per question, the category of every video position at every layer;
+drawn frame by frame it is Figure T. Two findings are measured: spatial concepts emerge before
+temporal ones (:func:`emergence_layers`: the first layer where each category reaches half of its
+largest share of the video positions), and temporal concepts appear mainly on positions that were
+*not* spatial one layer before (:func:`temporal_on_spatial`: of the positions that turn temporal,
+the share that were spatial), read with a bootstrap interval over questions against one half.
+
+**Appendix E, Figure U (attention maps of four more tasks).** The head- and layer-mean attention of a
+question word to the video (:func:`flowutils.paper.integration.word_attention`, Figure 5's measurement)
+with full attention and with cross-frame attention blocked, for one word of each task (:data:`QUERY_WORDS`).
+The paper's finding: with full attention the word's attention picks out the frames that matter, with
+the cross-frame knockout it is spread alike over the frames. Measured as the entropy of the attention
+mass over the frames, normalised to [0, 1] (:func:`frame_entropy`; 1: uniform over frames), paired per
+question: the knockout raises it (:func:`entropy_claim`, bootstrap interval of the mean paired change).
+
+**Appendix F.1 / F.2 (long videos, other benchmarks).** A *long variant* of the synthetic benchmark:
+the same renderer with more frames per video (:func:`long_render`), read with more sampled frames;
+and the synthetic image tasks shown as still videos (:func:`still_video_samples`) as the spatial
+contrast of Video-MME's spatial perception. Table A's protocol is Table 3's
+(:func:`flowutils.paper.pathways.run_pathways`) with the effective layers selected on the short
+videos. F.2's finding on long videos (the cross-frame and video->question drops are smaller than on
+short ones) and on spatial questions (cross-frame knockout matters less, with a larger spread over
+questions) are compared between the two sweeps' per-question lowest values (:func:`compare_drops`).
+
+**Appendix F.3 (failure cases).** Harder renders (:func:`harden`: still distractor shapes in colours
+the question does not ask about and pixel noise; the ground truth is unchanged, as the distractors
+never move) make the toy err; on the questions answered wrongly, the knockout changes the
+probability of the *wrong* predicted answer. :func:`failure_split` counts the failures whose
+predicted answer loses probability under the cross-frame knockout and those where it gains.
+
+**Appendix F.4 / F.6 (signal leakage, window size).** Cross-frame attention blocked in layers 1..l
+(``bottom_up``) and l..L (``top_down``) for every l, read as accuracy (:func:`progressive_accuracy`,
+:func:`leakage_claims`); and centred windows of several sizes, the narrowest against the widest
+(:func:`window_claim`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import zlib
+
+import numpy as np
+
+from ..analysis.uncertainty import bootstrap_mean, curve, wilson_interval
+from ..data import synthetic
+from .claims import Claim
+
+THRESHOLD_PCT = -5.0  # the paper's threshold of a significant drop (Table E)
+
+
+# ----------------------------------------------------------------------------- verdicts from intervals
+def drop_verdict(table, value: str = "relative_change_pct", threshold: float = THRESHOLD_PCT, layers=None,
+                 seed: int = 0) -> dict:
+    """Whether blocking a flow lowers ``value`` below ``threshold`` somewhere in ``layers`` (0-based; None: all).
+
+    ``table``: one flow's sweep rows (question x layer). Returns ``{"holds", "n", "layer", "mean", "lo", "hi"}``:
+    ``holds`` True where some layer's 95% bootstrap band lies wholly below the threshold, False where every
+    layer's band lies wholly above it, None otherwise; ``layer`` (0-based), ``mean``/``lo``/``hi``: the layer of
+    ``layers`` with the lowest mean, and its band.
+    """
+    if len(table) == 0:
+        return {"holds": None, "n": 0, "layer": None, "mean": math.nan, "lo": math.nan, "hi": math.nan}
+    c = curve(table, value, by=("layer",), seed=seed)
+    if layers is not None:
+        c = c[c["layer"].isin(list(layers))]
+    low = c.loc[c["mean"].idxmin()]
+    holds = True if (c["hi"] < threshold).any() else False if (c["lo"] > threshold).all() else None
+    return {"holds": holds, "n": int(table["sample_id"].nunique()), "layer": int(low["layer"]),
+            "mean": float(low["mean"]), "lo": float(low["lo"]), "hi": float(low["hi"])}
+
+
+def verdict_word(holds) -> str:
+    return "holds" if holds is True else "does not hold" if holds is False else "inconclusive"
+
+
+def halves(table) -> list:
+    """``table`` split into two disjoint halves of its questions (alternating in their order of appearance)."""
+    ids = list(dict.fromkeys(table["sample_id"]))
+    return [table[table["sample_id"].isin(ids[i::2])] for i in (0, 1)]
+
+
+def stability(table, decide) -> str:
+    """``decide(rows) -> holds`` on each half of the questions (:func:`halves`), in words."""
+    if table["sample_id"].nunique() < 2:
+        return ""
+    return "; ".join(f"half {i + 1} (n={h['sample_id'].nunique()}): {verdict_word(decide(h))}"
+                     for i, h in enumerate(halves(table)))
+
+
+def drop_claim(section: str, item: str, finding: str, paper: str, table, value: str, layers=None,
+               threshold: float = THRESHOLD_PCT, seed: int = 0) -> Claim:
+    """A :class:`Claim` that blocking the table's flow lowers ``value`` below ``threshold`` in ``layers``
+    (:func:`drop_verdict`), with its interval and its verdict on two halves of the questions."""
+    v = drop_verdict(table, value, threshold, layers, seed)
+    if v["n"] == 0:
+        return Claim(section, item, finding, paper, "no question analysed", None, n=0)
+    measured = f"lowest mean {v['mean']:.2f} at layer {v['layer'] + 1}"
+    return Claim(section, item, finding, paper, measured, v["holds"], n=v["n"],
+                 interval=f"[{v['lo']:.2f}, {v['hi']:.2f}] at layer {v['layer'] + 1}",
+                 stability=stability(table, lambda h: drop_verdict(h, value, threshold, layers, seed)["holds"]))
+
+
+# ----------------------------------------------------------------------------- D: logit-lens maps
+CATEGORY_CODES = {"other": 0, "spatial": 1, "temporal": 2}
+
+
+def lens_category_rows(fm, question, ids: dict, variant: str = "final_norm") -> list[dict]:
+    """:func:`lens_maps`' rows of one question: per layer, the category code of every video position's top-1
+    token (``codes``: a string of digits, one per video position, frame-major)."""
+    from ..analysis.logit_lens import layer_logits
+
+    prepared = question.prepared
+    top = layer_logits(fm, question.baseline, prepared.layout.video, variant).argmax(-1).cpu().numpy()  # [layer, pos]
+    codes = np.zeros_like(top)
+    for cat, token_ids in ids.items():
+        codes[np.isin(top, list(token_ids))] = CATEGORY_CODES[cat]
+    frames = prepared.layout.frames
+    return [{"sample_id": question.sample_id, "task": prepared.task, "layer": layer, "frames": len(frames),
+             "per_frame": len(frames[0]), "codes": "".join(map(str, row))} for layer, row in enumerate(codes)]
+
+
+def lens_maps(fm, samples, keywords: dict, variant: str = "final_norm", num_frames: int = 8, per_task: int | None = None,
+              sample_mode: str = "correct", progress: bool = False):
+    """Per question and layer, the logit-lens category (other / spatial / temporal) of every video position.
+
+    ``keywords``: ``{"spatial": [...], "temporal": [...]}`` (:mod:`.keywords`' lists). A video token counts as a
+    category's when its top-1 token is the first sub-token of one of the category's keywords
+    (:func:`flowutils.paper.keywords.keyword_token_ids`; a token of both categories counts as temporal).
+    Returns the runner's table (``sample_id``, ``task``, ``layer``, ``frames``, ``per_frame``, ``codes``).
+    """
+    import functools
+
+    from ..analysis.runner import run_questions
+    from .keywords import keyword_token_ids, token_texts
+
+    texts = token_texts(fm.tokenizer)
+    ids = {cat: {i for w in keywords.get(cat, []) for i in keyword_token_ids(fm.tokenizer, w, texts)}
+           for cat in ("spatial", "temporal")}
+    return run_questions(fm, samples, functools.partial(lens_category_rows, fm, ids=ids, variant=variant),
+                         analysis="lens_maps", params={"keywords": keywords, "variant": variant},
+                         num_frames=num_frames, sample_mode=sample_mode, per_task=per_task, progress=progress)
+
+
+def code_array(maps, sample_id: str) -> np.ndarray:
+    """``[layer, frame, token]`` category codes of one question of :func:`lens_maps`' table."""
+    g = maps[maps["sample_id"] == sample_id].sort_values("layer")
+    frames, per = int(g["frames"].iloc[0]), int(g["per_frame"].iloc[0])
+    return np.array([[int(c) for c in s] for s in g["codes"]]).reshape(len(g), frames, per)
+
+
+def category_shares(maps):
+    """Per layer (0-based) and category, the share of all questions' video positions whose top-1 token is of it."""
+    import pandas as pd
+
+    rows = []
+    for layer, g in maps.groupby("layer"):
+        codes = np.concatenate([np.array([int(c) for c in s]) for s in g["codes"]])
+        for cat, code in CATEGORY_CODES.items():
+            if cat != "other":
+                rows.append({"layer": int(layer), "category": cat, "share": float((codes == code).mean())})
+    return pd.DataFrame(rows)
+
+
+def emergence_layers(shares, level: float = 0.5) -> dict:
+    """Per category, the first layer (0-based) where its share reaches ``level`` of its largest share (None: never
+    any)."""
+    out = {}
+    for cat, g in shares.groupby("category"):
+        s = g.sort_values("layer")
+        peak = s["share"].max()
+        out[cat] = None if peak <= 0 else int(s.loc[s["share"] >= level * peak, "layer"].iloc[0])
+    return out
+
+
+def temporal_on_spatial(maps):
+    """Per question (a DataFrame: ``sample_id``, ``turned``, ``from_spatial``): over every layer l >= 1 and video
+    position, how many positions are temporal at layer l but not at l - 1, and how many of those were spatial at
+    l - 1."""
+    import pandas as pd
+
+    rows = []
+    for sid in dict.fromkeys(maps["sample_id"]):
+        c = code_array(maps, sid)
+        codes = c.reshape(c.shape[0], -1)  # [layer, position]
+        new = (codes[1:] == CATEGORY_CODES["temporal"]) & (codes[:-1] != CATEGORY_CODES["temporal"])
+        rows.append({"sample_id": sid, "turned": int(new.sum()),
+                     "from_spatial": int((new & (codes[:-1] == CATEGORY_CODES["spatial"])).sum())})
+    return pd.DataFrame(rows, columns=["sample_id", "turned", "from_spatial"])
+
+
+def ratio_interval(num, den, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap interval (%) of ``sum(num) / sum(den)``, resampling questions (the entries)."""
+    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    idx = np.random.default_rng(seed).integers(0, len(num), size=(n_boot, len(num)))
+    ratios = 100 * num[idx].sum(1) / np.maximum(den[idx].sum(1), 1)
+    return float(np.quantile(ratios, 0.025)), float(np.quantile(ratios, 0.975))
+
+
+def figure_t_claims(maps, seed: int = 0) -> list[Claim]:
+    """Figure T: spatial concepts emerge before temporal ones; temporal ones settle on positions not already spatial."""
+    n = int(maps["sample_id"].nunique()) if len(maps) else 0
+    first = emergence_layers(category_shares(maps)) if n else {}
+    s, t = first.get("spatial"), first.get("temporal")
+    finding = "spatial concepts emerge first, temporal concepts later (first layer at half of the category's peak " \
+              "share of video positions)"
+    if s is None or t is None:
+        order = Claim("D", "Figure T: order", finding, "static concepts first (Figure T)",
+                      f"spatial first at {s}, temporal first at {t} (None: the category never appears)", None, n=n)
+    else:
+        order = Claim("D", "Figure T: order", finding, "static concepts first (Figure T)",
+                      f"spatial at layer {s + 1}, temporal at layer {t + 1}", bool(s < t), n=n)
+    per = temporal_on_spatial(maps) if n else None
+    turned, spatial = (int(per["turned"].sum()), int(per["from_spatial"].sum())) if n else (0, 0)
+    finding = "temporal concepts emerge on positions not already spatial (under half of the positions turning " \
+              "temporal were spatial one layer before)"
+    if turned == 0:
+        return [order, Claim("D", "Figure T: positions", finding, "qualitative (Figure T)",
+                             "no position turns temporal", None, n=n)]
+    lo, hi = ratio_interval(per["from_spatial"], per["turned"], seed=seed)
+    holds = True if hi < 50 else False if lo > 50 else None
+    return [order, Claim("D", "Figure T: positions", finding, "qualitative (Figure T)",
+                         f"{spatial} of {turned} positions turning temporal were spatial ({100 * spatial / turned:.1f}%)",
+                         holds, n=n, interval=f"[{lo:.1f}%, {hi:.1f}%] (bootstrap over questions)")]
+
+
+# ----------------------------------------------------------------------------- E: attention maps, four tasks
+# one word of each task's non-option question, as Figure U highlights one query word per task
+QUERY_WORDS = {"action_antonym": "action", "action_sequence": "first", "scene_transition": "change",
+               "moving_direction": "direction"}
+
+
+def frame_entropy(m) -> float:
+    """Entropy of a ``[frame, token]`` attention map's mass over the frames, divided by log(frames): 1 uniform."""
+    mass = np.asarray(m, dtype=float).sum(axis=1)
+    p = mass / mass.sum()
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum() / math.log(len(mass))) if len(mass) > 1 else 0.0
+
+
+def entropy_table(maps) -> "object":
+    """Per question (of ``maps``: ``{(sample_id, condition): [frame, token]}``), the frame entropy with full
+    attention and cross-frame knocked out, and the change."""
+    import pandas as pd
+
+    ids = list(dict.fromkeys(sid for sid, _ in maps))
+    rows = [{"sample_id": sid, "full attention": frame_entropy(maps[(sid, "full attention")]),
+             "cross-frame knocked out": frame_entropy(maps[(sid, "cross-frame knocked out")])} for sid in ids
+            if (sid, "cross-frame knocked out") in maps and (sid, "full attention") in maps]
+    out = pd.DataFrame(rows, columns=["sample_id", "full attention", "cross-frame knocked out"])
+    return out.assign(change=out["cross-frame knocked out"] - out["full attention"])
+
+
+def entropy_claim(entropies, seed: int = 0) -> Claim:
+    """Figure U: cross-frame knockout spreads the word's attention more evenly over the frames (mean paired
+    change of the frame entropy > 0, read from its 95% bootstrap interval)."""
+    finding = "with cross-frame attention blocked, the question word's attention to the video is spread more " \
+              "evenly over the frames (normalised frame entropy rises)"
+    n = len(entropies)
+    if n == 0:
+        return Claim("E", "Figure U", finding, "qualitative (Figure U)", "no question with the task's word", None, n=0)
+
+    def decide(e):
+        mean, lo, hi = (float(x[0]) for x in bootstrap_mean(e["change"].to_numpy(), seed=seed))
+        return (True if lo > 0 else False if hi < 0 else None), mean, lo, hi
+
+    holds, mean, lo, hi = decide(entropies)
+    parts = [entropies.iloc[i::2] for i in (0, 1)] if n >= 2 else []
+    return Claim("E", "Figure U", finding, "qualitative (Figure U)",
+                 f"frame entropy {entropies['full attention'].mean():.3f} -> "
+                 f"{entropies['cross-frame knocked out'].mean():.3f} (mean change {mean:+.3f})", holds, n=n,
+                 interval=f"[{lo:+.3f}, {hi:+.3f}]",
+                 stability="; ".join(f"half {i + 1} (n={len(p)}): {verdict_word(decide(p)[0])}"
+                                     for i, p in enumerate(parts)))
+
+
+# ----------------------------------------------------------------------------- F.1 / F.2: long videos, stills
+def long_render(video_frames: int = 64) -> synthetic.RenderConfig:
+    """The synthetic benchmark's rendering with ``video_frames`` frames per video (the default: 16): the long variant."""
+    return dataclasses.replace(synthetic.RenderConfig(), video_frames=video_frames)
+
+
+def long_benchmark(parent, n_per_task: int, video_frames: int = 48, seed: int = 0, tasks=synthetic.VIDEO_TASKS,
+                   progress: bool = False):
+    """The long variant on disk (rendered once, reused after): ``<parent>/synthetic-long<frames>-test-seed<seed>-n<n>``,
+    TVBench format as the default benchmark. The renderer's random draws do not depend on the frame count, so its
+    questions are the default benchmark's first ``n_per_task`` of each task, with longer videos."""
+    from pathlib import Path
+
+    root = Path(parent) / f"synthetic-long{video_frames}-test-seed{seed}-n{n_per_task}"
+    return synthetic.write_benchmark(root, n_per_task, seed=seed, split="test", tasks=tasks,
+                                     cfg=long_render(video_frames), progress=progress)
+
+
+@dataclasses.dataclass
+class StillSample:
+    """A synthetic image question shown as a still video (the one frame repeated)."""
+
+    task: str
+    frames: np.ndarray
+    question: str
+    candidates: list
+    answer: str
+    sample_id: str
+
+
+def still_video_samples(n_per_task: int, seed: int = 0, frames: int = 16, tasks=synthetic.IMAGE_TASKS) -> list:
+    """The synthetic image tasks (test split), each image repeated ``frames`` times as a still video."""
+    out = []
+    for task in tasks:
+        for i, s in enumerate(synthetic.generate(task, n_per_task, seed, "test")):
+            out.append(StillSample(task, np.repeat(s.frames, frames, axis=0), s.question, list(s.candidates), s.answer,
+                                   f"still/{task}/{i}"))
+    return out
+
+
+def lowest_per_question(sweep, value: str = "relative_change_pct"):
+    """Per question and flow, the lowest ``value`` over the sweep's layers (``task``, ``flow``, ``sample_id``, ``low``)."""
+    return sweep.groupby(["task", "flow", "sample_id"], sort=False)[value].min().rename("low").reset_index()
+
+
+def compare_drops(a, b, label_a: str, label_b: str, value: str = "relative_change_pct", seed: int = 0):
+    """Per flow, the mean and standard deviation over questions of each sweep's per-question lowest ``value``
+    (:func:`lowest_per_question`), and the difference of the means (``b - a``) with its 95% bootstrap interval
+    (each side resampled on its own questions)."""
+    import pandas as pd
+
+    la, lb = lowest_per_question(a, value), lowest_per_question(b, value)
+    rows = []
+    for flow in dict.fromkeys(list(la["flow"]) + list(lb["flow"])):
+        x, y = la[la["flow"] == flow]["low"].to_numpy(), lb[lb["flow"] == flow]["low"].to_numpy()
+        if not len(x) or not len(y):
+            continue
+        rng = np.random.default_rng(seed)
+        diffs = [rng.choice(y, len(y)).mean() - rng.choice(x, len(x)).mean() for _ in range(1000)]
+        rows.append({"flow": flow, f"{label_a} mean": x.mean(), f"{label_a} std": x.std(ddof=1) if len(x) > 1 else 0.0,
+                     f"{label_a} n": len(x), f"{label_b} mean": y.mean(),
+                     f"{label_b} std": y.std(ddof=1) if len(y) > 1 else 0.0, f"{label_b} n": len(y),
+                     "difference": y.mean() - x.mean(), "lo": float(np.quantile(diffs, 0.025)),
+                     "hi": float(np.quantile(diffs, 0.975))})
+    return pd.DataFrame(rows)
+
+
+def smaller_drop_claim(section: str, item: str, finding: str, paper: str, comparison, flow: str,
+                       label_a: str, label_b: str) -> Claim:
+    """The per-question lowest change is less negative on ``label_b`` than on ``label_a`` for ``flow``: holds where
+    the interval of the difference (b - a) lies above 0, does not hold where it lies below."""
+    r = comparison[comparison["flow"] == flow]
+    if r.empty:
+        return Claim(section, item, finding, paper, f"{flow}: not measured on both", None, n=0)
+    r = r.iloc[0]
+    holds = True if r["lo"] > 0 else False if r["hi"] < 0 else None
+    return Claim(section, item, finding, paper,
+                 f"{flow}: lowest change per question {r[f'{label_a} mean']:.2f} ({label_a}) vs "
+                 f"{r[f'{label_b} mean']:.2f} ({label_b})", holds, n=int(r[f"{label_a} n"] + r[f"{label_b} n"]),
+                 interval=f"difference [{r['lo']:.2f}, {r['hi']:.2f}]")
+
+
+# ----------------------------------------------------------------------------- F.3: harder renders, failures
+def harden(sample, level: int, seed: int = 0):
+    """A harder copy of an in-memory synthetic sample: ``2 * level`` still distractor shapes (colours the question
+    does not name) and Gaussian pixel noise of standard deviation ``12 * level``; the answer is unchanged (the
+    distractors never move, appear or change). ``level`` 0: the sample itself."""
+    if level <= 0:
+        return sample
+    rng = np.random.default_rng([seed, level, zlib.crc32(sample.question.encode()), int(sample.frames.sum()) % (2 ** 31)])
+    frames = sample.frames.astype(np.float32)
+    size = frames.shape[1]
+    asked = sample.meta.get("color")
+    colours = [c for c in synthetic.COLORS if c != asked and c != "white"]
+    for _ in range(2 * level):
+        shape, colour = synthetic.SHAPES[rng.integers(3)], colours[rng.integers(len(colours))]
+        cx, cy = rng.uniform(0.1, 0.9, 2) * size
+        for f in frames:
+            synthetic._paint(f, shape, synthetic.COLORS[colour], cx, cy, size * 0.06)
+    frames = frames + rng.normal(0, 12 * level, frames.shape)
+    return dataclasses.replace(sample, frames=np.clip(frames, 0, 255).round().astype(np.uint8),
+                               meta={**sample.meta, "hardness": level})
+
+
+@dataclasses.dataclass
+class HardSample:
+    """A harder in-memory question (:func:`harden`) with its id."""
+
+    task: str
+    frames: np.ndarray
+    question: str
+    candidates: list
+    answer: str
+    sample_id: str
+    meta: dict = dataclasses.field(default_factory=dict)
+
+
+def hard_samples(tasks, n_per_task: int, level: int, seed: int = 0) -> list:
+    """``n_per_task`` synthetic test questions of each task, rendered then made harder (:func:`harden`)."""
+    out = []
+    for task in tasks:
+        for i, s in enumerate(synthetic.generate(task, n_per_task, seed, "test")):
+            h = harden(s, level, seed)
+            out.append(HardSample(task, h.frames, h.question, list(h.candidates), h.answer,
+                                  f"hard{level}/{task}/{i}", h.meta))
+    return out
+
+
+def failure_split(sweep, value: str = "relative_change_pct", layers=None, threshold: float = 5.0):
+    """Per failure (question answered wrongly), whether blocking lowers or raises the wrong answer's probability:
+    ``lowest`` and ``highest`` ``value`` over ``layers`` (0-based; None: all); ``pattern`` "decreases" where the
+    lowest is below ``-threshold`` and its size exceeds the highest's, "increases" where the highest is above
+    ``threshold`` and exceeds the lowest's size, else "unchanged"."""
+    t = sweep if layers is None else sweep[sweep["layer"].isin(list(layers))]
+    g = t.groupby(["task", "sample_id"], sort=False)[value].agg(["min", "max"]).reset_index()
+    g = g.rename(columns={"min": "lowest", "max": "highest"})
+
+    def pattern(r):
+        if r.lowest < -threshold and -r.lowest >= r.highest:
+            return "decreases"
+        if r.highest > threshold and r.highest > -r.lowest:
+            return "increases"
+        return "unchanged"
+
+    return g.assign(pattern=[pattern(r) for r in g.itertuples()])
+
+
+MINORITY_SHARE = 10.0  # % of the failures a pattern must hold for "two patterns" (this book's bar)
+
+
+def failure_split_claim(split, bar: float = MINORITY_SHARE) -> Claim:
+    """F.3 (Fig. AJ): failures split into both patterns under cross-frame knockout (the wrong answer's probability
+    falls for some and rises for others): the less frequent of the two patterns holds more than ``bar`` % of the
+    failures. Holds where its Wilson 95% interval lies above ``bar``, does not hold where it lies below."""
+    finding = "cross-frame knockout on failures: the wrong answer's probability falls for some questions and " \
+              f"rises for others (each pattern > {bar:g}% of the failures)"
+    n = len(split)
+    if n == 0:
+        return Claim("F.3", "Figure AJ", finding, "two patterns (Figure AJ)", "no failure found", None, n=0)
+    counts = split["pattern"].value_counts()
+    down, up = int(counts.get("decreases", 0)), int(counts.get("increases", 0))
+    lo, hi = wilson_interval(min(down, up), n)
+    holds = True if lo > bar else False if hi < bar else None
+    return Claim("F.3", "Figure AJ", finding, "two patterns (Figure AJ)",
+                 f"{down} decrease, {up} increase, {n - down - up} unchanged (|change| <= 5%) of {n} failures",
+                 holds, n=n, interval=f"less frequent pattern: [{max(lo, 0.0):.1f}%, {hi:.1f}%] (Wilson)",
+                 stability="; ".join(f"half {i + 1} (n={len(h)}): {verdict_word(failure_split_claim(h, bar).holds)}"
+                                     for i, h in enumerate((split.iloc[0::2], split.iloc[1::2]))) if n >= 2 else "")
+
+
+def accuracy_by_level(sweep):
+    """Per hardness level (``level`` column) and over its tasks: baseline accuracy (%, Wilson 95%) and questions,
+    from a sweep table of every question (``sample_mode="all"``)."""
+    import pandas as pd
+
+    from ..analysis.uncertainty import accuracy
+
+    first = sweep.drop_duplicates("sample_id")
+    rows = []
+    for level, g in first.groupby("level"):
+        a = accuracy(g["correct_baseline"])
+        rows.append({"level": int(level), "questions": a["questions"], "wrong": int((~g["correct_baseline"]).sum()),
+                     "accuracy %": a["accuracy"], "95% CI": f"{a['lo']:.1f}-{a['hi']:.1f}",
+                     **{f"{t} %": 100 * h["correct_baseline"].mean() for t, h in g.groupby("task", sort=False)}})
+    return pd.DataFrame(rows)
+
+
+def same_route_claim(sweep, flow: str, k: int, seed: int = 0) -> Claim:
+    """F.3 (Figs. AK, AL): blocking ``flow`` lowers the *predicted* answer on the failures as it lowers the true one on
+    the successes, around the same layer: holds where the drop holds on both (:func:`drop_verdict`) with their lowest
+    layers at most ``k`` apart, does not hold where it holds on one and does not on the other or the layers are
+    further apart, else inconclusive."""
+    from ..knockout.flows import flow_label
+
+    rows = sweep[sweep["flow"] == flow_label(flow)]
+    ok = drop_verdict(rows[rows["correct_baseline"]], seed=seed)
+    bad = drop_verdict(rows[~rows["correct_baseline"]], seed=seed)
+    finding = f"blocking {flow_label(flow)} lowers the wrong predicted answer on failures as it lowers the true " \
+              "answer on successes, around the same layer"
+    if ok["n"] == 0 or bad["n"] == 0:
+        return Claim("F.3", f"Figures AK, AL: {flow_label(flow)}", finding, "same patterns (Figs. AK, AL)",
+                     f"questions: {ok['n']} correct, {bad['n']} wrong", None, n=ok["n"] + bad["n"])
+    if ok["holds"] is True and bad["holds"] is True:
+        holds = abs(ok["layer"] - bad["layer"]) <= k
+    elif {ok["holds"], bad["holds"]} == {True, False}:
+        holds = False
+    else:
+        holds = None
+    return Claim("F.3", f"Figures AK, AL: {flow_label(flow)}", finding, "same patterns (Figs. AK, AL)",
+                 f"successes: {ok['mean']:.2f} at layer {ok['layer'] + 1} ({verdict_word(ok['holds'])}); failures: "
+                 f"{bad['mean']:.2f} at layer {bad['layer'] + 1} ({verdict_word(bad['holds'])}); at most {k} layers "
+                 "apart to hold", holds, n=ok["n"] + bad["n"],
+                 interval=f"successes [{ok['lo']:.2f}, {ok['hi']:.2f}]; failures [{bad['lo']:.2f}, {bad['hi']:.2f}]")
+
+
+# ----------------------------------------------------------------------------- F.4 / F.6: leakage, window size
+PROGRESSIVE = ("bottom_up", "top_down")  # Figure V: layers 1..l (green), layers l..L (pink)
+MARGINAL_POINTS = 5.0  # accuracy points a knockout may cost and still count as marginal (Table B's reading)
+
+
+def progressive_accuracy(sweep):
+    """Figure V's numbers from a cross-frame sweep of ``bottom_up`` and ``top_down`` windows (``style`` column): per
+    style and layer, accuracy (%) under the knockout over the analysed questions, with its Wilson 95% interval."""
+    import pandas as pd
+
+    from ..analysis.uncertainty import accuracy
+
+    rows = []
+    for (style, layer), g in sweep.groupby(["style", "layer"], sort=True):
+        a = accuracy(g["correct_knockout"])
+        rows.append({"style": style, "layer": int(layer), "accuracy": a["accuracy"], "lo": a["lo"], "hi": a["hi"],
+                     "questions": a["questions"], "change": a["accuracy"] - 100 * g["correct_baseline"].mean()})
+    return pd.DataFrame(rows)
+
+
+def leakage_claims(acc, n_layers: int, points: float = MARGINAL_POINTS) -> list[Claim]:
+    """Figure V: (1) blocking cross-frame attention from any layer of the second half to the last costs at most
+    ``points`` of accuracy; (2) extending the blocking from the first half (layers 1..L/2) to every layer costs at
+    most ``points`` more. Decided on the point estimates (as Table B), the Wilson intervals reported."""
+    half = n_layers // 2
+    top = acc[(acc["style"] == "top_down") & (acc["layer"] >= half)]
+    bottom = acc[acc["style"] == "bottom_up"].set_index("layer")
+    n = int(acc["questions"].max()) if len(acc) else 0
+    claims = []
+    if len(top):
+        worst = top.loc[top["change"].idxmin()]
+        claims.append(Claim("F.4", "Figure V: top-down", f"blocking cross-frame attention from a second-half layer to "
+                            f"the last layer costs at most {points:g} accuracy points",
+                            "no significant drop outside early-to-middle layers (Figure V)",
+                            f"largest cost {worst['change']:+.1f} points (from layer {int(worst['layer']) + 1})",
+                            bool(worst["change"] >= -points), n=n,
+                            interval=f"accuracy [{worst['lo']:.1f}, {worst['hi']:.1f}]"))
+    if half - 1 in bottom.index and n_layers - 1 in bottom.index:
+        first, full = bottom.loc[half - 1], bottom.loc[n_layers - 1]
+        extra = full["change"] - first["change"]
+        claims.append(Claim("F.4", "Figure V: bottom-up", "extending the cross-frame blocking from the first half of "
+                            f"the layers to all of them costs at most {points:g} more accuracy points",
+                            "no additional drop beyond early-to-middle layers (Figure V)",
+                            f"{first['change']:+.1f} (layers 1-{half}) -> {full['change']:+.1f} (all layers): "
+                            f"{extra:+.1f}", bool(extra >= -points), n=n,
+                            interval=f"accuracy [{first['lo']:.1f}, {first['hi']:.1f}] -> "
+                                     f"[{full['lo']:.1f}, {full['hi']:.1f}]"))
+    return claims
+
+
+def window_claim(sweep, seed: int = 0) -> Claim:
+    """Figure W: the narrowest window's cross-frame knockout is bypassed: per-question lowest change less negative
+    with the smallest ``k`` than with the largest (bootstrap interval of the difference of the means)."""
+    ks = sorted(sweep["k"].unique())
+    finding = "a very narrow window is bypassed: the cross-frame knockout with the smallest k costs less than with the " \
+              "largest"
+    if len(ks) < 2:
+        return Claim("F.6", "Figure W", finding, "k=1 marginal, k=5-13 significant (Figure W)", f"windows {ks}",
+                     None, n=int(sweep["sample_id"].nunique()))
+    small, large = sweep[sweep["k"] == ks[0]], sweep[sweep["k"] == ks[-1]]
+    comp = compare_drops(large, small, f"k={ks[-1]}", f"k={ks[0]}", seed=seed).iloc[0]
+    holds = True if comp["lo"] > 0 else False if comp["hi"] < 0 else None
+    return Claim("F.6", "Figure W", finding, "k=1 marginal, k=5-13 significant (Figure W)",
+                 f"lowest change per question {comp[f'k={ks[0]} mean']:.2f} (k={ks[0]}) vs "
+                 f"{comp[f'k={ks[-1]} mean']:.2f} (k={ks[-1]})", holds, n=int(comp[f"k={ks[0]} n"]),
+                 interval=f"difference [{comp['lo']:.2f}, {comp['hi']:.2f}]")

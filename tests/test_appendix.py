@@ -1,0 +1,183 @@
+"""Appendices D-F: interval verdicts, logit-lens maps, frame entropy, long and still videos, harder renders."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import tiny_llava_next_video
+from flowutils.analysis.logit_lens import layer_logits
+from flowutils.engine import run_baseline
+from flowutils.data import synthetic
+from flowutils.paper import appendix
+from flowutils.paper.keywords import keyword_token_ids
+
+
+def sweep_rows(values):
+    """A one-flow sweep table: ``values[q][layer]``."""
+    return pd.DataFrame([{"sample_id": f"q{q}", "task": "t", "flow": "f", "layer": l, "relative_change_pct": v}
+                         for q, row in enumerate(values) for l, v in enumerate(row)])
+
+
+def test_drop_verdict_reads_the_bootstrap_band():
+    rng = np.random.default_rng(0)
+    hurt = sweep_rows([[0, -30 + rng.normal(0, 2), 0] for _ in range(20)])
+    v = appendix.drop_verdict(hurt)
+    assert v["holds"] is True and v["layer"] == 1 and v["n"] == 20
+    assert v["mean"] == pytest.approx(hurt[hurt.layer == 1]["relative_change_pct"].mean())
+    assert v["lo"] < v["mean"] < v["hi"] < -5
+    assert appendix.drop_verdict(sweep_rows([[1, 2, 3]] * 10))["holds"] is False
+    mixed = sweep_rows([[-40, 0], [30, 0]] * 5)  # mean -5, band across the threshold
+    assert appendix.drop_verdict(mixed)["holds"] is None
+    # restricted to layers where nothing happens
+    assert appendix.drop_verdict(hurt, layers=[0, 2])["holds"] is False
+    assert appendix.drop_verdict(hurt.iloc[:0])["n"] == 0
+
+
+def test_stability_splits_the_questions_in_two_disjoint_halves():
+    t = sweep_rows([[-30, 0]] * 6 + [[5, 5]] * 6)
+    a, b = appendix.halves(t)
+    assert set(a.sample_id).isdisjoint(b.sample_id) and len(a) + len(b) == len(t)
+    claim = appendix.drop_claim("X", "item", "finding", "", t, "relative_change_pct")
+    assert claim.n == 12 and claim.stability.count("half") == 2
+
+
+def test_frame_entropy():
+    assert appendix.frame_entropy(np.ones((8, 4))) == pytest.approx(1.0)
+    one = np.zeros((8, 4))
+    one[3, 1] = 1
+    assert appendix.frame_entropy(one) == pytest.approx(0.0)
+    m = np.array([[1, 1], [2, 0], [4, 0], [0, 0]], dtype=float)
+    p = np.array([2, 2, 4]) / 8
+    assert appendix.frame_entropy(m) == pytest.approx(-(p * np.log(p)).sum() / math.log(4))
+
+
+def test_entropy_claim_on_paired_changes():
+    maps = {}
+    for q in range(10):
+        peaked = np.zeros((4, 4))
+        peaked[q % 4] = 1
+        peaked += 0.01
+        maps[(f"q{q}", "full attention")] = peaked
+        maps[(f"q{q}", "cross-frame knocked out")] = np.ones((4, 4))
+    table = appendix.entropy_table(maps)
+    assert len(table) == 10 and (table["change"] > 0).all()
+    assert table["cross-frame knocked out"].tolist() == pytest.approx([1.0] * 10)
+    assert appendix.entropy_claim(table).verdict == "holds"
+    assert appendix.entropy_claim(table.assign(change=-table["change"])).verdict == "does not hold"
+
+
+def maps_table(codes_by_question):
+    """A lens_maps-style table from ``{sample_id: [layer][frame][token] codes}``."""
+    rows = []
+    for sid, codes in codes_by_question.items():
+        codes = np.asarray(codes)
+        for layer, c in enumerate(codes):
+            rows.append({"sample_id": sid, "task": "t", "layer": layer, "frames": codes.shape[1],
+                         "per_frame": codes.shape[2], "codes": "".join(map(str, c.ravel()))})
+    return pd.DataFrame(rows)
+
+
+def test_category_counts_against_a_hand_count():
+    # layer 0: spatial at positions 0, 1; layer 1: position 0 temporal (was spatial), position 2 temporal (was other)
+    q = [[[1, 1], [0, 0]], [[2, 1], [2, 0]], [[2, 2], [2, 0]]]
+    maps = maps_table({"a": q})
+    assert appendix.code_array(maps, "a").tolist() == q
+    per = appendix.temporal_on_spatial(maps)
+    assert per.iloc[0][["turned", "from_spatial"]].tolist() == [3, 2]  # layer 1: two new; layer 2: one (was spatial)
+    shares = appendix.category_shares(maps).set_index(["layer", "category"])["share"]
+    assert shares[(0, "spatial")] == 0.5 and shares[(1, "temporal")] == 0.5 and shares[(2, "temporal")] == 0.75
+    assert appendix.emergence_layers(appendix.category_shares(maps)) == {"spatial": 0, "temporal": 1}
+    order, positions = appendix.figure_t_claims(maps)
+    assert order.verdict == "holds" and positions.verdict == "does not hold"  # 2 of 3 were spatial, every resample
+
+
+def test_lens_maps_match_the_logit_lens():
+    fm = tiny_llava_next_video()
+    samples = []
+    for task in ("action_sequence", "moving_direction"):
+        s = next(synthetic.generate(task, 1, seed=0, split="test"))
+        s.frames, s.sample_id = s.frames[::4], task
+        samples.append(s)
+    words = {"spatial": ["red", "circle", "square"], "temporal": ["jump", "up", "left"]}
+    maps = appendix.lens_maps(fm, samples, words, num_frames=4, sample_mode="all")
+    for s in samples:
+        p = fm.prepare_sample(s, 4)
+        top = layer_logits(fm, run_baseline(fm, p), p.layout.video).argmax(-1)
+        expected = np.zeros(top.shape, dtype=int)
+        for cat, code in (("spatial", 1), ("temporal", 2)):
+            ids = [i for w in words[cat] for i in keyword_token_ids(fm.tokenizer, w)]
+            expected[np.isin(top.numpy(), ids)] = code
+        got = appendix.code_array(maps, s.sample_id)
+        assert got.reshape(got.shape[0], -1).tolist() == expected.tolist()
+
+
+def test_long_render_and_still_videos():
+    cfg = appendix.long_render(48)
+    assert cfg.video_frames == 48 and cfg.size == synthetic.RenderConfig().size
+    long = next(synthetic.generate("moving_direction", 1, seed=0, split="test", cfg=cfg))
+    short = next(synthetic.generate("moving_direction", 1, seed=0, split="test"))
+    assert long.frames.shape[0] == 48 and long.question == short.question and long.answer == short.answer
+    stills = appendix.still_video_samples(2, frames=6)
+    assert len(stills) == 2 * len(synthetic.IMAGE_TASKS) and len({s.sample_id for s in stills}) == len(stills)
+    for s in stills:
+        assert s.frames.shape[0] == 6 and (s.frames == s.frames[:1]).all()
+
+
+def test_harden_keeps_the_answer_and_is_deterministic():
+    s = next(synthetic.generate("object_count", 1, seed=0, split="test"))
+    assert appendix.harden(s, 0) is s
+    a, b = appendix.harden(s, 2), appendix.harden(s, 2)
+    assert (a.frames == b.frames).all() and not (a.frames == s.frames).all()
+    assert a.answer == s.answer and a.question == s.question and a.candidates == s.candidates
+    # noise of sd 24 around the original pixels, distractors aside
+    assert 10 < np.abs(a.frames.astype(float) - s.frames).mean() < 40
+    hard = appendix.hard_samples(["action_antonym"], 2, 1)
+    assert [h.sample_id for h in hard] == ["hard1/action_antonym/0", "hard1/action_antonym/1"]
+
+
+def test_failure_split_and_compare_drops():
+    t = pd.DataFrame([{"task": "t", "sample_id": q, "layer": l, "relative_change_pct": v}
+                      for q, vals in {"down": [-30, -2], "up": [3, 40], "flat": [1, -2]}.items()
+                      for l, v in enumerate(vals)])
+    split = appendix.failure_split(t).set_index("sample_id")["pattern"].to_dict()
+    assert split == {"down": "decreases", "up": "increases", "flat": "unchanged"}
+    assert appendix.failure_split(t, layers=[0]).set_index("sample_id")["pattern"]["up"] == "unchanged"
+    assert appendix.failure_split_claim(appendix.failure_split(t)).n == 3
+    many = pd.DataFrame({"pattern": ["decreases"] * 40 + ["increases"] * 40})
+    assert appendix.failure_split_claim(many).verdict == "holds"
+    assert appendix.failure_split_claim(pd.DataFrame({"pattern": ["decreases"] * 80})).verdict == "does not hold"
+    assert appendix.failure_split_claim(pd.DataFrame({"pattern": ["decreases"] * 9 + ["increases"]})).verdict \
+        == "inconclusive"
+    a = sweep_rows([[-10, -20], [-30, 0]]).assign(flow="x")
+    b = sweep_rows([[-1, -2], [-3, 0]]).assign(flow="x")
+    comp = appendix.compare_drops(a, b, "short", "long").iloc[0]
+    assert comp["short mean"] == pytest.approx(-25) and comp["long mean"] == pytest.approx(-2.5)
+    assert comp["difference"] == pytest.approx(22.5) and comp["lo"] <= 22.5 <= comp["hi"]
+
+
+def test_progressive_accuracy_and_leakage_claims():
+    rows = []
+    for q in range(10):
+        for layer in range(4):
+            # bottom_up: the first two layers' blocking breaks questions 0-3, more layers add nothing
+            rows.append({"sample_id": f"q{q}", "style": "bottom_up", "layer": layer, "correct_baseline": True,
+                         "correct_knockout": not (q < 4 and layer >= 1)})
+            # top_down: blocking from layer 2 on breaks question 0 only
+            rows.append({"sample_id": f"q{q}", "style": "top_down", "layer": layer, "correct_baseline": True,
+                         "correct_knockout": not (q == 0 or (q < 4 and layer < 2))})
+    acc = appendix.progressive_accuracy(pd.DataFrame(rows)).set_index(["style", "layer"])
+    assert acc.loc[("bottom_up", 0), "accuracy"] == 100 and acc.loc[("bottom_up", 3), "change"] == -40
+    assert acc.loc[("top_down", 3), "accuracy"] == 90 and acc.loc[("top_down", 3), "questions"] == 10
+    claims = {c.item: c for c in appendix.leakage_claims(acc.reset_index(), 4)}
+    assert claims["Figure V: top-down"].verdict == "does not hold"  # -10 points from layer 3 on
+    assert claims["Figure V: bottom-up"].verdict == "holds"  # -40 at layer 2 and at layer 4: nothing more
+
+
+def test_window_claim_compares_the_narrowest_and_widest_window():
+    narrow = sweep_rows([[-1, -2, 0]] * 10).assign(k=1)
+    wide = sweep_rows([[-30, -40, -10]] * 5 + [[-20, -50, 0]] * 5).assign(k=5)
+    assert appendix.window_claim(pd.concat([narrow, wide])).verdict == "holds"
+    assert appendix.window_claim(pd.concat([narrow.assign(k=5), wide.assign(k=1)])).verdict == "does not hold"
+    assert appendix.window_claim(narrow).verdict == "inconclusive"

@@ -33,9 +33,10 @@ lock: venv
 data: venv
 	$(BIN)/python -m flowutils data --root data --n-per-task 24 --seed 0 --split test
 
-# run one section: make section NB=data PARAMS="-p n_per_task 8"
+# run one section: make section NB=data PARAMS="-p n_per_task 8" (one thread, as nbval reruns them: the same
+# numbers, and no threads spinning on a busy 2-core machine: a page took 322 s instead of 31 s)
 section: venv
-	TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 $(BIN)/papermill --no-progress-bar -k $(KERNEL) --cwd book notebooks/$(NB).ipynb book/$(NB).ipynb $(PARAMS)
+	OMP_NUM_THREADS=1 TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 $(BIN)/papermill --no-progress-bar -k $(KERNEL) --cwd book notebooks/$(NB).ipynb book/$(NB).ipynb $(PARAMS)
 
 notebooks: venv
 	for nb in $(SECTIONS); do $(MAKE) --no-print-directory section NB=$$nb || exit 1; done

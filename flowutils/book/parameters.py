@@ -161,3 +161,16 @@ def load_inputs(params: dict):
             print(f"RANDOM WEIGHTS: {model.name} is a random-weight checkpoint (config.json: flowutils_random_weights);"
                   " every number and verdict on this page measures the code path, not the paper's model.")
     return fm, base, samples
+
+
+def run_identity(fm, params: dict, samples) -> dict:
+    """What a page's saved claims record of its run (:data:`flowutils.paper.claims.RUN_COLUMNS`): the model's name
+    and the sha256 of its weights as loaded (:func:`flowutils.analysis.store.state_sha256`), its parameter count, the
+    benchmark (manifest
+    and root), the questions loaded and the protocol in words."""
+    from ..analysis.store import state_sha256
+
+    return {"model": fm.name, "model_sha256": state_sha256(fm.model),
+            "parameters": sum(p.numel() for p in fm.model.parameters()),
+            "benchmark": f"{params['manifest']} ({params['benchmark_root']})", "questions": len(samples),
+            "protocol": fm.protocol.rule}

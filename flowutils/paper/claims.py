@@ -56,11 +56,21 @@ def claims_table(claims):
                                        "stability"])
 
 
-def save_claims(claims, results_dir: str | Path, name: str) -> Path:
-    """Write ``claims`` to ``results_dir/claims/<name>.csv`` (read back by :func:`load_claims`)."""
+# What a saved claims table records of the run it judged, beside every row (``run`` of :func:`save_claims`).
+RUN_COLUMNS = ("model", "model_sha256", "parameters", "benchmark", "questions", "protocol")
+
+
+def save_claims(claims, results_dir: str | Path, name: str, run: dict | None = None) -> Path:
+    """Write ``claims`` to ``results_dir/claims/<name>.csv`` (read back by :func:`load_claims`), each row with the
+    run's identity (``run``: ``{column: value}`` for :data:`RUN_COLUMNS`: the model's name, weights' sha256 and parameter
+    count, the benchmark, the questions loaded, the protocol; missing ones are left empty)."""
+    run = dict(run or {})
+    unknown = sorted(set(run) - set(RUN_COLUMNS))
+    if unknown:
+        raise ValueError(f"run identity has unknown field(s) {unknown}; valid: {list(RUN_COLUMNS)}")
     path = Path(results_dir) / "claims" / f"{name}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    claims_table(claims).to_csv(path, index=False)
+    claims_table(claims).assign(**{c: run.get(c, "") for c in RUN_COLUMNS}).to_csv(path, index=False)
     return path
 
 
@@ -75,30 +85,6 @@ def load_claims(results_dir: str | Path, names=None):
         raise FileNotFoundError(f"no saved claims table(s) {missing or [str(folder / '*.csv')]}; run the section "
                                 "notebooks first (make notebooks)")
     return pd.concat([pd.read_csv(p, keep_default_na=False).assign(page=p.stem) for p in paths], ignore_index=True)
-
-
-def largest_drop(table, value: str = "relative_change_pct", by=("flow",)):
-    """Per ``by`` group, the layer where the mean of ``value`` over questions is lowest.
-
-    ``table``: a sweep table (one row per question x flow x layer). Returns a DataFrame with
-    the ``by`` columns, ``layer`` (0-based, of the lowest mean), ``drop`` (that mean) and
-    ``questions``. A knockout that hurts gives a negative ``drop``.
-    """
-    import pandas as pd
-
-    if len(table) == 0:
-        raise ValueError(f"no rows to find the largest drop of {value!r} in")
-    means = table.groupby([*by, "layer"], sort=False)[value].mean().reset_index()
-    rows = []
-    for key, g in means.groupby(list(by), sort=False):
-        key = key if isinstance(key, tuple) else (key,)
-        low = g.loc[g[value].idxmin()]
-        sub = table
-        for col, k in zip(by, key):
-            sub = sub[sub[col] == k]
-        rows.append({**dict(zip(by, key)), "layer": int(low["layer"]), "drop": float(low[value]),
-                     "questions": int(sub["sample_id"].nunique())})
-    return pd.DataFrame(rows)
 
 
 # The curve metrics a claim can be tested on: (name in words, the mean below which a knockout

@@ -57,6 +57,7 @@ def test_image_all_questions_claim_reads_the_gold_token():
     v = temporal.GOLD_VALUE
     assert temporal.image_all_questions_claim(sweep_table({"a": [-1, -1, 0, 0]}, value=v), 4).holds is True
     assert temporal.image_all_questions_claim(sweep_table({"a": [-30, 0, 0, 0]}, value=v), 4).holds is False
+    assert temporal.image_all_questions_claim(sweep_table({"a": [300, 0, 0, 0]}, value=v), 4).holds is False  # +150%
     straddle = sweep_table({"a": [-10, 0, 0, 0]}, value=v, factors=(0, 2))  # per question 0 or -10: mean -5
     assert temporal.image_all_questions_claim(straddle, 4).verdict == "inconclusive"
 

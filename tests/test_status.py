@@ -3,7 +3,7 @@
 import pytest
 
 from flowutils.book import status
-from flowutils.paper.claims import Claim, save_claims
+from flowutils.paper.claims import Claim, claims_table, save_claims
 
 
 def test_status_rows_from_saved_claims(tmp_path):
@@ -47,6 +47,10 @@ def test_status_names_the_model_and_warns_on_mixed_runs(tmp_path):
     save_claims([Claim("3.2", "Table 2: Object Count", "drops", "", "x", False, 48)], tmp_path,
                 "temporal_interaction", {**run, "model": "llava-next-7b-video-ft", "model_sha256": "cd" * 32})
     assert "Warning: the pages ran different models" in status.toy_framing(tmp_path)
+    claims_table([Claim("3.3", "Figure 3", "old", "", "x", True, 20)]).to_csv(tmp_path / "claims" / "old.csv",
+                                                                             index=False)  # no run identity
+    assert status.runs(tmp_path).set_index("page").loc["old", "model"] == ""
+    assert "Warning" in status.toy_framing(tmp_path)
     with pytest.raises(ValueError, match="unknown field"):
         save_claims([], tmp_path, "x", {"seed": 1})
 

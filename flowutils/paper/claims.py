@@ -84,7 +84,9 @@ def load_claims(results_dir: str | Path, names=None):
     if missing or not paths:
         raise FileNotFoundError(f"no saved claims table(s) {missing or [str(folder / '*.csv')]}; run the section "
                                 "notebooks first (make notebooks)")
-    return pd.concat([pd.read_csv(p, keep_default_na=False).assign(page=p.stem) for p in paths], ignore_index=True)
+    # a table written before a column existed (the run identity) reads it as empty, as a CSV reads an empty cell
+    return pd.concat([pd.read_csv(p, keep_default_na=False).assign(page=p.stem) for p in paths],
+                     ignore_index=True).fillna("")
 
 
 # The curve metrics a claim can be tested on: (name in words, the mean below which a knockout

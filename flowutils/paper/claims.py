@@ -62,8 +62,8 @@ RUN_COLUMNS = ("model", "model_sha256", "parameters", "benchmark", "questions", 
 
 def save_claims(claims, results_dir: str | Path, name: str, run: dict | None = None) -> Path:
     """Write ``claims`` to ``results_dir/claims/<name>.csv`` (read back by :func:`load_claims`), each row with the
-    run's identity (``run``: ``{column: value}`` for :data:`RUN_COLUMNS`: the model's name, weights' sha256 and parameter
-    count, the benchmark, the questions loaded, the protocol; missing ones are left empty)."""
+    run's identity (``run``: ``{column: value}`` for :data:`RUN_COLUMNS`: the model's name, weights' sha256 and
+    parameter count, the benchmark, the questions loaded, the protocol; missing ones are left empty)."""
     run = dict(run or {})
     unknown = sorted(set(run) - set(RUN_COLUMNS))
     if unknown:

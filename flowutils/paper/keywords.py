@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ..data import synthetic
-from .claims import MIN_QUESTIONS, Claim, all_of, decide, split_halves, verdict_word
+from .claims import MIN_QUESTIONS, Claim, all_of, decide, split_halves, verdict_word  # noqa: F401 (the minimum)
 from ..analysis.logit_lens import VARIANTS, layer_logits
 from ..analysis.runner import choice_problems, run_questions
 from ..data.video import NUM_FRAMES

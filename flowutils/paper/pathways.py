@@ -466,7 +466,8 @@ def claim_edges_suppressed(results, max_kept: float = MAX_KEPT_PCT, seed: int = 
     """Table 3: the effective pathways keep at most ``max_kept`` % of the attention edges (per question's share,
     its mean below ``max_kept``)."""
     g = results[results["condition"] == CONDITIONS[1]] if len(results) else results
-    measured = "" if not len(g) else f"{100 * (g['edges'] / g['edges_full']).mean():.1f}% kept ({g['edges'].mean():,.0f} edges)"
+    measured = "" if not len(g) else \
+        f"{100 * (g['edges'] / g['edges_full']).mean():.1f}% kept ({g['edges'].mean():,.0f} edges)"
     return _table3_claim(results, CONDITIONS[1:2], lambda t: _kept(t, max_kept, seed),
                          f"the effective pathways suppress a substantial share of the edges (keep <= {max_kept:g}%)",
                          f"{PAPER_TABLE3['kept_pct']:g}% kept (7B); 37-58% over four models", measured)

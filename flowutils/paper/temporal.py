@@ -170,8 +170,8 @@ def video_vs_image_claim(video_table, image_table, n_layers: int, decide_on: str
                      None, questions(video_table))
     measured = "; ".join(f"{AXIS[v]}: {verdict_word(_contrast(video_table, image_table, n_layers, v, seed))}"
                          for v in values)
-    return Claim(SECTION, item, finding, paper, measured, _contrast(video_table, image_table, n_layers, decide_on, seed),
-                 questions(video_table, image_table), intervals_text(e for pair in est.values() for e in pair),
+    holds = _contrast(video_table, image_table, n_layers, decide_on, seed)
+    return Claim(SECTION, item, finding, paper, measured, holds, questions(video_table, image_table), intervals_text(e for pair in est.values() for e in pair),
                  stability(lambda v, i: _contrast(v, i, n_layers, decide_on, seed), video_table, image_table))
 
 

@@ -58,6 +58,15 @@ def test_knockout_figure_one_row_per_task_at_reading_size():
     assert reading_problems(fig) == []
     assert len([ax for ax in fig.axes if ax.lines]) == len(TASKS) * len(METRICS)
     assert set(curves) == set(METRICS) and set(curves["relative_change_pct"]["task"]) == set(TASKS)
+
+
+def test_knockout_figure_of_the_gold_token_alone():
+    sweep = hand_sweep().assign(relative_change_gold_pct=lambda t: t.relative_change_pct)
+    fig, curves = figures.knockout_figure(sweep, "ImageLLM, all questions", "model",
+                                          values=("relative_change_gold_pct",))
+    assert reading_problems(fig) == [] and list(curves) == ["relative_change_gold_pct"]
+    drawn = [ax for ax in fig.axes if ax.lines]
+    assert len(drawn) == len(TASKS) and drawn[0].get_ylabel() == "change of p(gold option), %"
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["video", "image"]
 
 

@@ -365,7 +365,8 @@ def accuracy_bars(t3, title: str = ""):
         if r.seeds > 1:
             err, note = [[r.std_over_seeds], [r.std_over_seeds]], f"+- std, {r.seeds} seeds"
         else:
-            err, note = [[r.accuracy - r.lo], [r.hi - r.accuracy]], "95% CI"
+            # at 0% or 100% the Wilson bound can land a rounding error past the accuracy: never a negative bar
+            err, note = [[max(0.0, r.accuracy - r.lo)], [max(0.0, r.hi - r.accuracy)]], "95% CI"
         ax.bar(i, r.accuracy, color=f"C{i}", alpha=0.8)
         ax.errorbar(i, r.accuracy, yerr=err, color="black", capsize=4)
         ax.text(i, 2, f"{r.kept_pct:.0f}% of the edges\n({note})", ha="center", va="bottom", fontsize=8)

@@ -27,7 +27,7 @@ from ..models import load
 from ..analysis.runner import SAMPLE_MODES
 
 DTYPES = ("float32", "bfloat16", "float16")
-SYNTHETIC_DEFAULT = "data/synthetic-test-seed0-n24"
+SYNTHETIC_DEFAULT = "data/synthetic-test-seed0-n48"
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ PARAMETERS: dict[str, Parameter] = {
                                 _str, "relative paths are relative to the flowutils home (the checkout)"),
     "manifest": Parameter("synthetic", "one of flowutils/manifests/*.yaml", _str),
     "tasks": Parameter(None, "None (the manifest's analysed tasks) or a non-empty list of task names", _tasks),
-    "n_per_task": Parameter(12, "an integer >= 1", _int(1), "questions per task (the first n of each task)"),
+    "n_per_task": Parameter(48, "an integer >= 1", _int(1), "questions per task (the first n of each task)"),
     "num_frames": Parameter(NUM_FRAMES, "an integer >= 1", _int(1), "frames sampled per video"),
     "window_size": Parameter(None, "None (the model's protocol: the paper's k = 9 on its models, scaled to the depth "
                                    "on the others) or an integer >= 1", _opt(_int(1))),
@@ -134,7 +134,7 @@ def benchmark_root(params: dict) -> Path:
     """The benchmark folder; the default synthetic benchmark is rendered (deterministically) if missing."""
     root = repository_path(params["benchmark_root"])
     if params["manifest"] == "synthetic" and not root.is_dir() and params["benchmark_root"] == SYNTHETIC_DEFAULT:
-        synthetic.write_benchmark(root, 24, seed=0, split="test", progress=False)
+        synthetic.write_benchmark(root, 48, seed=0, split="test", progress=False)
     return root
 
 

@@ -31,7 +31,7 @@ lock: venv
 
 # the synthetic benchmark the notebooks read (the notebooks also create it when missing)
 data: venv
-	$(BIN)/python -m flowutils data --root data --n-per-task 24 --seed 0 --split test
+	$(BIN)/python -m flowutils data --root data --n-per-task 48 --seed 0 --split test
 
 # run one section: make section NB=data PARAMS="-p n_per_task 8" (one thread, as nbval reruns them: the same
 # numbers, and no threads spinning on a busy 2-core machine: a page took 322 s instead of 31 s)

@@ -58,6 +58,15 @@ def test_knockout_figure_one_row_per_task_at_reading_size():
     assert reading_problems(fig) == []
     assert len([ax for ax in fig.axes if ax.lines]) == len(TASKS) * len(METRICS)
     assert set(curves) == set(METRICS) and set(curves["relative_change_pct"]["task"]) == set(TASKS)
+
+
+def test_knockout_figure_of_the_gold_token_alone():
+    sweep = hand_sweep().assign(relative_change_gold_pct=lambda t: t.relative_change_pct)
+    fig, curves = figures.knockout_figure(sweep, "ImageLLM, all questions", "model",
+                                          values=("relative_change_gold_pct",))
+    assert reading_problems(fig) == [] and list(curves) == ["relative_change_gold_pct"]
+    drawn = [ax for ax in fig.axes if ax.lines]
+    assert len(drawn) == len(TASKS) and drawn[0].get_ylabel() == "change of p(gold option), %"
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["video", "image"]
 
 
@@ -116,3 +125,15 @@ def test_knockout_figure_all_tasks_row_first():
     pooled = curves["relative_change_pct"].query("task == 'all tasks' and model == 'video'")
     assert pooled["questions"].max() == 4 * len(TASKS)  # every task's questions together
     assert fig.axes[0].get_title(loc="left").startswith("all tasks")
+
+
+def test_accuracy_bars_at_100_percent():
+    """Every question stays correct: the Wilson bound of 100% can fall a rounding error below 100."""
+    from flowutils.analysis.uncertainty import accuracy
+
+    a = accuracy([True] * 24)
+    t3 = pd.DataFrame([{"condition": "full causal attention", "accuracy": a["accuracy"], "lo": a["lo"],
+                        "hi": a["accuracy"] - 1e-12, "std_over_seeds": 0.0, "seeds": 1, "questions": 24,
+                        "kept_pct": 100.0}])
+    fig = figures.accuracy_bars(t3, "Table 3")
+    assert reading_problems(fig) == []

@@ -5,32 +5,52 @@ import pandas as pd
 from flowutils.paper import integration as I
 
 
-def sweep_table(curves, task="action_antonym", questions=2, value="relative_change_pct"):
-    """``curves[flow]``: per-layer value, the same for every question."""
-    return pd.DataFrame([{"task": task, "flow": f, "sample_id": f"{task}/{q}", "layer": l, value: float(v)}
+def sweep_table(curves, task="action_antonym", questions=20, value="relative_change_pct", factors=(1,)):
+    """``curves[flow]``: per-layer value, times ``factors[q % len(factors)]`` for question q."""
+    return pd.DataFrame([{"task": task, "flow": f, "sample_id": f"{task}/{q:02d}", "layer": l,
+                          value: float(v) * factors[q % len(factors)]}
                          for f, c in curves.items() for q in range(questions) for l, v in enumerate(c)])
 
 
 def test_figure3_claims():
     good = sweep_table({"video->question": [0, -30, 0, 0], "question->last": [0, 0, -40, 0],
                         "video->last": [-1, 0, 0, 0], "last->last": [0, 0, 0, 0]})
-    assert I.video_question_last_claim(good).holds and I.video_last_claim(good).holds
+    vql, weak = I.video_question_last_claim(good), I.video_last_claim(good)
+    assert vql.holds is True and weak.holds is True
+    assert vql.n == 20 and vql.stability == "halves: holds / holds"
+    assert "video->question L1-2 -15.00 [-15.00, -15.00] < -5" in vql.interval
+    assert "last->last L3-4 0.00" in weak.interval
     reversed_order = sweep_table({"video->question": [0, 0, -30, 0], "question->last": [0, -40, 0, 0],
                                   "video->last": [-50, 0, 0, 0]})
-    assert not I.video_question_last_claim(reversed_order).holds
-    assert not I.video_last_claim(reversed_order).holds
+    assert I.video_question_last_claim(reversed_order).holds is False
+    assert I.video_last_claim(reversed_order).holds is False  # video->last -25 over layers 1-2
+    # video->last is -10 or 0 per question over layers 1-2: mean -5, the interval straddles the threshold
+    straddle = sweep_table({"video->last": [-10, -10, 0, 0]}, factors=(0, 1))
+    assert I.video_last_claim(straddle).verdict == "inconclusive"
+    few = sweep_table({"video->question": [0, -30, 0, 0], "question->last": [0, 0, -40, 0]}, questions=6)
+    assert I.video_question_last_claim(few).verdict == "inconclusive"
+
+
+def test_figure3_one_row_with_both_metrics():
+    t = sweep_table({"video->question": [0, -30, 0, 0], "question->last": [0, 0, -40, 0]})
+    t = t.assign(logit_diff_change=t.relative_change_pct / 10)  # -1.5 and -2 logits: below -1
+    c = I.video_question_last_claim(t)
+    assert c.measured == "relative change of p(answer): holds; logit difference: holds"
 
 
 def test_figure6_claim():
     good = sweep_table({"true option->last": [0, 0, -60, 0], "non-option question->last": [0, -2, 0, 0],
                         "false options->last": [0, 0, -10, 0]})
-    assert I.true_option_claim(good, 4).holds
+    assert I.true_option_claim(good).holds is True
     early = sweep_table({"true option->last": [-60, 0, 0, 0], "non-option question->last": [0, -2, 0, 0],
                          "false options->last": [0, 0, -10, 0]})
-    assert not I.true_option_claim(early, 4).holds  # largest drop in the first half
+    assert I.true_option_claim(early).holds is False  # second-half mean 0: cleared above the threshold
     question_flows = sweep_table({"true option->last": [0, 0, -60, 0], "non-option question->last": [0, -20, 0, 0],
                                   "false options->last": [0, 0, -10, 0]})
-    assert not I.true_option_claim(question_flows, 4).holds
+    assert I.true_option_claim(question_flows).holds is False
+    spread = sweep_table({"true option->last": [0, 0, -10, 0], "non-option question->last": [0, 0, 0, 0],
+                          "false options->last": [0, 0, 0, 0]}, factors=(0, 2))  # per question 0 or -10: mean -5
+    assert I.true_option_claim(spread).verdict == "inconclusive"
 
 
 def test_figure7_routes_per_task():
@@ -38,24 +58,37 @@ def test_figure7_routes_per_task():
         sweep_table({I.DIRECT: [-30, 0], I.INDIRECT: [-6, 0]}, task="action_antonym"),  # direct: holds
         sweep_table({I.DIRECT: [-30, 0], I.INDIRECT: [-6, 0]}, task="moving_direction"),  # paper: indirect
         sweep_table({I.DIRECT: [-30, 0], I.INDIRECT: [-8, 0]}, task="object_count"),  # both below -5: holds
-        sweep_table({I.DIRECT: [-30, 0], I.INDIRECT: [-1, 0]}, task="scene_transition")])
-    verdicts = {c.item.split(":")[1].split("(")[0].strip(): c.holds for c in I.route_claims(t)}
-    assert verdicts == {"Action Antonym": True, "Moving Direction": False, "Object Count": True,
-                        "Scene Transition": True}
+        sweep_table({I.DIRECT: [-30, 0], I.INDIRECT: [-1, 0]}, task="scene_transition"),
+        sweep_table({I.DIRECT: [-10, 0], I.INDIRECT: [0, 0]}, task="action_sequence", factors=(0, 1))])
+    verdicts = {c.item.split(":")[1].strip(): c.verdict for c in I.route_claims(t)}
+    assert verdicts == {"Action Antonym": "holds", "Moving Direction": "does not hold", "Object Count": "holds",
+                        "Scene Transition": "holds", "Action Sequence": "inconclusive"}
+
+
+def word_rows(shares, questions=12):
+    """``shares[word] = (full, knocked out)`` first-half shares, the same for every question of the word."""
+    rows = []
+    for word, (full, ko) in shares.items():
+        for q in range(questions):
+            rows += [{"sample_id": f"{word}{q:02d}", "word": word, "condition": "full attention",
+                      "first_half_share": full},
+                     {"sample_id": f"{word}{q:02d}", "word": word, "condition": "cross-frame knocked out",
+                      "first_half_share": ko}]
+    return pd.DataFrame(rows)
 
 
 def test_figure5_claims():
-    rows = []
-    for word, full, ko in (("begins", 0.8, 0.55), ("ends", 0.3, 0.5)):
-        for q in range(2):
-            rows += [{"sample_id": f"{word}{q}", "word": word, "condition": "full attention", "first_half_share": full},
-                     {"sample_id": f"{word}{q}", "word": word, "condition": "cross-frame knocked out",
-                      "first_half_share": ko}]
-    t = pd.DataFrame(rows)
-    assert I.temporal_word_claim(t).holds and I.knockout_alignment_claim(t).holds
+    t = word_rows({"begins": (0.8, 0.55), "ends": (0.3, 0.5)})  # gap 0.5 -> 0.05
+    a, b = I.temporal_word_claim(t), I.knockout_alignment_claim(t)
+    assert a.holds is True and b.holds is True and a.n == 12  # the smaller set of questions
+    assert "0.50 [0.50, 0.50] > 0" in a.interval and "0.45 [0.45, 0.45] > 0" in b.interval
     swapped = t.assign(word=t.word.map({"begins": "ends", "ends": "begins"}))
-    assert not I.temporal_word_claim(swapped).holds
-    assert I.temporal_word_claim(t[t.word == "begins"]).holds is None
+    assert I.temporal_word_claim(swapped).holds is False
+    assert I.temporal_word_claim(t[t.word == "begins"]).verdict == "not measured"
+    few = word_rows({"begins": (0.8, 0.55), "ends": (0.3, 0.5)}, questions=6)
+    assert I.temporal_word_claim(few).verdict == "inconclusive"
+    widened = word_rows({"begins": (0.8, 0.9), "ends": (0.3, 0.3)})  # the gap grows under the knockout
+    assert I.knockout_alignment_claim(widened).holds is False
 
 
 def test_word_attention_matches_the_attention_rows(tiny, samples):

@@ -98,6 +98,18 @@ def test_figure4_claims_hold():
     assert verdicts(figure4_hits(12, lambda q, c: EARLY if c == "spatial" else MIDDLE)) == [True] * 4
 
 
+def test_figure4_claims_carry_n_interval_and_both_halves():
+    """20 questions: each half has 10, the minimum, and every claim holds on both; 12 questions: 6 a half,
+    inconclusive on each half though the whole sample decides."""
+    found = K.figure4_claims(figure4_hits(20, lambda q, c: EARLY if c == "spatial" else MIDDLE), CHANCE, 32, 5, 1,
+                             n_boot=400)
+    assert [c.stability for c in found] == ["halves: holds / holds"] * 4 and {c.n for c in found} == {20}
+    assert found[3].interval == "15 [15, 15] > 0 layers"  # temporal mean layer 18 minus spatial 3
+    small = K.figure4_claims(figure4_hits(12, lambda q, c: EARLY if c == "spatial" else MIDDLE), CHANCE, 32, 5, 1,
+                             n_boot=400)
+    assert [c.stability for c in small] == ["halves: inconclusive / inconclusive"] * 4
+
+
 def test_figure4_claims_fail():
     """Spatial hits late (L26-30), temporal early (L1-5): neither range nor the order holds; a chance rate above
     the observed hit rate (100 / 3200 per position and layer) fails the first claim."""

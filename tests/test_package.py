@@ -29,6 +29,6 @@ def test_readme_example_runs(tmp_path, monkeypatch):
     bench = synthetic.write_benchmark(tmp_path / "bench", 2, progress=False)
     monkeypatch.chdir(tmp_path)
     scope = {}
-    exec(code.replace("data/synthetic-test-seed0-n24", str(bench)), scope)
+    exec(code.replace("data/synthetic-test-seed0-n48", str(bench)), scope)
     assert scope["probs"].shape[0] == len(scope["plans"]) == scope["fm"].n_layers
     assert set(scope["table"]["flow"]) <= {"cross-frame", "video->last"} and any((tmp_path / "results" / "sweeps").glob("*/params.json"))

@@ -310,25 +310,48 @@ def test_table3_matches_hand_counts():
 
 
 @pytest.mark.parametrize("full, eff, rand, retains, hurts, suppressed", [
-    (9, 9, [5, 5, 5, 5, 5], True, True, True),
-    (9, 3, [5, 5, 5, 5, 5], False, False, True),
-    (9, 9, [9, 8, 9, 9, 9], True, False, True),
+    (9, 9, [5, 5, 5, 5, 5], "holds", "holds", "holds"),  # per question eff - random: 0 x 6, +100 x 4: mean 40
+    (9, 3, [5, 5, 5, 5, 5], "does not hold", "does not hold", "holds"),  # eff - full: -100 for 6 of 10
+    (9, 9, [9, 9, 9, 9, 9], "holds", "does not hold", "holds"),  # eff - random: 0 everywhere, cleared below 5
+    (9, 9, [9, 8, 9, 9, 9], "holds", "inconclusive", "holds"),  # one question at +20: mean 2, the interval spans 5
 ])
 def test_table3_claims(full, eff, rand, retains, hurts, suppressed):
-    t3 = P.table3(results(full, eff, rand))
-    assert P.claim_effective_retains(t3).holds is retains
-    assert P.claim_random_hurts(t3).holds is hurts
-    assert P.claim_edges_suppressed(t3).holds is suppressed
-    assert P.claim_edges_suppressed(t3, max_kept=30).holds is False
-    assert P.claim_effective_retains(t3[t3.condition != P.CONDITIONS[1]]).holds is None
+    r = results(full, eff, rand)
+    assert P.claim_effective_retains(r).verdict == retains
+    assert P.claim_random_hurts(r).verdict == hurts
+    assert P.claim_edges_suppressed(r).verdict == suppressed
+    assert P.claim_edges_suppressed(r, max_kept=30).verdict == "does not hold"  # 40% kept
+    assert P.claim_effective_retains(r[r.condition != P.CONDITIONS[1]]).verdict == "not measured"
+
+
+def test_table3_claims_carry_n_interval_and_halves():
+    c = P.claim_effective_retains(results(9, 9, [5] * 5))
+    assert c.n == 10 and c.interval == "effective minus full accuracy 0.00 [0.00, 0.00] > -5 (n=10)"
+    assert c.stability == "halves: inconclusive / inconclusive"  # 5 questions a half
+    big = P.claim_edges_suppressed(results(20, 20, [10] * 5, n=20))
+    assert big.stability == "halves: holds / holds"
+    few = results(9, 9, [5] * 5, n=9)
+    assert P.claim_effective_retains(few[few.sample_id != "q9"]).verdict == "inconclusive"
+
+
+def selection_sweep(curves, questions=12, n_layers=12):
+    """Selection-sweep rows: ``curves[flow] = {0-based layer: value}`` (0 elsewhere), the same for every question."""
+    return pd.DataFrame([{"flow": f, "sample_id": f"q{q:02d}", "layer": l, "relative_change_pct": float(c.get(l, 0))}
+                         for f, c in curves.items() for q in range(questions) for l in range(n_layers)])
 
 
 def test_table_e_claim():
-    good = {"cross-frame": (2, 3), "video->question": (2, 3, 4), "question->last": (5, 6)}
-    assert P.claim_effective_layers(good).holds is True
-    assert P.claim_effective_layers(good | {"cross-frame": ()}).holds is False  # no effective interval
-    assert P.claim_effective_layers(good | {"question->last": (0, 1)}).holds is False  # last before the video flows
-    assert "cross-frame none" in P.claim_effective_layers(good | {"cross-frame": ()}).measured
+    # intervals of 3 layers of 12: cross-frame -20 at layers 2 and 3 -> L1-3 and L4-6 at -6.7 each (mean layer 2.5);
+    # video->question L4-6 (4); question->last L7-9 (7): 7 - 2.5 and 7 - 4 above 0
+    good = {"cross-frame": {2: -20, 3: -20}, "video->question": {3: -20, 4: -20, 5: -20},
+            "question->last": {6: -20, 7: -20, 8: -20}}
+    c = P.claim_effective_layers(selection_sweep(good), 12, 3)
+    assert c.verdict == "holds" and c.n == 12 and "cross-frame L1-6" in c.measured
+    assert "question->last minus cross-frame: mean effective layer 4.50 [4.50, 4.50] > 0" in c.interval
+    assert P.claim_effective_layers(selection_sweep(good | {"cross-frame": {}}), 12, 3).verdict == "does not hold"
+    early_last = good | {"question->last": {0: -20, 1: -20, 2: -20}}  # question->last before the video flows
+    assert P.claim_effective_layers(selection_sweep(early_last), 12, 3).verdict == "does not hold"
+    assert P.claim_effective_layers(selection_sweep(good, questions=8), 12, 3).verdict == "inconclusive"
 
 
 def test_selection_task_must_be_loaded(samples):

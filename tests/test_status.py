@@ -1,7 +1,9 @@
 """The Reproduction status table: built from saved claim tables; items without a claim say "not run"."""
 
+import pytest
+
 from flowutils.book import status
-from flowutils.paper.claims import Claim, save_claims
+from flowutils.paper.claims import Claim, claims_table, save_claims
 
 
 def test_status_rows_from_saved_claims(tmp_path):
@@ -25,6 +27,32 @@ def test_status_rows_from_saved_claims(tmp_path):
     assert len(t) == len(status.ITEMS) - 3 + 4 + 2
     html = status.to_html(t)
     assert '<a href="effective_pathways.html">' in html and "100 -&gt; 45" in html
+    assert status.verdict_counts(t) == {"holds": 2, "does not hold": 3, "inconclusive": 0, "not measured": 1,
+                                        "not run": len(status.ITEMS) - 3}
+
+
+def test_status_names_the_model_and_warns_on_mixed_runs(tmp_path):
+    run = {"model": "toy-videollm", "model_sha256": "ab" * 32, "parameters": 3_500_000, "benchmark": "synthetic (d)",
+           "questions": 240, "protocol": "scaled"}
+    save_claims([Claim("3.4", "Figure 8: rise", "rises", "", "x", None, 12, "i", "halves: holds / inconclusive")],
+                tmp_path, "answer_generation", run)
+    save_claims([Claim("3.5", "Table 3", "retained", "", "x", True, 40)], tmp_path, "effective_pathways", run)
+    t = status.reproduction_status(tmp_path)
+    row = t[t["item"] == "Figure 8: rise"].iloc[0]
+    assert (row["verdict"], row["n"], row["model"], row["stability"]) == \
+        ("inconclusive", 12, "toy-videollm", "halves: holds / inconclusive")
+    framing = status.toy_framing(tmp_path)
+    assert "toy-videollm (abababababab) with 3.50 M parameters" in framing and "Warning" not in framing
+    assert list(status.runs(tmp_path)["questions"]) == [240, 240]
+    save_claims([Claim("3.2", "Table 2: Object Count", "drops", "", "x", False, 48)], tmp_path,
+                "temporal_interaction", {**run, "model": "llava-next-7b-video-ft", "model_sha256": "cd" * 32})
+    assert "Warning: the pages ran different models" in status.toy_framing(tmp_path)
+    claims_table([Claim("3.3", "Figure 3", "old", "", "x", True, 20)]).to_csv(tmp_path / "claims" / "old.csv",
+                                                                             index=False)  # no run identity
+    assert status.runs(tmp_path).set_index("page").loc["old", "model"] == ""
+    assert "Warning" in status.toy_framing(tmp_path)
+    with pytest.raises(ValueError, match="unknown field"):
+        save_claims([], tmp_path, "x", {"seed": 1})
 
 
 def test_every_item_has_its_criteria_listed():

@@ -6,66 +6,91 @@ import pytest
 import torch
 
 from flowutils.paper import temporal
-from flowutils.paper.claims import largest_drop
 from flowutils.engine import knockout_logits, run_baseline
 from flowutils.knockout.plan import KnockoutPlan
 
 
-def sweep_table(drops, model="video", n_layers=4, questions=3, value="relative_change_pct"):
-    """A sweep table: ``drops[task]`` is the per-layer value (the same for every question)."""
-    rows = [{"model": model, "task": task, "sample_id": f"{task}/{q}", "layer": l, value: float(v)}
+def sweep_table(drops, model="video", n_layers=4, questions=20, value="relative_change_pct", factors=(1,)):
+    """A sweep table: ``drops[task]`` is the per-layer value, times ``factors[q % len(factors)]`` for question q."""
+    rows = [{"model": model, "task": task, "sample_id": f"{task}/{q:02d}", "layer": l,
+             value: float(v) * factors[q % len(factors)]}
             for task, curve in drops.items() for q in range(questions) for l, v in enumerate(curve)]
     return pd.DataFrame(rows)
 
 
-def test_largest_drop_is_the_lowest_mean_layer():
-    t = sweep_table({"a": [0, -3, -9, -1], "b": [-20, 0, 0, 0]})
-    t.loc[(t.task == "a") & (t.sample_id == "a/0") & (t.layer == 1), "relative_change_pct"] = -30  # mean -12
-    low = largest_drop(t, by=("task",)).set_index("task")
-    assert low.loc["a", "layer"] == 1 and low.loc["a", "drop"] == pytest.approx(-12)
-    assert low.loc["b", "layer"] == 0 and low.loc["b", "questions"] == 3
+def test_early_claim_reads_the_first_half_mean_per_question():
+    early = sweep_table({"a": [0, -20, 0, 0], "b": [-12, 0, 0, 0]})  # first-half means -10 and -6, second 0
+    c = temporal.early_cross_frame_claim(early, 4)
+    assert c.holds is True and c.n == 40 and c.stability == "halves: holds / holds"
+    assert "Action" not in c.interval and "a: L1-2 -10.00 [-10.00, -10.00] < -5" in c.interval
+    late = sweep_table({"a": [0, -20, 0, 0], "b": [0, 0, -30, 0]})  # b: first half 0, cleared above -5
+    assert temporal.early_cross_frame_claim(late, 4).holds is False
+    # questions alternate between 0 and -10 in the first half: mean -5, the interval straddles -5
+    straddle = sweep_table({"a": [0, -10, 0, 0]}, factors=(0, 2))
+    assert temporal.early_cross_frame_claim(straddle, 4).verdict == "inconclusive"
+    few = sweep_table({"a": [0, -20, 0, 0]}, questions=9)
+    assert temporal.early_cross_frame_claim(few, 4).verdict == "inconclusive"
 
 
-def test_early_claim_holds_only_when_every_task_drops_early():
-    early = sweep_table({"a": [0, -20, 0, 0], "b": [-8, 0, 0, 0]})
-    assert temporal.early_cross_frame_claim(early, 4).holds
-    late = sweep_table({"a": [0, -20, 0, 0], "b": [0, 0, -30, 0]})
-    assert not temporal.early_cross_frame_claim(late, 4).holds
-    too_small = sweep_table({"a": [0, -2, 0, 0]})  # above the -5% threshold
-    assert not temporal.early_cross_frame_claim(too_small, 4).holds
+def test_early_claim_holds_both_metrics_in_one_row():
+    t = sweep_table({"a": [0, -20, 0, 0]}).assign(logit_diff_change=0.0)  # the logit difference does not move
+    c = temporal.early_cross_frame_claim(t, 4)
+    assert c.holds is True and "relative change of p(answer): holds" in c.measured
+    assert "logit difference: does not hold" in c.measured
+    assert temporal.early_cross_frame_claim(t, 4, decide_on="logit_diff_change").holds is False
 
 
 def test_video_vs_image_claim_counts_tasks():
     video = sweep_table({"a": [-30, 0, 0, 0], "b": [-30, 0, 0, 0], "c": [0, 0, 0, 0]})
     image = sweep_table({"a": [-1, 0, 0, 0], "b": [-2, 0, 0, 0], "c": [-9, 0, 0, 0]}, model="image")
-    claim = temporal.video_vs_image_claim(video, image)
-    assert claim.holds and claim.measured.startswith("2/3")
+    claim = temporal.video_vs_image_claim(video, image, 4)
+    assert claim.holds is True and claim.stability == "halves: holds / holds"  # a and b of 3 tasks
     image_hurt = sweep_table({"a": [-50, 0, 0, 0], "b": [-50, 0, 0, 0], "c": [-9, 0, 0, 0]}, model="image")
-    assert not temporal.video_vs_image_claim(video, image_hurt).holds
-    assert temporal.video_vs_image_claim(video, image.iloc[:0]).holds is None
+    assert temporal.video_vs_image_claim(video, image_hurt, 4).holds is False
+    few_image = sweep_table({"a": [-1, 0, 0, 0], "b": [-2, 0, 0, 0], "c": [-9, 0, 0, 0]}, model="image",
+                            questions=4)  # below the minimum: a and b undecided, c fails: 2 of 3 could still hold
+    assert temporal.video_vs_image_claim(video, few_image, 4).verdict == "inconclusive"
+    assert temporal.video_vs_image_claim(video, image.iloc[:0], 4).holds is None
+
+
+def test_image_all_questions_claim_reads_the_gold_token():
+    v = temporal.GOLD_VALUE
+    assert temporal.image_all_questions_claim(sweep_table({"a": [-1, -1, 0, 0]}, value=v), 4).holds is True
+    assert temporal.image_all_questions_claim(sweep_table({"a": [-30, 0, 0, 0]}, value=v), 4).holds is False
+    assert temporal.image_all_questions_claim(sweep_table({"a": [300, 0, 0, 0]}, value=v), 4).holds is False  # +150%
+    straddle = sweep_table({"a": [-10, 0, 0, 0]}, value=v, factors=(0, 2))  # per question 0 or -10: mean -5
+    assert temporal.image_all_questions_claim(straddle, 4).verdict == "inconclusive"
 
 
 def half_rows(model, half, task, stays_correct):
-    return [{"model": model, "half": half, "task": task, "sample_id": f"{task}/{i}", "correct_baseline": True,
+    return [{"model": model, "half": half, "task": task, "sample_id": f"{task}/{i:02d}", "correct_baseline": True,
              "correct_knockout": ok} for i, ok in enumerate(stays_correct)]
 
 
-def test_accuracy_drop_and_table_claims():
+def test_accuracy_drop_and_table2_claims():
     rows = (half_rows("v", "first", "action_antonym", [True] * 2 + [False] * 8)  # 20% stay correct: -80
-            + half_rows("v", "first", "object_count", [True] * 9 + [False])  # -10
-            + half_rows("v", "second", "action_antonym", [True] * 10)
-            + half_rows("v", "second", "object_count", [True] * 10))
+            + half_rows("v", "first", "object_count", [True] * 10)  # 0: cleared above -18
+            + half_rows("v", "first", "scene_transition", [True] * 8 + [False] * 2))  # -20, spread over 0..-60
     drops = temporal.accuracy_drop(pd.DataFrame(rows))
     first = drops[drops.half == "first"].set_index("task")
     assert first.loc["action_antonym", "drop"] == pytest.approx(-80)
-    assert first.loc["object_count", "drop"] == pytest.approx(-10)
-    assert first.loc["object_count", "knockout_lo"] < 90 < first.loc["object_count", "knockout_hi"]
-    verdicts = {c.item: c.holds for c in temporal.table2_claims(drops, "v")}
-    assert verdicts == {"Table 2: Action Antonym": True, "Table 2: Object Count": False}
-    assert temporal.second_half_claim(drops, "v").holds
-    worse_late = drops.copy()
-    worse_late.loc[(worse_late.half == "second") & (worse_late.task == "object_count"), "drop"] = -20
-    assert not temporal.second_half_claim(worse_late, "v").holds
+    assert first.loc["scene_transition", "drop"] == pytest.approx(-20)
+    found = {c.item: c for c in temporal.table2_claims(pd.DataFrame(rows), "v")}
+    assert {k: c.verdict for k, c in found.items()} == {
+        "Table 2: Action Antonym": "holds", "Table 2: Object Count": "does not hold",
+        "Table 2: Scene Transition": "inconclusive"}
+    assert found["Table 2: Action Antonym"].n == 10 and "-80.00" in found["Table 2: Action Antonym"].interval
+    assert found["Table 2: Object Count"].stability == "halves: inconclusive / inconclusive"  # 5 questions a half
+
+
+def test_second_half_claim_needs_an_effect_of_the_first_half():
+    first = half_rows("v", "first", "action_antonym", [False] * 12)  # -100
+    marginal = half_rows("v", "second", "action_antonym", [True] * 12)  # 0
+    assert temporal.second_half_claim(pd.DataFrame(first + marginal), "v").holds is True
+    nothing = half_rows("v", "first", "action_antonym", [True] * 12)  # 0 against 0: no effect to compare with
+    assert temporal.second_half_claim(pd.DataFrame(nothing + marginal), "v").verdict == "inconclusive"
+    worse = half_rows("v", "second", "action_antonym", [False] * 12)  # -100 in the second half too
+    assert temporal.second_half_claim(pd.DataFrame(first + worse), "v").holds is False
 
 
 def test_half_layers_split_the_model():

@@ -8,7 +8,24 @@ get the Wilson score interval with their question count.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+
+
+def bootstrap_means(values, n_boot: int = 1000, seed: int = 0):
+    """``values``: ``[questions, points]`` (NaN allowed) -> the ``[n_boot, points]`` means of ``n_boot``
+    resamples of the questions with replacement (the same resampled questions at every point)."""
+    values = np.asarray(values, dtype=float)
+    if values.ndim == 1:
+        values = values[:, None]
+    n = len(values)
+    if n == 0:
+        raise ValueError("bootstrap over an empty set of questions")
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a resample of only NaN at a point: NaN there
+        return np.nanmean(values[idx], axis=1)
 
 
 def bootstrap_mean(values, n_boot: int = 1000, seed: int = 0, level: float = 0.95):
@@ -20,12 +37,7 @@ def bootstrap_mean(values, n_boot: int = 1000, seed: int = 0, level: float = 0.9
     values = np.asarray(values, dtype=float)
     if values.ndim == 1:
         values = values[:, None]
-    n = len(values)
-    if n == 0:
-        raise ValueError("bootstrap over an empty set of questions")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    means = np.nanmean(values[idx], axis=1)  # [n_boot, points]
+    means = bootstrap_means(values, n_boot, seed)  # [n_boot, points]
     tail = (1 - level) / 2
     return np.nanmean(values, axis=0), np.nanquantile(means, tail, axis=0), np.nanquantile(means, 1 - tail, axis=0)
 

@@ -30,7 +30,8 @@ TEXT_WIDTH = 7.0  # inches: the text column of the book's theme (about 690 px of
 PANEL_HEIGHT = 2.2  # inches per row of panels
 DPI = 100
 # the curve metrics' words on an axis (the long words are METRICS')
-AXIS_WORDS = {"relative_change_pct": "change of p(answer), %", "logit_diff_change": "change of logit difference"}
+AXIS_WORDS = {"relative_change_pct": "change of p(answer), %", "logit_diff_change": "change of logit difference",
+              "relative_change_gold_pct": "change of p(gold option), %"}
 LAYER_WORDS = "layer (centre of the blocked window)"
 LENS_WORDS = {"final_norm": "final norm + LM head", "lm_head": "LM head, no final norm",
               "input_embedding": "input embedding matrix, no final norm"}
@@ -117,23 +118,25 @@ def task_curves(sweep, value: str, label_with: str = "flow", seed: int = 0, all_
                      ignore_index=True)
 
 
-def knockout_figure(sweep, title: str, label_with: str = "flow", seed: int = 0, all_tasks: bool = False):
+def knockout_figure(sweep, title: str, label_with: str = "flow", seed: int = 0, all_tasks: bool = False,
+                    values=tuple(METRICS)):
     """Knockout curves (Figures 2, 3, 6 and 7 and the selection sweep of Table E): one row of panels
-    per task (``all_tasks``: first a row over every task's questions), the paper's metric on the left
-    and the logit difference on the right, one line per ``label_with`` value (flow, or model) with its
+    per task (``all_tasks``: first a row over every task's questions), one column per metric of ``values``
+    (by default the paper's metric on the left and the logit difference on the right; ``relative_change_gold_pct``:
+    the gold option's probability), one line per ``label_with`` value (flow, or model) with its
     95% bootstrap band over questions and the threshold below which a knockout counts as hurting
     (dashed). Returns ``(figure, {metric: curves})``.
     """
-    curves = {value: task_curves(sweep, value, label_with, seed, all_tasks) for value in METRICS}
-    tasks = list(dict.fromkeys(curves["relative_change_pct"]["task"]))
-    fig, axes = _panels(len(tasks), len(METRICS), sharex=True)
+    curves = {value: task_curves(sweep, value, label_with, seed, all_tasks) for value in values}
+    tasks = list(dict.fromkeys(curves[values[0]]["task"]))
+    fig, axes = _panels(len(tasks), len(values), sharex=True)
     colors = {}
     for col, (value, c) in enumerate(curves.items()):
         for row, task in enumerate(tasks):
             ax = axes[row, col]
             n = _bands(ax, c[c["task"] == task], label_with, colors)
             ax.axhline(0, color="gray", lw=0.8)
-            ax.axhline(METRICS[value][1], color="gray", lw=0.8, ls="--")
+            ax.axhline(METRICS.get(value, METRICS["relative_change_pct"])[1], color="gray", lw=0.8, ls="--")
             if col == 0:  # the row's title, over both panels
                 ax.set_title(f"{task_title(task)} ({n})", fontsize=9, loc="left")
             ax.set_ylabel(AXIS_WORDS[value], fontsize=8)
@@ -362,7 +365,8 @@ def accuracy_bars(t3, title: str = ""):
         if r.seeds > 1:
             err, note = [[r.std_over_seeds], [r.std_over_seeds]], f"+- std, {r.seeds} seeds"
         else:
-            err, note = [[r.accuracy - r.lo], [r.hi - r.accuracy]], "95% CI"
+            # at 0% or 100% the Wilson bound can land a rounding error past the accuracy: never a negative bar
+            err, note = [[max(0.0, r.accuracy - r.lo)], [max(0.0, r.hi - r.accuracy)]], "95% CI"
         ax.bar(i, r.accuracy, color=f"C{i}", alpha=0.8)
         ax.errorbar(i, r.accuracy, yerr=err, color="black", capsize=4)
         ax.text(i, 2, f"{r.kept_pct:.0f}% of the edges\n({note})", ha="center", va="bottom", fontsize=8)

@@ -27,7 +27,7 @@ from ..models import load
 from ..analysis.runner import SAMPLE_MODES
 
 DTYPES = ("float32", "bfloat16", "float16")
-SYNTHETIC_DEFAULT = "data/synthetic-test-seed0-n24"
+SYNTHETIC_DEFAULT = "data/synthetic-test-seed0-n48"
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ PARAMETERS: dict[str, Parameter] = {
                                 _str, "relative paths are relative to the flowutils home (the checkout)"),
     "manifest": Parameter("synthetic", "one of flowutils/manifests/*.yaml", _str),
     "tasks": Parameter(None, "None (the manifest's analysed tasks) or a non-empty list of task names", _tasks),
-    "n_per_task": Parameter(12, "an integer >= 1", _int(1), "questions per task (the first n of each task)"),
+    "n_per_task": Parameter(48, "an integer >= 1", _int(1), "questions per task (the first n of each task)"),
     "num_frames": Parameter(NUM_FRAMES, "an integer >= 1", _int(1), "frames sampled per video"),
     "window_size": Parameter(None, "None (the model's protocol: the paper's k = 9 on its models, scaled to the depth "
                                    "on the others) or an integer >= 1", _opt(_int(1))),
@@ -134,7 +134,7 @@ def benchmark_root(params: dict) -> Path:
     """The benchmark folder; the default synthetic benchmark is rendered (deterministically) if missing."""
     root = repository_path(params["benchmark_root"])
     if params["manifest"] == "synthetic" and not root.is_dir() and params["benchmark_root"] == SYNTHETIC_DEFAULT:
-        synthetic.write_benchmark(root, 24, seed=0, split="test", progress=False)
+        synthetic.write_benchmark(root, 48, seed=0, split="test", progress=False)
     return root
 
 
@@ -161,3 +161,16 @@ def load_inputs(params: dict):
             print(f"RANDOM WEIGHTS: {model.name} is a random-weight checkpoint (config.json: flowutils_random_weights);"
                   " every number and verdict on this page measures the code path, not the paper's model.")
     return fm, base, samples
+
+
+def run_identity(fm, params: dict, samples) -> dict:
+    """What a page's saved claims record of its run (:data:`flowutils.paper.claims.RUN_COLUMNS`): the model's name
+    and the sha256 of its weights as loaded (:func:`flowutils.analysis.store.state_sha256`), its parameter count, the
+    benchmark (manifest
+    and root), the questions loaded and the protocol in words."""
+    from ..analysis.store import state_sha256
+
+    return {"model": fm.name, "model_sha256": state_sha256(fm.model),
+            "parameters": sum(p.numel() for p in fm.model.parameters()),
+            "benchmark": f"{params['manifest']} ({params['benchmark_root']})", "questions": len(samples),
+            "protocol": fm.protocol.rule}

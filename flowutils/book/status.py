@@ -12,7 +12,7 @@ import html
 from pathlib import Path
 
 from ..paper import answer, pathways, temporal
-from ..paper.claims import METRICS, load_claims
+from ..paper.claims import METRICS, MIN_QUESTIONS, RUN_COLUMNS, VERDICTS, load_claims
 
 # (section, item, the paper's finding, notebook page)
 ITEMS = (
@@ -35,7 +35,8 @@ ITEMS = (
     ("3.5", "Table 3", "the effective pathways alone keep the accuracy with far fewer edges; random blocking "
      "of as many edges does not", "effective_pathways"),
 )
-COLUMNS = ["section", "item", "finding", "paper", "measured", "verdict", "page"]
+COLUMNS = ["section", "item", "finding", "paper", "measured", "verdict", "n", "interval", "stability", "model",
+           "page"]
 
 
 def criteria():
@@ -52,20 +53,29 @@ def criteria():
         ("a knockout hurts (logit difference, true vs best false option)", f"mean below {logit:g}",
          "Figure 2, Figure 3, Figure 6, Figure 7", "this book: the paper uses probabilities only; -1 logit divides the true option's "
          "odds against the best false option by e (2.7)"),
-        ("early layers", "the largest drop lies in layers 1 to L/2", "Figure 2, Figure 3",
-         "the paper's \"early-to-middle layers\" read as the first half"),
+        ("a verdict", f"holds where the 95% interval (bootstrap over questions) clears the threshold, does not hold "
+         f"where it clears it on the other side, inconclusive otherwise or with fewer than {MIN_QUESTIONS} questions",
+         ", ".join(item for _, item, _, _ in ITEMS), "this book: the paper reports point estimates"),
+        ("early layers, late layers", "per question, the mean over the layers 1 to L/2 (window centres) and over "
+         "L/2+1 to L: the flow's mean in its half below the threshold and below its mean in the other half",
+         "Figure 2, Figure 3, Figure 6, Figure 7",
+         "the paper's \"early-to-middle\" and \"middle-to-late\" layers read as the two halves (interval means, "
+         "as Table E reads layer ranges)"),
         ("Table 2: the first-half knockout hurts", f"accuracy drop of at least {-temporal.PAPER_SMALLEST_DROP:g} points "
          "per task", "Table 2", "the paper: \"accuracy drops of at least 18%\" (Sec. 3.2)"),
-        ("Table B: the second-half knockout is marginal", f"drop of at most {-temporal.MARGINAL_DROP:g} points, and no "
-         "larger than the first half's", "Table B",
+        ("Table B: the second-half knockout is marginal", f"the first half drops accuracy (below 0), the second half "
+         f"by at most {-temporal.MARGINAL_DROP:g} points and less than the first (0 against 0 is inconclusive)",
+         "Table B",
          f"this book; the paper's second-half drops are at most {-min(temporal.PAPER_TABLE_B_SECOND_HALF.values()):g} points"),
         ("Figure 4: spatial before temporal", "the frequency-weighted mean layer of the spatial keywords' logit-lens "
          "hits is below the temporal keywords'", "Figure 4", "this book's reading of the figure (the paper gives no number)"),
         ("Figure 5: temporal words attend to their frames", "\"begins\" puts a larger share of its attention on the "
          "first half of the frames than \"ends\" (a); the gap shrinks under cross-frame knockout (b)", "Figure 5",
          "this book's reading of the figure (the paper gives no number)"),
-        ("Figure 8: the true option rises after the middle", "half of its climb is reached in layers L/2+1 to L",
-         "Figure 8", "this book's reading of \"starts to rise immediately after the middle layers\""),
+        ("Figure 8: the true option rises where integration ends", "half of its climb is reached within one protocol "
+         "interval (5 of 32 layers) of the last layer of video->question's effective range (Table E's rule on the "
+         "same model's sweep)", "Figure 8",
+         "this book's reading of \"rises sharply ... from around the point where video-to-question flow is completed\""),
         ("Figure 8: no false option leads", f"the best false option never leads by more than {answer.FALSE_LEAD:g}",
          "Figure 8", "this book's reading of the figure (the paper gives no number)"),
         ("Figure 8: the rise is sharp", "10% to 90% of the climb within a quarter of the depth", "Figure 8",
@@ -99,13 +109,14 @@ def reproduction_status(results_dir: str | Path):
         saved = load_claims(results_dir)
     except FileNotFoundError:
         saved = pd.DataFrame(columns=COLUMNS)
+    saved = saved.reindex(columns=list(dict.fromkeys([*saved.columns, *COLUMNS])), fill_value="")
     saved = saved.astype({"section": str})
     rows, used = [], set()
     for section, item, finding, page in ITEMS:
         mine = saved[(saved["section"] == section) & saved["item"].map(lambda s: belongs_to(s, item))]
         if mine.empty:
             rows.append({"section": section, "item": item, "finding": finding, "paper": "", "measured": "",
-                         "verdict": "not run", "page": page})
+                         "verdict": "not run", "n": "", "interval": "", "stability": "", "model": "", "page": page})
         rows += mine[COLUMNS].to_dict("records")
         used |= set(mine.index)
         if item == [i for s, i, _, _ in ITEMS if s == section][-1]:  # the section's other claims
@@ -123,3 +134,64 @@ def to_html(table) -> str:
         out[c] = out[c].map(lambda v: html.escape(str(v)))
     out["page"] = out["page"].map(lambda p: f'<a href="{html.escape(p)}.html">{html.escape(p)}</a>')
     return out.to_html(escape=False, index=False)
+
+
+def runs(results_dir: str | Path):
+    """One row per saved claims table (page): the run identity it recorded (:data:`flowutils.paper.claims.RUN_COLUMNS`),
+    empty where a table predates it."""
+    import pandas as pd
+
+    try:
+        saved = load_claims(results_dir)
+    except FileNotFoundError:
+        return pd.DataFrame(columns=["page", *RUN_COLUMNS])
+    saved = saved.reindex(columns=list(dict.fromkeys([*saved.columns, *RUN_COLUMNS])), fill_value="")
+    return saved.groupby("page", sort=False)[list(RUN_COLUMNS)].first().reset_index()
+
+
+def mixed_models(run_table) -> list[str]:
+    """The distinct (model, weights) pairs of the pages: more than one means the status table mixes runs."""
+    pairs = {f"{m} ({str(h)[:12]})" if h else str(m)
+             for m, h in zip(run_table["model"], run_table["model_sha256"]) if str(m)}
+    return sorted(pairs)
+
+
+def verdict_counts(table) -> dict[str, int]:
+    """Claims per verdict: the three values a measured claim takes (holds, does not hold, inconclusive), then the
+    rows that measured nothing (not measured) and the items whose page did not run (not run). Each claim is one
+    row (both metrics in it), so each is counted once."""
+    counts = table["verdict"].value_counts()
+    return {v: int(counts.get(v, 0)) for v in (*VERDICTS, "not run")}
+
+
+def toy_framing(results_dir: str | Path) -> str:
+    """Markdown: what the verdicts are about, as measured by the pages: the model of the runs with its parameter
+    count (their saved run identity), its baseline accuracy over the questions the Answer-generation page loaded
+    (its saved table), the benchmark, and how a verdict is decided."""
+    import pandas as pd
+
+    r = runs(results_dir)
+    models = mixed_models(r) or ["(no saved run)"]
+    text = [f"**What these verdicts are about.** Model: {', '.join(models)}"]
+    counts = sorted({int(float(c)) for c in r["parameters"] if str(c)})
+    if counts:
+        text.append("with " + " / ".join(f"{c / 1e6:.2f} M" for c in counts) + " parameters")
+    acc = Path(results_dir) / "tables" / "answer_generation_baseline_accuracy.csv"
+    if acc.is_file():
+        a = pd.read_csv(acc)
+        overall = a[a["task"] == "all tasks"]
+        if len(overall):
+            o = overall.iloc[0]
+            text.append(f"; baseline accuracy {o['accuracy']:.1f}% of {int(o['questions'])} questions (95% "
+                        f"interval {o['lo']:.1f}-{o['hi']:.1f})")
+    benchmarks = sorted({str(b) for b in r["benchmark"] if str(b)})
+    if benchmarks:
+        text.append(f"; benchmark {', '.join(benchmarks)}")
+    text.append(f". A verdict holds only where its 95% interval (bootstrap over questions) clears the criterion, "
+                f"does not hold only where it clears it on the other side, and is inconclusive otherwise or with "
+                f"fewer than {MIN_QUESTIONS} questions; the stability column recomputes it on two disjoint halves of "
+                "the questions.")
+    if len(models) > 1:
+        text.append(f" **Warning: the pages ran different models ({'; '.join(models)}): their rows do not describe "
+                    "one model.**")
+    return " ".join(text).replace(" ;", ";").replace(" .", ".")

@@ -13,8 +13,9 @@
 * Figure 7: routes into the true option, directly from the video or through the non-option
   question, per task (:func:`route_claims`).
 
-Curve claims use :func:`flowutils.paper.claims.largest_drop` on a sweep table and the
-metric's threshold (:data:`flowutils.paper.claims.METRICS`).
+Curve claims read per-question interval means over the two halves of the layers (as Table E reads layer
+ranges), bootstrapped over questions, against the metric's threshold (:data:`flowutils.paper.claims.METRICS`):
+one row per claim, decided on one metric with the other's verdict beside it.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ import numpy as np
 from ..knockout.flows import CROSS_FRAME
 from ..knockout.plan import KnockoutPlan
 from ..analysis.attention_maps import attention_to_video
-from .claims import Claim, largest_drop, metric
+from .claims import (METRICS, Claim, all_of, difference_estimate, intervals_text, mean_estimate, metric, questions,
+                     range_means, stability, verdict_word)
 from ..analysis.runner import layer_problems, run_questions
-from .temporal import task_title
+from .temporal import AXIS, task_title
 from ..data.video import NUM_FRAMES
 
 SECTION = "3.3"
@@ -40,86 +42,156 @@ PAPER_ROUTES = {"action_antonym": DIRECT, "action_sequence": DIRECT, "scene_tran
 TEMPORAL_WORDS = ("begins", "ends")
 
 
-def _drops(table, value):
-    return largest_drop(table, value, by=("flow",)).set_index("flow")
-
-
-def _need(low, flows):
-    missing = [f for f in flows if f not in low.index]
+def _need(table, flows):
+    have = set(table["flow"])
+    missing = [f for f in flows if f not in have]
     if missing:
-        raise ValueError(f"the sweep table has no rows for flow(s) {missing}; it has {list(low.index)}")
+        raise ValueError(f"the sweep table has no rows for flow(s) {missing}; it has {sorted(have)}")
 
 
-def _fmt(low, flow):
-    return f"{flow}: {low.loc[flow, 'drop']:.2f} at L{low.loc[flow, 'layer'] + 1}"
+def _halves(n_layers: int):
+    """0-based layers of the first half (``1-L/2``, 1-based) and the second (``L/2+1-L``), with their labels."""
+    mid = n_layers // 2
+    return (tuple(range(mid)), f"L1-{mid}"), (tuple(range(mid, n_layers)), f"L{mid + 1}-{n_layers}")
 
 
-def video_question_last_claim(table, value: str = "relative_change_pct") -> Claim:
-    """Figure 3: video->question and question->last both drop below the threshold, and
-    video->question's largest drop comes at an earlier layer than question->last's."""
-    words, threshold = metric(value)
-    low = _drops(table, value)
-    vq, ql = "video->question", "question->last"
-    _need(low, [vq, ql])
-    ok = low.loc[vq, "drop"] < threshold and low.loc[ql, "drop"] < threshold and low.loc[vq, "layer"] < \
-        low.loc[ql, "layer"]
-    return Claim(SECTION, f"Figure 3: video->question->last ({value})",
-                 f"video->question drops first, question->last later (largest drops, both below {threshold:g}) "
-                 f"[{words}]", "video->question early-to-middle, question->last middle-to-late",
-                 f"{_fmt(low, vq)}; {_fmt(low, ql)}", bool(ok))
+def _depth(table) -> int:
+    return int(table["layer"].max()) + 1
 
 
-def video_last_claim(table, value: str = "relative_change_pct") -> Claim:
-    """Figure 3: the direct video->last flow matters less than video->question and question->last."""
-    words, _ = metric(value)
-    low = _drops(table, value)
-    flows = ["video->last", "video->question", "question->last"]
-    _need(low, flows)
-    ok = low.loc["video->last", "drop"] > max(low.loc["video->question", "drop"], low.loc["question->last", "drop"])
-    return Claim(SECTION, f"Figure 3: video->last weak ({value})",
-                 f"the direct video->last drop is smaller than video->question's and question->last's [{words}]",
-                 "video->last cut in every layer by the effective pathways (Sec. 3.5)",
-                 "; ".join(_fmt(low, f) for f in flows), bool(ok))
+def _rm(table, flow, value, layers):
+    return range_means(table[table["flow"] == flow], value, layers)
 
 
-def true_option_claim(table, n_layers: int, value: str = "relative_change_pct") -> Claim:
-    """Figure 6: true option->last has the largest drop of the three flows into the last position,
-    below the threshold, in the second half of the layers; non-option question->last stays above it."""
-    words, threshold = metric(value)
-    low = _drops(table, value)
-    flows = ["true option->last", "non-option question->last", "false options->last"]
-    _need(low, flows)
-    t = low.loc["true option->last"]
-    ok = (t["drop"] < threshold and t["layer"] >= n_layers // 2 and t["drop"] < low.loc[flows[2], "drop"]
-          and low.loc["non-option question->last", "drop"] > threshold)
-    return Claim(SECTION, f"Figure 6: true option->last ({value})",
-                 f"true option->last drops most, below {threshold:g}, in layers {n_layers // 2 + 1}-{n_layers}; "
-                 f"non-option question->last stays above {threshold:g} [{words}]",
+def _values(table, decide_on: str) -> list[str]:
+    metric(decide_on)
+    if decide_on not in table.columns:
+        raise ValueError(f"decide_on={decide_on!r}: the table has no such column")
+    return [decide_on] + [m for m in METRICS if m != decide_on and m in table.columns]
+
+
+def _row(estimates, table, decide_on, seed, combine=all_of):
+    """``(holds, measured, n, interval, stability)`` of a claim whose comparisons ``estimates(table, value, seed)``
+    lists; ``measured``: the verdict on each metric the table has."""
+    def verdict(t, value=decide_on):
+        return combine(e.holds for e in estimates(t, value, seed)) if len(t) else None
+
+    measured = "; ".join(f"{AXIS[v]}: {verdict_word(verdict(table, v))}" for v in _values(table, decide_on))
+    return (verdict(table), measured, questions(table), intervals_text(estimates(table, decide_on, seed)),
+            stability(verdict, table))
+
+
+def _vql_estimates(table, value, seed=0):
+    _, threshold = metric(value)
+    (first, a), (second, b) = _halves(_depth(table))
+    vq1, vq2 = _rm(table, "video->question", value, first), _rm(table, "video->question", value, second)
+    ql1, ql2 = _rm(table, "question->last", value, first), _rm(table, "question->last", value, second)
+    return [mean_estimate(f"video->question {a}", vq1, threshold, "below", seed=seed),
+            mean_estimate(f"video->question {a} minus {b}", vq1 - vq2.reindex(vq1.index), 0.0, "below", seed=seed),
+            mean_estimate(f"question->last {b}", ql2, threshold, "below", seed=seed),
+            mean_estimate(f"question->last {b} minus {a}", ql2 - ql1.reindex(ql2.index), 0.0, "below", seed=seed)]
+
+
+def video_question_last_claim(table, decide_on: str = "relative_change_pct", seed: int = 0) -> Claim:
+    """Figure 3: blocking video->question around layers 1-L/2 lowers the answer below the threshold, and more than
+    around layers L/2+1-L; question->last the other way round (its drop lies in the second half). Per question,
+    interval means over the two halves of the layers (as Table E reads ranges), bootstrapped over questions."""
+    _need(table, ["video->question", "question->last"])
+    words, threshold = metric(decide_on)
+    holds, measured, n, interval, stab = _row(_vql_estimates, table, decide_on, seed)
+    return Claim(SECTION, "Figure 3: video->question->last",
+                 f"video->question hurts in the first half of the layers (mean {words} below {threshold:g}, and "
+                 f"below its second-half mean), question->last in the second half (decided on {AXIS[decide_on]})",
+                 "video->question early-to-middle, question->last middle-to-late", measured, holds, n, interval, stab)
+
+
+WEAK_FLOWS = ("video->last", "last->last")
+
+
+def _weak_estimates(table, value, seed=0):
+    _, threshold = metric(value)
+    out = []
+    for flow in [f for f in WEAK_FLOWS if f in set(table["flow"])]:
+        for layers, label in _halves(_depth(table)):
+            out.append(mean_estimate(f"{flow} {label}", _rm(table, flow, value, layers), threshold, "above",
+                                     seed=seed))
+    return out
+
+
+def video_last_claim(table, decide_on: str = "relative_change_pct", seed: int = 0) -> Claim:
+    """Figure 3: the direct video->last flow and last->last (where swept) matter little: their mean over each half
+    of the layers stays above the threshold."""
+    _need(table, ["video->last"])
+    words, threshold = metric(decide_on)
+    holds, measured, n, interval, stab = _row(_weak_estimates, table, decide_on, seed)
+    flows = " and ".join(f for f in WEAK_FLOWS if f in set(table["flow"]))
+    return Claim(SECTION, "Figure 3: video->last and last->last weak",
+                 f"{flows}: the mean {words} over each half of the layers stays above {threshold:g} "
+                 f"(decided on {AXIS[decide_on]})",
+                 "video->last and last->last cut in every layer by the effective pathways (Sec. 3.5)",
+                 measured, holds, n, interval, stab)
+
+
+def _true_option_estimates(table, value, seed=0):
+    _, threshold = metric(value)
+    (first, a), (second, b) = _halves(_depth(table))
+    t2 = _rm(table, "true option->last", value, second)
+    f2 = _rm(table, "false options->last", value, second)
+    return [mean_estimate(f"true option->last {b}", t2, threshold, "below", seed=seed),
+            mean_estimate(f"true minus false options->last {b}", t2 - f2.reindex(t2.index), 0.0, "below", seed=seed),
+            *(mean_estimate(f"non-option question->last {label}", _rm(table, "non-option question->last", value,
+                                                                      layers), threshold, "above", seed=seed)
+              for layers, label in ((first, a), (second, b)))]
+
+
+def true_option_claim(table, decide_on: str = "relative_change_pct", seed: int = 0) -> Claim:
+    """Figure 6: blocking true option->last in the second half of the layers lowers the answer below the threshold,
+    more than blocking false options->last there; non-option question->last stays above the threshold in both
+    halves."""
+    _need(table, ["true option->last", "non-option question->last", "false options->last"])
+    words, threshold = metric(decide_on)
+    holds, measured, n, interval, stab = _row(_true_option_estimates, table, decide_on, seed)
+    return Claim(SECTION, "Figure 6: true option->last",
+                 f"true option->last hurts in the second half of the layers (mean {words} below {threshold:g}, and "
+                 f"below false options->last's); non-option question->last stays above {threshold:g} "
+                 f"(decided on {AXIS[decide_on]})",
                  "true option propagates to last in middle-to-late layers; non-option question does not",
-                 "; ".join(_fmt(low, f) for f in flows), bool(ok))
+                 measured, holds, n, interval, stab)
 
 
-def route_claims(table, value: str = "relative_change_pct") -> list[Claim]:
-    """Figure 7, one claim per task: the route the paper names carries the video into the true option.
+def _route_estimates(table, value, expected, seed=0):
+    _, threshold = metric(value)
+    (first, a), _ = _halves(_depth(table))
+    d, i = _rm(table, DIRECT, value, first), _rm(table, INDIRECT, value, first)
+    if expected == BOTH:
+        return [mean_estimate(f"{DIRECT} {a}", d, threshold, "below", seed=seed),
+                mean_estimate(f"{INDIRECT} {a}", i, threshold, "below", seed=seed)]
+    main, other = (d, i) if expected == DIRECT else (i, d)
+    rival = INDIRECT if expected == DIRECT else DIRECT
+    return [mean_estimate(f"{expected} {a}", main, threshold, "below", seed=seed),
+            mean_estimate(f"{expected} minus {rival} {a}", main - other.reindex(main.index), 0.0, "below", seed=seed)]
 
-    ``direct``: video->true option drops below the threshold and more than video->non-option
-    question; ``indirect``: the reverse; ``both``: both drop below the threshold.
+
+def route_claims(table, decide_on: str = "relative_change_pct", seed: int = 0) -> list[Claim]:
+    """Figure 7, one claim per task: the route the paper names carries the video into the true option, read on the
+    per-question mean over the first half of the layers (where the video is integrated).
+
+    ``direct``: video->true option below the threshold and below video->non-option question; ``indirect``: the
+    reverse; ``both``: both below the threshold.
     """
-    words, threshold = metric(value)
-    low = largest_drop(table, value, by=("task", "flow")).set_index(["task", "flow"])
+    words, threshold = metric(decide_on)
     claims = []
     for task in dict.fromkeys(table["task"]):
-        if task not in PAPER_ROUTES or (task, DIRECT) not in low.index or (task, INDIRECT) not in low.index:
+        g = table[table["task"] == task]
+        if task not in PAPER_ROUTES or not {DIRECT, INDIRECT} <= set(g["flow"]):
             continue
-        d, i = low.loc[(task, DIRECT), "drop"], low.loc[(task, INDIRECT), "drop"]
         expected = PAPER_ROUTES[task]
-        ok = {DIRECT: d < threshold and d < i, INDIRECT: i < threshold and i < d,
-              BOTH: d < threshold and i < threshold}[expected]
-        claims.append(Claim(SECTION, f"Figure 7: {task_title(task)} ({value})",
-                            f"the video reaches the true option through {expected} (threshold {threshold:g}) "
-                            f"[{words}]", expected,
-                            f"{DIRECT}: {d:.2f}; {INDIRECT}: {i:.2f} (n={low.loc[(task, DIRECT), 'questions']})",
-                            bool(ok)))
+        est = functools.partial(_route_estimates, expected=expected)
+        holds, measured, n, interval, stab = _row(lambda t, v, s: est(t, v, seed=s), g, decide_on, seed)
+        claims.append(Claim(SECTION, f"Figure 7: {task_title(task)}",
+                            f"the video reaches the true option through {expected} (mean {words} over the first "
+                            f"half of the layers below {threshold:g}; decided on {AXIS[decide_on]})", expected,
+                            measured, holds, n, interval, stab))
     return claims
 
 
@@ -180,33 +252,43 @@ def word_attention(fm, samples, layers, words=TEMPORAL_WORDS, knockout_layers=No
     return rows.drop(columns="map", errors="ignore"), maps  # no column at all when no question has rows
 
 
-def _gap(table, condition):
-    g = table[table["condition"] == condition].groupby("word")["first_half_share"].mean()
-    if not {"begins", "ends"} <= set(g.index):
-        return None, g
-    return float(g["begins"] - g["ends"]), g
+def _shares(table, condition, word):
+    g = table[(table["condition"] == condition) & (table["word"] == word)]
+    return g.groupby("sample_id", sort=True)["first_half_share"].mean()
 
 
-def temporal_word_claim(table) -> Claim:
-    """Figure 5 (a): with full attention, "begins" puts a larger share of its attention on the first
-    half of the frames than "ends" does (mean over questions)."""
-    gap, g = _gap(table, "full attention")
-    n = table[table["condition"] == "full attention"].groupby("word").size().to_dict()
+def _gap_estimate(table, seed=0):
+    """begins minus ends, first-half share with full attention (two sets of questions: resampled apart)."""
+    c = "full attention"
+    return difference_estimate("begins minus ends, full attention", _shares(table, c, "begins"),
+                               _shares(table, c, "ends"), 0.0, "above", seed=seed)
+
+
+def _shrink_estimate(table, seed=0):
+    """How much the begins-ends gap shrinks under the knockout: per question its share with full attention minus
+    knocked out, begins' mean minus ends' mean."""
+    full, ko = "full attention", "cross-frame knocked out"
+    per = {w: (_shares(table, full, w) - _shares(table, ko, w)) for w in TEMPORAL_WORDS}
+    return difference_estimate("gap with full attention minus knocked out", per["begins"], per["ends"], 0.0,
+                               "above", seed=seed)
+
+
+def temporal_word_claim(table, seed: int = 0) -> Claim:
+    """Figure 5 (a): with full attention, "begins" puts a larger share of its attention on the first half of the
+    frames than "ends" does: the difference of the means over the questions of each word, its interval
+    bootstrapped over each word's questions (n: the smaller set)."""
     finding = "\"begins\" attends to the first half of the frames more than \"ends\" does (full attention)"
-    if gap is None:
-        return Claim(SECTION, "Figure 5 (a)", finding, "qualitative (Figure 5a)",
-                     f"questions per word: {n}", None)
+    e = _gap_estimate(table, seed)
+    n = table[table["condition"] == "full attention"].groupby("word")["sample_id"].nunique().to_dict()
     return Claim(SECTION, "Figure 5 (a)", finding, "qualitative (Figure 5a)",
-                 f"first-half share: begins {g['begins']:.2f} (n={n['begins']}), ends {g['ends']:.2f} "
-                 f"(n={n['ends']}); gap {gap:.2f}", gap > 0)
+                 f"questions per word: {n}; gap {e.value:.2f}", e.holds, e.n, str(e),
+                 stability(lambda t: _gap_estimate(t, seed).holds, table))
 
 
-def knockout_alignment_claim(table) -> Claim:
-    """Figure 5 (b): with cross-frame attention blocked, the begins-ends gap shrinks."""
-    full, _ = _gap(table, "full attention")
-    ko, _ = _gap(table, "cross-frame knocked out")
+def knockout_alignment_claim(table, seed: int = 0) -> Claim:
+    """Figure 5 (b): with cross-frame attention blocked, the begins-ends gap shrinks (per question, the share with
+    full attention minus knocked out; begins' mean minus ends' mean above 0)."""
     finding = "blocking cross-frame attention shrinks the begins-ends gap in first-half attention share"
-    if full is None or ko is None:
-        return Claim(SECTION, "Figure 5 (b)", finding, "qualitative (Figure 5b)", "a word has no question", None)
-    return Claim(SECTION, "Figure 5 (b)", finding, "qualitative (Figure 5b)",
-                 f"gap {full:.2f} with full attention, {ko:.2f} knocked out", bool(ko < full))
+    e = _shrink_estimate(table, seed)
+    return Claim(SECTION, "Figure 5 (b)", finding, "qualitative (Figure 5b)", f"the gap shrinks by {e.value:.2f}",
+                 e.holds, e.n, str(e), stability(lambda t: _shrink_estimate(t, seed).holds, table))

@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import functools
 import re
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from ..data import synthetic
-from .claims import Claim
+from .claims import MIN_QUESTIONS, Claim, all_of, decide, split_halves, verdict_word  # noqa: F401 (the minimum)
 from ..analysis.logit_lens import VARIANTS, layer_logits
 from ..analysis.runner import choice_problems, run_questions
 from ..data.video import NUM_FRAMES
@@ -55,7 +56,6 @@ TVBENCH_CHOICE = ("table_d", "action_sequence")
 # its centre lies in it): 1-8 and 12-21 of 32 layers, 1-10 and 14-27 of 40
 VERY_EARLY = (0.0, 0.25)
 MIDDLE = (1 / 3, 2 / 3)
-MIN_QUESTIONS = 8  # fewer questions: every Figure 4 claim is inconclusive
 
 
 def _words(texts) -> list[str]:
@@ -231,10 +231,9 @@ def figure4_statistics(hits, n_layers: int, bin_size: int, min_hits: int, n_boot
 
 
 def _decide(value, lo, hi, bar, questions) -> bool | None:
-    """Holds where the interval clears ``bar`` from above, does not where it lies below, else inconclusive."""
-    if questions < MIN_QUESTIONS or not np.isfinite(lo) or not np.isfinite(hi):
-        return None
-    return True if lo > bar else False if hi < bar else None
+    """Holds where the interval clears ``bar`` from above, does not where it lies below, else inconclusive
+    (:func:`flowutils.paper.claims.decide`, with its minimum number of questions)."""
+    return decide(lo, hi, bar, "above", questions)
 
 
 def _interval(value, lo, hi, digits=2) -> str:
@@ -243,6 +242,20 @@ def _interval(value, lo, hi, digits=2) -> str:
 
 def figure4_claims(hits, chance: dict[str, float], n_layers: int, bin_size: int, min_hits: int,
                    decide_on: str = "input_embedding", n_boot: int = 1000, seed: int = 0) -> list[Claim]:
+    """Figure 4's four claims, each one row holding both lenses' numbers and decided on ``decide_on`` (default: the
+    official code's lens), with the verdicts on two disjoint halves of the questions beside each
+    (:func:`flowutils.paper.claims.split_halves`). ``hits``: :func:`keyword_hits` rows (one lens or several);
+    ``chance``: :func:`chance_rates`. Intervals: :func:`figure4_statistics` (95%, bootstrap over questions); a claim
+    is inconclusive below ``MIN_QUESTIONS`` questions."""
+    claims = _figure4(hits, chance, n_layers, bin_size, min_hits, decide_on, n_boot, seed)
+    halves = [_figure4(h, chance, n_layers, bin_size, min_hits, decide_on, n_boot, seed) if len(h) else None
+              for (h,) in split_halves(hits)]
+    words = [[verdict_word(c.holds) for c in half] if half else ["not measured"] * len(claims) for half in halves]
+    return [replace(c, stability=f"halves: {a} / {b}") for c, a, b in zip(claims, *words)]
+
+
+def _figure4(hits, chance: dict[str, float], n_layers: int, bin_size: int, min_hits: int,
+             decide_on: str = "input_embedding", n_boot: int = 1000, seed: int = 0) -> list[Claim]:
     """Figure 4's four claims, each one row holding both lenses' numbers and decided on ``decide_on`` (default: the
     official code's lens). ``hits``: :func:`keyword_hits` rows (one lens or several); ``chance``:
     :func:`chance_rates`. Intervals: :func:`figure4_statistics` (95%, bootstrap over questions); a claim is
@@ -260,25 +273,28 @@ def figure4_claims(hits, chance: dict[str, float], n_layers: int, bin_size: int,
     def both(text):
         return "; ".join(f"{v}: {text(stats[v])}" for v in lenses)
 
-    rate = {c: _decide(*main[f"rate:{c}"], chance[c], n) for c in CATEGORIES}
-    above = False if False in rate.values() else None if None in rate.values() else True
+    above = all_of(_decide(*main[f"rate:{c}"], chance[c], n) for c in CATEGORIES)
     claims = [Claim("3.3", item, f"spatial and temporal keywords are read from the video tokens above chance "
                     f"(hits per video position and layer against a uniform top-1 token) {tail}",
                     "both concepts are captured in video tokens",
                     both(lambda s: ", ".join(f"{c} {_interval(*s[f'rate:{c}'])} vs chance {chance[c]:.2g}"
-                                             for c in CATEGORIES)), above)]
+                                             for c in CATEGORIES)), above, n,
+                    ", ".join(f"{c} {_interval(*main[f'rate:{c}'])} > {chance[c]:.2g}" for c in CATEGORIES))]
     flat = main["flat"]
     claims.append(Claim("3.3", item, f"spatial concepts appear in the very early layers (L{e0}-{e1}: share of the "
                         f"normalised frequency above a flat profile's {flat['very_early']:.2f}) {tail}",
                         "spatial concepts start to appear in the very early layers",
                         both(lambda s: _interval(*s["very_early:spatial"])),
-                        _decide(*main["very_early:spatial"], flat["very_early"], n)))
+                        _decide(*main["very_early:spatial"], flat["very_early"], n), n,
+                        f"{_interval(*main['very_early:spatial'])} > {flat['very_early']:.2f}"))
     claims.append(Claim("3.3", item, f"temporal concepts develop in the middle layers (L{m0}-{m1}: share of the "
                         f"normalised frequency above a flat profile's {flat['middle']:.2f}) {tail}",
                         "temporal concepts develop later in the middle layers",
                         both(lambda s: _interval(*s["middle:temporal"])),
-                        _decide(*main["middle:temporal"], flat["middle"], n)))
+                        _decide(*main["middle:temporal"], flat["middle"], n), n,
+                        f"{_interval(*main['middle:temporal'])} > {flat['middle']:.2f}"))
     claims.append(Claim("3.3", item, f"temporal concepts emerge later than spatial ones (frequency-weighted mean layer, "
                         f"temporal minus spatial, above 0) {tail}", "spatial early, temporal in middle layers",
-                        both(lambda s: f"{_interval(*s['gap'])} layers"), _decide(*main["gap"], 0.0, n)))
+                        both(lambda s: f"{_interval(*s['gap'])} layers"), _decide(*main["gap"], 0.0, n), n,
+                        f"{_interval(*main['gap'])} > 0 layers"))
     return claims

@@ -49,7 +49,7 @@ from ..engine import BACKENDS
 from ..knockout.flows import CROSS_FRAME, flow_blocks, flow_label
 from ..knockout.plan import KnockoutPlan
 from ..inputs.layout import TokenLayout
-from .claims import Claim
+from .claims import Claim, all_of, curve_estimate, intervals_text, mean_estimate, questions, stability
 from ..analysis.runner import choice_problems, knockout_with_retry, require_finite, run_questions
 from ..analysis.sweep import logit_difference
 from ..data.video import NUM_FRAMES
@@ -324,57 +324,150 @@ def table3(results):
     return pd.DataFrame(out)
 
 
-def claim_effective_layers(effective: dict) -> Claim:
-    """Table E: every flow has an effective interval, and cross-frame and video->question come before question->last."""
-    found = {f: effective.get(f, ()) for f in EFFECTIVE_FLOWS}
+def _selection_matrix(sweep, value: str = "relative_change_pct"):
+    """``[questions, flows x layers]``: each question's curve of each of ``EFFECTIVE_FLOWS`` side by side (the
+    questions every flow has), and the layers."""
+    import pandas as pd
+
+    labels = [flow_label(f) for f in EFFECTIVE_FLOWS]
+    missing = [f for f in labels if f not in set(sweep["flow"])]
+    if missing:
+        raise ValueError(f"the selection sweep has no rows for flow(s) {missing}")
+    wide = [sweep[sweep["flow"] == f].pivot_table(index="sample_id", columns="layer", values=value, aggfunc="mean",
+                                                  sort=True) for f in labels]
+    layers = sorted(set.intersection(*(set(w.columns) for w in wide)))
+    both = pd.concat([w[layers] for w in wide], axis=1, join="inner")
+    return both.to_numpy(), layers
+
+
+def _selection_statistics(n_layers: int, size: int, threshold: float, layers):
+    """Functions of ``[m, flows x layers]`` mean curves -> ``[m]``: each flow's lowest interval mean, and the mean
+    layer (0-based) of each flow's effective intervals (NaN without one), as :func:`effective_layers` selects."""
+    spans = [[layers.index(l) for l in rng if l in layers] for rng in intervals(n_layers, size)]
+    spans = [s for s in spans if s]
+    width = len(layers)
+
+    def means(c, j):
+        block = c[:, j * width:(j + 1) * width]
+        return np.stack([block[:, s].mean(-1) for s in spans], axis=-1)  # [m, intervals]
+
+    def lowest(j):
+        return lambda c: means(c, j).min(-1)
+
+    def centre(j):
+        def f(c):
+            eff = means(c, j) < threshold
+            total = (eff * np.array([sum(layers[i] for i in s) for s in spans])).sum(-1)
+            count = (eff * np.array([len(s) for s in spans])).sum(-1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(count > 0, total / np.where(count > 0, count, 1), np.nan)
+        return f
+
+    return lowest, centre
+
+
+def _selection_estimates(sweep, n_layers: int, size: int, threshold: float = THRESHOLD_PCT, seed: int = 0):
+    values, layers = _selection_matrix(sweep)
+    lowest, centre = _selection_statistics(n_layers, size, threshold, layers)
+    labels = [flow_label(f) for f in EFFECTIVE_FLOWS]
+    out = [curve_estimate(f"{label}: lowest interval mean", values, lowest(j), threshold, "below", seed=seed)
+           for j, label in enumerate(labels)]
+    ql = centre(2)
+    for j in (0, 1):
+        out.append(curve_estimate(f"{labels[2]} minus {labels[j]}: mean effective layer", values,
+                                  lambda c, j=j: ql(c) - centre(j)(c), 0.0, "above", seed=seed))
+    return out
+
+
+def claim_effective_layers(sweep, n_layers: int, size: int, threshold: float = THRESHOLD_PCT, seed: int = 0) -> Claim:
+    """Table E: every flow has an effective interval (its lowest interval mean below ``threshold``), and the
+    effective layers of question->last lie later than those of cross-frame and video->question (mean effective
+    layer). The selection itself is bootstrapped over the selection questions: each resample selects its own
+    intervals. ``sweep``: the selection sweep (:func:`flowutils.analysis.run_sweep` rows of ``EFFECTIVE_FLOWS``)."""
+    def verdict(t):
+        return all_of(e.holds for e in _selection_estimates(t, n_layers, size, threshold, seed)) if len(t) else None
+
+    est = _selection_estimates(sweep, n_layers, size, threshold, seed)
+    found = effective_layers(interval_table(sweep, n_layers, size), threshold)
     measured = "; ".join(f"{flow_label(f)} {range_label(l)}" for f, l in found.items())
-    if not all(found.values()):
-        holds = False
-    else:
-        centre = {f: float(np.mean(l)) for f, l in found.items()}
-        holds = centre[CROSS_FRAME] < centre["question->last"] and centre["video->question"] < centre["question->last"]
     return Claim("3.5", "Table E", "effective layers: cross-frame and video->question early-to-middle, "
-                 "question->last middle-to-late (mean drop < -5% per interval)",
-                 "; ".join(f"{flow_label(f)} {r}" for f, r in PAPER_RANGES.items()), measured, holds)
+                 f"question->last middle-to-late (interval means below {threshold:g}%; the selection redone on every "
+                 "bootstrap resample of the questions)",
+                 "; ".join(f"{flow_label(f)} {r}" for f, r in PAPER_RANGES.items()), measured, verdict(sweep),
+                 questions(sweep), intervals_text(est), stability(verdict, sweep))
 
 
-def _row(t3, cond):
-    g = t3[t3["condition"] == cond]
-    return None if g.empty else g.iloc[0]
+def _per_question(results, cond):
+    """Per question, the share of seeds answered correctly under ``cond`` (in points: 0 to 100)."""
+    g = results[results["condition"] == cond]
+    return 100.0 * g.groupby("sample_id", sort=True)["correct"].mean()
 
 
-def claim_effective_retains(t3, points: float = RETAINED_POINTS) -> Claim:
-    """Table 3: accuracy with only the effective pathways is within ``points`` of full causal attention."""
-    full, eff = _row(t3, CONDITIONS[0]), _row(t3, CONDITIONS[1])
-    paper = f"{PAPER_TABLE3[CONDITIONS[0]]} -> {PAPER_TABLE3[CONDITIONS[1]]} (TVBench, 7B)"
-    finding = f"effective pathways alone retain accuracy (drop <= {points:g} points)"
-    if full is None or eff is None:
+def _retains(results, points, seed=0):
+    full, eff = _per_question(results, CONDITIONS[0]), _per_question(results, CONDITIONS[1])
+    return mean_estimate("effective minus full accuracy", eff - full.reindex(eff.index), -points, "above", seed=seed)
+
+
+def _hurts(results, points, seed=0):
+    eff, rnd = _per_question(results, CONDITIONS[1]), _per_question(results, CONDITIONS[2])
+    return mean_estimate("effective minus random accuracy", eff - rnd.reindex(eff.index), points, "above", seed=seed)
+
+
+def _kept(results, max_kept, seed=0):
+    g = results[results["condition"] == CONDITIONS[1]]
+    kept = 100.0 * (g["edges"] / g["edges_full"]).groupby(g["sample_id"], sort=True).mean()
+    return mean_estimate("edges kept (%)", kept, max_kept, "below", seed=seed)
+
+
+def _table3_claim(results, needs, estimate, finding, paper, measured):
+    """A Table 3 claim read by ``estimate(results)``; "not run" where ``results`` lack a condition of ``needs``."""
+    have = set(results["condition"]) if len(results) else set()
+    if not set(needs) <= have:
         return Claim("3.5", "Table 3", finding, paper, "not run", None)
-    drop = full.accuracy - eff.accuracy
-    return Claim("3.5", "Table 3", finding, paper,
-                 f"{full.accuracy:.1f} -> {eff.accuracy:.1f} (n={int(full.questions)})", bool(drop <= points))
+    e = estimate(results)
+    return Claim("3.5", "Table 3", finding, paper, f"{measured} (n={e.n})", e.holds, e.n, str(e),
+                 stability(lambda t: estimate(t).holds, results))
 
 
-def claim_random_hurts(t3, points: float = RANDOM_GAP_POINTS) -> Claim:
+def _accuracy(results, cond):
+    g = results[results["condition"] == cond] if len(results) else results
+    return 100.0 * g.groupby("seed")["correct"].mean() if len(g) else None
+
+
+def claim_effective_retains(results, points: float = RETAINED_POINTS, seed: int = 0) -> Claim:
+    """Table 3: accuracy with only the effective pathways is within ``points`` of full causal attention: per
+    question, correct under the effective pathways minus correct under full attention (points), its mean above
+    ``-points``. ``results``: :func:`run_pathways` rows."""
+    full, eff = _accuracy(results, CONDITIONS[0]), _accuracy(results, CONDITIONS[1])
+    measured = "" if full is None or eff is None else f"{full.mean():.1f} -> {eff.mean():.1f}"
+    return _table3_claim(results, CONDITIONS[:2], lambda t: _retains(t, points, seed),
+                         f"effective pathways alone retain accuracy (drop <= {points:g} points)",
+                         f"{PAPER_TABLE3[CONDITIONS[0]]} -> {PAPER_TABLE3[CONDITIONS[1]]} (TVBench, 7B)", measured)
+
+
+def claim_random_hurts(results, points: float = RANDOM_GAP_POINTS, seed: int = 0) -> Claim:
     """Table 3: random blocking of about as many edges (the run's rule, named in ``measured``) lowers accuracy more
-    than ``points`` below the effective pathways."""
-    eff, rnd = _row(t3, CONDITIONS[1]), _row(t3, CONDITIONS[2])
-    paper = f"{PAPER_TABLE3[CONDITIONS[1]]} vs {PAPER_TABLE3[CONDITIONS[2]]} (TVBench, 7B)"
-    finding = f"random blocking of the same proportion of edges is worse (by > {points:g} points)"
-    if eff is None or rnd is None:
-        return Claim("3.5", "Table 3", finding, paper, "not run", None)
-    rule = str(rnd.get("rule", "")).split(" (")[0]  # "fixed share: 0.58 of ...", "matched: ..."
-    return Claim("3.5", "Table 3", finding, paper,
-                 f"{eff.accuracy:.1f} vs {rnd.accuracy:.1f} +- {rnd.std_over_seeds:.1f} ({int(rnd.seeds)} seeds"
-                 + (f"; {rule}" if rule else "") + ")", bool(eff.accuracy - rnd.accuracy > points))
+    than ``points`` below the effective pathways: per question, correct under the effective pathways minus its
+    share of correct random draws, its mean above ``points``."""
+    eff, rnd = _accuracy(results, CONDITIONS[1]), _accuracy(results, CONDITIONS[2])
+    measured = ""
+    if eff is not None and rnd is not None:
+        rules = results[results["condition"] == CONDITIONS[2]]["rule"]
+        rule = str(rules.iloc[0]).split(" (")[0] if len(rules) else ""
+        spread = rnd.std(ddof=1) if len(rnd) > 1 else 0.0
+        measured = (f"{eff.mean():.1f} vs {rnd.mean():.1f} +- {spread:.1f} ({len(rnd)} seeds"
+                    + (f"; {rule}" if rule else "") + ")")
+    return _table3_claim(results, CONDITIONS[1:], lambda t: _hurts(t, points, seed),
+                         f"random blocking of the same proportion of edges is worse (by > {points:g} points)",
+                         f"{PAPER_TABLE3[CONDITIONS[1]]} vs {PAPER_TABLE3[CONDITIONS[2]]} (TVBench, 7B)", measured)
 
 
-def claim_edges_suppressed(t3, max_kept: float = MAX_KEPT_PCT) -> Claim:
-    """Table 3: the effective pathways keep at most ``max_kept`` % of the attention edges."""
-    eff = _row(t3, CONDITIONS[1])
-    finding = f"the effective pathways suppress a substantial share of the edges (keep <= {max_kept:g}%)"
-    paper = f"{PAPER_TABLE3['kept_pct']:g}% kept (7B); 37-58% over four models"
-    if eff is None:
-        return Claim("3.5", "Table 3", finding, paper, "not run", None)
-    return Claim("3.5", "Table 3", finding, paper, f"{eff.kept_pct:.1f}% kept ({eff.edges:,.0f} edges)",
-                 bool(eff.kept_pct <= max_kept))
+def claim_edges_suppressed(results, max_kept: float = MAX_KEPT_PCT, seed: int = 0) -> Claim:
+    """Table 3: the effective pathways keep at most ``max_kept`` % of the attention edges (per question's share,
+    its mean below ``max_kept``)."""
+    g = results[results["condition"] == CONDITIONS[1]] if len(results) else results
+    measured = "" if not len(g) else \
+        f"{100 * (g['edges'] / g['edges_full']).mean():.1f}% kept ({g['edges'].mean():,.0f} edges)"
+    return _table3_claim(results, CONDITIONS[1:2], lambda t: _kept(t, max_kept, seed),
+                         f"the effective pathways suppress a substantial share of the edges (keep <= {max_kept:g}%)",
+                         f"{PAPER_TABLE3['kept_pct']:g}% kept (7B); 37-58% over four models", measured)

@@ -35,12 +35,21 @@ def test_drop_verdict_reads_the_bootstrap_band():
     assert appendix.drop_verdict(hurt.iloc[:0])["n"] == 0
 
 
-def test_stability_splits_the_questions_in_two_disjoint_halves():
+def test_drop_claim_prints_its_verdict_on_each_half_of_the_questions():
+    # 12 questions: q0..q5 hurt at layer 0, q6..q11 unaffected; sorted ids alternate over the halves, so each
+    # half holds 6 questions, fewer than MIN_QUESTIONS: inconclusive, whatever the whole sample says
     t = sweep_rows([[-30, 0]] * 6 + [[5, 5]] * 6)
-    a, b = appendix.halves(t)
-    assert set(a.sample_id).isdisjoint(b.sample_id) and len(a) + len(b) == len(t)
     claim = appendix.drop_claim("X", "item", "finding", "", t, "relative_change_pct")
-    assert claim.n == 12 and claim.stability.count("half") == 2
+    assert claim.n == 12 and claim.stability == "halves: inconclusive / inconclusive"
+    # 24 questions, every one hurt: both halves (12 each) hold on their own
+    hurt = sweep_rows([[-30 + q % 3, 0] for q in range(24)])
+    assert appendix.drop_claim("X", "item", "finding", "", hurt, "relative_change_pct").stability == \
+        "halves: holds / holds"
+
+
+def test_drop_verdict_is_inconclusive_below_the_minimum_of_questions():
+    assert appendix.drop_verdict(sweep_rows([[-50, 0]] * 9))["holds"] is None
+    assert appendix.drop_verdict(sweep_rows([[-50 + q, 0] for q in range(10)]))["holds"] is True
 
 
 def test_frame_entropy():
@@ -145,11 +154,14 @@ def test_failure_split_and_compare_drops():
     assert split == {"down": "decreases", "up": "increases", "flat": "unchanged"}
     assert appendix.failure_split(t, layers=[0]).set_index("sample_id")["pattern"]["up"] == "unchanged"
     assert appendix.failure_split_claim(appendix.failure_split(t)).n == 3
-    many = pd.DataFrame({"pattern": ["decreases"] * 40 + ["increases"] * 40})
+    def patterns(p):
+        return pd.DataFrame({"sample_id": [f"q{i:03d}" for i in range(len(p))], "pattern": p})
+
+    many = patterns(["decreases", "decreases", "increases", "increases"] * 20)  # each half: 20 of each
     assert appendix.failure_split_claim(many).verdict == "holds"
-    assert appendix.failure_split_claim(pd.DataFrame({"pattern": ["decreases"] * 80})).verdict == "does not hold"
-    assert appendix.failure_split_claim(pd.DataFrame({"pattern": ["decreases"] * 9 + ["increases"]})).verdict \
-        == "inconclusive"
+    assert appendix.failure_split_claim(many).stability == "halves: holds / holds"
+    assert appendix.failure_split_claim(patterns(["decreases"] * 80)).verdict == "does not hold"
+    assert appendix.failure_split_claim(patterns(["decreases"] * 9 + ["increases"])).verdict == "inconclusive"
     a = sweep_rows([[-10, -20], [-30, 0]]).assign(flow="x")
     b = sweep_rows([[-1, -2], [-3, 0]]).assign(flow="x")
     comp = appendix.compare_drops(a, b, "short", "long").iloc[0]

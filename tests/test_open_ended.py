@@ -119,7 +119,7 @@ def test_claims_read_intervals():
                              "p_false": 0.0, "logit_diff": 1.0, "correct_baseline": False}
                             for q in range(12) for l in range(4)])
     sweep["logit_diff_change"] = sweep["relative_change_gold_pct"] / 10  # -1 logit where the probability drops 10%
-    claims = {c.item: c for c in open_ended.open_ended_claims(sweep, answers, 4)}
+    claims = {c.item: c for c in open_ended.open_ended_claims(sweep, answers, 4, 2)}
     for label in ("relative change", "logit difference"):
         assert claims[f"Figure P ({label})"].verdict == "does not hold" and claims[f"Figure P ({label})"].n == 12
         assert claims[f"Figure Q: video->last ({label})"].verdict == "holds"
@@ -128,4 +128,16 @@ def test_claims_read_intervals():
         assert claims[f"Figure Q: video->non-option question ({label})"].verdict == "does not hold"
     # mean -5 %, band across -5; on the logit difference mean -0.5, band across -1 too
     assert claims["Figure Q: non-option question->last (relative change)"].verdict == "inconclusive"
-    assert claims["Figure R"].verdict == "holds"
+    # Figure R: video->non-option question never drops, so there is no layer where it completes to test against
+    assert claims["Figure R"].verdict == "inconclusive" and "no effective" in claims["Figure R"].measured
+    # 1-layer intervals from here. Blocking it hurts in layers 3-4 (1-based): it completes at layer 4, where the
+    # ground truth makes its whole climb (p 0 -> 0.1 at layer 4) in all 12 questions
+    late = sweep["layer"] >= 2
+    sweep.loc[(sweep["flow"] == "video->non-option question") & late, "relative_change_gold_pct"] = -40.0
+    rise = {c.item: c for c in open_ended.open_ended_claims(sweep, answers, 4, 1)}["Figure R"]
+    assert rise.verdict == "holds" and rise.n == 12 and "up to layer 4" in rise.measured
+    # completed at layer 2 instead, the same climb at layer 4 lies outside one interval (1 layer) of it
+    sweep.loc[sweep["flow"] == "video->non-option question", "relative_change_gold_pct"] = \
+        [-40.0 if l < 2 else 0.0 for l in sweep.loc[sweep["flow"] == "video->non-option question", "layer"]]
+    rise = {c.item: c for c in open_ended.open_ended_claims(sweep, answers, 4, 1)}["Figure R"]
+    assert "up to layer 2" in rise.measured and rise.verdict == "does not hold"

@@ -126,13 +126,14 @@ def _matrix(table, column: str):
     return table.pivot_table(index="sample_id", columns="layer", values=column, aggfunc="mean", sort=True).to_numpy()
 
 
-def integration_end(sweep, n_layers: int, size: int, threshold: float = -5.0) -> int | None:
+def integration_end(sweep, n_layers: int, size: int, threshold: float = -5.0, flow: str = "video->question",
+                    value: str = "relative_change_pct") -> int | None:
     """Where video->question flow is completed, as Table E reads it: the last 0-based layer of the
-    ``size``-layer intervals whose mean relative change, with video->question blocked, is below ``threshold``
+    ``size``-layer intervals whose mean ``value``, with ``flow`` blocked, is below ``threshold``
     (:func:`flowutils.paper.pathways.interval_table`); None where no interval is."""
     from .pathways import interval_table
 
-    t = interval_table(sweep[sweep["flow"] == "video->question"], n_layers, size)
+    t = interval_table(sweep[sweep["flow"] == flow], n_layers, size, value)
     effective = [max(layers) for layers, mean in zip(t["layers"], t["mean"]) if mean < threshold]
     return max(effective) if effective else None
 

@@ -56,7 +56,7 @@ import numpy as np
 
 from ..analysis.uncertainty import bootstrap_mean, curve, wilson_interval
 from ..data import synthetic
-from .claims import Claim
+from .claims import MIN_QUESTIONS, Claim, decide, stability, verdict_word
 
 THRESHOLD_PCT = -5.0  # the paper's threshold of a significant drop (Table E)
 
@@ -68,7 +68,7 @@ def drop_verdict(table, value: str = "relative_change_pct", threshold: float = T
 
     ``table``: one flow's sweep rows (question x layer). Returns ``{"holds", "n", "layer", "mean", "lo", "hi"}``:
     ``holds`` True where some layer's 95% bootstrap band lies wholly below the threshold, False where every
-    layer's band lies wholly above it, None otherwise; ``layer`` (0-based), ``mean``/``lo``/``hi``: the layer of
+    layer's band lies wholly above it, None otherwise (and below ``MIN_QUESTIONS`` questions); ``layer`` (0-based), ``mean``/``lo``/``hi``: the layer of
     ``layers`` with the lowest mean, and its band.
     """
     if len(table) == 0:
@@ -77,27 +77,11 @@ def drop_verdict(table, value: str = "relative_change_pct", threshold: float = T
     if layers is not None:
         c = c[c["layer"].isin(list(layers))]
     low = c.loc[c["mean"].idxmin()]
-    holds = True if (c["hi"] < threshold).any() else False if (c["lo"] > threshold).all() else None
-    return {"holds": holds, "n": int(table["sample_id"].nunique()), "layer": int(low["layer"]),
+    n = int(table["sample_id"].nunique())
+    holds = None if n < MIN_QUESTIONS else True if (c["hi"] < threshold).any() else \
+        False if (c["lo"] > threshold).all() else None
+    return {"holds": holds, "n": n, "layer": int(low["layer"]),
             "mean": float(low["mean"]), "lo": float(low["lo"]), "hi": float(low["hi"])}
-
-
-def verdict_word(holds) -> str:
-    return "holds" if holds is True else "does not hold" if holds is False else "inconclusive"
-
-
-def halves(table) -> list:
-    """``table`` split into two disjoint halves of its questions (alternating in their order of appearance)."""
-    ids = list(dict.fromkeys(table["sample_id"]))
-    return [table[table["sample_id"].isin(ids[i::2])] for i in (0, 1)]
-
-
-def stability(table, decide) -> str:
-    """``decide(rows) -> holds`` on each half of the questions (:func:`halves`), in words."""
-    if table["sample_id"].nunique() < 2:
-        return ""
-    return "; ".join(f"half {i + 1} (n={h['sample_id'].nunique()}): {verdict_word(decide(h))}"
-                     for i, h in enumerate(halves(table)))
 
 
 def drop_claim(section: str, item: str, finding: str, paper: str, table, value: str, layers=None,
@@ -110,7 +94,7 @@ def drop_claim(section: str, item: str, finding: str, paper: str, table, value: 
     measured = f"lowest mean {v['mean']:.2f} at layer {v['layer'] + 1}"
     return Claim(section, item, finding, paper, measured, v["holds"], n=v["n"],
                  interval=f"[{v['lo']:.2f}, {v['hi']:.2f}] at layer {v['layer'] + 1}",
-                 stability=stability(table, lambda h: drop_verdict(h, value, threshold, layers, seed)["holds"]))
+                 stability=stability(lambda h: drop_verdict(h, value, threshold, layers, seed)["holds"], table))
 
 
 # ----------------------------------------------------------------------------- D: logit-lens maps
@@ -272,18 +256,16 @@ def entropy_claim(entropies, seed: int = 0) -> Claim:
     if n == 0:
         return Claim("E", "Figure U", finding, "qualitative (Figure U)", "no question with the task's word", None, n=0)
 
-    def decide(e):
+    def measure(e):
         mean, lo, hi = (float(x[0]) for x in bootstrap_mean(e["change"].to_numpy(), seed=seed))
-        return (True if lo > 0 else False if hi < 0 else None), mean, lo, hi
+        return decide(lo, hi, 0.0, "above", len(e)), mean, lo, hi
 
-    holds, mean, lo, hi = decide(entropies)
-    parts = [entropies.iloc[i::2] for i in (0, 1)] if n >= 2 else []
+    holds, mean, lo, hi = measure(entropies)
     return Claim("E", "Figure U", finding, "qualitative (Figure U)",
                  f"frame entropy {entropies['full attention'].mean():.3f} -> "
                  f"{entropies['cross-frame knocked out'].mean():.3f} (mean change {mean:+.3f})", holds, n=n,
                  interval=f"[{lo:+.3f}, {hi:+.3f}]",
-                 stability="; ".join(f"half {i + 1} (n={len(p)}): {verdict_word(decide(p)[0])}"
-                                     for i, p in enumerate(parts)))
+                 stability=stability(lambda e: measure(e)[0], entropies))
 
 
 # ----------------------------------------------------------------------------- F.1 / F.2: long videos, stills
@@ -436,24 +418,29 @@ def failure_split(sweep, value: str = "relative_change_pct", layers=None, thresh
 MINORITY_SHARE = 10.0  # % of the failures a pattern must hold for "two patterns" (this book's bar)
 
 
+def _minority_share(split, bar: float) -> tuple[int, int, float, float, bool | None]:
+    """``(decreases, increases, lo, hi, holds)``: the less frequent pattern's Wilson 95% interval against ``bar``."""
+    counts = split["pattern"].value_counts()
+    down, up = int(counts.get("decreases", 0)), int(counts.get("increases", 0))
+    lo, hi = wilson_interval(min(down, up), len(split))
+    return down, up, lo, hi, decide(lo, hi, bar, "above", len(split))
+
+
 def failure_split_claim(split, bar: float = MINORITY_SHARE) -> Claim:
     """F.3 (Fig. AJ): failures split into both patterns under cross-frame knockout (the wrong answer's probability
     falls for some and rises for others): the less frequent of the two patterns holds more than ``bar`` % of the
-    failures. Holds where its Wilson 95% interval lies above ``bar``, does not hold where it lies below."""
+    failures. Holds where its Wilson 95% interval lies above ``bar``, does not hold where it lies below
+    (inconclusive below ``MIN_QUESTIONS`` failures)."""
     finding = "cross-frame knockout on failures: the wrong answer's probability falls for some questions and " \
               f"rises for others (each pattern > {bar:g}% of the failures)"
     n = len(split)
     if n == 0:
         return Claim("F.3", "Figure AJ", finding, "two patterns (Figure AJ)", "no failure found", None, n=0)
-    counts = split["pattern"].value_counts()
-    down, up = int(counts.get("decreases", 0)), int(counts.get("increases", 0))
-    lo, hi = wilson_interval(min(down, up), n)
-    holds = True if lo > bar else False if hi < bar else None
+    down, up, lo, hi, holds = _minority_share(split, bar)
     return Claim("F.3", "Figure AJ", finding, "two patterns (Figure AJ)",
                  f"{down} decrease, {up} increase, {n - down - up} unchanged (|change| <= 5%) of {n} failures",
                  holds, n=n, interval=f"less frequent pattern: [{max(lo, 0.0):.1f}%, {hi:.1f}%] (Wilson)",
-                 stability="; ".join(f"half {i + 1} (n={len(h)}): {verdict_word(failure_split_claim(h, bar).holds)}"
-                                     for i, h in enumerate((split.iloc[0::2], split.iloc[1::2]))) if n >= 2 else "")
+                 stability=stability(lambda h: _minority_share(h, bar)[4], split))
 
 
 def accuracy_by_level(sweep):

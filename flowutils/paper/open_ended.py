@@ -39,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..knockout.flows import CROSS_FRAME
-from .answer import claim_rise_after_middle
+from .answer import claim_rise_with_integration, integration_end
 from .appendix import drop_claim
 from .claims import Claim
 
@@ -57,6 +57,7 @@ FIGURE_P = (CROSS_FRAME,)
 FIGURE_Q = ("video->non_option_question", "video->last", "non_option_question->last")
 SELECTIONS = ("answered", "leads", "all")
 METRIC = "relative_change_gold_pct"  # the ground truth's first sub-token: the open-ended answer has no letter
+METRIC_THRESHOLD = -5.0  # the paper's threshold of a significant drop (Table E)
 PAPER_RISE = "rises from about layer 20 of 32 (Figure R, LLaVA-NeXT-7B-Video-FT)"
 # the claims' metrics: (column, threshold, label, words); -5% is the paper's threshold, -1 logit the section pages'
 CLAIM_METRICS = (
@@ -147,9 +148,11 @@ def answering_table(answers, samples):
     return pd.DataFrame(rows)
 
 
-def open_ended_claims(sweep, answers, n_layers: int, seed: int = 0) -> list[Claim]:
+def open_ended_claims(sweep, answers, n_layers: int, interval: int, seed: int = 0) -> list[Claim]:
     """Figures P, Q and R on the selected questions' rows (``sweep``: the knockout sweep of :data:`FIGURE_P` and
-    :data:`FIGURE_Q`; ``answers``: :func:`flowutils.paper.answer.answer_table` rows)."""
+    :data:`FIGURE_Q`; ``answers``: :func:`flowutils.paper.answer.answer_table` rows). Figure R is Figure 8's test:
+    the ground truth's rise where video->non-option question flow completes (its Table E reading on ``sweep``,
+    ``interval``-layer intervals), within ``interval`` layers."""
     from ..knockout.flows import flow_label
 
     early = range(n_layers // 2)  # the first half of the layers, as Sec. 3.2's claims read "early-to-middle"
@@ -164,10 +167,12 @@ def open_ended_claims(sweep, answers, n_layers: int, seed: int = 0) -> list[Clai
                                      f"blocking {flow_label(flow)} lowers {words} below {threshold:g} in some layer "
                                      "(the last position is the checkpoint)", "drops (Figure Q)",
                                      sweep[sweep["flow"] == flow_label(flow)], value, None, threshold, seed))
-    rise = claim_rise_after_middle(answers)
+    end = integration_end(sweep, n_layers, interval, METRIC_THRESHOLD, flow_label(FIGURE_Q[0]), METRIC)
+    rise = claim_rise_with_integration(answers, end, interval, seed)
     claims.append(dataclasses.replace(rise, section=SECTION, item="Figure R", paper=PAPER_RISE,
-                                      finding=rise.finding.replace("true option", "ground truth's first sub-token"),
-                                      n=int(answers["sample_id"].nunique()) if len(answers) else 0))
+                                      finding=rise.finding.replace("true option", "ground truth's first sub-token")
+                                      .replace("video->question", "video->non-option question"),
+                                      measured=rise.measured.replace("video->question", "video->non-option question")))
     return claims
 
 

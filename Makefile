@@ -4,7 +4,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 KERNEL := flowutils
-SECTIONS := data performance temporal_interaction video_language_integration answer_generation effective_pathways explore real_models supported_models toy_models appendix_open_ended appendix_multi_token appendix_lens_attention appendix_long_videos appendix_failure_cases appendix_robustness reproduction_status
+# the pages in three phases: quick ones first, then two chains side by side (one per core; a page that reads another's
+# sweep from the result store runs after it in the same chain, and no two pages write the same result set), then
+# the status page, which reads every page's saved claims
+FIRST    := data performance real_models supported_models
+CHAIN_A  := temporal_interaction effective_pathways appendix_open_ended appendix_multi_token
+CHAIN_B  := video_language_integration answer_generation toy_models explore appendix_lens_attention \
+            appendix_long_videos appendix_failure_cases appendix_robustness
+LAST     := reproduction_status
+SECTIONS := $(FIRST) $(CHAIN_A) $(CHAIN_B) $(LAST)
 NB     ?= data
 PARAMS ?=
 PYTEST_NBVAL := -n 2 --dist loadfile --nbval-lax --nbval-kernel-name $(KERNEL) --nbval-sanitize-with book/nbval_sanitize.cfg
@@ -12,7 +20,7 @@ PYTEST_NBVAL := -n 2 --dist loadfile --nbval-lax --nbval-kernel-name $(KERNEL) -
 LOCK   := requirements.lock
 LATEST := .venv-latest
 
-.PHONY: venv lock data notebooks section book test test-latest browser-deps toy-models benchmark clean
+.PHONY: venv lock data notebooks chain chain-a chain-b section book test test-latest browser-deps toy-models benchmark clean
 
 # the venv installs exactly what the lock pins (hash-checked), then the package itself
 venv: $(STAMP)
@@ -39,7 +47,16 @@ section: venv
 	OMP_NUM_THREADS=1 TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 $(BIN)/papermill --no-progress-bar -k $(KERNEL) --cwd book notebooks/$(NB).ipynb book/$(NB).ipynb $(PARAMS)
 
 notebooks: venv
-	for nb in $(SECTIONS); do $(MAKE) --no-print-directory section NB=$$nb || exit 1; done
+	$(MAKE) --no-print-directory chain PAGES="$(FIRST)"
+	$(MAKE) --no-print-directory -j2 chain-a chain-b
+	$(MAKE) --no-print-directory chain PAGES="$(LAST)"
+
+chain-a:
+	$(MAKE) --no-print-directory chain PAGES="$(CHAIN_A)"
+chain-b:
+	$(MAKE) --no-print-directory chain PAGES="$(CHAIN_B)"
+chain:
+	for nb in $(PAGES); do $(MAKE) --no-print-directory section NB=$$nb || exit 1; done
 
 book: venv data notebooks
 	$(BIN)/jupyter-book build book --config _config.yml --path-output . -W -n --keep-going

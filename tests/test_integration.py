@@ -105,3 +105,18 @@ def test_word_attention_matches_the_attention_rows(tiny, samples):
     m = maps[(p.sample_id, "full attention")]
     assert abs(m - video).max() < 1e-6
     assert abs(table.first_half_share.iloc[0] - video[:2].sum() / video.sum()) < 1e-6
+
+
+def test_figure6_false_option_rise():
+    """The rise: false options->last's second-half mean above 0 (hand-computed: (0 + 12) / 2 = 6 per question)."""
+    rise = sweep_table({"false options->last": [0, -3, 0, 12]})
+    c = I.false_option_rise_claim(rise)
+    assert c.holds is True and c.n == 20 and c.stability == "halves: holds / holds"
+    assert c.interval == "false options->last L3-4 6.00 [6.00, 6.00] > 0 (n=20)"
+    drop = sweep_table({"false options->last": [0, 0, -10, 0]})  # -5: the answer falls, not rises
+    assert I.false_option_rise_claim(drop).holds is False
+    either = sweep_table({"false options->last": [0, 0, 10, 0]}, factors=(-1, 1))  # +5 or -5 per question: mean 0
+    assert I.false_option_rise_claim(either).verdict == "inconclusive"
+    both = rise.assign(logit_diff_change=-rise.relative_change_pct)  # the logit difference falls meanwhile
+    assert I.false_option_rise_claim(both).measured == \
+        "relative change of p(answer): holds; logit difference: does not hold"

@@ -10,6 +10,7 @@
   it the alignment weakens (:func:`knockout_alignment_claim`).
 * Figure 6: non-option question, true option and false options -> last: the true option
   carries the answer to the last position in the middle-to-late layers (:func:`true_option_claim`).
+  Blocking false options->last raises the answer instead (:func:`false_option_rise_claim`).
 * Figure 7: routes into the true option, directly from the video or through the non-option
   question, per task (:func:`route_claims`).
 
@@ -156,6 +157,26 @@ def true_option_claim(table, decide_on: str = "relative_change_pct", seed: int =
                  f"below false options->last's); non-option question->last stays above {threshold:g} "
                  f"(decided on {AXIS[decide_on]})",
                  "true option propagates to last in middle-to-late layers; non-option question does not",
+                 measured, holds, n, interval, stab)
+
+
+def _false_rise_estimates(table, value, seed=0):
+    (first, a), (second, b) = _halves(_depth(table))
+    return [mean_estimate(f"false options->last {b}", _rm(table, "false options->last", value, second), 0.0, "above",
+                          seed=seed)]
+
+
+def false_option_rise_claim(table, decide_on: str = "relative_change_pct", seed: int = 0) -> Claim:
+    """Figure 6's note: blocking false options->last *raises* the answer (the task gets easier without the false
+    options): the per-question mean over the second half of the layers (the middle-to-late layers, where Figure 6
+    reads true option->last) lies above 0, on each metric (a rise has no threshold in the paper: 0 is no change)."""
+    _need(table, ["false options->last"])
+    holds, measured, n, interval, stab = _row(_false_rise_estimates, table, decide_on, seed)
+    (_, _), (_, b) = _halves(_depth(table))
+    return Claim(SECTION, "Figure 6: false options->last rise",
+                 f"blocking false options->last raises the answer: its mean over {b} (middle-to-late) lies above 0 "
+                 f"(decided on {AXIS[decide_on]})",
+                 "probability rise when false options->last is blocked (removing them makes the task easier)",
                  measured, holds, n, interval, stab)
 
 

@@ -120,3 +120,45 @@ def test_figure6_false_option_rise():
     both = rise.assign(logit_diff_change=-rise.relative_change_pct)  # the logit difference falls meanwhile
     assert I.false_option_rise_claim(both).measured == \
         "relative change of p(answer): holds; logit difference: does not hold"
+
+
+def routes_table(curves_by_task, questions=20, factors=(1,)):
+    """``curves_by_task[task] = {flow: per-layer values}``: :func:`sweep_table` of each task, together."""
+    return pd.concat([sweep_table(c, task=t, questions=questions, factors=factors) for t, c in curves_by_task.items()])
+
+
+DIRECT_TASKS = ("action_antonym", "action_sequence", "scene_transition")
+INDIRECT_TASKS = ("moving_direction", "object_count")
+
+
+def test_figure7_timing():
+    early = {I.DIRECT: [-20, 0, 0, 0], I.INDIRECT: [-16, 0, 0, 0], I.SECOND_HOP: [0, -8, 0, 0]}
+    good = routes_table({t: early for t in DIRECT_TASKS + INDIRECT_TASKS})
+    c = I.route_timing_claim(good)
+    assert c.holds is True and c.n == 100 and c.stability == "halves: holds / holds"
+    # direct route: (-20 + 0) / 2 = -10 over L1-2, 0 over L3-4, pooled over the 4 tasks of that route (80 questions)
+    assert "video->true option L1-2 (direct-route tasks) -10.00 [-10.00, -10.00] < -5 (n=80)" in c.interval
+    assert "video->non-option question L1-2 minus L3-4 (indirect-route tasks) -8.00 [-8.00, -8.00] < 0 (n=40)" \
+        in c.interval
+    late = {I.DIRECT: [0, 0, -20, 0], I.INDIRECT: [-16, 0, 0, 0], I.SECOND_HOP: [0, -8, 0, 0]}
+    assert I.route_timing_claim(routes_table({t: late for t in DIRECT_TASKS + INDIRECT_TASKS})).holds is False
+    # each route is -10 or 0 per question over L1-2 (every other question): mean -5 straddles the threshold
+    half = {I.DIRECT: [-20, 0, 0, 0], I.INDIRECT: [-20, 0, 0, 0], I.SECOND_HOP: [0, 0, 0, 0]}
+    odd = routes_table({t: half for t in DIRECT_TASKS + INDIRECT_TASKS}, factors=(1, 0))
+    assert I.route_timing_claim(odd).verdict == "inconclusive"
+
+
+def test_figure7_second_hop():
+    hop = {I.DIRECT: [-20, 0, 0, 0], I.INDIRECT: [-10, 0, 0, 0], I.SECOND_HOP: [-16, 0, 0, 0]}
+    none = {I.DIRECT: [-20, 0, 0, 0], I.INDIRECT: [0, 0, 0, 0], I.SECOND_HOP: [-2, 0, 0, 0]}
+    good = routes_table({**{t: none for t in DIRECT_TASKS}, **{t: hop for t in INDIRECT_TASKS}})
+    c = I.second_hop_claim(good)
+    assert c.holds is True and c.n == 100 and c.stability == "halves: holds / holds"
+    # -16 / 2 = -8 on the indirect-route tasks, -2 / 2 = -1 on the others: difference -7
+    assert "non-option question->true option L1-2 (indirect-route tasks) -8.00 [-8.00, -8.00] < -5 (n=40)" \
+        in c.interval
+    assert "indirect-route minus direct-route tasks -7.00 [-7.00, -7.00] < 0 (n=40)" in c.interval
+    flipped = routes_table({**{t: hop for t in DIRECT_TASKS}, **{t: none for t in INDIRECT_TASKS}})
+    assert I.second_hop_claim(flipped).holds is False
+    few = routes_table({**{t: none for t in DIRECT_TASKS}, **{t: hop for t in INDIRECT_TASKS}}, questions=4)
+    assert I.second_hop_claim(few).verdict == "inconclusive"  # 8 questions on the indirect-route tasks

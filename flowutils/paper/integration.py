@@ -12,7 +12,9 @@
   carries the answer to the last position in the middle-to-late layers (:func:`true_option_claim`).
   Blocking false options->last raises the answer instead (:func:`false_option_rise_claim`).
 * Figure 7: routes into the true option, directly from the video or through the non-option
-  question, per task (:func:`route_claims`).
+  question, per task (:func:`route_claims`); both act in the early-to-middle layers (:func:`route_timing_claim`),
+  and the indirect route's second hop, non-option question->true option, carries it where the paper sees that
+  route (:func:`second_hop_claim`).
 
 Curve claims read per-question interval means over the two halves of the layers (as Table E reads layer
 ranges), bootstrapped over questions, against the metric's threshold (:data:`flowutils.paper.claims.METRICS`):
@@ -214,6 +216,80 @@ def route_claims(table, decide_on: str = "relative_change_pct", seed: int = 0) -
                             f"half of the layers below {threshold:g}; decided on {AXIS[decide_on]})", expected,
                             measured, holds, n, interval, stab))
     return claims
+
+
+SECOND_HOP = "non-option question->true option"
+
+
+def _tasks_naming(route: str) -> tuple[str, ...]:
+    """The tasks on which the paper sees ``route`` (DIRECT or INDIRECT) carry the video into the true option."""
+    return tuple(t for t, r in PAPER_ROUTES.items() if r in (route, BOTH))
+
+
+def _of_tasks(table, tasks):
+    return table[table["task"].isin(tasks)]
+
+
+def _early_estimates(table, flow, value, seed, label=""):
+    """``flow`` acts in the first half of the layers: its per-question interval mean there below the threshold,
+    and below its mean over the second half."""
+    _, threshold = metric(value)
+    (first, a), (second, b) = _halves(_depth(table))
+    e1, e2 = _rm(table, flow, value, first), _rm(table, flow, value, second)
+    return [mean_estimate(f"{flow} {a}{label}", e1, threshold, "below", seed=seed),
+            mean_estimate(f"{flow} {a} minus {b}{label}", e1 - e2.reindex(e1.index), 0.0, "below", seed=seed)]
+
+
+def _timing_estimates(table, value, seed=0):
+    direct, indirect = _of_tasks(table, _tasks_naming(DIRECT)), _of_tasks(table, _tasks_naming(INDIRECT))
+    return [*_early_estimates(direct, DIRECT, value, seed, " (direct-route tasks)"),
+            *_early_estimates(indirect, INDIRECT, value, seed, " (indirect-route tasks)")]
+
+
+def route_timing_claim(table, decide_on: str = "relative_change_pct", seed: int = 0) -> Claim:
+    """Figure 7's timing: the video converges to the true option in the early-to-middle layers, on either route.
+    On the tasks where the paper sees the direct route (Action Antonym, Action Sequence, Scene Transition, Object
+    Count), video->true option's per-question mean over the first half of the layers lies below the threshold and
+    below its second-half mean; on those where it sees the indirect one (Moving Direction, Object Count), the same
+    for its first hop, video->non-option question. The questions of each group of tasks are pooled."""
+    _need(table, [DIRECT, INDIRECT])
+    words, threshold = metric(decide_on)
+    (_, a), (_, b) = _halves(_depth(table))
+    holds, measured, n, interval, stab = _row(_timing_estimates, table, decide_on, seed)
+    return Claim(SECTION, "Figure 7: timing of the routes",
+                 f"video->true option (direct-route tasks) and video->non-option question (indirect-route tasks) "
+                 f"act in {a}: mean {words} there below {threshold:g} and below the {b} mean "
+                 f"(decided on {AXIS[decide_on]})",
+                 "video converges to the true option in early-to-middle layers (both routes)",
+                 measured, holds, n, interval, stab)
+
+
+def _second_hop_estimates(table, value, seed=0):
+    _, threshold = metric(value)
+    (first, a), _ = _halves(_depth(table))
+    only_direct = tuple(t for t in _tasks_naming(DIRECT) if t not in _tasks_naming(INDIRECT))
+    on = _rm(_of_tasks(table, _tasks_naming(INDIRECT)), SECOND_HOP, value, first)
+    off = _rm(_of_tasks(table, only_direct), SECOND_HOP, value, first)
+    return [mean_estimate(f"{SECOND_HOP} {a} (indirect-route tasks)", on, threshold, "below", seed=seed),
+            difference_estimate(f"{SECOND_HOP} {a}, indirect-route minus direct-route tasks", on, off, 0.0, "below",
+                                seed=seed)]
+
+
+def second_hop_claim(table, decide_on: str = "relative_change_pct", seed: int = 0) -> Claim:
+    """Figure 7's second hop: where the paper sees the indirect route (Moving Direction, Object Count), blocking
+    non-option question->true option hurts (per-question mean over the first half of the layers below the
+    threshold), and more than on the tasks of the direct route alone (Action Antonym, Action Sequence, Scene
+    Transition: the difference of the two groups' means below 0, each group resampled on its own). The order of
+    the two hops within the first half is not tested."""
+    _need(table, [SECOND_HOP])
+    words, threshold = metric(decide_on)
+    (_, a), _ = _halves(_depth(table))
+    holds, measured, n, interval, stab = _row(_second_hop_estimates, table, decide_on, seed)
+    return Claim(SECTION, "Figure 7: second hop of the indirect route",
+                 f"{SECOND_HOP} hurts on the indirect-route tasks (mean {words} over {a} below {threshold:g}), more "
+                 f"than on the direct-route tasks (decided on {AXIS[decide_on]})",
+                 "Moving Direction: video -> non-option question, then -> true option (red dotted line)",
+                 measured, holds, n, interval, stab)
 
 
 def word_positions(fm, prepared, words=TEMPORAL_WORDS) -> dict[str, list[int]]:

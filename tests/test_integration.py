@@ -162,3 +162,35 @@ def test_figure7_second_hop():
     assert I.second_hop_claim(flipped).holds is False
     few = routes_table({**{t: none for t in DIRECT_TASKS}, **{t: hop for t in INDIRECT_TASKS}}, questions=4)
     assert I.second_hop_claim(few).verdict == "inconclusive"  # 8 questions on the indirect-route tasks
+
+
+def test_figure3_layer_ranges():
+    """8 layers, 2-layer intervals (centres at 1/8, 3/8, 5/8, 7/8 of the depth): the paper's L6-20 of 32 (5/32 to
+    20/32) holds the intervals L3-4 and L5-6, its L16-25 (15/32 to 25/32) only L5-6."""
+    from flowutils.knockout.windows import Protocol
+
+    protocol = Protocol(3, 2, "scaled (test)")
+    good = sweep_table({"video->question": [0, 0, -20, -20, -20, -20, 0, 0],
+                        "question->last": [0, 0, 0, 0, -20, -20, 0, 0]})
+    c = I.layer_ranges_claim(good, protocol)
+    assert c.holds is True and c.n == 20 and c.stability == "halves: holds / holds"
+    assert c.measured.startswith("video->question effective L3-6 (paper: L3-6, L6-20 of 32, scaled); "
+                                 "question->last effective L5-6 (paper: L5-6, L16-25 of 32, scaled)")
+    assert "video->question L1-2 (outside the paper's range) 0.00 [0.00, 0.00] > -5 (n=20)" in c.interval
+    assert "question->last L5-6 (in the paper's range) -20.00 [-20.00, -20.00] < -5 (n=20)" in c.interval
+    late = sweep_table({"video->question": [0, 0, -20, -20, -20, -20, 0, 0],
+                        "question->last": [0, 0, 0, 0, -20, -20, -20, -20]})  # question->last also in L7-8
+    assert I.layer_ranges_claim(late, protocol).holds is False
+    # question->last -10 or 0 per question in L5-6: mean -5 straddles the threshold; the rest as the paper's
+    straddle = pd.concat([sweep_table({"video->question": [0, 0, -20, -20, -20, -20, 0, 0]}),
+                          sweep_table({"question->last": [0, 0, 0, 0, -10, -10, 0, 0]}, factors=(0, 1))])
+    assert I.layer_ranges_claim(straddle, protocol).verdict == "inconclusive"
+
+
+def test_paper_ranges_scaled_only_off_the_papers_models():
+    from flowutils.knockout.windows import paper_range_layers
+
+    assert paper_range_layers(6, 20, 12, scaled=True) == tuple(range(2, 8))  # the toy: L3-8
+    assert paper_range_layers(16, 25, 12, scaled=True) == (6, 7, 8)  # L7-9
+    assert paper_range_layers(16, 25, 32, scaled=True) == tuple(range(15, 25))  # the paper's own depth: L16-25
+    assert paper_range_layers(16, 25, 40, scaled=False) == tuple(range(15, 25))  # 13B: the code reads L16-25

@@ -3,7 +3,8 @@
 * Figure 3: video->question, video->last, question->last, last->last knocked out layer by layer.
   The paper finds video reaching the question in the early-to-middle layers, then the question
   reaching the last position in the middle-to-late layers (:func:`video_question_last_claim`),
-  and the direct video->last flow weak (:func:`video_last_claim`).
+  and the direct video->last flow weak (:func:`video_last_claim`); the layer ranges themselves are compared with
+  the paper's, scaled to the model's depth where the paper did not run it (:func:`layer_ranges_claim`).
 * Figure 5: attention of the question's temporal words ("begins"/"ends" in Object Count) to
   the video, with and without cross-frame attention (:func:`word_attention`). With it, "begins"
   looks at the first frames and "ends" at the last ones (:func:`temporal_word_claim`); without
@@ -30,10 +31,12 @@ import numpy as np
 
 from ..knockout.flows import CROSS_FRAME
 from ..knockout.plan import KnockoutPlan
+from ..knockout.windows import PAPER, in_paper_range, scaled_protocol
 from ..analysis.attention_maps import attention_to_video
 from .claims import (METRICS, Claim, all_of, difference_estimate, intervals_text, mean_estimate, metric, questions,
                      range_means, stability, verdict_word)
 from ..analysis.runner import layer_problems, run_questions
+from .pathways import PAPER_RANGES, interval_table, intervals, range_label
 from .temporal import AXIS, task_title
 from ..data.video import NUM_FRAMES
 
@@ -109,6 +112,7 @@ def video_question_last_claim(table, decide_on: str = "relative_change_pct", see
 
 
 WEAK_FLOWS = ("video->last", "last->last")
+RANGE_FLOWS = ("video->question", "question->last")  # Figure 3's flows with a range in the paper (Table E(a))
 
 
 def _weak_estimates(table, value, seed=0):
@@ -133,6 +137,71 @@ def video_last_claim(table, decide_on: str = "relative_change_pct", seed: int = 
                  f"(decided on {AXIS[decide_on]})",
                  "video->last and last->last cut in every layer by the effective pathways (Sec. 3.5)",
                  measured, holds, n, interval, stab)
+
+
+def _paper_range(flow):
+    """The paper's range of ``flow`` (Table E(a), LLaVA-NeXT-7B-Video-FT): ``(first, last)``, 1-based."""
+    first, last = PAPER_RANGES[flow].lstrip("L").split("-")
+    return int(first), int(last)
+
+
+def _is_scaled(protocol) -> bool:
+    return protocol is None or protocol.rule != PAPER.rule
+
+
+def _range_estimates(table, value, protocol, seed=0):
+    """Per flow and per interval of the protocol: in the paper's range, its mean below the threshold (effective);
+    outside it, above (not effective)."""
+    _, threshold = metric(value)
+    n_layers = _depth(table)
+    size = protocol.interval if protocol is not None else scaled_protocol(n_layers).interval
+    out = []
+    for flow in RANGE_FLOWS:
+        first, last = _paper_range(flow)
+        for layers in intervals(n_layers, size):
+            inside = in_paper_range(layers, first, last, n_layers, _is_scaled(protocol))
+            out.append(mean_estimate(f"{flow} {range_label(layers)} ({'in' if inside else 'outside'} the paper's "
+                                     "range)", _rm(table, flow, value, layers), threshold,
+                                     "below" if inside else "above", seed=seed))
+    return out
+
+
+def _ranges_text(table, value, protocol):
+    """Each flow's measured effective intervals (interval means below the threshold) beside the intervals in the
+    paper's range."""
+    _, threshold = metric(value)
+    n_layers = _depth(table)
+    size = protocol.interval if protocol is not None else scaled_protocol(n_layers).interval
+    found = interval_table(table[table["flow"].isin(RANGE_FLOWS)], n_layers, size, value)
+    parts = []
+    for flow in RANGE_FLOWS:
+        first, last = _paper_range(flow)
+        eff = [l for layers in found[(found.flow == flow) & (found["mean"] < threshold)]["layers"] for l in layers]
+        paper = range_label([l for layers in intervals(n_layers, size) for l in layers
+                             if in_paper_range(layers, first, last, n_layers, _is_scaled(protocol))])
+        how = f"L{first}-{last} of 32, scaled" if _is_scaled(protocol) else "as the paper's code reads it"
+        parts.append(f"{flow} effective {range_label(eff)} (paper: {paper}, {how})")
+    return "; ".join(parts)
+
+
+def layer_ranges_claim(table, protocol=None, decide_on: str = "relative_change_pct", seed: int = 0) -> Claim:
+    """Figure 3's layer ranges, not only their order: on each interval of ``protocol`` (the model's; ``None``: the
+    depth-scaled one), video->question and question->last are effective (per-question interval mean below the
+    threshold) inside the paper's range (Table E(a): L6-20 and L16-25 of LLaVA-NeXT-7B-Video-FT) and not effective
+    (above it) outside. On a model the paper did not run, the ranges are scaled to its depth as the protocol scales
+    the window; an interval is in a range where its centre is. Holds where every interval is decided the paper's
+    way, does not hold where any is decided the other way."""
+    _need(table, list(RANGE_FLOWS))
+    words, threshold = metric(decide_on)
+    holds, measured, n, interval, stab = _row(lambda t, v, s: _range_estimates(t, v, protocol, s), table, decide_on,
+                                              seed)
+    paper = "; ".join(f"{f} {PAPER_RANGES[f]}" for f in RANGE_FLOWS)
+    return Claim(SECTION, "Figure 3: layer ranges",
+                 f"video->question and question->last are effective (interval mean {words} below {threshold:g}) "
+                 f"in the paper's layer ranges and not outside them (intervals of "
+                 f"{'the scaled' if _is_scaled(protocol) else 'the paper'} protocol; decided on {AXIS[decide_on]})",
+                 paper + " (1-based, of 32)", f"{_ranges_text(table, decide_on, protocol)}. {measured}", holds, n,
+                 interval, stab)
 
 
 def _true_option_estimates(table, value, seed=0):

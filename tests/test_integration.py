@@ -65,30 +65,99 @@ def test_figure7_routes_per_task():
                         "Scene Transition": "holds", "Action Sequence": "inconclusive"}
 
 
-def word_rows(shares, questions=12):
-    """``shares[word] = (full, knocked out)`` first-half shares, the same for every question of the word."""
+def word_rows(shares, videos=12, factors=(1,)):
+    """``shares[word] = (full, knocked out)`` first-half shares: every video asked about both words (the question
+    as asked is "begins", its swap "ends"); video v's shares are moved by ``factors[v % len(factors)]`` times
+    (share - 0.5) around 0.5."""
     rows = []
-    for word, (full, ko) in shares.items():
-        for q in range(questions):
-            rows += [{"sample_id": f"{word}{q:02d}", "word": word, "condition": "full attention",
-                      "first_half_share": full},
-                     {"sample_id": f"{word}{q:02d}", "word": word, "condition": "cross-frame knocked out",
-                      "first_half_share": ko}]
+    for v in range(videos):
+        f = factors[v % len(factors)]
+        for word, (full, ko) in shares.items():
+            for condition, share in (("full attention", full), ("cross-frame knocked out", ko)):
+                rows.append({"sample_id": f"object_count/{v:02d}", "word": word, "condition": condition,
+                             "version": "asked" if word == "begins" else "swapped", "word_tokens": 1,
+                             "first_half_share": 0.5 + f * (share - 0.5)})
     return pd.DataFrame(rows)
 
 
-def test_figure5_claims():
-    t = word_rows({"begins": (0.8, 0.55), "ends": (0.3, 0.5)})  # gap 0.5 -> 0.05
+def test_figure5_claims_on_the_same_video():
+    t = word_rows({"begins": (0.8, 0.35), "ends": (0.3, 0.25)})  # gap 0.5 -> 0.1
     a, b = I.temporal_word_claim(t), I.knockout_alignment_claim(t)
-    assert a.holds is True and b.holds is True and a.n == 12  # the smaller set of questions
-    assert "0.50 [0.50, 0.50] > 0" in a.interval and "0.45 [0.45, 0.45] > 0" in b.interval
+    assert a.holds is True and b.holds is True and a.n == b.n == 12
+    assert "0.50 [0.50, 0.50] > 0 (n=12)" in a.interval and "0.40 [0.40, 0.40] > 0" in b.interval
+    assert a.measured == "videos asked both ways: 12; gap 0.50; begins 1, ends 1 token(s)"
+    assert a.stability == "halves: inconclusive / inconclusive"  # 6 videos per half: below the minimum
     swapped = t.assign(word=t.word.map({"begins": "ends", "ends": "begins"}))
     assert I.temporal_word_claim(swapped).holds is False
-    assert I.temporal_word_claim(t[t.word == "begins"]).verdict == "not measured"
-    few = word_rows({"begins": (0.8, 0.55), "ends": (0.3, 0.5)}, questions=6)
-    assert I.temporal_word_claim(few).verdict == "inconclusive"
+    assert I.temporal_word_claim(t[t.word == "begins"]).verdict == "not measured"  # no video asked both ways
+    assert I.temporal_word_claim(word_rows({"begins": (0.8, 0.3), "ends": (0.3, 0.3)}, videos=6)).verdict == \
+        "inconclusive"
     widened = word_rows({"begins": (0.8, 0.9), "ends": (0.3, 0.3)})  # the gap grows under the knockout
     assert I.knockout_alignment_claim(widened).holds is False
+    # the gap is +0.5 on every other video, -0.5 on the rest: mean 0 over 24 videos
+    mixed = word_rows({"begins": (0.8, 0.5), "ends": (0.3, 0.5)}, videos=24, factors=(1, -1))
+    assert I.temporal_word_claim(mixed).verdict == "inconclusive"
+    assert I.temporal_word_claim(word_rows({"begins": (0.8, 0.5), "ends": (0.3, 0.5)}, videos=24)).stability == \
+        "halves: holds / holds"
+
+
+def test_figure5_positional_bias():
+    # second-half shares: full attention 1 - (0.6 + 0.4) / 2 = 0.5, knocked out 1 - (0.2 + 0.2) / 2 = 0.8
+    t = word_rows({"begins": (0.6, 0.2), "ends": (0.4, 0.2)}, videos=24)
+    c = I.positional_bias_claim(t)
+    assert c.holds is True and c.n == 24 and c.stability == "halves: holds / holds"
+    assert c.interval == ("second-half share, knocked out 0.80 [0.80, 0.80] > 0.5 (n=24); second-half share, "
+                          "knocked out minus full attention 0.30 [0.30, 0.30] > 0 (n=24)")
+    early = word_rows({"begins": (0.6, 0.8), "ends": (0.4, 0.8)}, videos=24)  # knocked out: the first frames
+    assert I.positional_bias_claim(early).holds is False
+    # knocked out 0.8 or 0.2 second-half share on alternate videos: mean 0.5 straddles the bar
+    spread = word_rows({"begins": (0.5, 0.2), "ends": (0.5, 0.2)}, videos=24, factors=(1, -1))
+    assert I.positional_bias_claim(spread).verdict == "inconclusive"
+
+
+class SplittingTokenizer:
+    """Decodes ids of a fixed vocabulary of pieces ("▁" starts a word), as a sub-word tokenizer does."""
+
+    def __init__(self, pieces):
+        self.pieces = pieces
+
+    def decode(self, ids):
+        return "".join(self.pieces[i] for i in ids).replace("▁", " ").lstrip()
+
+
+def test_word_positions_take_every_sub_token():
+    pieces = ["▁when", "▁the", "▁video", "▁beg", "ins", "?", "▁friends", "▁ends"]
+    tok = SplittingTokenizer(pieces)
+    ids = list(range(len(pieces)))
+    assert I.word_token_positions(tok, ids, range(6), ["begins", "ends"]) == {"begins": [3, 4]}
+    # "ends" inside "friends" is no temporal word; the whole word at the end is one token
+    assert I.word_token_positions(tok, ids, [6, 7], ["ends"]) == {"ends": [7]}
+    rows = word_rows({"begins": (0.8, 0.5), "ends": (0.3, 0.5)}).assign(word_tokens=lambda t: t.word.map(
+        {"begins": 2, "ends": 1}))
+    assert I.word_tokens_text(rows) == "begins 2, ends 1 token(s); a word of several sub-tokens: attention summed " \
+                                       "over them"
+
+
+def test_the_temporal_words_are_one_token_of_the_toy_tokenizer(tiny, samples):
+    counting = next(s for s in samples if s.task == "object_count")
+    p = tiny.prepare_sample(counting, 4)
+    (word, positions), = I.word_positions(tiny, p).items()
+    assert len(positions) == 1 and word in counting.question
+    for w in ("begins", "ends"):
+        assert len(tiny.tokenizer(" " + w, add_special_tokens=False).input_ids) == 1
+
+
+def test_swapped_question_is_the_same_video_with_the_other_word():
+    from flowutils.data import synthetic
+
+    s = next(synthetic.generate("object_count", 1, seed=0, split="test"))
+    swapped = synthetic.swap_temporal_word(s.question)
+    word = s.meta["phase"]
+    other = synthetic.TEMPORAL_SWAP[word]
+    assert swapped == synthetic.QUESTIONS["object_count"].format(color=s.meta["color"], phase=other)
+    assert synthetic.swap_temporal_word(swapped) == s.question
+    assert synthetic.swap_temporal_word("What did the object do first?") is None
+    assert synthetic.swap_temporal_word("It begins and ends.") is None  # both words: ambiguous
 
 
 def test_word_attention_matches_the_attention_rows(tiny, samples):
@@ -194,3 +263,24 @@ def test_paper_ranges_scaled_only_off_the_papers_models():
     assert paper_range_layers(16, 25, 12, scaled=True) == (6, 7, 8)  # L7-9
     assert paper_range_layers(16, 25, 32, scaled=True) == tuple(range(15, 25))  # the paper's own depth: L16-25
     assert paper_range_layers(16, 25, 40, scaled=False) == tuple(range(15, 25))  # 13B: the code reads L16-25
+
+
+def test_word_attention_asks_the_same_video_both_ways(tiny, samples):
+    """swap=True: each question is also measured with its word swapped; the swapped rows are those of the swapped
+    question itself, on the same frames."""
+    from flowutils.analysis.attention_maps import attention_rows
+    from flowutils.data import synthetic
+
+    counting = [s for s in samples if s.task == "object_count"]
+    table, maps = I.word_attention(tiny, counting, layers=[1, 2], num_frames=4, swap=True)
+    assert sorted(zip(table.version, table.condition)) == sorted(
+        [(v, c) for v in ("asked", "swapped") for c in (I.FULL, I.KNOCKED_OUT)])
+    assert set(table.word) == {"begins", "ends"} and set(table.word_tokens) == {1}
+    sid = counting[0].sample_id
+    other = I._with_question(counting[0], synthetic.swap_temporal_word(counting[0].question))
+    p = tiny.prepare_sample(other, 4)
+    (_, positions), = I.word_positions(tiny, p).items()
+    rows = attention_rows(tiny, p, positions)[[1, 2]].mean(dim=(0, 1)).sum(dim=0)
+    video = rows[[i for f in p.layout.frames for i in f]].reshape(4, -1).numpy()
+    assert abs(maps[(sid, I.FULL, "swapped")] - video).max() < 1e-6
+    assert not (maps[(sid, I.FULL)] == maps[(sid, I.FULL, "swapped")]).all()

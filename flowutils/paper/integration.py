@@ -6,9 +6,12 @@
   and the direct video->last flow weak (:func:`video_last_claim`); the layer ranges themselves are compared with
   the paper's, scaled to the model's depth where the paper did not run it (:func:`layer_ranges_claim`).
 * Figure 5: attention of the question's temporal words ("begins"/"ends" in Object Count) to
-  the video, with and without cross-frame attention (:func:`word_attention`). With it, "begins"
+  the video, with and without cross-frame attention (:func:`word_attention`), each video asked
+  both ways as the paper does (the question and its swap, ``swap=True``). With it, "begins"
   looks at the first frames and "ends" at the last ones (:func:`temporal_word_claim`); without
-  it the alignment weakens (:func:`knockout_alignment_claim`).
+  it the alignment weakens (:func:`knockout_alignment_claim`) and the words attend to the frames
+  nearest them, the last ones (:func:`positional_bias_claim`). A word the tokenizer splits is
+  read over all its sub-tokens (:func:`word_token_positions`).
 * Figure 6: non-option question, true option and false options -> last: the true option
   carries the answer to the last position in the middle-to-late layers (:func:`true_option_claim`).
   Blocking false options->last raises the answer instead (:func:`false_option_rise_claim`).
@@ -24,8 +27,11 @@ one row per claim, decided on one metric with the other's verdict beside it.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 import json
+import re
 
 import numpy as np
 
@@ -38,6 +44,7 @@ from .claims import (METRICS, Claim, all_of, difference_estimate, intervals_text
 from ..analysis.runner import layer_problems, run_questions
 from .pathways import PAPER_RANGES, interval_table, intervals, range_label
 from .temporal import AXIS, task_title
+from ..data.synthetic import TEMPORAL_SWAP, swap_temporal_word
 from ..data.video import NUM_FRAMES
 
 SECTION = "3.3"
@@ -361,100 +368,200 @@ def second_hop_claim(table, decide_on: str = "relative_change_pct", seed: int = 
                  measured, holds, n, interval, stab)
 
 
-def word_positions(fm, prepared, words=TEMPORAL_WORDS) -> dict[str, list[int]]:
-    """Positions of ``words`` among the non-option question's tokens (``{word: [positions]}``)."""
-    ids = prepared.input_ids[0]  # PLLaVA feeds inputs_embeds: the ids are kept beside the inputs
+def word_token_positions(tokenizer, ids, positions, words) -> dict[str, list[int]]:
+    """``{word: [positions]}``: where each of ``words`` stands, as a whole word, among the tokens at ``positions``
+    (of ``ids``), with every sub-token it spans. The positions' text is decoded prefix by prefix, so each token owns
+    the characters it adds; a word found in the text takes every token that overlaps it (one token where the
+    tokenizer keeps the word whole, several where it splits it)."""
+    positions = [int(p) for p in positions]
+    words = [w.lower() for w in words]
+    spans, end = [], 0
+    for i in range(len(positions)):
+        text = tokenizer.decode([int(ids[p]) for p in positions[:i + 1]])
+        spans.append((end, len(text)))
+        end = len(text)
+    text = text.lower() if positions else ""
     out = {}
-    for pos in prepared.layout.non_option_question:
-        token = fm.tokenizer.convert_ids_to_tokens(int(ids[pos])).lstrip("▁Ġ ").lower()
-        if token in words:
-            out.setdefault(token, []).append(pos)
+    for word in words:
+        for m in re.finditer(r"(?<![a-z])" + re.escape(word) + r"(?![a-z])", text):
+            hit = [p for p, (a, b) in zip(positions, spans) if a < m.end() and b > m.start()]
+            if hit:
+                out.setdefault(word, []).extend(hit)
     return out
 
 
-def word_attention_rows(fm, question, layers, words=TEMPORAL_WORDS, knockout_layers=None) -> list[dict]:
-    """:func:`word_attention`'s rows of one :class:`flowutils.analysis.runner.Question`, each with its
-    attention map as JSON (``map``); none for a question without exactly one of ``words``."""
-    prepared = question.prepared
-    found = word_positions(fm, prepared, words)
+def word_positions(fm, prepared, words=TEMPORAL_WORDS) -> dict[str, list[int]]:
+    """Positions of ``words`` among the non-option question's tokens (``{word: [positions]}``, every sub-token of
+    each occurrence: :func:`word_token_positions`)."""
+    ids = prepared.input_ids[0]  # PLLaVA feeds inputs_embeds: the ids are kept beside the inputs
+    return word_token_positions(fm.tokenizer, ids, prepared.layout.non_option_question, words)
+
+
+def _with_question(sample, question: str):
+    """``sample`` asking ``question`` instead (the same video, options and answer)."""
+    if dataclasses.is_dataclass(sample):
+        return dataclasses.replace(sample, question=question)
+    other = copy.copy(sample)
+    other.question = question
+    return other
+
+
+def _versions(fm, question, words, swap: bool):
+    """``[(version, prepared, word, positions)]``: the question as asked, and (``swap``) the same video with its
+    temporal word swapped (:func:`flowutils.data.synthetic.swap_temporal_word`) where the swap is among ``words``."""
+    found = word_positions(fm, question.prepared, words)
     if len(found) != 1:
         return []  # no temporal word, or both: the question's word is ambiguous
     (word, positions), = found.items()
-    plan = KnockoutPlan.from_flows(prepared.layout, [CROSS_FRAME], knockout_layers)
+    out = [("asked", question.prepared, word, positions)]
+    partner = TEMPORAL_SWAP.get(word)
+    swapped = swap_temporal_word(question.sample.question, {word: partner}) if swap and partner in words else None
+    if swapped is not None:
+        prepared = fm.prepare_sample(_with_question(question.sample, swapped), question.prepared.layout.num_frames)
+        other = word_positions(fm, prepared, words)
+        if list(other) == [partner]:
+            out.append(("swapped", prepared, partner, other[partner]))
+    return out
+
+
+def word_attention_rows(fm, question, layers, words=TEMPORAL_WORDS, knockout_layers=None,
+                        swap: bool = False) -> list[dict]:
+    """:func:`word_attention`'s rows of one :class:`flowutils.analysis.runner.Question`, each with its
+    attention map as JSON (``map``); none for a question without exactly one of ``words``."""
     rows = []
-    for condition, p in (("full attention", None), ("cross-frame knocked out", plan)):
-        att = attention_to_video(fm, prepared, positions, p)  # [layer, head, query, frame, token]
-        m = att[list(layers)].mean(dim=(0, 1, 2)).cpu().numpy()  # [frame, token]
-        half = m.shape[0] // 2
-        # the map as JSON: a float32 written as a Python float reads back the same float32
-        rows.append({"sample_id": question.sample_id, "word": word, "condition": condition,
-                     "first_half_share": float(m[:half].sum() / m.sum()), "map": json.dumps(m.tolist())})
+    for version, prepared, word, positions in _versions(fm, question, list(words), swap):
+        plan = KnockoutPlan.from_flows(prepared.layout, [CROSS_FRAME], knockout_layers)
+        for condition, p in (("full attention", None), ("cross-frame knocked out", plan)):
+            att = attention_to_video(fm, prepared, positions, p)  # [layer, head, query, frame, token]
+            # mean over heads and layers, summed over the word's sub-tokens (one token: that token's row)
+            m = att[list(layers)].mean(dim=(0, 1)).sum(dim=0).cpu().numpy()  # [frame, token]
+            half = m.shape[0] // 2
+            # the map as JSON: a float32 written as a Python float reads back the same float32
+            rows.append({"sample_id": question.sample_id, "word": word, "version": version, "condition": condition,
+                         "word_tokens": len(positions), "first_half_share": float(m[:half].sum() / m.sum()),
+                         "map": json.dumps(m.tolist())})
     return rows
 
 
 def word_attention(fm, samples, layers, words=TEMPORAL_WORDS, knockout_layers=None, num_frames: int = NUM_FRAMES,
-                   progress: bool = False, *, out=None, benchmark=None, shard: int | None = None,
+                   progress: bool = False, *, swap: bool = False, out=None, benchmark=None, shard: int | None = None,
                    num_shards: int | None = None):
     """Head- and layer-mean attention of each temporal word of the question to the video tokens,
     with full attention and with cross-frame attention blocked in ``knockout_layers`` (default: all).
 
-    Returns ``(table, maps)``: ``table`` has one row per question x condition (``sample_id``,
-    ``word``, ``condition``, ``first_half_share``: the share of the word's attention to the video
-    that goes to the first half of the frames); ``maps[(sample_id, condition)]`` is the
-    ``[frames, tokens per frame]`` attention (mean over heads, ``layers`` and the word's tokens).
-    Questions without exactly one of ``words`` give no rows. ``out``, ``benchmark``,
+    Returns ``(table, maps)``: ``table`` has one row per question x version x condition (``sample_id``,
+    ``word``, ``version``, ``condition``, ``word_tokens``: the word's sub-tokens, ``first_half_share``: the share
+    of the word's attention to the video that goes to the first half of the frames); ``maps[(sample_id,
+    condition)]`` is the ``[frames, tokens per frame]`` attention (mean over heads and ``layers``, summed over the
+    word's sub-tokens) of the question as asked, ``maps[(sample_id, condition, "swapped")]`` that of the swapped one.
+    ``swap`` (Figure 5 as the paper draws it): each question is also asked about the same video with its temporal
+    word swapped ("begins" <-> "ends", :func:`flowutils.data.synthetic.swap_temporal_word`), ``version``
+    ``"swapped"``. Questions without exactly one of ``words`` give no rows. ``out``, ``benchmark``,
     ``shard``/``num_shards``, ``table.attrs``: as :func:`flowutils.analysis.run_sweep`'s (:mod:`.runner`).
     """
     layers, words = list(layers), list(words)
     knockout_layers = list(range(fm.n_layers) if knockout_layers is None else knockout_layers)
     problems = layer_problems("layers", layers, fm.n_layers) + layer_problems("knockout_layers", knockout_layers,
                                                                               fm.n_layers)
-    measure = functools.partial(word_attention_rows, fm, layers=layers, words=words, knockout_layers=knockout_layers)
-    rows = run_questions(fm, samples, measure, analysis="word_attention", num_frames=num_frames,
-                         params={"layers": layers, "words": words, "knockout_layers": knockout_layers},
+    measure = functools.partial(word_attention_rows, fm, layers=layers, words=words, knockout_layers=knockout_layers,
+                                swap=swap)
+    params = {"layers": layers, "words": words, "knockout_layers": knockout_layers, **({"swap": True} if swap else {})}
+    rows = run_questions(fm, samples, measure, analysis="word_attention", num_frames=num_frames, params=params,
                          problems=problems, out=out, benchmark=benchmark, shard=shard, num_shards=num_shards,
                          progress=progress)
-    maps = {(r.sample_id, r.condition): np.asarray(json.loads(r.map), dtype=np.float32) for r in rows.itertuples()}
+    maps = {(r.sample_id, r.condition, *(() if r.version == "asked" else (r.version,))):
+            np.asarray(json.loads(r.map), dtype=np.float32) for r in rows.itertuples()}
     return rows.drop(columns="map", errors="ignore"), maps  # no column at all when no question has rows
 
 
-def _shares(table, condition, word):
-    g = table[(table["condition"] == condition) & (table["word"] == word)]
-    return g.groupby("sample_id", sort=True)["first_half_share"].mean()
+FULL, KNOCKED_OUT = "full attention", "cross-frame knocked out"
+
+
+def _by_word(table, condition):
+    """``[videos, words]``: each video's first-half share per temporal word under ``condition`` (the videos asked
+    about both words: a question and its swap)."""
+    g = table[(table["condition"] == condition) & table["word"].isin(TEMPORAL_WORDS)]
+    wide = g.pivot_table(index="sample_id", columns="word", values="first_half_share", aggfunc="mean", sort=True)
+    return wide.reindex(columns=list(TEMPORAL_WORDS)).dropna()
+
+
+def _gap(table, condition):
+    """Per video: "begins"' first-half share minus "ends"', the same video asked both ways."""
+    w = _by_word(table, condition)
+    return w[TEMPORAL_WORDS[0]] - w[TEMPORAL_WORDS[1]]
 
 
 def _gap_estimate(table, seed=0):
-    """begins minus ends, first-half share with full attention (two sets of questions: resampled apart)."""
-    c = "full attention"
-    return difference_estimate("begins minus ends, full attention", _shares(table, c, "begins"),
-                               _shares(table, c, "ends"), 0.0, "above", seed=seed)
+    return mean_estimate("begins minus ends, same video, full attention", _gap(table, FULL), 0.0, "above", seed=seed)
 
 
 def _shrink_estimate(table, seed=0):
-    """How much the begins-ends gap shrinks under the knockout: per question its share with full attention minus
-    knocked out, begins' mean minus ends' mean."""
-    full, ko = "full attention", "cross-frame knocked out"
-    per = {w: (_shares(table, full, w) - _shares(table, ko, w)) for w in TEMPORAL_WORDS}
-    return difference_estimate("gap with full attention minus knocked out", per["begins"], per["ends"], 0.0,
-                               "above", seed=seed)
+    """Per video, the begins-ends gap with full attention minus knocked out (the videos measured both ways)."""
+    full, ko = _gap(table, FULL), _gap(table, KNOCKED_OUT)
+    return mean_estimate("gap with full attention minus knocked out", full - ko.reindex(full.index), 0.0, "above",
+                         seed=seed)
+
+
+def _late(table, condition):
+    """Per video, the share of its temporal words' attention on the second half of the frames (the frames nearest
+    the question), the mean over both words."""
+    return 1.0 - _by_word(table, condition).mean(axis=1)
+
+
+def _bias_estimates(table, seed=0):
+    full, ko = _late(table, FULL), _late(table, KNOCKED_OUT)
+    return [mean_estimate("second-half share, knocked out", ko, 0.5, "above", seed=seed),
+            mean_estimate("second-half share, knocked out minus full attention", ko - full.reindex(ko.index), 0.0,
+                          "above", seed=seed)]
+
+
+def word_tokens_text(table) -> str:
+    """The sub-tokens each temporal word took in the prompts: ``"begins 1, ends 1 token(s)"``; several: summed."""
+    counts = {w: sorted(set(table.loc[table["word"] == w, "word_tokens"].astype(int)))
+              for w in TEMPORAL_WORDS if "word_tokens" in table.columns and (table["word"] == w).any()}
+    text = ", ".join(f"{w} {'/'.join(map(str, c))}" for w, c in counts.items()) + " token(s)"
+    return text + ("; a word of several sub-tokens: attention summed over them"
+                   if any(max(c) > 1 for c in counts.values()) else "")
+
+
+def _videos(table, *conditions):
+    return len(set.intersection(*(set(_by_word(table, c).index) for c in conditions)))
 
 
 def temporal_word_claim(table, seed: int = 0) -> Claim:
-    """Figure 5 (a): with full attention, "begins" puts a larger share of its attention on the first half of the
-    frames than "ends" does: the difference of the means over the questions of each word, its interval
-    bootstrapped over each word's questions (n: the smaller set)."""
-    finding = "\"begins\" attends to the first half of the frames more than \"ends\" does (full attention)"
+    """Figure 5 (a): the same video asked about "begins" and about "ends" (the question and its swap): with full
+    attention, "begins" puts a larger share of its attention on the first half of the frames than "ends" does.
+    Per video, the difference of the two words' shares, its mean bootstrapped over videos (above 0)."""
+    finding = "\"begins\" attends to the first half of the frames more than \"ends\" does, on the same video " \
+              "(full attention)"
     e = _gap_estimate(table, seed)
-    n = table[table["condition"] == "full attention"].groupby("word")["sample_id"].nunique().to_dict()
     return Claim(SECTION, "Figure 5 (a)", finding, "qualitative (Figure 5a)",
-                 f"questions per word: {n}; gap {e.value:.2f}", e.holds, e.n, str(e),
-                 stability(lambda t: _gap_estimate(t, seed).holds, table))
+                 f"videos asked both ways: {_videos(table, FULL)}; gap {e.value:.2f}; {word_tokens_text(table)}",
+                 e.holds, e.n, str(e), stability(lambda t: _gap_estimate(t, seed).holds, table))
 
 
 def knockout_alignment_claim(table, seed: int = 0) -> Claim:
-    """Figure 5 (b): with cross-frame attention blocked, the begins-ends gap shrinks (per question, the share with
-    full attention minus knocked out; begins' mean minus ends' mean above 0)."""
-    finding = "blocking cross-frame attention shrinks the begins-ends gap in first-half attention share"
+    """Figure 5 (b): with cross-frame attention blocked, the begins-ends gap of the same video shrinks (per video,
+    its gap with full attention minus knocked out, above 0)."""
+    finding = "blocking cross-frame attention shrinks the begins-ends gap of the same video in first-half share"
     e = _shrink_estimate(table, seed)
-    return Claim(SECTION, "Figure 5 (b)", finding, "qualitative (Figure 5b)", f"the gap shrinks by {e.value:.2f}",
-                 e.holds, e.n, str(e), stability(lambda t: _shrink_estimate(t, seed).holds, table))
+    return Claim(SECTION, "Figure 5 (b): alignment fails", finding, "qualitative (Figure 5b)",
+                 f"the gap shrinks by {e.value:.2f}", e.holds, e.n, str(e),
+                 stability(lambda t: _shrink_estimate(t, seed).holds, table))
+
+
+def positional_bias_claim(table, seed: int = 0) -> Claim:
+    """Figure 5 (b)'s other half: with cross-frame attention blocked, the temporal words attend to the positionally
+    nearest video, the last frames (the question follows the video): per video, the mean over both words of the
+    share on the second half of the frames is above 0.5 when knocked out, and above its value with full
+    attention."""
+    def verdict(t):
+        return all_of(e.holds for e in _bias_estimates(t, seed)) if len(t) else None
+
+    est = _bias_estimates(table, seed)
+    finding = "with cross-frame attention blocked, the temporal words attend to the frames nearest the question " \
+              "(second-half share above 0.5, and above its full-attention value)"
+    return Claim(SECTION, "Figure 5 (b): positional bias", finding, "qualitative (Figure 5b)",
+                 f"second-half share {est[0].value:.2f} knocked out, {est[0].value - est[1].value:.2f} with full "
+                 "attention", verdict(table), _videos(table, FULL, KNOCKED_OUT), intervals_text(est),
+                 stability(verdict, table))

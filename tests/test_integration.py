@@ -284,3 +284,13 @@ def test_word_attention_asks_the_same_video_both_ways(tiny, samples):
     video = rows[[i for f in p.layout.frames for i in f]].reshape(4, -1).numpy()
     assert abs(maps[(sid, I.FULL, "swapped")] - video).max() < 1e-6
     assert not (maps[(sid, I.FULL)] == maps[(sid, I.FULL, "swapped")]).all()
+
+
+def test_figure3_layer_ranges_with_another_interval():
+    """interval=4 over 8 layers: L1-4 (centre 2/8 of the depth: in L6-20 of 32) and L5-8 (6/8: in L16-25)."""
+    t = sweep_table({"video->question": [-20, -20, -20, -20, 0, 0, 0, 0],
+                     "question->last": [0, 0, 0, 0, -20, -20, -20, -20]})
+    c = I.layer_ranges_claim(t, None, interval=4)
+    assert c.holds is True
+    assert c.measured.startswith("video->question effective L1-4 (paper: L1-4, L6-20 of 32, scaled); "
+                                 "question->last effective L5-8 (paper: L5-8, L16-25 of 32, scaled)")

@@ -156,12 +156,16 @@ def _is_scaled(protocol) -> bool:
     return protocol is None or protocol.rule != PAPER.rule
 
 
-def _range_estimates(table, value, protocol, seed=0):
+def _interval(n_layers, protocol, interval):
+    return interval or (protocol.interval if protocol is not None else scaled_protocol(n_layers).interval)
+
+
+def _range_estimates(table, value, protocol, interval=None, seed=0):
     """Per flow and per interval of the protocol: in the paper's range, its mean below the threshold (effective);
     outside it, above (not effective)."""
     _, threshold = metric(value)
     n_layers = _depth(table)
-    size = protocol.interval if protocol is not None else scaled_protocol(n_layers).interval
+    size = _interval(n_layers, protocol, interval)
     out = []
     for flow in RANGE_FLOWS:
         first, last = _paper_range(flow)
@@ -173,12 +177,12 @@ def _range_estimates(table, value, protocol, seed=0):
     return out
 
 
-def _ranges_text(table, value, protocol):
+def _ranges_text(table, value, protocol, interval=None):
     """Each flow's measured effective intervals (interval means below the threshold) beside the intervals in the
     paper's range."""
     _, threshold = metric(value)
     n_layers = _depth(table)
-    size = protocol.interval if protocol is not None else scaled_protocol(n_layers).interval
+    size = _interval(n_layers, protocol, interval)
     found = interval_table(table[table["flow"].isin(RANGE_FLOWS)], n_layers, size, value)
     parts = []
     for flow in RANGE_FLOWS:
@@ -191,24 +195,25 @@ def _ranges_text(table, value, protocol):
     return "; ".join(parts)
 
 
-def layer_ranges_claim(table, protocol=None, decide_on: str = "relative_change_pct", seed: int = 0) -> Claim:
+def layer_ranges_claim(table, protocol=None, interval: int | None = None, decide_on: str = "relative_change_pct",
+                       seed: int = 0) -> Claim:
     """Figure 3's layer ranges, not only their order: on each interval of ``protocol`` (the model's; ``None``: the
-    depth-scaled one), video->question and question->last are effective (per-question interval mean below the
-    threshold) inside the paper's range (Table E(a): L6-20 and L16-25 of LLaVA-NeXT-7B-Video-FT) and not effective
+    depth-scaled one; ``interval``: another interval size, as a page's ``interval_size``), video->question and
+    question->last are effective (per-question interval mean below the threshold) inside the paper's range (Table E(a): L6-20 and L16-25 of LLaVA-NeXT-7B-Video-FT) and not effective
     (above it) outside. On a model the paper did not run, the ranges are scaled to its depth as the protocol scales
     the window; an interval is in a range where its centre is. Holds where every interval is decided the paper's
     way, does not hold where any is decided the other way."""
     _need(table, list(RANGE_FLOWS))
     words, threshold = metric(decide_on)
-    holds, measured, n, interval, stab = _row(lambda t, v, s: _range_estimates(t, v, protocol, s), table, decide_on,
-                                              seed)
+    holds, measured, n, bounds, stab = _row(lambda t, v, s: _range_estimates(t, v, protocol, interval, s), table,
+                                            decide_on, seed)
     paper = "; ".join(f"{f} {PAPER_RANGES[f]}" for f in RANGE_FLOWS)
     return Claim(SECTION, "Figure 3: layer ranges",
                  f"video->question and question->last are effective (interval mean {words} below {threshold:g}) "
                  f"in the paper's layer ranges and not outside them (intervals of "
                  f"{'the scaled' if _is_scaled(protocol) else 'the paper'} protocol; decided on {AXIS[decide_on]})",
-                 paper + " (1-based, of 32)", f"{_ranges_text(table, decide_on, protocol)}. {measured}", holds, n,
-                 interval, stab)
+                 paper + " (1-based, of 32)", f"{_ranges_text(table, decide_on, protocol, interval)}. {measured}", holds,
+                 n, bounds, stab)
 
 
 def _true_option_estimates(table, value, seed=0):

@@ -178,32 +178,42 @@ def figure4(freqs, bin_size: int, questions: int):
 
 
 def figure5(samples, shares, maps, num_frames: int, layers):
-    """Figure 5: the attention of the temporal word to the video drawn over the frames, for the
-    first question asking about each word, with full attention and with cross-frame knockout.
+    """Figure 5: the attention of the temporal words to the video drawn over the frames, with full attention and
+    with cross-frame knockout: one video asked about "begins" and about "ends" (the question and its swap, as the
+    paper draws it) where the table has one, else the first question asking about each word.
     ``shares``, ``maps``: :func:`flowutils.paper.integration.word_attention`'s output."""
     by_id = {s.sample_id: s for s in samples}
-    rows, frames, titles = [], [], []
+    both = [sid for sid, g in shares.groupby("sample_id", sort=False) if set(g["word"]) >= set(TEMPORAL_WORDS)]
+    picks = []  # (sample id, word, map key suffix)
     for word in TEMPORAL_WORDS:
-        if not (shares["word"] == word).any():
-            continue
-        sid = shares[shares["word"] == word]["sample_id"].iloc[0]
-        video = read_frames(by_id[sid].video_path, num_frames)
-        for condition in ("full attention", "cross-frame knocked out"):
-            rows.append(maps[(sid, condition)])
-            frames.append(video)
-            titles.append(f'"{word}"\n{condition}')
+        mine = shares[(shares["word"] == word) & (shares["sample_id"].isin(both[:1]) if both else True)]
+        if len(mine):
+            version = mine["version"].iloc[0] if "version" in mine.columns else "asked"
+            picks.append((mine["sample_id"].iloc[0], word, () if version == "asked" else (version,)))
+    rows, frames, titles = [], [], []
+    for condition in ("full attention", "cross-frame knocked out"):
+        for sid, word, suffix in picks:
+            rows.append(maps[(sid, condition, *suffix)])
+            frames.append(read_frames(by_id[sid].video_path, num_frames))
+            titles.append(f'"{word}"' + (" (swapped)" if suffix else "") + f"\n{condition}")
     layers = list(layers)
     fig = attention_over_frames(frames, rows, titles)
-    fig.suptitle(f"Figure 5: attention of the temporal word to the video, layers {layers[0] + 1}-{layers[-1] + 1}",
-                 fontsize=10)
+    same = " (one video, asked both ways)" if both else ""
+    fig.suptitle(f"Figure 5: attention of the temporal word to the video{same}, layers {layers[0] + 1}-"
+                 f"{layers[-1] + 1}", fontsize=10)
     return fig
 
 
 def word_share_table(shares) -> Table:
-    """Figure 5's numbers: per temporal word and condition, the mean share of the word's attention
-    to the video that lands on the first half of the frames, over the questions."""
-    g = shares.groupby(["word", "condition"])["first_half_share"].agg(["mean", "count"])
-    return table(g.rename(columns={"mean": "share on the first half of the frames", "count": "questions"}))
+    """Figure 5's numbers: per temporal word and condition, the mean share of the word's attention to the video that
+    lands on the first half of the frames, over the questions (asked and swapped together), and the word's
+    sub-tokens (several: its attention is summed over them)."""
+    agg = {"mean": ("first_half_share", "mean"), "count": ("sample_id", "nunique")}
+    if "word_tokens" in shares.columns:
+        agg["tokens"] = ("word_tokens", "max")
+    g = shares.groupby(["word", "condition"]).agg(**agg)
+    return table(g.rename(columns={"mean": "share on the first half of the frames", "count": "videos",
+                                   "tokens": "sub-tokens of the word"}))
 
 
 def figure8(table_rows, title: str, seed: int = 0):

@@ -77,6 +77,25 @@ QUESTIONS = {
 }
 
 
+# Object Count's {phase}: the temporal words of Figure 5, each the other's swap (the same video asked both ways).
+PHASES = ("begins", "ends")
+TEMPORAL_SWAP = {"begins": "ends", "ends": "begins"}
+
+
+def swap_temporal_word(question: str, swap: dict | None = None) -> str | None:
+    """``question`` with its one temporal word replaced by its swap (``swap``, default :data:`TEMPORAL_SWAP`):
+    Object Count's "... when the video begins?" becomes "... when the video ends?" about the same video (the
+    answer then is the other phase's count: ``meta["moving_at_end"]`` for a "begins" question). ``None`` where the
+    question has none of the words as a whole word, or more than one."""
+    swap = TEMPORAL_SWAP if swap is None else swap
+    if not swap:
+        return None
+    pattern = re.compile(r"(?<![A-Za-z])(" + "|".join(map(re.escape, swap)) + r")(?![A-Za-z])", re.IGNORECASE)
+    if len(pattern.findall(question)) != 1:
+        return None
+    return pattern.sub(lambda m: swap[m.group(1).lower()], question)
+
+
 @dataclass
 class RenderConfig:
     """How videos are rendered: frame size in pixels and frames per video."""
@@ -279,7 +298,7 @@ def object_count_plan(rng, slot: int) -> dict:
     answer (``count``, balanced by ``slot``) and ``objects``: ``[[colour, "begins"|"ends"|"never"]]``
     (when each object moves; 1 to 5 objects, targets first)."""
     count = slot % 4
-    phase = _pick(rng, ("begins", "ends"))
+    phase = _pick(rng, PHASES)
     color, other_color = _pick(rng, [c for c in COLORS if c != "white"], 2)
     n_target = int(rng.integers(max(count, 1), 4))
     # each target object moves in the first half, the second half, or never

@@ -63,6 +63,23 @@ def scaled_interval(n_layers: int, paper_interval: int = 5, paper_layers: int = 
     return max(1, round(paper_interval * n_layers / paper_layers))
 
 
+def in_paper_range(layers, first: int, last: int, n_layers: int, scaled: bool, paper_layers: int = 32) -> bool:
+    """Whether the 0-based ``layers`` (an interval) lie in the paper's 1-based range ``first-last``: where their centre
+    does. ``scaled`` (a model the paper did not run): the range is read as a share of the paper's ``paper_layers``
+    (layer ``l`` of ``n_layers`` sits at ``(l + 0.5) / n_layers`` of the depth; L6-20 of 32 is 5/32 to 20/32), as the
+    window and the intervals are scaled; else the range is read as it is, as the paper's code does on its models."""
+    centre = sum(layers) / len(layers)
+    if scaled:
+        return (first - 1) / paper_layers <= (centre + 0.5) / n_layers <= last / paper_layers
+    return first <= centre + 1 <= last
+
+
+def paper_range_layers(first: int, last: int, n_layers: int, scaled: bool, paper_layers: int = 32) -> tuple[int, ...]:
+    """The 0-based layers of ``n_layers`` in the paper's 1-based range ``first-last`` (:func:`in_paper_range` of each
+    layer alone): ``(6, 20)`` of 12 layers, scaled, is layers 2-7 (L3-8)."""
+    return tuple(l for l in range(n_layers) if in_paper_range((l,), first, last, n_layers, scaled, paper_layers))
+
+
 @dataclass(frozen=True)
 class Protocol:
     """How a sweep reads a model's depth: the knockout window's size, and the layers of an interval (Table E,

@@ -30,9 +30,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-# the pages of Sections 3.2-3.5
+# the pages of Sections 3.2-3.5 and of the appendix analyses (C-F) and the status page: each reads like a paper
 SECTION_PAGES = ("temporal_interaction.html", "video_language_integration.html", "answer_generation.html",
-                 "effective_pathways.html")
+                 "effective_pathways.html", "reproduction_status.html", "appendix_open_ended.html",
+                 "appendix_multi_token.html", "appendix_lens_attention.html", "appendix_long_videos.html",
+                 "appendix_failure_cases.html", "appendix_robustness.html")
 MAX_TEXT_LINES = 15
 TEXT_BAR = re.compile(r"\d+%\|")  # tqdm's text bar: " 40%|####      | 4/10"
 

@@ -3,7 +3,9 @@
 Built only from the claim tables the section notebooks saved (:func:`flowutils.paper.claims.load_claims`):
 nothing measured is typed here. ``ITEMS`` lists the paper's figures and tables with the
 finding each one carries and the notebook that reproduces it, so that an item whose
-notebook has not been run (or saved no claim for it) shows up as "not run".
+notebook has not been run (or saved no claim for it) shows up as "not run". The "Why the toy differs" section's
+sentences (:func:`attention_text`, :func:`single_frame_text`, :func:`saturation_text`) are written from the tables of
+:mod:`flowutils.paper.toy_differs` that the page measures.
 """
 
 from __future__ import annotations
@@ -63,6 +65,11 @@ def criteria():
          "as Table E reads layer ranges)"),
         ("Table 2: the first-half knockout hurts", f"accuracy drop of at least {-temporal.PAPER_SMALLEST_DROP:g} points "
          "per task", "Table 2", "the paper: \"accuracy drops of at least 18%\" (Sec. 3.2)"),
+        ("Table 2: the answers change", f"in every task, of the questions whose open-ended answer names the true "
+         f"answer at baseline, the share whose answer changes under the first-half knockout has a 95% Wilson interval "
+         f"above {temporal.CHANGED_SHARE:g}%", "Table 2",
+         "this book's reading of \"incorrect or even opposite answers\" (the paper shows examples), bounded by its "
+         "smallest accuracy drop under the same knockout (18 points)"),
         ("Table B: the second-half knockout is marginal", f"the first half drops accuracy (below 0), the second half "
          f"by at most {-temporal.MARGINAL_DROP:g} points and less than the first (0 against 0 is inconclusive)",
          "Table B",

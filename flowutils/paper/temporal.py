@@ -402,6 +402,7 @@ def answer_change_table(rows):
                                                                        with_opposite["opposite_knockout"])):
                 k, n = int(hits.astype(bool).sum()), len(part)
                 lo, hi = wilson_interval(k, n) if n else (math.nan, math.nan)
+                lo, hi = max(lo, 0.0), min(hi, 100.0)  # a rounding error outside [0, 100] at 0% or 100%
                 row.update({name: k, f"{name} of": n, f"{name} %": 100 * k / n if n else math.nan, f"{name} lo": lo,
                             f"{name} hi": hi})
             out.append(row)

@@ -230,7 +230,7 @@ def single_frame_wide(table):
     wide = t.pivot(index="task", columns="kept", values="cell")
     wide = wide.reindex(index=list(dict.fromkeys(t["task"])), columns=list(dict.fromkeys(t["kept"])))
     n = t.groupby("task", sort=False)["questions"].max()
-    return wide.assign(questions=n).reset_index()
+    return wide.assign(questions=n).rename_axis(columns=None).reset_index()
 
 
 def single_frame_text(table) -> str:

@@ -195,3 +195,10 @@ def test_answer_changes_run_both_forms_through_the_runner():
         assert row["knockout"] == temporal._first_sentence(generate(fm, p, plan, 30))
         assert row["baseline answer"] == (temporal.named_answer(row["baseline"], s.candidates) or "")
         assert row["opposite"] == synthetic.reverse_answer(s)
+
+
+def test_answer_change_claim_names_tasks_without_an_answered_question():
+    rows = _changes({"action_antonym": (12, 12, 0), "object_count": (0, 0, 0)})
+    c = temporal.answer_change_claim(rows)
+    assert "Object Count: no question answered correctly at baseline" in c.interval and "nan" not in c.interval
+    assert c.verdict == "inconclusive"

@@ -435,8 +435,9 @@ def answer_change_claim(rows, form: str = FORMS[0]) -> Claim:
                             f"an opposite answer became it")
     if t is not None:
         intervals = [f"{r['task']}: changed {r['changed']}/{r['answered']} [{r['changed lo']:.1f}, "
-                     f"{r['changed hi']:.1f}] > {CHANGED_SHARE:g}%" for _, r in t[(t["form"] == form) &
-                                                                           (t["task"] != "all tasks")].iterrows()]
+                     f"{r['changed hi']:.1f}] > {CHANGED_SHARE:g}%" if r["answered"] else
+                     f"{r['task']}: no question answered correctly at baseline"
+                     for _, r in t[(t["form"] == form) & (t["task"] != "all tasks")].iterrows()]
     mine = rows[rows["form"] == form] if len(rows) else rows
     answered = int(mine["correct_baseline"].astype(bool).sum()) if len(mine) else 0
     return Claim(SECTION, "Table 2: open-ended answers",

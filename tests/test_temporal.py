@@ -112,3 +112,93 @@ def test_half_knockout_matches_the_reference_engine(tiny, samples):
         assert row.p_pred_knockout == pytest.approx(float(probs[pred]), abs=1e-4)
         assert row.correct_knockout == (int(probs.argmax()) == p.gold_id)
     assert set(table.window) == {f"0-{tiny.n_layers // 2 - 1}"}
+
+
+# ----------------------------------------------------------------------------- Table 2: answers that change
+def test_opposite_answer_is_the_time_reversed_videos_answer():
+    from flowutils.data import synthetic
+
+    for task in ("action_antonym", "action_sequence", "scene_transition", "moving_direction"):
+        for s in synthetic.generate(task, 6, seed=1, split="test"):
+            assert synthetic.opposite_answer(task, s.answer, s.candidates) == synthetic.reverse_answer(s)
+    assert synthetic.opposite_answer("object_count", "2", ["0", "1", "2", "3"]) is None
+    assert synthetic.opposite_answer("action_antonym", "Dim.", ["Dim.", "Light up."]) == "Light up."
+
+
+def test_named_answer_reads_the_candidate_after_an_option_letter():
+    cands = ["Up and to the left.", "Up and to the right.", "Down and to the left."]
+    assert temporal.named_answer("C ) Down and to the left .", cands) == "Down and to the left."
+    assert temporal.named_answer("(A) Up and to the right", cands) == "Up and to the right."
+    assert temporal.named_answer("up and to the left . B )", cands) == "Up and to the left."
+    assert temporal.named_answer("left up to Appear .", cands) is None
+    assert temporal.named_answer("A ) 0 to the right .", ["0", "1", "2"]) == "0"
+
+
+def _changes(task_counts, form="open-ended"):
+    """Rows of answer_changes: per task (answered correctly at baseline, of them changed, of them opposite), plus
+    two questions answered wrongly at baseline (never counted)."""
+    rows = []
+    for task, (n, changed, opposite) in task_counts.items():
+        for i in range(n + 2):
+            ok = i < n
+            rows.append({"sample_id": f"{form}/{task}/{i}", "task": task, "form": form, "opposite": "x",
+                         "correct_baseline": ok, "changed": (i < changed) if ok else True,
+                         "opposite_knockout": (i < opposite) if ok else True})
+    return pd.DataFrame(rows)
+
+
+def test_answer_change_table_counts_wilson_intervals():
+    from flowutils.analysis.uncertainty import wilson_interval
+
+    t = temporal.answer_change_table(_changes({"action_antonym": (10, 7, 3), "action_sequence": (4, 0, 0)}))
+    r = t[t["task"] == "Action Antonym"].iloc[0]
+    assert (r["questions"], r["answered"], r["changed"], r["opposite"]) == (12, 10, 7, 3)
+    assert (r["changed lo"], r["changed hi"]) == pytest.approx(wilson_interval(7, 10))
+    assert r["opposite %"] == pytest.approx(30.0)
+    every = t[t["task"] == "all tasks"].iloc[0]
+    assert (every["answered"], every["changed"]) == (14, 7)
+
+
+@pytest.mark.parametrize("counts, verdict", [
+    ({"action_antonym": (20, 18, 5), "object_count": (20, 16, 0)}, "holds"),  # both tasks' intervals above 18%
+    ({"action_antonym": (20, 18, 5), "object_count": (20, 0, 0)}, "does not hold"),  # 0/20: [0, 16.1] below 18%
+    ({"action_antonym": (20, 18, 5), "object_count": (6, 6, 0)}, "inconclusive"),  # too few answered
+    ({"action_antonym": (20, 5, 0)}, "inconclusive"),  # 25% [11.2, 46.9] straddles 18%
+])
+def test_answer_change_claim_three_ways(counts, verdict):
+    rows = pd.concat([_changes(counts), _changes({"action_antonym": (20, 0, 0)}, "multiple-choice")])
+    c = temporal.answer_change_claim(rows)
+    assert c.verdict == verdict
+    assert c.n == sum(n for n, _, _ in counts.values())
+    assert c.stability.startswith("halves: ") and "multiple-choice: 20 of 22" in c.measured
+
+
+def test_answer_changes_run_both_forms_through_the_runner():
+    import flowutils as fu
+    from flowutils.data import synthetic
+    from flowutils.engine import generate
+    from flowutils.paper.open_ended import OpenEndedSample, completion_prefix
+
+    fm = fu.load("toy-videollm")
+    s = next(synthetic.generate("moving_direction", 1, seed=0, split="test"))
+    s.sample_id = "moving_direction/0"
+    layers = temporal.half_layers(fm.n_layers, "first")
+    rows = temporal.answer_changes(fm, [s], layers, max_new_tokens=12)
+    assert list(rows["form"]) == list(temporal.FORMS)
+    assert rows["sample_id"].tolist() == ["open-ended/moving_direction/0", "moving_direction/0"]
+    for form, sample in (("multiple-choice", s), ("open-ended", OpenEndedSample(s, completion_prefix(s.task), "x"))):
+        p = fm.prepare_sample(sample, 8)
+        plan = KnockoutPlan.from_flows(p.layout, ["cross-frame"], layers)
+        row = rows[rows["form"] == form].iloc[0]
+        # without a stop token, the first sentence of a longer continuation is the same text
+        assert row["baseline"] == temporal._first_sentence(generate(fm, p, None, 30))
+        assert row["knockout"] == temporal._first_sentence(generate(fm, p, plan, 30))
+        assert row["baseline answer"] == (temporal.named_answer(row["baseline"], s.candidates) or "")
+        assert row["opposite"] == synthetic.reverse_answer(s)
+
+
+def test_answer_change_claim_names_tasks_without_an_answered_question():
+    rows = _changes({"action_antonym": (12, 12, 0), "object_count": (0, 0, 0)})
+    c = temporal.answer_change_claim(rows)
+    assert "Object Count: no question answered correctly at baseline" in c.interval and "nan" not in c.interval
+    assert c.verdict == "inconclusive"

@@ -3,7 +3,9 @@
 Built only from the claim tables the section notebooks saved (:func:`flowutils.paper.claims.load_claims`):
 nothing measured is typed here. ``ITEMS`` lists the paper's figures and tables with the
 finding each one carries and the notebook that reproduces it, so that an item whose
-notebook has not been run (or saved no claim for it) shows up as "not run".
+notebook has not been run (or saved no claim for it) shows up as "not run". The "Why the toy differs" section's
+sentences (:func:`attention_text`, :func:`single_frame_text`, :func:`saturation_text`) are written from the tables of
+:mod:`flowutils.paper.toy_differs` that the page measures.
 """
 
 from __future__ import annotations
@@ -63,6 +65,11 @@ def criteria():
          "as Table E reads layer ranges)"),
         ("Table 2: the first-half knockout hurts", f"accuracy drop of at least {-temporal.PAPER_SMALLEST_DROP:g} points "
          "per task", "Table 2", "the paper: \"accuracy drops of at least 18%\" (Sec. 3.2)"),
+        ("Table 2: the answers change", f"in every task, of the questions whose open-ended answer names the true "
+         f"answer at baseline, the share whose answer changes under the first-half knockout has a 95% Wilson interval "
+         f"above {temporal.CHANGED_SHARE:g}%", "Table 2",
+         "this book's reading of \"incorrect or even opposite answers\" (the paper shows examples), bounded by its "
+         "smallest accuracy drop under the same knockout (18 points)"),
         ("Table B: the second-half knockout is marginal", f"the first half drops accuracy (below 0), the second half "
          f"by at most {-temporal.MARGINAL_DROP:g} points and less than the first (0 against 0 is inconclusive)",
          "Table B",
@@ -195,3 +202,63 @@ def toy_framing(results_dir: str | Path) -> str:
         text.append(f" **Warning: the pages ran different models ({'; '.join(models)}): their rows do not describe "
                     "one model.**")
     return " ".join(text).replace(" ;", ";").replace(" .", ".")
+
+
+# ----------------------------------------------------------------------------- why the toy differs
+def _ci(lo: float, hi: float) -> str:
+    return f"{max(lo, 0.0):.1f}-{min(hi, 100.0):.1f}"
+
+
+def attention_text(table) -> str:
+    """Markdown: what :func:`flowutils.paper.toy_differs.frame_attention_table` measured, one sentence per query
+    group (its attention on the video, the frames that get the most and the least, their ratio)."""
+    frames = [c for c in table.columns if c.startswith("frame ")]
+    lines = []
+    for _, r in table.iterrows():
+        top, low = max(frames, key=lambda c: r[c]), min(frames, key=lambda c: r[c])
+        lines.append(f"- The {r['query']} gives {r['video']:.1f}% of its attention to the video tokens (mean over "
+                     f"layers, heads, its positions and {int(r['questions'])} questions answered correctly), every "
+                     f"frame between {r[low]:.1f}% ({low}) and {r[top]:.1f}% ({top}): the most-read frame gets "
+                     f"{r[top] / r[low]:.2f} times the least-read one's share.")
+    return "\n".join(lines)
+
+
+def single_frame_wide(table):
+    """:func:`flowutils.paper.toy_differs.single_frame_table` as one row per task, one column per condition (the
+    full video, each kept frame): accuracy % with its Wilson 95% interval."""
+    t = table.assign(cell=[f"{a:.1f} ({_ci(lo, hi)})" for a, lo, hi in zip(table["accuracy"], table["lo"], table["hi"])])
+    wide = t.pivot(index="task", columns="kept", values="cell")
+    wide = wide.reindex(index=list(dict.fromkeys(t["task"])), columns=list(dict.fromkeys(t["kept"])))
+    n = t.groupby("task", sort=False)["questions"].max()
+    return wide.assign(questions=n).rename_axis(columns=None).reset_index()
+
+
+def single_frame_text(table) -> str:
+    """Markdown: the full video's accuracy against the best and worst single kept frame, over all tasks and per task."""
+    from ..paper.toy_differs import FULL
+
+    lines = []
+    for task, g in table.groupby("task", sort=False):
+        full, one = g[g["kept"] == FULL].iloc[0], g[g["kept"] != FULL]
+        best, worst = one.loc[one["accuracy"].idxmax()], one.loc[one["accuracy"].idxmin()]
+        lines.append(f"- {task}: {full['accuracy']:.1f}% ({_ci(full['lo'], full['hi'])}) with the full video; "
+                     f"with one frame kept, {worst['accuracy']:.1f}% ({worst['kept']}, {_ci(worst['lo'], worst['hi'])}) "
+                     f"to {best['accuracy']:.1f}% ({best['kept']}, {_ci(best['lo'], best['hi'])}), "
+                     f"{int(full['questions'])} questions.")
+    return "\n".join(lines)
+
+
+def saturation_text(table, k: int) -> str:
+    """Markdown: on the cross-frame sweep (window ``k``), how often the paper's metric stays flat while the logit
+    difference moves, and how saturated the baseline probabilities are (:func:`flowutils.paper.toy_differs.saturation_table`)."""
+    from ..paper.toy_differs import FLAT_PCT, MOVED_LOGIT, SATURATED_P
+
+    a = table[table["task"] == "all tasks"].iloc[0]
+    per_task = "; ".join(f"{r['task']} {r['hidden %']:.1f}%" for _, r in table.iterrows() if r["task"] != "all tasks")
+    return (f"- Cross-frame knockout in a window of {k} layers around each layer, {int(a['questions'])} questions "
+            f"answered correctly, {int(a['rows'])} rows (question x layer): the relative change of p(answer) stays "
+            f"within {FLAT_PCT:g}% in {a['flat %']:.1f}% of the rows.\n"
+            f"- In {a['hidden %']:.1f}% of the rows ({int(a['hidden'])}) it stays within {FLAT_PCT:g}% while the logit "
+            f"difference (true vs best false option) moves by more than {MOVED_LOGIT:g} logit: per task {per_task}.\n"
+            f"- {int(a['saturated'])} of {int(a['questions'])} questions start with p(answer) above {SATURATED_P:g} "
+            f"(median {a['median p']:.5f}): at such a probability a change of the margin barely moves p.")

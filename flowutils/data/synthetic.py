@@ -458,6 +458,25 @@ def reverse_answer(sample: SyntheticSample) -> str | None:
     return None
 
 
+def opposite_answer(task: str, answer: str, candidates) -> str | None:
+    """The opposite of ``answer`` where its text alone says what it is: the answer of the time-reversed video
+    (:func:`reverse_answer`) for Action Antonym (the antonym pair's other word), Action Sequence (the other
+    candidate: the action done second), Scene Transition (the two scenes swapped) and Moving Direction (the
+    reversed direction); None for Object Count (the reversed count depends on the video) and other tasks."""
+    if task == "action_antonym":
+        return next((p[1 - p.index(answer)] for p in ANTONYMS if answer in p), None)
+    if task == "action_sequence":
+        others = [c for c in candidates if c != answer]
+        return others[0] if len(others) == 1 else None
+    if task == "scene_transition":
+        m = re.fullmatch(r"From the (.+) to the (.+)\.", answer)
+        return f"From the {m.group(2)} to the {m.group(1)}." if m else None
+    if task == "moving_direction" and answer in DIRECTION_VECTORS:
+        dx, dy = DIRECTION_VECTORS[answer]
+        return next(d for d, v in DIRECTION_VECTORS.items() if v == (-dx, -dy))
+    return None
+
+
 def distractors(sample: SyntheticSample) -> int:
     """Objects in the scene that the question is not about: for Object Count those of another colour
     than the one asked, for a colour or shape question every object but the one it names, else 0."""

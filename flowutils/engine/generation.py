@@ -13,8 +13,9 @@ from .arm import check_plans, knockout_state
 
 @torch.no_grad()
 def generate(fm: FlowModel, prepared: PreparedInput, plan: KnockoutPlan | None = None, max_new_tokens: int = 16,
-             backend: str = "fast") -> str:
-    """Greedy open-ended continuation under ``plan``; decode steps inherit the last position's cuts.
+             backend: str = "fast", stop_ids=()) -> str:
+    """Greedy open-ended continuation under ``plan``; decode steps inherit the last position's cuts. It ends
+    after ``max_new_tokens``, at the end-of-sequence token, or after a token of ``stop_ids`` (kept in the text).
 
     A plain greedy loop over the model's own forward with its KV cache (``generate()`` rejects
     keyword arguments it does not know, such as the knockout state). Eager even in compiled layers
@@ -31,7 +32,7 @@ def generate(fm: FlowModel, prepared: PreparedInput, plan: KnockoutPlan | None =
         for _ in range(max_new_tokens):
             token = out.logits[:, -1].argmax(-1, keepdim=True)
             new.append(int(token))
-            if new[-1] == fm.tokenizer.eos_token_id:
+            if new[-1] == fm.tokenizer.eos_token_id or new[-1] in stop_ids:
                 break
             mask = torch.cat([mask, torch.ones_like(token)], dim=1)
             out = fm.model(input_ids=token, attention_mask=mask, **{cache: getattr(out, cache)}, use_cache=True,

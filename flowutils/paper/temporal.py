@@ -14,13 +14,15 @@ paper's numbers are :data:`PAPER_TABLE_2` and :data:`PAPER_TABLE_B_SECOND_HALF`.
 from __future__ import annotations
 
 import functools
+import math
+import re
 from dataclasses import replace
 
-from ..data.synthetic import TASK_TITLES
+from ..data.synthetic import TASK_TITLES, opposite_answer
 from ..engine import generate
 from ..knockout.flows import CROSS_FRAME
 from ..knockout.plan import KnockoutPlan
-from .claims import (METRICS, Claim, all_of, intervals_text, mean_estimate, metric, most_of, questions, range_means,
+from .claims import (METRICS, Claim, all_of, decide, intervals_text, mean_estimate, metric, most_of, questions, range_means,
                      stability, verdict_word)
 from ..analysis.runner import count_problems, layer_problems, run_questions
 from ..analysis.sweep import Sweep, run_sweep
@@ -315,3 +317,132 @@ def open_ended_examples(fm, samples, layers, num_frames: int = NUM_FRAMES, max_n
                          per_task=1, problems=problems, out=out, benchmark=benchmark, shard=shard,
                          num_shards=num_shards, progress=progress)
     return rows.drop(columns="sample_id", errors="ignore")  # no column at all when no question was answered
+
+
+# ----------------------------------------------------------------------------- Table 2: answers that change
+FORMS = ("open-ended", "multiple-choice")  # the open-ended prompt (Appendix C.1), the multiple-choice prompt's text
+CHANGED_SHARE = 18.0  # % of answers that change: the paper's smallest accuracy drop under the same knockout
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def named_answer(text: str, candidates) -> str | None:
+    """The candidate a generated continuation names: the one whose words the continuation's words start with,
+    after an option letter (``A )``, ``(B)``) if there is one; None where it names none."""
+    words = _words(text)
+    if len(words) > 1 and re.match(r"\s*\(?[A-Z]\s*\)", text):
+        words = words[1:]
+    named = [c for c in candidates if _words(c) and words[:len(_words(c))] == _words(c)]
+    return max(named, key=lambda c: len(_words(c))) if named else None
+
+
+def answer_change_rows(fm, question, layers, max_new_tokens: int = 12) -> list[dict]:
+    """One row of :func:`answer_changes`: the greedy continuation (up to its first full stop) at baseline and with
+    cross-frame attention blocked in ``layers``, the candidate each names (:func:`named_answer`), whether the
+    baseline's names the true answer, whether the knockout's answer differs from the baseline's and whether it is
+    the opposite of the true answer (:func:`flowutils.data.synthetic.opposite_answer`)."""
+    sample, prepared = question.sample, question.prepared
+    plan = KnockoutPlan.from_flows(prepared.layout, [CROSS_FRAME], layers)
+    stop = [i for i in fm.tokenizer.convert_tokens_to_ids(["."]) if i is not None]
+    base, ko = (_first_sentence(generate(fm, prepared, p, max_new_tokens, stop_ids=stop)) for p in (None, plan))
+    named_base, named_ko = named_answer(base, sample.candidates), named_answer(ko, sample.candidates)
+    opposite = opposite_answer(sample.task, sample.answer, sample.candidates)
+    form = FORMS[0] if getattr(sample, "open_ended_prefix", None) is not None else FORMS[1]
+    return [{"sample_id": question.sample_id, "task": sample.task, "form": form, "true answer": sample.answer,
+             "opposite": opposite or "", "baseline": base, "knockout": ko, "baseline answer": named_base or "",
+             "knockout answer": named_ko or "", "correct_baseline": named_base == sample.answer,
+             "changed": named_ko != named_base, "opposite_knockout": opposite is not None and named_ko == opposite}]
+
+
+def answer_changes(fm, samples, layers, num_frames: int = NUM_FRAMES, max_new_tokens: int = 12,
+                   per_task: int | None = None, forms=FORMS, progress: bool = False, *, out=None, benchmark=None):
+    """Table 2's open-ended answers, counted: every question (at most ``per_task`` per task) asked in each of
+    ``forms``: ``"open-ended"`` (the options left out, a sentence to complete:
+    :class:`flowutils.paper.open_ended.OpenEndedSample`) and ``"multiple-choice"`` (the paper's prompt; the
+    continuation after ``Best option:(`` names a letter and the option's text). One row per question and form
+    (:func:`answer_change_rows`), through the one per-question runner; ``out``/``benchmark``: its result store."""
+    from .open_ended import OpenEndedSample, completion_prefix
+    from ..analysis.runner import sample_id
+
+    import pandas as pd
+
+    layers = list(layers)
+    bad = [f for f in forms if f not in FORMS]
+    problems = layer_problems("layers", layers, fm.n_layers) + count_problems("max_new_tokens", max_new_tokens)
+    problems += [f"unknown form {f!r}; valid: {FORMS}" for f in bad]
+    measure = functools.partial(answer_change_rows, fm, layers=layers, max_new_tokens=max_new_tokens)
+    tables = []
+    for form in forms:
+        asked = samples if form == FORMS[1] else [OpenEndedSample(s, completion_prefix(s.task), sample_id(s, i))
+                                                  for i, s in enumerate(samples)]
+        tables.append(run_questions(fm, asked, measure, analysis="answer_changes", num_frames=num_frames,
+                                    params={"layers": layers, "max_new_tokens": max_new_tokens, "form": form},
+                                    sample_mode="all", per_task=per_task, problems=problems, out=out,
+                                    benchmark=benchmark, progress=progress))
+    return pd.concat(tables, ignore_index=True)
+
+
+def answer_change_table(rows):
+    """Per form and task (and over all tasks): the questions, those whose baseline answer names the true answer
+    (``answered``), and of those the share whose answer changes under the knockout and the share that becomes the
+    opposite answer (tasks with an opposite only), in % with Wilson 95% intervals."""
+    import pandas as pd
+
+    from ..analysis.uncertainty import wilson_interval
+
+    out = []
+    for form, f in rows.groupby("form", sort=False):
+        for task, g in [*f.groupby("task", sort=False), ("all tasks", f)]:
+            ok = g[g["correct_baseline"].astype(bool)]
+            row = {"form": form, "task": task_title(task), "questions": len(g), "answered": len(ok)}
+            with_opposite = ok[ok["opposite"].astype(str) != ""]
+            for name, part, hits in (("changed", ok, ok["changed"]), ("opposite", with_opposite,
+                                                                       with_opposite["opposite_knockout"])):
+                k, n = int(hits.astype(bool).sum()), len(part)
+                lo, hi = wilson_interval(k, n) if n else (math.nan, math.nan)
+                lo, hi = max(lo, 0.0), min(hi, 100.0)  # a rounding error outside [0, 100] at 0% or 100%
+                row.update({name: k, f"{name} of": n, f"{name} %": 100 * k / n if n else math.nan, f"{name} lo": lo,
+                            f"{name} hi": hi})
+            out.append(row)
+    return pd.DataFrame(out)
+
+
+def _changes_verdict(rows, form: str) -> bool | None:
+    t = answer_change_table(rows[rows["form"] == form]) if len(rows) else None
+    if t is None or not len(t):
+        return None
+    tasks = t[t["task"] != "all tasks"]
+    return all_of(decide(r["changed lo"], r["changed hi"], CHANGED_SHARE, "above", r["answered"])
+                  for _, r in tasks.iterrows())
+
+
+def answer_change_claim(rows, form: str = FORMS[0]) -> Claim:
+    """Table 2: with cross-frame attention blocked in the first half of the layers the answers become incorrect or
+    opposite: in every task, of the questions whose baseline answer (in ``form``) names the true answer, the share
+    whose answer changes has a Wilson 95% interval above :data:`CHANGED_SHARE` (holds), below it in some task
+    (does not hold), else (or with fewer than :data:`flowutils.paper.claims.MIN_QUESTIONS` answered in a task)
+    inconclusive. ``measured`` gives each form's counts, the opposite answers among them."""
+    t = answer_change_table(rows) if len(rows) else None
+    measured, intervals = [], []
+    for f in FORMS:
+        part = t[(t["form"] == f) & (t["task"] == "all tasks")] if t is not None else []
+        if len(part):
+            r = part.iloc[0]
+            measured.append(f"{f}: {r['answered']} of {r['questions']} answered correctly at baseline; of those "
+                            f"{r['changed']} changed ({r['changed %']:.1f}%), {r['opposite']} of the {r['opposite of']} with "
+                            f"an opposite answer became it")
+    if t is not None:
+        intervals = [f"{r['task']}: changed {r['changed']}/{r['answered']} [{r['changed lo']:.1f}, "
+                     f"{r['changed hi']:.1f}] > {CHANGED_SHARE:g}%" if r["answered"] else
+                     f"{r['task']}: no question answered correctly at baseline"
+                     for _, r in t[(t["form"] == form) & (t["task"] != "all tasks")].iterrows()]
+    mine = rows[rows["form"] == form] if len(rows) else rows
+    answered = int(mine["correct_baseline"].astype(bool).sum()) if len(mine) else 0
+    return Claim(SECTION, "Table 2: open-ended answers",
+                 f"blocking cross-frame attention in the first half of the layers changes the answers ({form} form) "
+                 f"of more than {CHANGED_SHARE:g}% of the questions answered correctly at baseline, in every task "
+                 "(incorrect or opposite answers)", "incorrect or even opposite answers in every task (Table 2)",
+                 "; ".join(measured) or "no answer", _changes_verdict(rows, form) if len(rows) else None, answered,
+                 "; ".join(intervals), stability(lambda r: _changes_verdict(r, form), mine) if len(mine) else "")

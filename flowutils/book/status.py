@@ -74,8 +74,12 @@ def criteria():
          f"by at most {-temporal.MARGINAL_DROP:g} points and less than the first (0 against 0 is inconclusive)",
          "Table B",
          f"this book; the paper's second-half drops are at most {-min(temporal.PAPER_TABLE_B_SECOND_HALF.values()):g} points"),
-        ("Figure 4: spatial before temporal", "the frequency-weighted mean layer of the spatial keywords' logit-lens "
-         "hits is below the temporal keywords'", "Figure 4", "this book's reading of the figure (the paper gives no number)"),
+        ("Figure 4: four criteria", "on the official code's lens, 95% bootstrap intervals over questions: (1) each "
+         "concept's hit rate per video position and layer above a uniform top-1 token's chance rate; (2) the spatial "
+         "keywords' share of the normalised frequency in the very early layers above a flat profile's; (3) the "
+         "temporal keywords' share in the middle layers above a flat profile's; (4) the frequency-weighted mean "
+         "layer, temporal minus spatial, above 0", "Figure 4",
+         "this book's reading of the figure (the paper gives no number); the layer ranges scale with the protocol"),
         ("Figure 5: temporal words attend to their frames", "\"begins\" puts a larger share of its attention on the "
          "first half of the frames than \"ends\" (a); the gap shrinks under cross-frame knockout (b)", "Figure 5",
          "this book's reading of the figure (the paper gives no number)"),

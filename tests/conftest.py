@@ -38,6 +38,17 @@ def tiny(request):
     return FlowModel(model.float(), processor, name=f"tiny-{request.param}")
 
 
+def rendered_questions(tasks, per_task: int) -> list:
+    """The first ``per_task`` test questions of each of ``tasks`` (seed 0), every 4th frame kept for speed, with the
+    ids ``task/i`` the analyses' store keys read."""
+    out = []
+    for task in tasks:
+        for i, s in enumerate(synthetic.generate(task, per_task, seed=0, split="test")):
+            s.frames, s.sample_id = s.frames[::4], f"{task}/{i}"
+            out.append(s)
+    return out
+
+
 @pytest.fixture(scope="session")
 def samples():
     """One rendered sample per video task (frames sampled to 4 for speed), with the id the analyses give it."""

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import tiny_llava_next_video
+from conftest import rendered_questions, tiny_llava_next_video
 from flowutils.analysis.logit_lens import layer_logits
 from flowutils.engine import run_baseline
 from flowutils.data import synthetic
@@ -104,11 +104,7 @@ def test_category_counts_against_a_hand_count():
 
 def test_lens_maps_match_the_logit_lens():
     fm = tiny_llava_next_video()
-    samples = []
-    for task in ("action_sequence", "moving_direction"):
-        s = next(synthetic.generate(task, 1, seed=0, split="test"))
-        s.frames, s.sample_id = s.frames[::4], task
-        samples.append(s)
+    samples = rendered_questions(("action_sequence", "moving_direction"), 1)
     words = {"spatial": ["red", "circle", "square"], "temporal": ["jump", "up", "left"]}
     maps = appendix.lens_maps(fm, samples, words, num_frames=4, sample_mode="all")
     for s in samples:

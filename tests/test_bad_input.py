@@ -18,7 +18,7 @@ from flowutils.knockout import windows
 from flowutils.knockout.plan import KnockoutPlan
 from flowutils.models.flow_model import FlowModel
 
-from conftest import copy_benchmark, tiny_llava_next_video
+from conftest import copy_benchmark, rendered_questions, tiny_llava_next_video
 
 SWEEP = dict(k=1, num_frames=4, sample_mode="all")
 
@@ -30,12 +30,7 @@ def fm():
 
 @pytest.fixture(scope="module")
 def questions():
-    out = []
-    for task in synthetic.VIDEO_TASKS[:3]:
-        s = next(synthetic.generate(task, 1, seed=0, split="test"))
-        s.frames, s.sample_id = s.frames[::4], f"{task}/0"
-        out.append(s)
-    return out
+    return rendered_questions(synthetic.VIDEO_TASKS[:3], 1)
 
 
 def _edit(root, task, change):

@@ -4,8 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import tiny_llava_next_video, unmodified_logits
-from flowutils.data import synthetic
+from conftest import rendered_questions, tiny_llava_next_video, unmodified_logits
 from flowutils.engine import knockout_logits
 from flowutils.knockout.plan import KnockoutPlan
 from flowutils.paper import multi_token
@@ -18,12 +17,7 @@ def fm():
 
 @pytest.fixture(scope="module")
 def questions():
-    out = []
-    for task in ("action_antonym", "moving_direction"):
-        s = next(synthetic.generate(task, 1, seed=0, split="test"))
-        s.frames, s.sample_id = s.frames[::4], task
-        out.append(s)
-    return multi_token.open_ended_questions(out)
+    return multi_token.open_ended_questions(rendered_questions(("action_antonym", "moving_direction"), 1))
 
 
 def test_anchor_stages_follow_the_response(fm, questions):

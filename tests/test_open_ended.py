@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import tiny_llava_next_video, unmodified_logits
+from conftest import rendered_questions, tiny_llava_next_video, unmodified_logits
 from flowutils.analysis.sweep import Sweep, run_sweep
 from flowutils.data import synthetic
 from flowutils.engine import knockout_logits
@@ -19,12 +19,7 @@ def fm():
 
 @pytest.fixture(scope="module")
 def questions():
-    out = []
-    for task in synthetic.VIDEO_TASKS:
-        for i, s in enumerate(synthetic.generate(task, 3, seed=0, split="test")):
-            s.frames, s.sample_id = s.frames[::4], f"{task}/{i}"
-            out.append(s)
-    return out
+    return rendered_questions(synthetic.VIDEO_TASKS, 3)
 
 
 def first_word(answer_text):

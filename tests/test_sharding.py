@@ -17,7 +17,7 @@ from flowutils.analysis.sweep import Sweep, run_sweep
 from flowutils.data import synthetic
 from flowutils.toy.models import build_toy
 
-from conftest import tiny_llava_next_video
+from conftest import rendered_questions, tiny_llava_next_video
 from tiny_families import tiny_config
 
 SWEEP = dict(k=1, num_frames=4, sample_mode="all")
@@ -25,12 +25,7 @@ SWEEP = dict(k=1, num_frames=4, sample_mode="all")
 
 def _setup():
     """The same model and questions in every process (seeded)."""
-    questions = []
-    for task in synthetic.VIDEO_TASKS:
-        for j, s in enumerate(synthetic.generate(task, 2, seed=0, split="test")):
-            s.frames, s.sample_id = s.frames[::4], f"{task}/{j}"
-            questions.append(s)
-    return tiny_llava_next_video(), questions
+    return tiny_llava_next_video(), rendered_questions(synthetic.VIDEO_TASKS, 2)
 
 
 @pytest.mark.parametrize("n, num_shards", [(10, 1), (10, 3), (2, 4), (0, 2)])

@@ -18,7 +18,7 @@ from flowutils.analysis.store import StoreError, load_questions, load_results, l
 from flowutils.analysis.sweep import Sweep, run_sweep
 from flowutils.data import synthetic
 
-from conftest import tiny_llava_next_video
+from conftest import rendered_questions, tiny_llava_next_video
 
 SWEEP = dict(k=1, num_frames=4, sample_mode="all")
 
@@ -31,12 +31,7 @@ def fm():
 @pytest.fixture(scope="module")
 def questions():
     """40 questions (8 per video task), 4 frames each, with their own ids."""
-    out = []
-    for task in synthetic.VIDEO_TASKS:
-        for j, s in enumerate(synthetic.generate(task, 8, seed=0, split="test")):
-            s.frames, s.sample_id = s.frames[::4], f"{task}/{j}"
-            out.append(s)
-    return out
+    return rendered_questions(synthetic.VIDEO_TASKS, 8)
 
 
 FLOWS = ["video->last", "cross-frame"]

@@ -287,8 +287,8 @@ def long_benchmark(parent, n_per_task: int, video_frames: int = 48, seed: int = 
 
 
 @dataclasses.dataclass
-class StillSample:
-    """A synthetic image question shown as a still video (the one frame repeated)."""
+class IdentifiedSample:
+    """An in-memory synthetic question made here (a still video, a harder render) with the id it is stored under."""
 
     task: str
     frames: np.ndarray
@@ -296,6 +296,7 @@ class StillSample:
     candidates: list
     answer: str
     sample_id: str
+    meta: dict = dataclasses.field(default_factory=dict)
 
 
 def still_video_samples(n_per_task: int, seed: int = 0, frames: int = 16, tasks=synthetic.IMAGE_TASKS) -> list:
@@ -303,8 +304,8 @@ def still_video_samples(n_per_task: int, seed: int = 0, frames: int = 16, tasks=
     out = []
     for task in tasks:
         for i, s in enumerate(synthetic.generate(task, n_per_task, seed, "test")):
-            out.append(StillSample(task, np.repeat(s.frames, frames, axis=0), s.question, list(s.candidates), s.answer,
-                                   f"still/{task}/{i}"))
+            out.append(IdentifiedSample(task, np.repeat(s.frames, frames, axis=0), s.question, list(s.candidates),
+                                        s.answer, f"still/{task}/{i}"))
     return out
 
 
@@ -372,27 +373,14 @@ def harden(sample, level: int, seed: int = 0):
                                meta={**sample.meta, "hardness": level})
 
 
-@dataclasses.dataclass
-class HardSample:
-    """A harder in-memory question (:func:`harden`) with its id."""
-
-    task: str
-    frames: np.ndarray
-    question: str
-    candidates: list
-    answer: str
-    sample_id: str
-    meta: dict = dataclasses.field(default_factory=dict)
-
-
 def hard_samples(tasks, n_per_task: int, level: int, seed: int = 0) -> list:
     """``n_per_task`` synthetic test questions of each task, rendered then made harder (:func:`harden`)."""
     out = []
     for task in tasks:
         for i, s in enumerate(synthetic.generate(task, n_per_task, seed, "test")):
             h = harden(s, level, seed)
-            out.append(HardSample(task, h.frames, h.question, list(h.candidates), h.answer,
-                                  f"hard{level}/{task}/{i}", h.meta))
+            out.append(IdentifiedSample(task, h.frames, h.question, list(h.candidates), h.answer,
+                                        f"hard{level}/{task}/{i}", h.meta))
     return out
 
 

@@ -54,9 +54,9 @@ import zlib
 
 import numpy as np
 
-from ..analysis.uncertainty import bootstrap_mean, curve, wilson_interval
+from ..analysis.uncertainty import curve, wilson_interval
 from ..data import synthetic
-from .claims import MIN_QUESTIONS, Claim, decide, stability, verdict_word
+from .claims import MIN_QUESTIONS, Claim, decide, mean_estimate, stability, verdict_word
 
 THRESHOLD_PCT = -5.0  # the paper's threshold of a significant drop (Table E)
 
@@ -257,15 +257,14 @@ def entropy_claim(entropies, seed: int = 0) -> Claim:
         return Claim("E", "Figure U", finding, "qualitative (Figure U)", "no question with the task's word", None, n=0)
 
     def measure(e):
-        mean, lo, hi = (float(x[0]) for x in bootstrap_mean(e["change"].to_numpy(), seed=seed))
-        return decide(lo, hi, 0.0, "above", len(e)), mean, lo, hi
+        return mean_estimate("frame entropy change", e["change"], 0.0, "above", seed=seed)
 
-    holds, mean, lo, hi = measure(entropies)
+    est = measure(entropies)
     return Claim("E", "Figure U", finding, "qualitative (Figure U)",
                  f"frame entropy {entropies['full attention'].mean():.3f} -> "
-                 f"{entropies['cross-frame knocked out'].mean():.3f} (mean change {mean:+.3f})", holds, n=n,
-                 interval=f"[{lo:+.3f}, {hi:+.3f}]",
-                 stability=stability(lambda e: measure(e)[0], entropies))
+                 f"{entropies['cross-frame knocked out'].mean():.3f} (mean change {est.value:+.3f})", est.holds, n=n,
+                 interval=f"[{est.lo:+.3f}, {est.hi:+.3f}]",
+                 stability=stability(lambda e: measure(e).holds, entropies))
 
 
 # ----------------------------------------------------------------------------- F.1 / F.2: long videos, stills

@@ -123,7 +123,18 @@ def _sweep(args) -> int:
     questions = table.sample_id.nunique() if len(table) else 0
     print(f"{len(table)} rows from {questions} question(s); {skip_summary(table.attrs['skipped'])}")
     print(f"results: {table.attrs['store']}  (read them with flowutils.analysis.load_results; shards are merged)")
+    print(timing_summary(table.attrs["timings"]))
     return 0
+
+
+def timing_summary(timings: dict) -> str:
+    """One line: questions per hour and seconds per question by phase (the runner's :class:`Timings`)."""
+    n = timings["questions"]
+    if not n:
+        return "timings: no question computed (all read back from the result store)"
+    phases = ", ".join(f"{p} {timings[f'{p}_s'] / n:.3f}" for p in ("read", "prepare", "baseline", "measure", "store"))
+    return (f"timings: {n} question(s) in {timings['wall_s']:.1f} s, {3600 * n / timings['wall_s']:.0f} questions/hour; "
+            f"s/question: {phases} (decoding {timings['decode_s'] / n:.3f}, in the reader thread)")
 
 
 if __name__ == "__main__":

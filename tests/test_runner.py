@@ -210,3 +210,67 @@ def test_the_explorer_measures_through_the_runner(tiny_fm, samples, broken):
     assert entry["predicted"] == sweep.predicted.iloc[0] and entry["layers"] == tiny_fm.n_layers
     with pytest.raises(ValueError, match=r"question action_antonym/0 skipped: video: .*action_antonym_00000\.mp4"):
         explore.measure_question(tiny_fm, broken[0], ["video->last"], k=1, num_frames=4)
+
+
+def test_videos_are_read_ahead_while_a_question_is_measured_and_give_what_a_plain_loop_gives(tiny_fm, broken,
+                                                                                              monkeypatch):
+    import threading
+
+    read, third_read = [], threading.Event()  # question 0's video is broken: 1 is the first measured
+
+    def recording_clip(sample, num_frames):
+        read.append(sample.sample_id)
+        if len(read) == 3:
+            third_read.set()
+        return question_clip(sample, num_frames)
+
+    from flowutils.data.video import question_clip
+    monkeypatch.setattr(runner, "question_clip", recording_clip)
+    overlapped = []
+
+    def measure(question):
+        if question.index == 1:  # the reader thread must fetch the next video while this one is measured
+            overlapped.append(third_read.wait(timeout=20))
+        pixels = question.prepared.inputs["pixel_values_videos"].double().sum().item()
+        return [{"sample_id": question.sample_id, "pixels": pixels}]
+
+    table = runner.run_questions(tiny_fm, broken, measure, analysis="test", num_frames=4, progress=False)
+    assert overlapped == [True]
+    # the plain loop: each video read when its question comes (the broken one is the runner's "video" skip)
+    plain = []
+    for i, sample in enumerate(broken):
+        try:
+            prepared = tiny_fm.prepare_sample(sample, 4)
+        except runner.BenchmarkError:
+            continue
+        plain.append({"sample_id": runner.sample_id(sample, i),
+                      "pixels": prepared.inputs["pixel_values_videos"].double().sum().item()})
+    pd.testing.assert_frame_equal(table, pd.DataFrame(plain))
+    assert [r["kind"] for r in table.attrs["skipped"]] == ["video"]
+
+
+def test_the_runner_times_its_phases_per_question_and_writes_them_to_the_provenance(tiny_fm, bench, tmp_path):
+    import json
+    import time
+
+    samples = load_benchmark(bench, "synthetic")  # videos on disk: their decoding is timed
+
+    def measure(question):
+        time.sleep(0.05)
+        return [{"sample_id": question.sample_id, "p": float(question.baseline.logits.max())}]
+
+    start = time.perf_counter()
+    table = runner.run_questions(tiny_fm, samples, measure, analysis="timed", num_frames=4, progress=False,
+                                 out=tmp_path)
+    wall = time.perf_counter() - start
+    timings = table.attrs["timings"]
+    assert timings["questions"] == len(samples)
+    assert 0.05 * len(samples) <= timings["measure_s"] < 0.05 * len(samples) + 2  # the sleep, not the baseline
+    assert timings["baseline_s"] > 0 and timings["prepare_s"] > 0 and timings["decode_s"] > 0
+    phases = sum(timings[f"{p}_s"] for p in runner.Timings.PHASES if p != "decode")
+    assert phases <= timings["wall_s"] <= wall
+    (provenance,) = (tmp_path / "").glob("*/provenance-*.json")
+    assert json.loads(provenance.read_text())["timings"] == timings
+    rerun = runner.run_questions(tiny_fm, samples, measure, analysis="timed", num_frames=4, progress=False,
+                                 out=tmp_path)
+    assert rerun.attrs["timings"]["questions"] == 0  # every question read back from the store

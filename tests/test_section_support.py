@@ -88,7 +88,7 @@ def test_claims_round_trip(tmp_path):
         claims.load_claims(tmp_path, ["effective_pathways"])
 
 
-def test_a_notebook_sweep_reads_what_the_sweep_command_stored(bench, tmp_path, monkeypatch):
+def test_a_notebook_sweep_reads_what_the_sweep_command_stored(bench, tmp_path, monkeypatch, capsys):
     """The notebooks' store arguments key a sweep as the command does: the rerun computes nothing."""
     from flowutils.analysis import runner, sweep as sweep_module
     from flowutils.cli import main
@@ -99,6 +99,7 @@ def test_a_notebook_sweep_reads_what_the_sweep_command_stored(bench, tmp_path, m
             "--n-per-task", "2", "--flows", "video->last", "--layers", "0", "5", "--sample-mode", "all",
             "--device", "cpu", "--out", str(tmp_path / "sweeps")]
     assert main(argv) == 0
+    assert "timings: 2 question(s) in " in capsys.readouterr().out  # s/question by phase, questions per hour
     monkeypatch.setattr(runner, "_question", lambda *a, **k: pytest.fail("the notebook recomputed a question"))
     store = parameters.sweep_store(defaults(results_dir=str(tmp_path)))
     table = sweep_module.run_sweep(load("toy-videollm"), load_benchmark(bench, "synthetic", ["object_count"], 2),

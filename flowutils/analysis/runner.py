@@ -21,6 +21,8 @@ What the runner does around the measurement:
   model answers correctly (``"correct"``) or wrongly (``"wrong"``) at baseline, or all; the
   others are *excluded*: recorded, no rows. ``per_task`` stops measuring a task once that many
   of its questions are done (one example per task, say).
+* **Videos read ahead.** A :class:`VideoReader` thread decodes the videos of the next questions while
+  the current one is measured (decoding is CPU work; the measurement is mostly GPU work).
 * **Prepare and baseline.** The runner prepares the question (``prepared.sample_id`` is its id);
   the baseline runs on first use (:attr:`Question.baseline`), once, whether the sample mode or
   the measurement asks for it first; a measurement that needs none (attention rows, say) runs none.
@@ -42,19 +44,22 @@ What the runner does around the measurement:
 ``attrs["skipped"]`` (records ``sample_id``, ``task``, ``kind``, ``reason``,
 :func:`flowutils.analysis.store.skip_summary`), ``attrs["store"]`` (the result set's
 directory; None without ``out``), ``attrs["excluded"]`` (questions outside the sample mode) and
-``attrs["sample_mode"]``; :func:`require_rows` turns an empty table into a message saying why.
+``attrs["sample_mode"]`` and ``attrs["timings"]`` (seconds per phase, :class:`Timings`; also written to the
+store's provenance); :func:`require_rows` turns an empty table into a message saying why.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
-from ..data.video import BenchmarkError
+from ..data.video import BenchmarkError, question_clip
 from ..engine import knockout_logits, run_baseline
 from ..inputs.layout import LayoutError
 from .shards import resolve_shard, shard_indices
@@ -70,13 +75,79 @@ class Skip(Exception):
         super().__init__(f"{kind}: {detail}")
 
 
+class Timings:
+    """Seconds spent per phase of a run, summed over its questions: ``read`` (waiting for a video that the
+    reader thread has not decoded yet), ``decode`` (the reader thread's own decoding, overlapped with the
+    phases below), ``prepare`` (processor, vision tower, token spans), ``baseline``, ``measure`` (the
+    measurement without its baseline: the knockouts of a sweep) and ``store`` (writing the rows)."""
+
+    PHASES = ("read", "decode", "prepare", "baseline", "measure", "store")
+
+    def __init__(self):
+        self.seconds = dict.fromkeys(self.PHASES, 0.0)
+        self.questions = 0  # questions run (not those read back from a store)
+        self.wall = 0.0  # the whole loop, store reads included
+
+    def add(self, phase: str, seconds: float) -> None:
+        self.seconds[phase] += seconds
+
+    def as_dict(self) -> dict:
+        return {"questions": self.questions, "wall_s": round(self.wall, 3),
+                **{f"{k}_s": round(v, 3) for k, v in self.seconds.items()}}
+
+
+def _sync(fm) -> None:
+    """Wait for ``fm``'s GPU, so that a phase's time holds its own kernels (CUDA runs them asynchronously)."""
+    if fm.device.type == "cuda":
+        torch.cuda.synchronize(fm.device)
+
+
+class VideoReader:
+    """Reads the videos of the questions to come in one background thread, ``ahead`` questions ahead of the one
+    being measured, so that decoding overlaps the GPU work; :meth:`take` returns a question's clip (or raises
+    what reading it raised: a :class:`BenchmarkError` becomes a ``video`` skip, as without the thread)."""
+
+    def __init__(self, samples, order, num_frames: int, timings: Timings, ahead: int = 2):
+        self.samples, self.num_frames, self.timings, self.ahead = samples, num_frames, timings, ahead
+        self.order = list(order)  # the questions to run, in the order they run
+        self.position = {i: p for p, i in enumerate(self.order)}
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowutils-video")
+        self.futures, self.next = {}, 0  # futures by position; the next position to submit
+
+    def _read(self, i: int):
+        start = time.perf_counter()
+        try:
+            return question_clip(self.samples[i], self.num_frames)
+        finally:
+            self.timings.add("decode", time.perf_counter() - start)
+
+    def take(self, i: int):
+        """The clip of question ``i`` (its place in ``samples``); submits the reads of the next ``ahead``."""
+        p = self.position[i]
+        while self.next < min(p + 1 + self.ahead, len(self.order)):
+            self.futures[self.next] = self.pool.submit(self._read, self.order[self.next])
+            self.next += 1
+        for passed in [q for q in self.futures if q < p]:  # questions not run after all (``per_task``)
+            self.futures.pop(passed).cancel()
+        future = self.futures.pop(p)
+        start = time.perf_counter()
+        try:
+            return future.result()
+        finally:
+            self.timings.add("read", time.perf_counter() - start)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
 class Question:
     """One question as a measurement sees it: ``sample``, ``index`` (its place in the sample list, which
     seeds per-question random draws), ``prepared`` (:meth:`FlowModel.prepare_sample`'s input, ``sample_id``
     set to the question's id) and the baseline forward, run on first use."""
 
-    def __init__(self, fm, sample, index: int, prepared):
+    def __init__(self, fm, sample, index: int, prepared, timings: Timings | None = None):
         self.fm, self.sample, self.index, self.prepared = fm, sample, index, prepared
+        self.timings = timings
 
     @property
     def sample_id(self) -> str:
@@ -85,8 +156,11 @@ class Question:
     @functools.cached_property
     def baseline(self):
         """The unmodified forward (:func:`flowutils.engine.run_baseline`); NaN or inf logits skip the question."""
+        start = time.perf_counter()
         base = run_baseline(self.fm, self.prepared)
-        require_finite(base.logits, "baseline logits")
+        require_finite(base.logits, "baseline logits")  # reads the logits: the GPU is done with them
+        if self.timings is not None:
+            self.timings.add("baseline", time.perf_counter() - start)
         return base
 
     @functools.cached_property
@@ -226,21 +300,29 @@ def run_key(fm, analysis: str, params: dict, sample_mode: str, per_task, num_fra
 
 # ----------------------------------------------------------------------------- the loop
 @torch.no_grad()
-def _question(fm, sample, index: int, sid: str, measure, num_frames: int, sample_mode: str):
-    """``(status, rows, reason)`` of one question (see :data:`flowutils.analysis.store.STATUSES`)."""
+def _question(fm, sample, index: int, sid: str, measure, sample_mode: str, clip, timings: Timings):
+    """``(status, rows, reason)`` of one question (see :data:`flowutils.analysis.store.STATUSES`); ``clip()``
+    returns its video."""
     try:
         try:
-            prepared = fm.prepare_sample(sample, num_frames)
+            video = clip()
+            start = time.perf_counter()
+            prepared = fm.prepare_sample(sample, clip=video)
+            _sync(fm)
+            timings.add("prepare", time.perf_counter() - start)
         except BenchmarkError as err:
             raise Skip("video", str(err)) from err
         except LayoutError as err:
             raise Skip("spans", str(err)) from err
         prepared.sample_id = sid
         check_context(fm, prepared)
-        question = Question(fm, sample, index, prepared)
+        question = Question(fm, sample, index, prepared, timings)
         if sample_mode != "all" and question.correct != (sample_mode == "correct"):
             return "excluded", [], ""
+        start, before = time.perf_counter(), timings.seconds["baseline"]
         rows = list(measure(question))
+        _sync(fm)
+        timings.add("measure", time.perf_counter() - start - (timings.seconds["baseline"] - before))
     except Skip as skip:
         return "skipped", [], str(skip)
     except (torch.OutOfMemoryError, RuntimeError) as err:
@@ -286,11 +368,13 @@ def run_questions(fm, samples, measure, *, analysis: str, num_frames: int, param
     done = Counter()  # questions done per task (per_task)
     excluded = 0  # questions outside the sample mode (require_rows says so)
     covered, frames, skipped = [], [], []  # covered: the questions this run answers for, in order
-    bar = tqdm(shard_indices(len(samples), shard, num_shards), disable=not progress,
-               desc=f"{analysis} {fm.name}" + (f" shard {shard}/{num_shards}" if num_shards > 1 else ""))
+    indices = list(shard_indices(len(samples), shard, num_shards))
+    timings, reader, start = Timings(), None, time.perf_counter()
     try:  # the store is closed (its shard's lock released) whatever happens, a notebook's kept traceback too
         finished = store.finished() if store is not None else {}
-        for i in bar:
+        reader = VideoReader(samples, [i for i in indices if ids[i] not in finished], num_frames, timings)
+        for i in tqdm(indices, disable=not progress,
+                      desc=f"{analysis} {fm.name}" + (f" shard {shard}/{num_shards}" if num_shards > 1 else "")):
             sample, sid = samples[i], ids[i]
             if per_task is not None and done[sample.task] >= per_task:
                 continue
@@ -302,23 +386,31 @@ def run_questions(fm, samples, measure, *, analysis: str, num_frames: int, param
                     raise ValueError(f"{store.dir}: question {sid!r} is stored with other content (question, "
                                      "candidates, answer or video changed); use another results directory")
             else:
-                status, rows, reason = _question(fm, sample, i, sid, measure, num_frames, sample_mode)
+                status, rows, reason = _question(fm, sample, i, sid, measure, sample_mode,
+                                                 functools.partial(reader.take, i), timings)
+                timings.questions += 1
+                written = time.perf_counter()
                 if store is not None:
                     store.record(sid, sample.task, fingerprint, status, rows, reason)
                 elif rows:
                     frames.append(pd.DataFrame(rows))
                 elif status == "skipped":
                     skipped.append((sid, sample.task, reason))
+                timings.add("store", time.perf_counter() - written)
             done[sample.task] += status == "done"
             excluded += status == "excluded"
     finally:
+        if reader is not None:
+            reader.close()
+        timings.wall = time.perf_counter() - start
         if store is not None:
+            store.provenance["timings"] = timings.as_dict()
             store.close()
     if store is None:
         table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         frame = skipped_frame(*zip(*skipped)) if skipped else skipped_frame([], [], [])
         table.attrs["skipped"] = frame.to_dict("records")
-        table.attrs.update(store=None, excluded=excluded, sample_mode=sample_mode)
+        table.attrs.update(store=None, excluded=excluded, sample_mode=sample_mode, timings=timings.as_dict())
         return table
     wanted = {sid: n for n, sid in enumerate(covered)}
     stored = load_results(store.dir, sample_ids=wanted)
@@ -326,7 +418,7 @@ def run_questions(fm, samples, measure, *, analysis: str, num_frames: int, param
         order = stored.sample_id.map(wanted)
         stored = stored.iloc[order.argsort(kind="stable")].reset_index(drop=True)
     stored.attrs["skipped"] = [r for r in stored.attrs["skipped"] if r["sample_id"] in wanted]
-    stored.attrs.update(store=str(store.dir), excluded=excluded, sample_mode=sample_mode)
+    stored.attrs.update(store=str(store.dir), excluded=excluded, sample_mode=sample_mode, timings=timings.as_dict())
     return stored
 
 

@@ -56,6 +56,14 @@ def sample_frames(frames: np.ndarray, num_frames: int) -> np.ndarray:
     return sample_clip(frames, num_frames).frames
 
 
+def question_clip(sample, num_frames: int = NUM_FRAMES) -> VideoClip:
+    """A question's video, sampled: read from its file (``video_path``, ``bound``), or from its in-memory frames
+    (a rendered synthetic sample)."""
+    if hasattr(sample, "video_path"):
+        return read_clip(sample.video_path, num_frames, sample.bound)
+    return sample_clip(sample.frames, num_frames)
+
+
 def read_frames(path: str | Path, num_frames: int = NUM_FRAMES, bound=None) -> np.ndarray:
     """The frames of :func:`read_clip`: ``[num_frames, height, width, 3]`` uint8."""
     return read_clip(path, num_frames, bound).frames

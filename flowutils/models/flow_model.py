@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data.video import VideoClip, read_clip, sample_clip
+from ..data.video import VideoClip, question_clip
 from ..inputs.prompt import build_prompt, prompt_text
 from ..inputs.layout import TokenLayout, build_layout
 from ..knockout.windows import protocol_for
@@ -122,13 +122,12 @@ class FlowModel:
             raise ValueError(f"{self.name}: answer {answer!r} has no known first sub-token after {prefix!r}")
         return full[n]
 
-    def prepare_sample(self, sample, num_frames: int = NUM_FRAMES) -> PreparedInput:
-        """Prepare a :class:`flowutils.data.VideoQASample` (read from disk) or a rendered synthetic sample."""
-        if hasattr(sample, "video_path"):
-            clip = read_clip(sample.video_path, num_frames, sample.bound)
-            sid = sample.sample_id
-        else:
-            clip, sid = sample_clip(sample.frames, num_frames), getattr(sample, "sample_id", sample.task)
+    def prepare_sample(self, sample, num_frames: int = NUM_FRAMES, clip: VideoClip | None = None) -> PreparedInput:
+        """Prepare a :class:`flowutils.data.VideoQASample` (read from disk) or a rendered synthetic sample;
+        ``clip``: its video, already read with :func:`flowutils.data.video.question_clip` (the runner reads
+        the next questions' videos ahead, in a thread)."""
+        clip = question_clip(sample, num_frames) if clip is None else clip
+        sid = sample.sample_id if hasattr(sample, "video_path") else getattr(sample, "sample_id", sample.task)
         return self.prepare(clip, sample.question, sample.candidates, sample.answer, sid, sample.task,
                             getattr(sample, "open_ended_prefix", None))
 

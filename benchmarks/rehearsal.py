@@ -1,5 +1,5 @@
 """Rehearse the real user's path on a GPU: the section notebooks, run by papermill as the "Rerun on a real
-model" page prints them, on random-weight checkpoints of the paper's 7B shapes.
+model" page prints them, on random-weight checkpoints of the paper's 7B shapes, and check the page's estimate.
 
 Two checkpoints are written in PLLaVA's legacy on-disk layout (``language_model.model.*``,
 ``vision_tower.*``, ``multi_modal_projector.*`` in safetensors shards, a LLaVA ``config.json``
@@ -9,13 +9,25 @@ with the real shapes: CLIP ViT-L/14 at 336 px, a Llama-2-7B language model, voca
 tokenizer is a word-level one built from local classes over the benchmark's words (no hub), padded
 so that ``<image>`` has the real id. Every ``config.json`` carries ``"flowutils_random_weights": true``.
 
-The benchmark is a TVBench-format one (``json/<task>.json`` + mp4 videos) rendered by
-``python -m flowutils data`` at the real resolution, checked with ``python -m flowutils validate
---decode-videos``. Then each section notebook runs as the Rerun page's command says (the paper's
-protocol comes from the manifests), and its wall time and peak GPU memory are written to
-``--out/rehearsal.json``, beside the Rerun page's estimate for the same questions.
+The benchmark is a TVBench-format one (``json/<task>.json`` + mp4 videos), rendered beforehand with
+``python -m flowutils data --size 336`` and checked here with ``python -m flowutils validate --decode-videos``.
 
-    python benchmarks/rehearsal.py --bench /tmp/bench --models /tmp/models --out $OUT
+Then, in this order:
+
+1. **Unit costs** (``unit_costs_<gpu>.json``): the seconds of each part the Rerun page's estimate is made of
+   (:data:`flowutils.book.rerun.UNITS`), each measured apart from the pages, per question through the
+   analyses' own functions and the runner's phase timings: the kernel's start and imports (papermill on a
+   one-cell notebook), loading a checkpoint, preparing a question, a full forward, a sweep plan, a generated
+   token, the logit-lens, keyword, word-attention and Table 3 measurements.
+2. **The pages**: each section notebook as the Rerun page's command says (the paper's protocol comes from
+   the manifests), its wall time and peak GPU memory written to ``rehearsal.json`` after each one.
+3. **The check**: :func:`flowutils.book.rerun.estimate` from those unit costs, for the rehearsal's questions,
+   sample mode and measured accuracy, against each page's measured wall time (the issue's bar: within 30%).
+
+Steps already done in ``--work`` (checkpoints, unit costs, pages) are not done again, so the run can be
+split over several calls on one machine.
+
+    python benchmarks/rehearsal.py --bench BENCH --models /tmp/models --out $OUT --sample-mode all
 
 Random weights make every verdict of these pages meaningless: this measures the path, not the paper.
 """
@@ -34,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 VIDEO_LLM, IMAGE_LLM = "llava-next-7b-video-ft", "llava-v1.6-vicuna-7b"
+DEVICE = "cuda"
 IMAGE_TOKEN_ID, VOCAB = 32000, 32064
 # LLaVA-NeXT-7B-Video-FT's shapes: CLIP ViT-L/14 at 336 px, Llama-2-7B
 VISION = {"model_type": "clip_vision_model", "hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
@@ -105,29 +118,124 @@ def write_checkpoint(path: Path, words: str, seed: int, device: str = "cuda") ->
         torch.cuda.empty_cache()
 
 
-def fixed_costs(models: Path, samples) -> dict:
-    """What the Rerun page's estimate leaves out, measured on the 7B checkpoint: loading it (seconds) and preparing
-    one question (video decoding, processor, vision tower, prompt; seconds, mean over ``samples``)."""
+def startup_seconds(work: Path) -> float:
+    """Seconds for papermill to start a kernel and import what the section pages import (a one-cell notebook)."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import torch, transformers, pandas, matplotlib\n"
+        "from flowutils.book import figures, parameters\n"
+        "from flowutils.paper import answer, integration, keywords, pathways, temporal\n"
+        "from flowutils.analysis import Sweep, run_sweep")])
+    nb.metadata["kernelspec"] = {"name": "flowutils", "display_name": "flowutils", "language": "python"}
+    path = work / "startup.ipynb"
+    nbformat.write(nb, path)
+    return run(["papermill", "--no-progress-bar", "-k", "flowutils", str(path), str(work / "startup-out.ipynb")],
+               work / "startup.log")
+
+
+def measure_units(models: Path, samples, work: Path, per_task: int = 2) -> dict:
+    """Seconds of each of the estimate's units (:data:`flowutils.book.rerun.UNITS`) on the 7B VideoLLM, measured
+    on the first ``per_task`` questions of each task through the analyses the pages call (no result store), and
+    the share of them the model answers correctly (``accuracy``)."""
     import torch
 
+    from flowutils.analysis import Sweep, run_sweep
+    from flowutils.engine import generate, run_baseline
+    from flowutils.knockout import FLOW_SETS
     from flowutils.models import load
+    from flowutils.paper import answer, integration, keywords, pathways
 
     os.environ["FLOWUTILS_MODEL_DIR"] = str(models)
-    torch.cuda.synchronize()
+    sync = torch.cuda.synchronize if DEVICE == "cuda" else (lambda: None)
+    units = {"startup": startup_seconds(work)}
+    sync()
     t0 = time.perf_counter()
-    fm = load(VIDEO_LLM, dtype=torch.bfloat16, device="cuda")
-    torch.cuda.synchronize()
-    load_s = time.perf_counter() - t0
-    fm.prepare_sample(samples[0])  # warm-up: CUDA kernels of the vision tower
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for s in samples[1:]:
-        fm.prepare_sample(s)
-    torch.cuda.synchronize()
-    prepare_s = (time.perf_counter() - t0) / (len(samples) - 1)
+    fm = load(VIDEO_LLM, dtype=torch.bfloat16, device=DEVICE)
+    sync()
+    units["load"] = time.perf_counter() - t0
+    seen, qs = {}, []
+    for s in samples:
+        seen[s.task] = seen.get(s.task, 0) + 1
+        if seen[s.task] <= per_task:
+            qs.append(s)
+    run_baseline(fm, fm.prepare_sample(qs[0]))  # warm-up: the first CUDA kernels of each kind
+    n = len(qs)
+
+    def per_question(table, phase="measure_s", count=n):
+        return table.attrs["timings"][phase] / count
+
+    flows = FLOW_SETS["vql-to-ql"] + FLOW_SETS["question-and-options-to-last"] + FLOW_SETS["vq-to-true-opt"]
+    sweep = run_sweep(fm, qs, Sweep(flows, fm.protocol.window_size, "center", sample_mode="all"), progress=False)
+    units["prepare"] = per_question(sweep, "prepare_s")
+    units["forward"] = per_question(sweep, "baseline_s")
+    units["plan"] = per_question(sweep) / (len(flows) * fm.n_layers)
+    table = answer.answer_table(fm, qs, progress=False)
+    units["lens"] = per_question(table)
+    accuracy = float(table.groupby("sample_id")["correct_baseline"].first().astype(bool).mean())
+    hits = keywords.keyword_hits(fm, qs, keywords.synthetic_keywords(), keywords.LENSES, sample_mode="all")
+    units["keywords"] = per_question(hits)
+    counting = [s for s in samples if s.task == "object_count"][:per_task]
+    third = fm.n_layers // 3
+    shares, _ = integration.word_attention(fm, counting, range(third, 2 * third), swap=True)
+    units["attention"] = per_question(shares, count=len(counting))
+    effective = {f: tuple(range(4, 9)) for f in pathways.EFFECTIVE_FLOWS}  # any cut: Table 3's work is the same
+    table3 = pathways.run_pathways(fm, qs, effective, progress=False)
+    units["table3"] = per_question(table3) + per_question(table3, "baseline_s")
+    tokens, seconds = 0, 0.0
+    for s in qs[:3]:
+        prepared = fm.prepare_sample(s)
+        sync()
+        t0 = time.perf_counter()
+        text = generate(fm, prepared, None, 12)
+        sync()
+        seconds += time.perf_counter() - t0
+        tokens += max(1, len(fm.tokenizer(text, add_special_tokens=False)["input_ids"]))
+    units["token"] = seconds / tokens
+    weights = sum(p.numel() * p.element_size() for p in fm.model.parameters()) / 2**30
+    tokens_per_prompt = fm.prepare_sample(qs[0]).layout.n
     del fm
-    torch.cuda.empty_cache()
-    return {"load_s": round(load_s, 2), "prepare_s_per_question": round(prepare_s, 4), "prepared": len(samples) - 1}
+    if DEVICE == "cuda":
+        torch.cuda.empty_cache()
+    return {"what": "seconds of each part of the Rerun page's estimate, measured on a random-weight checkpoint of "
+                    f"{VIDEO_LLM}'s shapes (benchmarks/rehearsal.py), per question over {n} questions "
+                    f"({per_task} per task; word attention on {len(counting)} object_count questions)",
+            "gpu": torch.cuda.get_device_name() if DEVICE == "cuda" else "CPU x", "torch": torch.__version__,
+            "shape": VIDEO_LLM,
+            "weights_gib": round(weights, 3), "tokens": tokens_per_prompt, "accuracy": accuracy,
+            "seconds": {u: round(v, 5) for u, v in units.items()}}
+
+
+def estimate_check(units: dict, sections: dict, samples, sample_mode: str, work: Path) -> dict:
+    """The Rerun page's estimate for the rehearsal's questions (its task sizes, sample mode and measured accuracy)
+    from ``units``, beside each page's measured wall time: ``{section: {estimate_s, measured_s, ratio}}``."""
+    import shutil
+
+    from flowutils.book import rerun
+
+    results = work / "estimate-inputs"  # the shapes benchmark, with this checkpoint's weights and tokens
+    (results / "user_path").mkdir(parents=True, exist_ok=True)
+    (results / "shapes").mkdir(exist_ok=True)
+    (results / "user_path" / "unit_costs_rehearsal.json").write_text(json.dumps(units))
+    shapes = json.loads(next((ROOT / "benchmarks" / "results" / "shapes").glob("model_shapes_*.json")).read_text())
+    for row in shapes["results"]:
+        if row["model"] == VIDEO_LLM:
+            row.update(weights_gib=units["weights_gib"], tokens=units["tokens"])
+    (results / "shapes" / "model_shapes_rehearsal.json").write_text(json.dumps(shapes))
+    tasks = {}
+    for s in samples:
+        tasks[s.task] = tasks.get(s.task, 0) + 1
+    table = rerun.estimate(VIDEO_LLM, IMAGE_LLM, "synthetic", results_dir=results, sample_mode=sample_mode,
+                           accuracy=units["accuracy"], tasks=tasks).set_index("section")
+    shutil.rmtree(results)
+    out = {}
+    for section, row in sections.items():
+        if section in table.index and row["returncode"] == 0:
+            est = float(table.loc[section, "estimated GPU hours"]) * 3600
+            out[section] = {"estimate_s": round(est, 1), "measured_s": row["wall_s"],
+                            "measured / estimate": round(row["wall_s"] / est, 3),
+                             "within_30pct": abs(est - row["wall_s"]) <= 0.3 * row["wall_s"]}
+    return out
 
 
 def run(cmd: list[str], log: Path) -> float:
@@ -144,9 +252,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bench", type=Path, required=True, help="folder of the rendered benchmark")
     ap.add_argument("--models", type=Path, required=True, help="$FLOWUTILS_MODEL_DIR for the two checkpoints")
-    ap.add_argument("--out", type=Path, required=True, help="rehearsal.json, the logs and the executed notebooks (tgz)")
+    ap.add_argument("--out", type=Path, required=True, help="rehearsal.json, unit_costs_<gpu>.json, logs, notebooks")
     ap.add_argument("--work", type=Path, default=Path("/tmp/rehearsal"), help="the executed notebooks and results")
     ap.add_argument("--sections", nargs="+", default=None)
+    ap.add_argument("--vocab", type=Path, nargs="*", default=(), help="more benchmark folders whose words the "
+                    "checkpoints' tokenizer must know (a larger one swept later with the same checkpoint)")
     ap.add_argument("--sample-mode", default=None, help="appended to the Rerun page's parameters: random weights "
                     "answer almost nothing correctly, so the paper's 'correct' leaves the pages without questions")
     args = ap.parse_args()
@@ -159,28 +269,44 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
     samples = load_benchmark(args.bench, "synthetic")
-    words = " ".join(s.question + " " + " ".join(s.candidates) for s in samples)
-    timings = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "questions": len(samples)}
-    start = time.perf_counter()
-    for name, seed in ((VIDEO_LLM, 0), (IMAGE_LLM, 1)):
-        write_checkpoint(args.models / name, words, seed)
-    timings["write_checkpoints_s"] = round(time.perf_counter() - start, 1)
-    timings["fixed_costs"] = fixed_costs(args.models, samples[:9])
-    print("fixed costs", timings["fixed_costs"], flush=True)
-    timings["validate_s"] = round(run([sys.executable, "-m", "flowutils", "validate", "--manifest", "synthetic",
-                                       "--root", str(args.bench), "--no-counts", "--decode-videos"],
-                                      args.out / "validate.log"), 1)
+    words = " ".join(s.question + " " + " ".join(s.candidates)
+                     for s in samples + [q for b in args.vocab for q in load_benchmark(b, "synthetic")])
+    record_file = args.work / "rehearsal.json"  # kept across calls on one machine
+    record = json.loads(record_file.read_text()) if record_file.is_file() else {
+        "what": __doc__.split("\n\n")[0].replace("\n", " "), "gpu": torch.cuda.get_device_name(),
+        "torch": torch.__version__, "transformers": __import__("transformers").__version__,
+        "questions": len(samples), "sections": {}}
+
+    def save():
+        record_file.write_text(json.dumps(record, indent=1))
+        (args.out / f"rehearsal_{record['gpu'].split()[1]}.json").write_text(json.dumps(record, indent=1))
+
+    if "write_checkpoints_s" not in record:
+        start = time.perf_counter()
+        for name, seed in ((VIDEO_LLM, 0), (IMAGE_LLM, 1)):
+            write_checkpoint(args.models / name, words, seed)
+        record["write_checkpoints_s"] = round(time.perf_counter() - start, 1)
+        record["validate_s"] = round(run([sys.executable, "-m", "flowutils", "validate", "--manifest", "synthetic",
+                                          "--root", str(args.bench), "--no-counts", "--decode-videos"],
+                                         args.out / "validate.log"), 1)
+        save()
+    units_file = args.work / "unit_costs.json"
+    if not units_file.is_file():
+        units_file.write_text(json.dumps(measure_units(args.models, samples, args.work), indent=1))
+    units = json.loads(units_file.read_text())
+    (args.out / f"unit_costs_{units['gpu'].split()[1]}.json").write_text(json.dumps(units, indent=1))
+    print("unit costs", units["seconds"], "accuracy", units["accuracy"], flush=True)
     commands = rerun.commands(VIDEO_LLM, IMAGE_LLM, str(args.bench), "synthetic", str(args.work / "results"))
     env = dict(os.environ, FLOWUTILS_MODEL_DIR=str(args.models))
     prefix = dict(line.split("=", 1) for line in commands.splitlines()[:2])
     real, pm = prefix["REAL"].strip('"'), prefix["PM"].strip('"')
     if args.sample_mode:
         real += f" -p sample_mode {args.sample_mode}"
-    timings["parameters"] = real.replace(str(args.bench), "BENCH").replace(str(args.work / "results"), "RESULTS")
-    sections = {}
+    record["parameters"] = real.replace(str(args.bench), "BENCH").replace(str(args.work / "results"), "RESULTS")
+    sections = record["sections"]
     for line in commands.splitlines()[2:]:
         section = line.split("notebooks/")[1].split(".ipynb")[0]
-        if args.sections and section not in args.sections:
+        if (args.sections and section not in args.sections) or sections.get(section, {}).get("returncode") == 0:
             continue
         line = line.replace("$REAL", real).replace("$PM", pm).replace(f"book/{section}.ipynb",
                                                                         str(args.work / f"{section}.ipynb"))
@@ -197,17 +323,13 @@ def main():
         if proc.returncode:
             sections[section]["error"] = proc.stderr[-2000:]
         print(section, sections[section], flush=True)
-        timings["sections"] = sections  # written after every notebook: a run cut off keeps what it measured
-        (args.out / "rehearsal.json").write_text(json.dumps(timings, indent=1))
-    est = rerun.estimate(VIDEO_LLM, IMAGE_LLM, "tvbench")  # per question: the estimator reads task sizes from it
-    per_question = {r["section"]: r["estimated GPU hours"] * 3600 / r["questions"] for _, r in est.iterrows()}
-    for section, row in sections.items():
-        if section in per_question:
-            row["estimate_s"] = round(per_question[section] * len(samples), 1)
-    (args.out / "rehearsal.json").write_text(json.dumps(timings, indent=1))
-    subprocess.run(["tar", "czf", str(args.out / "notebooks.tgz"), "-C", str(args.work)]
-                   + [p.name for p in args.work.glob("*.ipynb")], check=True)
-    print(json.dumps(timings, indent=1))
+        save()  # after every notebook: a run cut off keeps what it measured
+    record["estimate_check"] = estimate_check(units, sections, samples, args.sample_mode or "correct", args.work)
+    save()
+    notebooks = [p.name for p in args.work.glob("*.ipynb") if p.stem in sections]
+    if notebooks:
+        subprocess.run(["tar", "czf", str(args.out / "notebooks.tgz"), "-C", str(args.work)] + notebooks, check=True)
+    print(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

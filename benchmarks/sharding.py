@@ -62,14 +62,15 @@ NO_MULTICAST = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1"
 
 
 def workdir_inputs(work: Path, size: str, fields: dict, dtype, device: str, benchmark: str | None,
-                   n_per_task: int) -> tuple[Path, Path]:
-    """``(checkpoint, benchmark)`` in ``work``: the random-weight checkpoint ``checkpoint-<size>`` and the
-    synthetic benchmark (or ``benchmark``), each built only where missing, so that reruns reuse them."""
+                   n_per_task: int, build: bool = True) -> tuple[Path, Path]:
+    """``(checkpoint, benchmark)`` in ``work``: the random-weight checkpoint ``checkpoint-<size>`` (not built
+    unless ``build``) and the synthetic benchmark (or ``benchmark``), each built only where missing, so that
+    reruns reuse them."""
     from flowutils.data import synthetic
 
     work.mkdir(parents=True, exist_ok=True)
     checkpoint = work / f"checkpoint-{size}"
-    if not (checkpoint / "config.json").is_file():
+    if build and not (checkpoint / "config.json").is_file():
         build_checkpoint(checkpoint, fields, dtype, device)
     bench = Path(benchmark or work / f"benchmark-{n_per_task}")
     if not (bench / "benchmark_info.json").is_file():

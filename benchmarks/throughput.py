@@ -17,6 +17,14 @@ Setup (not timed):
   range of their question-and-option token counts);
 * one process that imports what the sweep imports and starts CUDA (no cold start in the timed run).
 
+With ``--checkpoint DIR`` the sweep runs on that checkpoint instead, under its model manifest's name (the
+folder's name, found through ``$FLOWUTILS_MODEL_DIR``): the rehearsal's PLLaVA-layout LLaVA-NeXT-7B-Video-FT
+shape (``benchmarks/rehearsal.py``), with its pooling to 144 tokens per frame and the paper's protocol.
+
+Also reported: the GPU's busy time (``nvidia-smi``'s utilisation, sampled every 200 ms over the sweep) and the
+seconds per question of each phase (the runner's timings in the store's provenance: reading a video not yet
+decoded by the reader thread, preparing, baseline, knockouts, store writes; decoding itself overlaps them).
+
 GPU: ``python benchmarks/throughput.py --benchmark DIR`` (writes ``benchmarks/results/throughput/throughput_<gpu>.json``).
 CPU smoke test: ``python benchmarks/throughput.py --device cpu --size tiny --n-per-task 1 --json /tmp/tp.json``
 """
@@ -25,6 +33,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -46,7 +56,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     ap.add_argument("--size", default="7b", choices=list(SIZES))
-    ap.add_argument("--n-per-task", type=int, default=16, help=f"questions of each of {len(TASKS)} tasks")
+    ap.add_argument("--n-per-task", type=int, default=16, help="questions of each task")
+    ap.add_argument("--tasks", nargs="+", default=TASKS)
+    ap.add_argument("--checkpoint", type=Path, help="an existing checkpoint folder named by its model manifest "
+                    "(default: build the toy recipe's architecture at --size)")
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--benchmark", help="synthetic benchmark folder (rendered there if missing; needs PyAV)")
     ap.add_argument("--workdir", default="/tmp/flowutils-throughput")
@@ -67,14 +80,24 @@ def main() -> None:
     dtype = "bfloat16" if args.device == "cuda" else "float32"
     # the checkpoint is built on the GPU: a 7B model initialises in seconds there, minutes on CPUs
     checkpoint, bench = workdir_inputs(work, args.size, SIZES[args.size], getattr(torch, dtype), args.device,
-                                       args.benchmark, args.n_per_task)
+                                       args.benchmark, args.n_per_task, build=args.checkpoint is None)
+    model = str(checkpoint)
+    if args.checkpoint is not None:
+        checkpoint, model = args.checkpoint.resolve(), args.checkpoint.name
+        os.environ["FLOWUTILS_MODEL_DIR"] = str(checkpoint.parent)
     device = "cuda:0" if args.device == "cuda" else "cpu"
-    sweep_args = ["--model", str(checkpoint), "--benchmark", str(bench), "--manifest", "synthetic",
-                  "--tasks", *TASKS, "--n-per-task", str(args.n_per_task), "--flow-set", *FLOW_SETS,
+    sweep_args = ["--model", model, "--benchmark", str(bench), "--manifest", "synthetic",
+                  "--tasks", *args.tasks, "--n-per-task", str(args.n_per_task), "--flow-set", *FLOW_SETS,
                   "--sample-mode", "all", "--frames", str(args.frames), "--dtype", dtype, "--device", device]
     sweep_args += ["--compile"] if args.compile else []
     warm_up([device])
+    sampler = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                                "-lms", "200"], stdout=subprocess.PIPE, text=True) if args.device == "cuda" else None
     timed = run([sys.executable], sweep_args, work / "results", work / "log.txt")
+    busy = None
+    if sampler is not None:
+        sampler.terminate()
+        busy = [int(v) for v in sampler.communicate()[0].split() if v.isdigit()]
     store = next(d for d in (work / "results").iterdir() if d.is_dir())
     rows, questions = load_results(store), load_questions(store)
     shard = shard_times(store, timed["launched"], timed["wall_s"])[0]
@@ -82,11 +105,14 @@ def main() -> None:
     gpu = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     lengths = [len(tokenizer(f"{s.question} {' '.join(s.candidates)}")["input_ids"])
-               for s in load_benchmark(bench, "synthetic", TASKS, args.n_per_task)]
+               for s in load_benchmark(bench, "synthetic", args.tasks, args.n_per_task)]
+    provenance = json.loads(next(store.glob("provenance-*.json")).read_text())
+    phases = provenance["timings"]
+    per_question = {k[:-2]: round(v / phases["questions"], 4) for k, v in phases.items() if k.endswith("_s")}
     result = {
         "device": gpu, "torch": torch.__version__, "transformers": __import__("transformers").__version__,
         "size": args.size, "model": SIZES[args.size], "parameters": parameter_count(checkpoint), "dtype": dtype,
-        "frames": args.frames, "tasks": TASKS, "questions": n_questions, "rows": len(rows),
+        "frames": args.frames, "tasks": args.tasks, "questions": n_questions, "rows": len(rows),
         "question_and_option_tokens": {"min": min(lengths), "max": max(lengths), "distinct": len(set(lengths))},
         "sweep": "the paper's four flow sets, every layer, k = 9 (scaled), sample_mode all, backend fast",
         "compiled_layers": args.compile,
@@ -95,6 +121,10 @@ def main() -> None:
         "questions_per_hour": round(n_questions / timed["wall_s"] * 3600, 1),
         "questions_per_hour_sweep_only": round(n_questions / shard["sweep_s"] * 3600, 1),
         "s_per_question": round(timed["wall_s"] / n_questions, 3),
+        "s_per_question_by_phase": per_question,
+        "gpu_busy_pct": None if not busy else {
+            "mean_over_wall": round(sum(busy) / len(busy), 1), "samples": len(busy),
+            "how": "nvidia-smi utilization.gpu every 200 ms, launch to exit (startup and loading included)"},
         "included": "launch, imports, loading and hashing the checkpoint, video decoding, processor, vision tower, "
                     "baseline, knockouts, result store writes",
     }

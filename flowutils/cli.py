@@ -21,6 +21,8 @@ def main(argv=None) -> int:
     d.add_argument("--n-per-task", type=int, default=24)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--split", default="test", choices=list(synthetic.SPLIT_SEEDS))
+    d.add_argument("--size", type=int, default=synthetic.RenderConfig.size,
+                   help="frame size in pixels (the toy's 64; 336 renders at the paper models' input resolution)")
     v = sub.add_parser("validate", help="compare a local benchmark copy with its manifest")
     v.add_argument("--manifest", required=True, choices=manifests.benchmark_manifests())
     v.add_argument("--root", required=True)
@@ -34,8 +36,13 @@ def main(argv=None) -> int:
     if args.command == "data":
         if args.n_per_task <= 0:
             ap.error(f"--n-per-task must be >= 1, got {args.n_per_task}")
-        root = synthetic.write_benchmark(synthetic.benchmark_dir(args.root, args.seed, args.split, args.n_per_task),
-                                         args.n_per_task, args.seed, args.split)
+        if args.size < 16:
+            ap.error(f"--size must be >= 16 pixels, got {args.size}")
+        folder = synthetic.benchmark_dir(args.root, args.seed, args.split, args.n_per_task)
+        if args.size != synthetic.RenderConfig.size:  # one folder per configuration
+            folder = folder.with_name(f"{folder.name}-{args.size}px")
+        root = synthetic.write_benchmark(folder, args.n_per_task, args.seed, args.split,
+                                         cfg=synthetic.RenderConfig(size=args.size))
         print(root)
         return 0
     if args.min_frames is not None and not args.decode_videos:

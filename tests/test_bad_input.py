@@ -218,6 +218,7 @@ def test_no_tasks_and_unknown_manifest(bench):
 @pytest.mark.parametrize("argv, message", [
     (["data", "--n-per-task", "0"], "--n-per-task must be >= 1"),
     (["data", "--seed", "abc"], "invalid int value: 'abc'"),
+    (["data", "--size", "8"], "--size must be >= 16 pixels"),
     (["sweep", "--model", "m", "--benchmark", "b", "--out", "o", "--flow-set", "nope"], "invalid choice: 'nope'"),
     (["sweep", "--model", "m", "--benchmark", "b", "--out", "o"], "one of the arguments --flows --flow-set is required"),
     (["sweep", "--model", "m", "--benchmark", "b", "--out", "o", "--flows", "x", "--dtype", "fp8"], "invalid choice"),

@@ -182,18 +182,27 @@ def test_rerun_estimate_matches_a_hand_computation(tmp_path):
     shape = {"model": "llava-next-7b-video-ft", "layers": 32, "hidden": 4096, "tokens": 1000, "plans": 100,
              "fast_s_per_question": 2.0, "peak_mem_gib": 20.0, "weights_gib": 10.0}
     (tmp_path / "shapes").mkdir()
-    (tmp_path / "speed").mkdir()
+    (tmp_path / "user_path").mkdir()
     (tmp_path / "shapes" / "model_shapes_X.json").write_text(json.dumps({"gpu": "X", "results": [shape]}))
-    (tmp_path / "speed" / "knockout_sweep_X.json").write_text(json.dumps(
-        {"reference_s_per_sample": 50.0, "plans_per_sample": 100, "weights_gib": 5.0, "tokens": 2000}))
-    t = rerun.estimate("llava-next-7b-video-ft", "llava-v1.6-vicuna-7b", "tvbench", results_dir=tmp_path).set_index("section")
-    plan, forward = 2.0 / 100, 50.0 / 100 * (10 / 5) * (1000 / 2000)  # 0.02 s, 0.5 s
-    questions = 320 + 528 + 185 + 232 + 148  # TVBench's five analysed tasks
-    flows = 4 + 3 + 3  # Figures 3, 6 and 7
-    expected = {"temporal_interaction": (2 * 32 * plan + 2 * forward) * questions,
-                "video_language_integration": (flows * 32 * plan + forward) * questions,
-                "answer_generation": forward * questions,
-                "effective_pathways": 7 * forward * questions + 3 * 32 * plan * 320}
+    # measured on a shape of half the weights and twice the tokens: compute x1, loading and tokens x2
+    units = dict(startup=10.0, load=20.0, prepare=0.5, forward=0.25, plan=0.01, token=0.02, lens=0.3, keywords=0.4,
+                 attention=0.6, table3=2.0)
+    (tmp_path / "user_path" / "unit_costs_X.json").write_text(json.dumps(
+        {"gpu": "X", "shape": "s", "weights_gib": 5.0, "tokens": 2000, "seconds": units}))
+    t = rerun.estimate("llava-next-7b-video-ft", "llava-v1.6-vicuna-7b", "tvbench", results_dir=tmp_path,
+                       sample_mode="correct", accuracy=0.5).set_index("section")
+    su, ld, pr, fw, pl, tk = 10.0, 40.0, 0.5, 0.25, 0.01, 0.04
+    sizes = {"action_antonym": 320, "action_sequence": 528, "scene_transition": 185, "moving_direction": 232,
+             "object_count": 148}  # TVBench's five analysed tasks
+    n, kept = sum(sizes.values()), sum(sizes.values()) / 2
+    asked = 5 * 16  # Table 2's answers: 16 per task, two forms, two generations of 12 tokens each
+    temporal = (su + 2 * ld + 4 * n * (pr + fw) + (kept + n) * 32 * pl + 1.5 * kept * fw
+                + 10 * (pr + fw) + 5 * 2 * 10 * tk + 2 * asked * pr + 2 * asked * 2 * 12 * tk)
+    integration = (su + ld + n * (pr + fw) + kept * 10 * 32 * pl + 528 * (pr + fw) + 264 * 0.4
+                   + 148 * (pr + fw + 0.6))
+    expected = {"temporal_interaction": temporal, "video_language_integration": integration,
+                "answer_generation": su + ld + n * (pr + fw + 0.3),
+                "effective_pathways": su + ld + 320 * (pr + fw) + 160 * 3 * 32 * pl + n * (pr + 2.0)}
     for section, seconds in expected.items():
         assert t.loc[section, "estimated GPU hours"] == pytest.approx(seconds / 3600)
     # the base (same shape, found by layers and hidden size) adds its weights where both models are loaded

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -95,3 +97,15 @@ def test_videos_encode_to_the_same_bytes_every_time(tmp_path):
             S.write_video(tmp_path / f"{i}-{j}.mp4", sample.frames, fps=8)
             encodings.add((tmp_path / f"{i}-{j}.mp4").read_bytes())
         assert len(encodings) == 1, f"object_count sample {i}: {len(encodings)} different encodings"
+
+
+def test_the_data_command_renders_at_the_size_asked_in_a_folder_of_its_own(tmp_path, capsys):
+    from flowutils.cli import main
+    from flowutils.data import load_benchmark
+    from flowutils.data.video import read_frames
+
+    assert main(["data", "--root", str(tmp_path), "--n-per-task", "1", "--size", "96"]) == 0
+    root = Path(capsys.readouterr().out.strip())
+    assert root.name == "synthetic-test-seed0-n1-96px"
+    sample = load_benchmark(root, "synthetic")[0]
+    assert read_frames(sample.video_path, 4).shape == (4, 96, 96, 3)

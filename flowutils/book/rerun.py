@@ -1,15 +1,14 @@
 """The "Rerun on a real model" page: the section notebooks' papermill commands for a paper model, and the
-run time and GPU memory to expect, built from the model manifests and the GPU shapes benchmark.
+run time and GPU memory to expect, built from the model manifests and the GPU benchmarks.
 
-Time is estimated, not measured on the real checkpoint. Per section: the windowed knockout
-plans it runs per question times the seconds per plan that ``benchmarks/model_shapes.py``
-measured for a random-weight model of the same language-model shape (its full sweep's seconds
-over its plans; these plans reuse the unchanged prefix), plus the full forwards it runs (plain
-forwards, and plans cut from the first layer) times the reference backend's seconds per plan
-of ``benchmarks/knockout_sweep.py`` scaled by weights x tokens to that shape; all times the
-questions it reads (the benchmark manifest's task sizes). Decoding videos, the vision tower and
-writing results are not included. Memory is the benchmark's peak for that shape, plus the ImageLLM
-base's weights on the pages that load both models.
+Time is estimated from measured parts: :func:`section_work` counts what a page runs (starting its
+kernel, loading its checkpoints, preparing each question once per analysis that reads it,
+baselines, windowed sweep plans, generated tokens, the logit-lens, keyword, word-attention and
+Table 3 measurements), and :func:`unit_costs` gives each part's seconds, measured per question on
+a GPU by ``benchmarks/rehearsal.py`` for a 7B shape and moved to other shapes by weights x tokens
+(:func:`scaled_units`). The rehearsal then times the pages themselves and checks this estimate
+against them. Memory is the shapes benchmark's peak for that shape, plus the ImageLLM base's
+weights on the page that loads both models.
 """
 
 from __future__ import annotations
@@ -23,27 +22,66 @@ from ..knockout.windows import protocol_for
 from ..models.catalog import benchmark_results, shape_benchmarks
 from ..models.loading import model_manifests
 from ..paper.keywords import figure4_choice
-from ..paper.pathways import resolve_random_rule
+from ..paper.pathways import EFFECTIVE_FLOWS, resolve_random_rule
 
 SECTIONS = ("temporal_interaction", "video_language_integration", "answer_generation", "effective_pathways")
 WITH_BASE = ("temporal_interaction",)  # pages that also load the ImageLLM base
-TABLE3_CONDITIONS = 7  # full attention, effective pathways, 5 random draws (the 3.5 page's defaults)
+# what a page's work is made of, each measured on the GPU per question (``benchmarks/rehearsal.py``): starting the
+# kernel and importing, loading a checkpoint, preparing a question (decoding its video, the processor, the vision
+# tower), a full forward, one windowed sweep plan, one generated token, and the measurements of one question of
+# the logit-lens answer table, the keyword hits, the word attention and Table 3's conditions
+UNITS = ("startup", "load", "prepare", "forward", "plan", "token", "lens", "keywords", "attention", "table3")
+OPEN_ENDED_PER_TASK = 16  # the 3.2 page's open_ended_per_task: questions per task whose answers are generated
+ANSWER_TOKENS = 12  # tokens generated per answer (temporal.answer_changes' max_new_tokens; 10 for the examples)
 
 
-def plans_per_question(section: str, layers: int) -> dict[str, int]:
-    """What a section runs per question: ``sweep`` plans (windowed knockouts, which reuse the unchanged
-    prefix), ``forwards`` (plans cut from the first layer or plain forwards: a full forward each) and
-    ``selection`` sweep plans on the selection task's questions only."""
-    if section == "temporal_interaction":  # cross-frame at every layer in both models; the VideoLLM's two halves
-        return {"sweep": 2 * layers, "forwards": 2, "selection": 0}
-    if section == "video_language_integration":
-        flows = FLOW_SETS["vql-to-ql"] + FLOW_SETS["question-and-options-to-last"] + FLOW_SETS["vq-to-true-opt"]
-        return {"sweep": len(flows) * layers, "forwards": 1, "selection": 0}  # + the logit-lens forward
-    if section == "answer_generation":
-        return {"sweep": 0, "forwards": 1, "selection": 0}
-    if section == "effective_pathways":  # Table E's sweep on one task, Table 3's conditions on every question
-        return {"sweep": 0, "forwards": TABLE3_CONDITIONS, "selection": 3 * layers}
-    raise ValueError(f"unknown section {section!r}; valid: {SECTIONS}")
+def section_work(section: str, layers: int, tasks: dict[str, int], sample_mode: str = "correct",
+                 accuracy: float = 1.0, selection_task: str = "action_antonym", keyword_task: str | None = None,
+                 counting_task: str = "object_count") -> dict[str, float]:
+    """How many of each unit (:data:`UNITS`) a section spends on a benchmark of ``tasks`` (``{task: questions}``),
+    as its notebook runs: every question is prepared and its baseline run by each analysis that reads it; the
+    knockouts, lens and generations run on the questions the sample mode keeps (``accuracy``: the share the model
+    answers correctly). ``keyword_task``: Figure 4's task (None: every task)."""
+    n, n_tasks = sum(tasks.values()), len(tasks)
+    share = {"all": 1.0, "correct": accuracy, "wrong": 1 - accuracy}[sample_mode]
+    kept = n * share
+    work = dict.fromkeys(UNITS, 0.0)
+    work["startup"], work["load"] = 1, 2 if section in WITH_BASE else 1
+
+    def visit(questions, plans=0.0, **units):  # an analysis through the runner: prepare + baseline per question
+        work["prepare"] += questions
+        work["forward"] += questions
+        work["plan"] += plans
+        for unit, count in units.items():
+            work[unit] += count
+
+    if section == "temporal_interaction":
+        visit(n, plans=kept * layers)  # Figure 2, the VideoLLM
+        visit(n, plans=n * layers)  # the ImageLLM, over every question
+        visit(n, forward=kept)  # Table 2, first half: cut from layer 0, a full forward
+        visit(n, forward=kept / 2)  # second half: the upper half of the layers
+        found = min(n, n_tasks / accuracy) if accuracy > 0 else n  # the examples: each task's first correct question
+        visit(found, token=2 * 10 * (n_tasks if accuracy > 0 else 0))
+        asked = sum(min(OPEN_ENDED_PER_TASK, q) for q in tasks.values())  # Table 2's answers, two forms
+        work["prepare"] += 2 * asked  # sample mode "all" and no baseline: the two generations only
+        work["token"] += 2 * asked * 2 * ANSWER_TOKENS
+    elif section == "video_language_integration":
+        flows = sum(len(FLOW_SETS[s]) for s in ("vql-to-ql", "question-and-options-to-last", "vq-to-true-opt"))
+        visit(n, plans=kept * flows * layers)
+        asked = tasks.get(keyword_task, 0) if keyword_task else n
+        visit(asked, keywords=asked * share)
+        counting = tasks.get(counting_task, 0)
+        visit(counting, attention=counting)
+    elif section == "answer_generation":
+        visit(n, lens=n)  # the answer table (every question); the sweep is read back from the store
+    elif section == "effective_pathways":
+        chosen = tasks.get(selection_task, 0)
+        visit(chosen, plans=chosen * share * len(EFFECTIVE_FLOWS) * layers)  # Table E's selection sweep
+        work["prepare"] += n  # Table 3: every question, its conditions measured together
+        work["table3"] += n
+    else:
+        raise ValueError(f"unknown section {section!r}; valid: {SECTIONS}")
+    return work
 
 
 def section_parameters(section: str, model: str, manifest: str) -> dict:
@@ -94,17 +132,32 @@ def _shape_row(name: str, bench: dict):
     return same[0] if same else None
 
 
-def forward_seconds(row: dict, engine: dict) -> float:
-    """Seconds of one full forward of the shape ``row``: the engine benchmark's reference backend (one
-    full forward per plan), scaled by weights x tokens from its shape to ``row``'s."""
-    per_forward = engine["reference_s_per_sample"] / engine["plans_per_sample"]
-    return per_forward * row["weights_gib"] / engine["weights_gib"] * row["tokens"] / engine["tokens"]
+def unit_costs(results_dir=None) -> dict:
+    """The newest measured unit costs (``user_path/unit_costs_*.json`` of :func:`benchmarks/rehearsal.py`): the
+    seconds of each of :data:`UNITS` on one GPU for one model shape, with that shape's weights and tokens."""
+    files = sorted((benchmark_results(results_dir) / "user_path").glob("unit_costs_*.json"))
+    if not files:
+        raise ValueError(f"{benchmark_results(results_dir) / 'user_path'}: no unit_costs_*.json; run "
+                         "benchmarks/rehearsal.py on a GPU first")
+    return json.loads(files[-1].read_text())
+
+
+def scaled_units(units: dict, row: dict) -> dict[str, float]:
+    """``units``' seconds moved to the shape ``row`` (a shapes benchmark row): compute by weights x tokens,
+    loading and generated tokens by weights (reading them dominates), the rest as measured."""
+    weights = row["weights_gib"] / units["weights_gib"]
+    compute = weights * row["tokens"] / units["tokens"]
+    by = {"load": weights, "token": weights, "startup": 1.0, "prepare": 1.0}
+    return {u: units["seconds"][u] * by.get(u, compute) for u in UNITS}
 
 
 def estimate(model: str, base_model: str | None, manifest: str, selection_task: str = "action_antonym",
-             results_dir=None):
-    """One row per section: plans per question, questions, estimated GPU hours and memory (DataFrame);
-    ``results_dir``: the GPU benchmarks (default ``benchmarks/results/`` of the flowutils home)."""
+             results_dir=None, sample_mode: str = "correct", accuracy: float = 1.0, tasks: dict | None = None):
+    """One row per section: its work, questions, estimated GPU hours and memory (DataFrame). Seconds are the
+    units measured on a GPU (:func:`unit_costs`, moved to ``model``'s shape) times :func:`section_work`'s counts.
+    ``tasks``: ``{task: questions}`` (default: the manifest's analysed tasks); ``accuracy``: the share of questions
+    answered correctly (1.0: every question analysed, the most work); ``results_dir``: the GPU benchmarks
+    (default ``benchmarks/results/`` of the flowutils home)."""
     import pandas as pd
 
     results_dir = benchmark_results(results_dir)
@@ -114,29 +167,25 @@ def estimate(model: str, base_model: str | None, manifest: str, selection_task: 
         if name is not None and name not in manifests:
             raise ValueError(f"model {name!r} has no manifest; valid: {sorted(manifests)}")
     row = _shape_row(model, bench)
-    engines = sorted((results_dir / "speed").glob("knockout_sweep_*.json"))  # its reference: one forward per plan
-    if row is None or not engines:
-        raise ValueError(f"{results_dir}: no GPU shapes benchmark for {model!r} (nor for a model of its shape) or no "
-                         f"speed/knockout_sweep_*.json: run benchmarks/model_shapes.py and benchmarks/knockout_sweep.py; "
-                         f"benchmarked shapes: {sorted(bench)}")
+    if row is None:
+        raise ValueError(f"{results_dir}: no GPU shapes benchmark for {model!r} (nor for a model of its shape): run "
+                         f"benchmarks/model_shapes.py; benchmarked shapes: {sorted(bench)}")
+    units = unit_costs(results_dir)
+    seconds = scaled_units(units, row)
     base_row = _shape_row(base_model, bench) if base_model else None
-    per_plan = row["fast_s_per_question"] / row["plans"]
-    per_forward = forward_seconds(row, json.loads(engines[0].read_text()))
-    tasks = {t: v for t, v in load_manifest(manifest)["tasks"].items() if v.get("analysed", True)}
-    questions = sum(v["questions"] for v in tasks.values())
-    selection = tasks.get(selection_task, {"questions": 0})["questions"]
+    if tasks is None:
+        tasks = {t: v["questions"] for t, v in load_manifest(manifest)["tasks"].items() if v.get("analysed", True)}
+    _, keyword_task = figure4_choice(manifest)
     rows = []
     for section in SECTIONS:
-        plans = plans_per_question(section, row["layers"])
-        seconds = ((plans["sweep"] * per_plan + plans["forwards"] * per_forward) * questions
-                   + plans["selection"] * per_plan * selection)
+        work = section_work(section, row["layers"], tasks, sample_mode, accuracy, selection_task, keyword_task)
         two = section in WITH_BASE and base_row is not None
-        rows.append({"section": section, "models": 2 if two else 1, "sweep plans per question": plans["sweep"],
-                     "full forwards per question": plans["forwards"],
-                     f"{selection_task} sweep plans per question": plans["selection"], "questions": questions,
-                     "estimated GPU hours": seconds / 3600,
+        rows.append({"section": section, "models": 2 if two else 1, "questions": sum(tasks.values()),
+                     **{f"{u} ({'per page' if u in ('startup', 'load') else 'count'})": round(work[u], 1)
+                        for u in UNITS if work[u]},
+                     "estimated GPU hours": sum(work[u] * seconds[u] for u in UNITS) / 3600,
                      "GPU memory GiB (estimate)": row["peak_mem_gib"] + (base_row["weights_gib"] if two else 0)})
-    table = pd.DataFrame(rows)
-    table.attrs.update(shape=row["model"], gpu=row["gpu"], s_per_plan=per_plan, s_per_forward=per_forward,
+    table = pd.DataFrame(rows).fillna(0)
+    table.attrs.update(shape=row["model"], gpu=units["gpu"], units=seconds, units_shape=units["shape"],
                        base_shape=base_row and base_row["model"])
     return table

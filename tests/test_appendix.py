@@ -188,6 +188,15 @@ def one_flow(lows, ids, flow="f", **columns):
                           **columns} for q, v in zip(ids, lows) for layer in (0, 1)])
 
 
+def test_drop_difference_needs_the_minimum_of_questions_on_each_side():
+    ids = [f"q{i:02d}" for i in range(10)]
+    a, b = one_flow([-40.0] * 10, ids), one_flow([-2.0 - i for i in range(10)], ids)
+    row, holds = appendix.drop_difference(a, b, "a", "b")
+    assert holds is True and row["difference"] == pytest.approx(40 - 6.5)
+    assert appendix.drop_difference(a, b, "a", "b", "below")[1] is False
+    assert appendix.drop_difference(a, b[b.sample_id != "q00"], "a", "b")[1] is None  # 9 questions on b's side
+
+
 def test_smaller_drop_claim_splits_both_sweeps_by_question():
     # the same questions with short and long videos; the long sweep lacks q00 (not answered correctly there). Sorted
     # ids of both sweeps alternate over the halves: the even-numbered questions form the first half in both sweeps.
@@ -200,10 +209,10 @@ def test_smaller_drop_claim_splits_both_sweeps_by_question():
     # long sweep on its own ids would pair its odd-numbered questions with the short sweep's even-numbered ones
     assert c.stability == "halves: holds / does not hold"
     assert c.n == 24 + 23 and c.verdict == "inconclusive"  # -22.50 (short) against -23.26 (long) over all of them
-    # still images: other ids than the temporal questions'; "still/..." sorts before "t/...", 12 of each: the
+    # still images: other ids than the temporal questions'; "still/..." sorts before "t/...", 24 of each: the
     # even-numbered of each form the first half, where stills cost less (-2 against -40); the second, more
-    still = one_flow([-2.0 if i % 2 == 0 else -40.0 for i in range(12)], [f"still/q{i:02d}" for i in range(12)])
-    temporal = one_flow([-40.0 if i % 2 == 0 else -2.0 for i in range(12)], [f"t/q{i:02d}" for i in range(12)])
+    still = one_flow([-2.0 if i % 2 == 0 else -40.0 for i in range(24)], [f"still/q{i:02d}" for i in range(24)])
+    temporal = one_flow([-40.0 if i % 2 == 0 else -2.0 for i in range(24)], [f"t/q{i:02d}" for i in range(24)])
     c = appendix.smaller_drop_claim("F.2", "item", "finding", "", temporal, still, "f", "temporal", "still")
     assert c.stability == "halves: holds / does not hold"
 

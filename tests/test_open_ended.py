@@ -125,6 +125,7 @@ def test_claims_read_intervals():
     assert claims["Figure Q: non-option question->last (relative change)"].verdict == "inconclusive"
     # Figure R: video->non-option question never drops, so there is no layer where it completes to test against
     assert claims["Figure R"].verdict == "inconclusive" and "no effective" in claims["Figure R"].measured
+    assert claims["Figure R"].stability == "halves: inconclusive / inconclusive"
     # 1-layer intervals from here. Blocking it hurts in layers 3-4 (1-based): it completes at layer 4, where the
     # ground truth makes its whole climb (p 0 -> 0.1 at layer 4) in all 12 questions
     late = sweep["layer"] >= 2

@@ -356,12 +356,13 @@ def drop_difference(a, b, label_a: str, label_b: str, direction: str = "above", 
                     seed: int = 0):
     """``(row, holds)``: :func:`compare_drops`' row of the one flow of ``a`` and ``b`` (None where a side has no
     question), and whether the 95% interval of the difference (b - a) lies on ``direction``'s side of 0 (True), on
-    the other (False), or across it (None). ``above``: b's drop is the smaller."""
+    the other (False), or across it (None; also with fewer than ``MIN_QUESTIONS`` on either side). ``above``: b's
+    drop is the smaller."""
     comp = compare_drops(a, b, label_a, label_b, value, seed)
     if comp.empty:
         return None, None
     r = comp.iloc[0]
-    return r, decide(r["lo"], r["hi"], 0.0, direction)
+    return r, decide(r["lo"], r["hi"], 0.0, direction, int(min(r[f"{label_a} n"], r[f"{label_b} n"])))
 
 
 def smaller_drop_claim(section: str, item: str, finding: str, paper: str, a, b, flow: str, label_a: str,

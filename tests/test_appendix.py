@@ -102,6 +102,23 @@ def test_category_counts_against_a_hand_count():
     assert order.verdict == "holds" and positions.verdict == "does not hold"  # 2 of 3 were spatial, every resample
 
 
+def test_figure_t_claims_on_each_half_of_the_questions():
+    # one frame of two positions, three layers. Sorted ids alternate over the halves: the even-numbered questions
+    # form the first. They follow Figure T: position 0 spatial throughout, position 1 turns temporal at layer 1 from
+    # "other". The odd-numbered ones contradict it: position 0 temporal from layer 0, position 1 spatial at layer 0
+    # and temporal from layer 1.
+    follows, contradicts = [[[1, 0]], [[1, 2]], [[1, 2]]], [[[2, 1]], [[2, 2]], [[2, 2]]]
+    maps = maps_table({f"q{i:02d}": follows if i % 2 == 0 else contradicts for i in range(20)})
+    order, positions = appendix.figure_t_claims(maps)
+    # by hand, first half: spatial share 1/2 at every layer (first at layer 0), temporal 0, 1/2, 1/2 (first at layer
+    # 1): spatial first; no position turning temporal was spatial (0% of 10). Second half: temporal share 1/2, 1, 1
+    # reaches half its peak at layer 0, as spatial does: not first; every one was spatial (100%)
+    assert order.stability == "halves: holds / does not hold"
+    assert positions.stability == "halves: holds / does not hold"
+    # all 20: spatial 1/2, 1/4, 1/4 (layer 0), temporal 1/4, 3/4, 3/4 (layer 1); 10 of 20 were spatial: across half
+    assert order.verdict == "holds" and positions.verdict == "inconclusive"
+
+
 def test_lens_maps_match_the_logit_lens():
     fm = tiny_llava_next_video()
     samples = rendered_questions(("action_sequence", "moving_direction"), 1)
@@ -165,6 +182,57 @@ def test_failure_split_and_compare_drops():
     assert comp["difference"] == pytest.approx(22.5) and comp["lo"] <= 22.5 <= comp["hi"]
 
 
+def one_flow(lows, ids, flow="f", **columns):
+    """A sweep of one flow over two layers: question ``ids[i]`` changes by 0 at layer 0 and ``lows[i]`` at layer 1."""
+    return pd.DataFrame([{"sample_id": q, "task": "t", "flow": flow, "layer": layer, "relative_change_pct": v * layer,
+                          **columns} for q, v in zip(ids, lows) for layer in (0, 1)])
+
+
+def test_drop_difference_needs_the_minimum_of_questions_on_each_side():
+    ids = [f"q{i:02d}" for i in range(10)]
+    a, b = one_flow([-40.0] * 10, ids), one_flow([-2.0 - i for i in range(10)], ids)
+    row, holds = appendix.drop_difference(a, b, "a", "b")
+    assert holds is True and row["difference"] == pytest.approx(40 - 6.5)
+    assert appendix.drop_difference(a, b, "a", "b", "below")[1] is False
+    assert appendix.drop_difference(a, b[b.sample_id != "q00"], "a", "b")[1] is None  # 9 questions on b's side
+
+
+def test_smaller_drop_claim_splits_both_sweeps_by_question():
+    # the same questions with short and long videos; the long sweep lacks q00 (not answered correctly there). Sorted
+    # ids of both sweeps alternate over the halves: the even-numbered questions form the first half in both sweeps.
+    # First half: long videos cost less (-5 against -40); second half: more (-40 against -5)
+    ids = [f"q{i:02d}" for i in range(24)]
+    short = one_flow([-40.0 if i % 2 == 0 else -5.0 for i in range(24)], ids)
+    long = one_flow([-5.0 if i % 2 == 0 else -40.0 for i in range(24)], ids).query("sample_id != 'q00'")
+    c = appendix.smaller_drop_claim("F.2", "item", "finding", "", short, long, "f", "short", "long")
+    # by hand: first half long - short = +35 (every resample: holds), second half -35 (does not hold); splitting the
+    # long sweep on its own ids would pair its odd-numbered questions with the short sweep's even-numbered ones
+    assert c.stability == "halves: holds / does not hold"
+    assert c.n == 24 + 23 and c.verdict == "inconclusive"  # -22.50 (short) against -23.26 (long) over all of them
+    # still images: other ids than the temporal questions'; "still/..." sorts before "t/...", 24 of each: the
+    # even-numbered of each form the first half, where stills cost less (-2 against -40); the second, more
+    still = one_flow([-2.0 if i % 2 == 0 else -40.0 for i in range(24)], [f"still/q{i:02d}" for i in range(24)])
+    temporal = one_flow([-40.0 if i % 2 == 0 else -2.0 for i in range(24)], [f"t/q{i:02d}" for i in range(24)])
+    c = appendix.smaller_drop_claim("F.2", "item", "finding", "", temporal, still, "f", "temporal", "still")
+    assert c.stability == "halves: holds / does not hold"
+
+
+def test_same_route_claim_on_each_half_of_the_questions():
+    # 80 questions; every other pair answered wrongly, so that each half (the even-numbered questions, then the odd)
+    # holds 20 successes and 20 failures. Blocking drops the answer at layer 2 on every success, and on the first
+    # half's failures (the same layer: holds); the second half's failures gain 10% at both layers (no drop there:
+    # it holds on the successes only, so it does not hold)
+    rows = []
+    for i in range(80):
+        correct, second = (i // 2) % 2 == 0, i % 2 == 1
+        low = 10.0 if second and not correct else -30.0 - i % 3
+        rows += [{"sample_id": f"q{i:02d}", "task": "t", "flow": "video->question", "layer": layer,
+                  "correct_baseline": correct, "relative_change_pct": low if layer == 1 or low > 0 else 0.0}
+                 for layer in (0, 1)]
+    c = appendix.same_route_claim(pd.DataFrame(rows), "video->question", 1)
+    assert c.n == 80 and c.stability == "halves: holds / does not hold"
+
+
 def test_progressive_accuracy_and_leakage_claims():
     rows = []
     for q in range(10):
@@ -178,7 +246,7 @@ def test_progressive_accuracy_and_leakage_claims():
     acc = appendix.progressive_accuracy(pd.DataFrame(rows)).set_index(["style", "layer"])
     assert acc.loc[("bottom_up", 0), "accuracy"] == 100 and acc.loc[("bottom_up", 3), "change"] == -40
     assert acc.loc[("top_down", 3), "accuracy"] == 90 and acc.loc[("top_down", 3), "questions"] == 10
-    claims = {c.item: c for c in appendix.leakage_claims(acc.reset_index(), 4)}
+    claims = {c.item: c for c in appendix.leakage_claims(pd.DataFrame(rows), 4)}
     assert claims["Figure V: top-down"].verdict == "does not hold"  # -10 points from layer 3 on
     assert claims["Figure V: bottom-up"].verdict == "holds"  # -40 at layer 2 and at layer 4: nothing more
 
@@ -189,3 +257,28 @@ def test_window_claim_compares_the_narrowest_and_widest_window():
     assert appendix.window_claim(pd.concat([narrow, wide])).verdict == "holds"
     assert appendix.window_claim(pd.concat([narrow.assign(k=5), wide.assign(k=1)])).verdict == "does not hold"
     assert appendix.window_claim(narrow).verdict == "inconclusive"
+
+
+def test_leakage_claims_on_each_half_of_the_questions():
+    # 4 layers, 20 questions; the even-numbered ones (the first half) never lose their answer; the odd-numbered lose
+    # it when cross-frame attention is blocked from layer 3 or 4 to the last (top-down), and when it is blocked in
+    # every layer but not in layers 1-2 alone (bottom-up)
+    rows = [{"sample_id": f"q{i:02d}", "style": style, "layer": layer, "correct_baseline": True,
+             "correct_knockout": i % 2 == 0 or (layer < 2 if style == "top_down" else layer < 3)}
+            for i in range(20) for style in appendix.PROGRESSIVE for layer in range(4)]
+    claims = {c.item: c for c in appendix.leakage_claims(pd.DataFrame(rows), 4)}
+    # by hand: first half 0 points lost anywhere; second half -100 points from layer 3 on (top-down), and 0 -> -100
+    # points from layers 1-2 to all layers (bottom-up); all 20 questions: -50 points, beyond 5
+    for item in ("Figure V: top-down", "Figure V: bottom-up"):
+        assert claims[item].verdict == "does not hold" and claims[item].stability == "halves: holds / does not hold"
+
+
+def test_window_claim_on_each_half_of_the_questions():
+    # the even-numbered questions (the first half): the narrowest window costs -1, the widest -30 (bypassed: holds);
+    # the odd-numbered: the other way round (does not hold)
+    ids = [f"q{i:02d}" for i in range(20)]
+    narrow = one_flow([-1.0 if i % 2 == 0 else -30.0 for i in range(20)], ids, k=1)
+    wide = one_flow([-30.0 if i % 2 == 0 else -1.0 for i in range(20)], ids, k=5)
+    c = appendix.window_claim(pd.concat([narrow, wide]))
+    assert c.stability == "halves: holds / does not hold" and c.verdict == "inconclusive"
+    assert appendix.window_claim(narrow).stability == "halves: inconclusive / inconclusive"  # one window only

@@ -71,3 +71,19 @@ def test_anchor_claims_compare_first_and_last_stage():
     assert claims["Figure S: question->last"].verdict == "inconclusive"  # not measured at both stages
     flipped = pd.DataFrame(rows).assign(stage=lambda t: 4 - t["stage"])
     assert {c.item: c for c in multi_token.anchor_claims(flipped)}["Figure S: response->last"].verdict == "does not hold"
+
+
+def test_anchor_claims_split_the_questions_with_all_their_stages():
+    # q00..q20 at anchor 1, q00..q19 at anchor 3 too. The halves split the questions (sorted, alternately): q00, q02,
+    # ..., q20 first, each with both its stages. Even-numbered: blocking response->last costs more at anchor 3 (-40
+    # against -2: holds); odd-numbered: less (does not hold)
+    rows = []
+    for q in range(21):
+        for stage in (1, 3) if q < 20 else (1,):
+            low = -2.0 if (stage == 1) == (q % 2 == 0) else -40.0
+            rows += [{"sample_id": f"anchor{stage}/q{q:02d}", "task": "t", "stage": stage, "flow": "response->last",
+                      "layer": layer, "relative_change_pct": low * layer} for layer in (0, 1)]
+    claims = {c.item: c for c in multi_token.anchor_claims(pd.DataFrame(rows))}
+    # splitting the anchor samples' ids instead would pair anchor 1 of q00, q02, ... with anchor 3 of q01, q03, ...
+    assert claims["Figure S: response->last"].stability == "halves: holds / does not hold"
+    assert claims["Figure S: video->last"].stability == "halves: inconclusive / inconclusive"  # not measured

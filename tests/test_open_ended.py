@@ -125,6 +125,7 @@ def test_claims_read_intervals():
     assert claims["Figure Q: non-option question->last (relative change)"].verdict == "inconclusive"
     # Figure R: video->non-option question never drops, so there is no layer where it completes to test against
     assert claims["Figure R"].verdict == "inconclusive" and "no effective" in claims["Figure R"].measured
+    assert claims["Figure R"].stability == "halves: inconclusive / inconclusive"
     # 1-layer intervals from here. Blocking it hurts in layers 3-4 (1-based): it completes at layer 4, where the
     # ground truth makes its whole climb (p 0 -> 0.1 at layer 4) in all 12 questions
     late = sweep["layer"] >= 2
@@ -136,3 +137,17 @@ def test_claims_read_intervals():
         [-40.0 if l < 2 else 0.0 for l in sweep.loc[sweep["flow"] == "video->non-option question", "layer"]]
     rise = {c.item: c for c in open_ended.open_ended_claims(sweep, answers, 4, 1)}["Figure R"]
     assert "up to layer 2" in rise.measured and rise.verdict == "does not hold"
+
+
+def test_video_vs_image_claim_on_each_half_of_the_questions():
+    # the same open-ended questions for both models; the ImageLLM's rows lack q00. Sorted ids alternate over the
+    # halves: the even-numbered questions form the first in both. First half: the VideoLLM's lowest change in layers
+    # 1-2 is -40 against the ImageLLM's -2 (more: holds); second half: -2 against -40 (does not hold)
+    def rows(low):
+        return pd.DataFrame([{"sample_id": f"open-ended/t/q{q:02d}", "task": "t", "flow": "cross-frame", "layer": layer,
+                              open_ended.METRIC: low(q) * (layer == 1)} for q in range(24) for layer in range(4)])
+
+    video = rows(lambda q: -40.0 if q % 2 == 0 else -2.0)
+    image = rows(lambda q: -2.0 if q % 2 == 0 else -40.0).query("sample_id != 'open-ended/t/q00'")
+    c = open_ended.video_vs_image_claim(video, image, 4)
+    assert c.n == 24 + 23 and c.stability == "halves: holds / does not hold"

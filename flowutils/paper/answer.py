@@ -155,13 +155,16 @@ def claim_rise_with_integration(table, end: int | None, tolerance: int, seed: in
     questions inside that window; a climb confined to the output layer fails unless integration ends there too."""
     finding = ("the true option's probability rises where video->question flow completes (half of its climb "
                f"within {tolerance} layers of the end of video->question's effective range)")
+
+    def verdict(t):  # undecided without an end of integration to test against
+        return all_of(x.holds for x in _rise_estimates(t, end, tolerance, seed)) if len(t) and end is not None \
+            else None
+
     if len(table) == 0 or end is None:
         return Claim("3.4", "Figure 8: rise", finding, PAPER_RISE,
                      "no question analysed" if len(table) == 0 else "no effective video->question interval",
-                     None, table["sample_id"].nunique() if len(table) else 0)
-
-    def verdict(t):
-        return all_of(x.holds for x in _rise_estimates(t, end, tolerance, seed)) if len(t) else None
+                     None, table["sample_id"].nunique() if len(table) else 0,
+                     stability=stability(verdict, table) if len(table) else "")
 
     est = _rise_estimates(table, end, tolerance, seed)
     m = layer_means(table)["p_true"]

@@ -193,31 +193,48 @@ def ratio_interval(num, den, n_boot: int = 1000, seed: int = 0) -> tuple[float, 
     return float(np.quantile(ratios, 0.025)), float(np.quantile(ratios, 0.975))
 
 
+def _emergence(maps) -> tuple[int | None, int | None]:
+    """``(spatial, temporal)``: each category's first layer at half of its peak share (None: it never appears)."""
+    first = emergence_layers(category_shares(maps)) if len(maps) else {}
+    return first.get("spatial"), first.get("temporal")
+
+
+def _spatial_first(maps) -> bool | None:
+    s, t = _emergence(maps)
+    return None if s is None or t is None else s < t
+
+
+def _from_spatial(per, seed: int = 0) -> tuple[float, float, bool | None]:
+    """``(lo, hi, holds)``: the 95% interval (%) of the share of positions turning temporal that were spatial
+    (:func:`temporal_on_spatial` rows), and whether it lies below half (undecided where none turns temporal)."""
+    if not per["turned"].sum():
+        return math.nan, math.nan, None
+    lo, hi = ratio_interval(per["from_spatial"], per["turned"], seed=seed)
+    return lo, hi, decide(lo, hi, 50.0, "below")
+
+
 def figure_t_claims(maps, seed: int = 0) -> list[Claim]:
     """Figure T: spatial concepts emerge before temporal ones; temporal ones settle on positions not already spatial."""
     n = int(maps["sample_id"].nunique()) if len(maps) else 0
-    first = emergence_layers(category_shares(maps)) if n else {}
-    s, t = first.get("spatial"), first.get("temporal")
+    s, t = _emergence(maps)
     finding = "spatial concepts emerge first, temporal concepts later (first layer at half of the category's peak " \
               "share of video positions)"
-    if s is None or t is None:
-        order = Claim("D", "Figure T: order", finding, "static concepts first (Figure T)",
-                      f"spatial first at {s}, temporal first at {t} (None: the category never appears)", None, n=n)
-    else:
-        order = Claim("D", "Figure T: order", finding, "static concepts first (Figure T)",
-                      f"spatial at layer {s + 1}, temporal at layer {t + 1}", bool(s < t), n=n)
+    measured = f"spatial first at {s}, temporal first at {t} (None: the category never appears)" \
+        if s is None or t is None else f"spatial at layer {s + 1}, temporal at layer {t + 1}"
+    order = Claim("D", "Figure T: order", finding, "static concepts first (Figure T)", measured, _spatial_first(maps),
+                  n=n, stability=stability(_spatial_first, maps) if n else "")
     per = temporal_on_spatial(maps) if n else None
     turned, spatial = (int(per["turned"].sum()), int(per["from_spatial"].sum())) if n else (0, 0)
     finding = "temporal concepts emerge on positions not already spatial (under half of the positions turning " \
               "temporal were spatial one layer before)"
+    halves = stability(lambda p: _from_spatial(p, seed)[2], per) if n else ""
     if turned == 0:
         return [order, Claim("D", "Figure T: positions", finding, "qualitative (Figure T)",
-                             "no position turns temporal", None, n=n)]
-    lo, hi = ratio_interval(per["from_spatial"], per["turned"], seed=seed)
-    holds = True if hi < 50 else False if lo > 50 else None
+                             "no position turns temporal", None, n=n, stability=halves)]
+    lo, hi, holds = _from_spatial(per, seed)
     return [order, Claim("D", "Figure T: positions", finding, "qualitative (Figure T)",
                          f"{spatial} of {turned} positions turning temporal were spatial ({100 * spatial / turned:.1f}%)",
-                         holds, n=n, interval=f"[{lo:.1f}%, {hi:.1f}%] (bootstrap over questions)")]
+                         holds, n=n, interval=f"[{lo:.1f}%, {hi:.1f}%] (bootstrap over questions)", stability=halves)]
 
 
 # ----------------------------------------------------------------------------- E: attention maps, four tasks
@@ -335,19 +352,34 @@ def compare_drops(a, b, label_a: str, label_b: str, value: str = "relative_chang
     return pd.DataFrame(rows)
 
 
-def smaller_drop_claim(section: str, item: str, finding: str, paper: str, comparison, flow: str,
-                       label_a: str, label_b: str) -> Claim:
-    """The per-question lowest change is less negative on ``label_b`` than on ``label_a`` for ``flow``: holds where
-    the interval of the difference (b - a) lies above 0, does not hold where it lies below."""
-    r = comparison[comparison["flow"] == flow]
-    if r.empty:
+def drop_difference(a, b, label_a: str, label_b: str, direction: str = "above", value: str = "relative_change_pct",
+                    seed: int = 0):
+    """``(row, holds)``: :func:`compare_drops`' row of the one flow of ``a`` and ``b`` (None where a side has no
+    question), and whether the 95% interval of the difference (b - a) lies on ``direction``'s side of 0 (True), on
+    the other (False), or across it (None; also with fewer than ``MIN_QUESTIONS`` on either side). ``above``: b's
+    drop is the smaller."""
+    comp = compare_drops(a, b, label_a, label_b, value, seed)
+    if comp.empty:
+        return None, None
+    r = comp.iloc[0]
+    return r, decide(r["lo"], r["hi"], 0.0, direction, int(min(r[f"{label_a} n"], r[f"{label_b} n"])))
+
+
+def smaller_drop_claim(section: str, item: str, finding: str, paper: str, a, b, flow: str, label_a: str,
+                       label_b: str, seed: int = 0) -> Claim:
+    """The per-question lowest change is less negative on sweep ``b`` (``label_b``) than on sweep ``a`` for
+    ``flow``: holds where the interval of the difference (b - a, :func:`compare_drops`) lies above 0, does not hold
+    where it lies below. Its halves split the questions of both sweeps at once, so that a question asked in both
+    (a short video and its long variant) falls in the same half."""
+    a, b = a[a["flow"] == flow], b[b["flow"] == flow]
+    r, holds = drop_difference(a, b, label_a, label_b, seed=seed)
+    if r is None:
         return Claim(section, item, finding, paper, f"{flow}: not measured on both", None, n=0)
-    r = r.iloc[0]
-    holds = True if r["lo"] > 0 else False if r["hi"] < 0 else None
     return Claim(section, item, finding, paper,
                  f"{flow}: lowest change per question {r[f'{label_a} mean']:.2f} ({label_a}) vs "
                  f"{r[f'{label_b} mean']:.2f} ({label_b})", holds, n=int(r[f"{label_a} n"] + r[f"{label_b} n"]),
-                 interval=f"difference [{r['lo']:.2f}, {r['hi']:.2f}]")
+                 interval=f"difference [{r['lo']:.2f}, {r['hi']:.2f}]",
+                 stability=stability(lambda x, y: drop_difference(x, y, label_a, label_b, seed=seed)[1], a, b))
 
 
 # ----------------------------------------------------------------------------- F.3: harder renders, failures
@@ -447,32 +479,43 @@ def accuracy_by_level(sweep):
     return pd.DataFrame(rows)
 
 
-def same_route_claim(sweep, flow: str, k: int, seed: int = 0) -> Claim:
-    """F.3 (Figs. AK, AL): blocking ``flow`` lowers the *predicted* answer on the failures as it lowers the true one on
-    the successes, around the same layer: holds where the drop holds on both (:func:`drop_verdict`) with their lowest
-    layers at most ``k`` apart, does not hold where it holds on one and does not on the other or the layers are
-    further apart, else inconclusive."""
-    from ..knockout.flows import flow_label
-
-    rows = sweep[sweep["flow"] == flow_label(flow)]
+def _same_route(rows, k: int, seed: int = 0):
+    """``(successes, failures, holds)``: :func:`drop_verdict` on the questions answered correctly and on those
+    answered wrongly, and :func:`same_route_claim`'s verdict on the two."""
     ok = drop_verdict(rows[rows["correct_baseline"]], seed=seed)
     bad = drop_verdict(rows[~rows["correct_baseline"]], seed=seed)
-    finding = f"blocking {flow_label(flow)} lowers the wrong predicted answer on failures as it lowers the true " \
-              "answer on successes, around the same layer"
-    if ok["n"] == 0 or bad["n"] == 0:
-        return Claim("F.3", f"Figures AK, AL: {flow_label(flow)}", finding, "same patterns (Figs. AK, AL)",
-                     f"questions: {ok['n']} correct, {bad['n']} wrong", None, n=ok["n"] + bad["n"])
     if ok["holds"] is True and bad["holds"] is True:
         holds = abs(ok["layer"] - bad["layer"]) <= k
     elif {ok["holds"], bad["holds"]} == {True, False}:
         holds = False
     else:
         holds = None
-    return Claim("F.3", f"Figures AK, AL: {flow_label(flow)}", finding, "same patterns (Figs. AK, AL)",
+    return ok, bad, holds
+
+
+def same_route_claim(sweep, flow: str, k: int, seed: int = 0) -> Claim:
+    """F.3 (Figs. AK, AL): blocking ``flow`` lowers the *predicted* answer on the failures as it lowers the true one on
+    the successes, around the same layer: holds where the drop holds on both (:func:`drop_verdict`) with their lowest
+    layers at most ``k`` apart, does not hold where it holds on one and does not on the other or the layers are
+    further apart, else inconclusive. Each half of the questions holds successes and failures of its own."""
+    from ..knockout.flows import flow_label
+
+    rows = sweep[sweep["flow"] == flow_label(flow)]
+    ok, bad, holds = _same_route(rows, k, seed)
+    item, paper = f"Figures AK, AL: {flow_label(flow)}", "same patterns (Figs. AK, AL)"
+    finding = f"blocking {flow_label(flow)} lowers the wrong predicted answer on failures as it lowers the true " \
+              "answer on successes, around the same layer"
+    n = ok["n"] + bad["n"]
+    halves = stability(lambda t: _same_route(t, k, seed)[2], rows) if n else ""
+    if ok["n"] == 0 or bad["n"] == 0:
+        return Claim("F.3", item, finding, paper, f"questions: {ok['n']} correct, {bad['n']} wrong", None, n=n,
+                     stability=halves)
+    return Claim("F.3", item, finding, paper,
                  f"successes: {ok['mean']:.2f} at layer {ok['layer'] + 1} ({verdict_word(ok['holds'])}); failures: "
                  f"{bad['mean']:.2f} at layer {bad['layer'] + 1} ({verdict_word(bad['holds'])}); at most {k} layers "
-                 "apart to hold", holds, n=ok["n"] + bad["n"],
-                 interval=f"successes [{ok['lo']:.2f}, {ok['hi']:.2f}]; failures [{bad['lo']:.2f}, {bad['hi']:.2f}]")
+                 "apart to hold", holds, n=n,
+                 interval=f"successes [{ok['lo']:.2f}, {ok['hi']:.2f}]; failures [{bad['lo']:.2f}, {bad['hi']:.2f}]",
+                 stability=halves)
 
 
 # ----------------------------------------------------------------------------- F.4 / F.6: leakage, window size
@@ -495,33 +538,55 @@ def progressive_accuracy(sweep):
     return pd.DataFrame(rows)
 
 
-def leakage_claims(acc, n_layers: int, points: float = MARGINAL_POINTS) -> list[Claim]:
+def _top_down(acc, n_layers: int, points: float):
+    """``(row, holds)``: the top-down window from a second-half layer that costs the most accuracy (None: none
+    measured), and whether it costs at most ``points``."""
+    top = acc[(acc["style"] == "top_down") & (acc["layer"] >= n_layers // 2)]
+    if not len(top):
+        return None, None
+    worst = top.loc[top["change"].idxmin()]
+    return worst, bool(worst["change"] >= -points)
+
+
+def _bottom_up(acc, n_layers: int, points: float):
+    """``(first half, all layers, holds)``: the bottom-up rows blocking layers 1..L/2 and every layer (None: not
+    measured), and whether the second costs at most ``points`` more than the first."""
+    bottom = acc[acc["style"] == "bottom_up"].set_index("layer")
+    half = n_layers // 2
+    if half - 1 not in bottom.index or n_layers - 1 not in bottom.index:
+        return None, None, None
+    first, full = bottom.loc[half - 1], bottom.loc[n_layers - 1]
+    return first, full, bool(full["change"] - first["change"] >= -points)
+
+
+def leakage_claims(sweep, n_layers: int, points: float = MARGINAL_POINTS) -> list[Claim]:
     """Figure V: (1) blocking cross-frame attention from any layer of the second half to the last costs at most
     ``points`` of accuracy; (2) extending the blocking from the first half (layers 1..L/2) to every layer costs at
-    most ``points`` more. Decided on the point estimates (as Table B), the Wilson intervals reported."""
-    half = n_layers // 2
-    top = acc[(acc["style"] == "top_down") & (acc["layer"] >= half)]
-    bottom = acc[acc["style"] == "bottom_up"].set_index("layer")
+    most ``points`` more. ``sweep``: the ``bottom_up`` and ``top_down`` rows (read by :func:`progressive_accuracy`).
+    Decided on the point estimates (as Table B), the Wilson intervals reported."""
+    acc = progressive_accuracy(sweep)
     n = int(acc["questions"].max()) if len(acc) else 0
     claims = []
-    if len(top):
-        worst = top.loc[top["change"].idxmin()]
+    worst, holds = _top_down(acc, n_layers, points)
+    if worst is not None:
         claims.append(Claim("F.4", "Figure V: top-down", f"blocking cross-frame attention from a second-half layer to "
                             f"the last layer costs at most {points:g} accuracy points",
                             "no significant drop outside early-to-middle layers (Figure V)",
                             f"largest cost {worst['change']:+.1f} points (from layer {int(worst['layer']) + 1})",
-                            bool(worst["change"] >= -points), n=n,
-                            interval=f"accuracy [{worst['lo']:.1f}, {worst['hi']:.1f}]"))
-    if half - 1 in bottom.index and n_layers - 1 in bottom.index:
-        first, full = bottom.loc[half - 1], bottom.loc[n_layers - 1]
-        extra = full["change"] - first["change"]
+                            holds, n=n, interval=f"accuracy [{worst['lo']:.1f}, {worst['hi']:.1f}]",
+                            stability=stability(lambda t: _top_down(progressive_accuracy(t), n_layers, points)[1],
+                                                sweep)))
+    first, full, holds = _bottom_up(acc, n_layers, points)
+    if first is not None:
         claims.append(Claim("F.4", "Figure V: bottom-up", "extending the cross-frame blocking from the first half of "
                             f"the layers to all of them costs at most {points:g} more accuracy points",
                             "no additional drop beyond early-to-middle layers (Figure V)",
-                            f"{first['change']:+.1f} (layers 1-{half}) -> {full['change']:+.1f} (all layers): "
-                            f"{extra:+.1f}", bool(extra >= -points), n=n,
+                            f"{first['change']:+.1f} (layers 1-{n_layers // 2}) -> {full['change']:+.1f} (all layers): "
+                            f"{full['change'] - first['change']:+.1f}", holds, n=n,
                             interval=f"accuracy [{first['lo']:.1f}, {first['hi']:.1f}] -> "
-                                     f"[{full['lo']:.1f}, {full['hi']:.1f}]"))
+                                     f"[{full['lo']:.1f}, {full['hi']:.1f}]",
+                            stability=stability(lambda t: _bottom_up(progressive_accuracy(t), n_layers, points)[2],
+                                                sweep)))
     return claims
 
 
@@ -531,13 +596,19 @@ def window_claim(sweep, seed: int = 0) -> Claim:
     ks = sorted(sweep["k"].unique())
     finding = "a very narrow window is bypassed: the cross-frame knockout with the smallest k costs less than with the " \
               "largest"
+    n = int(sweep["sample_id"].nunique())
+
+    def narrow_vs_wide(t):  # the whole sweep's narrowest and widest windows, on every half
+        if len(ks) < 2:
+            return None, None
+        return drop_difference(t[t["k"] == ks[-1]], t[t["k"] == ks[0]], f"k={ks[-1]}", f"k={ks[0]}", seed=seed)
+
+    halves = stability(lambda t: narrow_vs_wide(t)[1], sweep) if n else ""
     if len(ks) < 2:
         return Claim("F.6", "Figure W", finding, "k=1 marginal, k=5-13 significant (Figure W)", f"windows {ks}",
-                     None, n=int(sweep["sample_id"].nunique()))
-    small, large = sweep[sweep["k"] == ks[0]], sweep[sweep["k"] == ks[-1]]
-    comp = compare_drops(large, small, f"k={ks[-1]}", f"k={ks[0]}", seed=seed).iloc[0]
-    holds = True if comp["lo"] > 0 else False if comp["hi"] < 0 else None
+                     None, n=n, stability=halves)
+    comp, holds = narrow_vs_wide(sweep)
     return Claim("F.6", "Figure W", finding, "k=1 marginal, k=5-13 significant (Figure W)",
                  f"lowest change per question {comp[f'k={ks[0]} mean']:.2f} (k={ks[0]}) vs "
                  f"{comp[f'k={ks[-1]} mean']:.2f} (k={ks[-1]})", holds, n=int(comp[f"k={ks[0]} n"]),
-                 interval=f"difference [{comp['lo']:.2f}, {comp['hi']:.2f}]")
+                 interval=f"difference [{comp['lo']:.2f}, {comp['hi']:.2f}]", stability=halves)

@@ -21,7 +21,8 @@ response group is the positions of the response written so far, without the last
 
 **Claims** (:func:`anchor_claims`) compare each question's lowest change over the layers between the first
 and the last anchor stage measured, with a 95% bootstrap interval of the difference of the means
-(:func:`flowutils.paper.appendix.compare_drops`).
+(:func:`flowutils.paper.appendix.compare_drops`); *stability* repeats them on two halves of the
+questions, each question with all its anchor stages in one half.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ import functools
 
 import torch
 
-from .appendix import compare_drops
-from .claims import Claim
+from .appendix import drop_difference
+from .claims import Claim, stability
 from .open_ended import OpenEndedSample, completion_prefix
 
 SECTION = "C.2"
@@ -138,34 +139,43 @@ def anchor_sweep(fm, anchors, k: int, style: str = "center", num_frames: int = 8
 EXPECTED = (("response->last", -1), ("video->response", -1), ("video->last", +1), ("question->last", +1))
 
 
+def _stage_change(table, flow: str, sign: int, last: int, seed: int = 0):
+    """``(row, holds)``: the difference of ``flow``'s per-question lowest change, anchor ``last`` minus anchor 1
+    (:func:`flowutils.paper.appendix.drop_difference`; None where a stage lacks the flow), and whether it goes the
+    paper's way (``sign`` of :data:`EXPECTED`)."""
+    if last < 2:
+        return None, None
+    rows = table[table["flow"] == flow]
+    return drop_difference(rows[rows["stage"] == 1], rows[rows["stage"] == last], "anchor 1", f"anchor {last}",
+                           "below" if sign < 0 else "above", seed=seed)
+
+
 def anchor_claims(table, seed: int = 0) -> list[Claim]:
     """Figure S: between the first and the last anchor stage measured, response -> last and video -> response drop
     more, video -> last and question -> last less (per-question lowest change, bootstrap interval of the difference
-    of the means, last minus first)."""
+    of the means, last minus first). The halves split the questions, each with all its anchor stages."""
     if len(table) == 0:
         return [Claim(SECTION, f"Figure S: {f}", "", "", "no anchor found", None, n=0) for f, _ in EXPECTED]
     last = int(table["stage"].max())
-    first_rows, last_rows = table[table["stage"] == 1], table[table["stage"] == last]
-    comp = compare_drops(first_rows, last_rows, "anchor 1", f"anchor {last}", seed=seed) if last > 1 else None
+    # an anchor sample's id is "anchor<stage>/<question>": key the halves by the question
+    by_question = table.assign(question=table["sample_id"].str.split("/", n=1).str[1])
     claims = []
     for flow, sign in EXPECTED:
         finding = f"as anchors accumulate, blocking {flow} costs {'more' if sign < 0 else 'less'} (anchor 1 vs " \
                   f"anchor {last})"
-        r = None if comp is None or comp.empty else comp[comp["flow"] == flow]
-        if r is None or r.empty:
+        r, holds = _stage_change(table, flow, sign, last, seed)
+        halves = stability(lambda t, flow=flow, sign=sign: _stage_change(t, flow, sign, last, seed)[1], by_question,
+                           key="question")
+        if r is None:
             claims.append(Claim(SECTION, f"Figure S: {flow}", finding, "monotonic over anchors 1-3 (Figure S)",
                                 f"not measured at both stages (stages found: 1-{last})", None,
-                                n=int(table["sample_id"].nunique())))
+                                n=int(table["sample_id"].nunique()), stability=halves))
             continue
-        r = r.iloc[0]
-        lo, hi = r["lo"], r["hi"]
-        holds = (True if hi < 0 else False if lo > 0 else None) if sign < 0 else \
-            (True if lo > 0 else False if hi < 0 else None)
         claims.append(Claim(SECTION, f"Figure S: {flow}", finding, "monotonic over anchors 1-3 (Figure S)",
                             f"lowest change per question {r['anchor 1 mean']:.2f} (anchor 1, n={int(r['anchor 1 n'])})"
                             f" vs {r[f'anchor {last} mean']:.2f} (anchor {last}, n={int(r[f'anchor {last} n'])})",
                             holds, n=int(r["anchor 1 n"] + r[f"anchor {last} n"]),
-                            interval=f"difference [{lo:.2f}, {hi:.2f}]"))
+                            interval=f"difference [{r['lo']:.2f}, {r['hi']:.2f}]", stability=halves))
     return claims
 
 

@@ -208,5 +208,8 @@ def test_rerun_estimate_matches_a_hand_computation(tmp_path):
     # the base (same shape, found by layers and hidden size) adds its weights where both models are loaded
     assert t.loc["temporal_interaction", "GPU memory GiB (estimate)"] == 30.0
     assert t.loc["answer_generation", "GPU memory GiB (estimate)"] == 20.0
+    # by default the share answered correctly is the paper's Table 3 accuracy on that benchmark (51.5% on TVBench)
+    default = rerun.estimate("llava-next-7b-video-ft", None, "tvbench", results_dir=tmp_path)
+    assert default.attrs["accuracy"] == 0.515 and "Table 3" in default.attrs["accuracy_source"]
     with pytest.raises(ValueError, match="no manifest; valid:"):
         rerun.estimate("llava-next-7b", None, "tvbench", results_dir=tmp_path)

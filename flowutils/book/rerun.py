@@ -152,12 +152,13 @@ def scaled_units(units: dict, row: dict) -> dict[str, float]:
 
 
 def estimate(model: str, base_model: str | None, manifest: str, selection_task: str = "action_antonym",
-             results_dir=None, sample_mode: str = "correct", accuracy: float = 1.0, tasks: dict | None = None):
+             results_dir=None, sample_mode: str = "correct", accuracy: float | None = None, tasks: dict | None = None):
     """One row per section: its work, questions, estimated GPU hours and memory (DataFrame). Seconds are the
     units measured on a GPU (:func:`unit_costs`, moved to ``model``'s shape) times :func:`section_work`'s counts.
     ``tasks``: ``{task: questions}`` (default: the manifest's analysed tasks); ``accuracy``: the share of questions
-    answered correctly (1.0: every question analysed, the most work); ``results_dir``: the GPU benchmarks
-    (default ``benchmarks/results/`` of the flowutils home)."""
+    answered correctly (default: the model manifest's ``paper_accuracy`` on ``manifest``, the paper's Table 3, else
+    1.0: every question analysed, the most work); ``results_dir``: the GPU benchmarks (default
+    ``benchmarks/results/`` of the flowutils home)."""
     import pandas as pd
 
     results_dir = benchmark_results(results_dir)
@@ -172,6 +173,10 @@ def estimate(model: str, base_model: str | None, manifest: str, selection_task: 
                          f"benchmarks/model_shapes.py; benchmarked shapes: {sorted(bench)}")
     units = unit_costs(results_dir)
     seconds = scaled_units(units, row)
+    source = "given"
+    if accuracy is None:
+        paper = manifests[model].get("paper_accuracy", {}).get(manifest)
+        accuracy, source = (paper / 100, f"the paper's Table 3 on {manifest}") if paper else (1.0, "every question")
     base_row = _shape_row(base_model, bench) if base_model else None
     if tasks is None:
         tasks = {t: v["questions"] for t, v in load_manifest(manifest)["tasks"].items() if v.get("analysed", True)}
@@ -187,5 +192,5 @@ def estimate(model: str, base_model: str | None, manifest: str, selection_task: 
                      "GPU memory GiB (estimate)": row["peak_mem_gib"] + (base_row["weights_gib"] if two else 0)})
     table = pd.DataFrame(rows).fillna(0)
     table.attrs.update(shape=row["model"], gpu=units["gpu"], units=seconds, units_shape=units["shape"],
-                       base_shape=base_row and base_row["model"])
+                       base_shape=base_row and base_row["model"], accuracy=accuracy, accuracy_source=source)
     return table

@@ -148,6 +148,10 @@ def _tomato_cases():
         path.write_text(json.dumps(records)[:-1] + f', "1": {again}}}')
         return [f"{path} record '1': the id appears 2 times (JSON keeps only the last)"]
 
+    def duplicate_question(root):  # another id, the same video, question, options and answer
+        path = edit(root / "data" / "count.json", lambda rs: {**rs, "7": rs["0"]})
+        return [f"{path} record '7': duplicate of record '0' (same key, question, options, answer)"]
+
     def missing_video(root):
         (root / "videos" / "object" / "0002-00.mp4").unlink()
         return [f"{root / 'data' / 'direction.json'} record '0': video file not found: "
@@ -159,7 +163,8 @@ def _tomato_cases():
 
     return {"missing file": missing_file, "malformed record": malformed_record,
             "answer outside candidates": answer_outside_candidates, "duplicate id": duplicate_id,
-            "missing video": missing_video, "unknown demonstration type": unknown_demonstration_type}
+            "duplicate question": duplicate_question, "missing video": missing_video,
+            "unknown demonstration type": unknown_demonstration_type}
 
 
 def _longvideobench_cases():
@@ -352,14 +357,15 @@ def test_an_empty_folder_fails(tmp_path, name, capsys):
     assert last_line == f"{tmp_path}: {len(expected)} problem(s) against manifest {name!r}"
 
 
-def test_python_m_flowutils_validate_exits_nonzero_on_an_empty_folder(tmp_path):
+@pytest.mark.parametrize("name", NEW)
+def test_python_m_flowutils_validate_exits_nonzero_on_an_empty_folder(tmp_path, name):
     repo = Path(__file__).resolve().parents[1]  # this checkout's flowutils, whatever is installed
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))}
-    argv = [sys.executable, "-m", "flowutils", "validate", "--manifest", "tomato", "--root", str(tmp_path)]
+    argv = [sys.executable, "-m", "flowutils", "validate", "--manifest", name, "--root", str(tmp_path)]
     run = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert run.returncode == 1, run.stderr
-    assert run.stdout.splitlines() == [*_empty_problems(tmp_path, "tomato"),
-                                       f"{tmp_path}: 6 problem(s) against manifest 'tomato'"]
+    missing = _empty_problems(tmp_path, name)
+    assert run.stdout.splitlines() == [*missing, f"{tmp_path}: {len(missing)} problem(s) against manifest {name!r}"]
 
 
 def test_a_manifest_without_tasks_or_of_unknown_format_is_refused(tmp_path, monkeypatch):

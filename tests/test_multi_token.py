@@ -23,7 +23,8 @@ def questions():
 def test_anchor_stages_follow_the_response(fm, questions):
     answers = pd.DataFrame([{"sample_id": questions[0].sample_id, "task": "action_antonym",
                              "response": "A ) Jump . left to the up"}])
-    anchors = multi_token.anchor_samples(fm, questions, answers, ["jump", "left", "up"], max_anchors=2)
+    rule = multi_token.anchor_rule("keywords", ["jump", "left", "up"])
+    anchors = multi_token.anchor_samples(fm, questions, answers, rule, max_anchors=2)
     assert [(a.stage, a.anchor, a.response_tokens) for a in anchors] == [(1, "Jump", 2), (2, "left", 4)]
     assert anchors[1].open_ended_prefix == questions[0].open_ended_prefix + " A ) Jump ."
     assert anchors[1].sample_id == f"anchor2/{questions[0].sample_id}" and anchors[1].task == "action_antonym"
@@ -37,7 +38,7 @@ def test_anchor_rows_against_the_reference_backend(fm, questions):
     assert len(answers) == 2 and answers.response.map(len).gt(0).all()
     # anchors by hand: a response long enough to have a response group
     fake = pd.DataFrame([{"sample_id": q.sample_id, "task": q.task, "response": "A ) Grow . Jump"} for q in questions])
-    anchors = multi_token.anchor_samples(fm, questions, fake, ["jump"])
+    anchors = multi_token.anchor_samples(fm, questions, fake, multi_token.anchor_rule("keywords", ["jump"]))
     table = multi_token.anchor_sweep(fm, anchors, k=1, num_frames=4)
     assert set(table.flow) == set(multi_token.ANCHOR_FLOWS) and len(table) == 2 * 5 * fm.n_layers
     a = anchors[0]

@@ -123,13 +123,21 @@ class FlowModel:
         return full[n]
 
     def prepare_sample(self, sample, num_frames: int = NUM_FRAMES, clip: VideoClip | None = None) -> PreparedInput:
-        """Prepare a :class:`flowutils.data.VideoQASample` (read from disk) or a rendered synthetic sample;
-        ``clip``: its video, already read with :func:`flowutils.data.video.question_clip` (the runner reads
-        the next questions' videos ahead, in a thread)."""
+        """Prepare a :class:`flowutils.data.VideoQASample` (read from disk) or a rendered synthetic sample; a question
+        of an open-ended benchmark (VCGBench) only when asked open-ended (``open_ended_prefix``), with no target.
+        ``clip``: its video, already read with :func:`flowutils.data.video.question_clip` (the runner reads the next
+        questions' videos ahead, in a thread)."""
         clip = question_clip(sample, num_frames) if clip is None else clip
         sid = sample.sample_id if hasattr(sample, "video_path") else getattr(sample, "sample_id", sample.task)
-        return self.prepare(clip, sample.question, sample.candidates, sample.answer, sid, sample.task,
-                            getattr(sample, "open_ended_prefix", None))
+        prefix = getattr(sample, "open_ended_prefix", None)
+        # a benchmark's open-ended question (VCGBench) has no options: its answer is a reference text, no target
+        open_ended = getattr(sample, "open_ended", False)
+        if open_ended and prefix is None:
+            raise ValueError(f"{sid} is open-ended (no options): a multiple-choice prompt cannot ask it; ask it "
+                             "open-ended (flowutils.paper.multi_token.open_ended_questions)")
+        return self.prepare(clip, sample.question, sample.candidates, None if open_ended else sample.answer, sid,
+                            sample.task, prefix)
+
 
     @torch.no_grad()
     def forward(self, prepared: PreparedInput, state=None, **kwargs):

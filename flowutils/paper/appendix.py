@@ -28,7 +28,9 @@ question: the knockout raises it (:func:`entropy_claim`, bootstrap interval of t
 **Appendix F.1 / F.2 (long videos, other benchmarks).** A *long variant* of the synthetic benchmark:
 the same renderer with more frames per video (:func:`long_render`), read with more sampled frames;
 and the synthetic image tasks shown as still videos (:func:`still_video_samples`) as the spatial
-contrast of Video-MME's spatial perception. Table A's protocol is Table 3's
+contrast of Video-MME's spatial perception. Given the paper's benchmarks instead, :func:`long_questions`
+reads LongVideoBench's O2E, O3O and SOS questions and :func:`spatial_questions` Video-MME's action
+recognition and spatial perception questions (:data:`SPATIAL_CONTRAST`). Table A's protocol is Table 3's
 (:func:`flowutils.paper.pathways.run_pathways`) with the effective layers selected on the short
 videos. F.2's finding on long videos (the cross-frame and video->question drops are smaller than on
 short ones) and on spatial questions (cross-frame knockout matters less, with a larger spread over
@@ -51,11 +53,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import zlib
+from collections import Counter
 
 import numpy as np
 
 from ..analysis.uncertainty import curve, wilson_interval
-from ..data import synthetic
+from ..data import load_benchmark, synthetic
+from ..data.manifests import load_manifest
 from .claims import MIN_QUESTIONS, Claim, decide, mean_estimate, stability, verdict_word
 
 THRESHOLD_PCT = -5.0  # the paper's threshold of a significant drop (Table E)
@@ -302,6 +306,30 @@ def long_benchmark(parent, n_per_task: int, video_frames: int = 48, seed: int = 
                                      cfg=long_render(video_frames), progress=progress)
 
 
+def _benchmark_set(what: str, manifest, root, short_manifest: str, valid: list) -> None:
+    """Check a page's ``<what>_manifest`` and ``<what>_root``: None (a synthetic stand-in) needs the synthetic benchmark
+    as the page's ``manifest``, and a benchmark manifest needs the folder of its copy."""
+    if manifest is None and short_manifest != "synthetic":
+        raise ValueError(f"parameter {what}_manifest=None stands in for the paper's benchmark on the synthetic "
+                         f"benchmark only, but manifest={short_manifest!r}; give {what}_manifest (the paper's: "
+                         f"{valid}) and {what}_root")
+    if manifest is not None and root is None:
+        raise ValueError(f"parameter {what}_manifest={manifest!r} needs {what}_root, the folder of its copy")
+
+
+def long_questions(short, short_manifest: str, n_per_task: int, manifest: str | None = None, root=None, parent=None,
+                   video_frames: int = 48, seed: int = 0) -> list:
+    """F.1 and F.2's long videos. ``manifest`` None: the long variant of the synthetic benchmark (:func:`long_benchmark`
+    under ``parent``, ``video_frames`` frames a video), the tasks of the ``short`` questions; else the first
+    ``n_per_task`` questions of each analysed task of a benchmark read from ``root`` (LongVideoBench: O2E, O3O, SOS).
+    ``short_manifest``: the manifest of the ``short`` questions (the stand-in needs the synthetic benchmark)."""
+    _benchmark_set("long", manifest, root, short_manifest, ["longvideobench"])
+    if manifest is not None:
+        return load_benchmark(root, manifest, None, n_per_task)
+    tasks = sorted({s.task for s in short})
+    return load_benchmark(long_benchmark(parent, n_per_task, video_frames, seed, tasks), "synthetic", tasks, n_per_task)
+
+
 @dataclasses.dataclass
 class IdentifiedSample:
     """An in-memory synthetic question made here (a still video, a harder render) with the id it is stored under."""
@@ -325,6 +353,42 @@ def still_video_samples(n_per_task: int, seed: int = 0, frames: int = 16, tasks=
     return out
 
 
+# F.2's spatial contrast on a benchmark: its (temporal task, spatial task); Video-MME's are the paper's (Figs. AF-AI)
+SPATIAL_CONTRAST = {"videomme": ("action_recognition", "spatial_perception")}
+
+
+def spatial_questions(short, short_manifest: str, n_per_task: int, manifest: str | None = None, root=None,
+                      seed: int = 0, frames: int = 16) -> dict:
+    """F.2's spatial contrast, ``{label: questions}``, the temporal questions first. ``manifest`` None: the ``short``
+    questions themselves (the same list, "temporal tasks") and the synthetic image tasks as still videos
+    (:func:`still_video_samples`, ``frames`` frames); else the first ``n_per_task`` questions of each task of
+    :data:`SPATIAL_CONTRAST` of a benchmark read from ``root``, labelled with their titles (Video-MME: Action
+    Recognition, Spatial Perception)."""
+    _benchmark_set("spatial", manifest, root, short_manifest, list(SPATIAL_CONTRAST))
+    if manifest is None:
+        return {"temporal tasks": short, "still images": still_video_samples(n_per_task, seed, frames)}
+    if manifest not in SPATIAL_CONTRAST:
+        raise ValueError(f"parameter spatial_manifest={manifest!r} has no spatial contrast; valid: None (the synthetic "
+                         f"image tasks as still videos) or {list(SPATIAL_CONTRAST)}")
+    tasks, titles = SPATIAL_CONTRAST[manifest], load_manifest(manifest)["tasks"]
+    questions = load_benchmark(root, manifest, list(tasks), n_per_task)
+    return {titles[t].get("title", t): [s for s in questions if s.task == t] for t in tasks}
+
+
+def analysed_questions(questions: dict, sweeps: dict):
+    """Per set of questions and task, the questions loaded (``questions``: ``{set: questions}``) and those its sweep
+    analysed (``sweeps``: ``{set: sweep table}``; the sample mode keeps those answered so at baseline)."""
+    import pandas as pd
+
+    rows = []
+    for name, qs in questions.items():
+        t = sweeps[name]
+        analysed = t.groupby("task")["sample_id"].nunique() if len(t) else {}
+        rows += [{"set": name, "task": task, "questions": n, "analysed": int(analysed.get(task, 0))}
+                 for task, n in Counter(s.task for s in qs).items()]
+    return pd.DataFrame(rows, columns=["set", "task", "questions", "analysed"])
+
+
 def lowest_per_question(sweep, value: str = "relative_change_pct"):
     """Per question and flow, the lowest ``value`` over the sweep's layers (``task``, ``flow``, ``sample_id``, ``low``)."""
     return sweep.groupby(["task", "flow", "sample_id"], sort=False)[value].min().rename("low").reset_index()
@@ -336,6 +400,10 @@ def compare_drops(a, b, label_a: str, label_b: str, value: str = "relative_chang
     (each side resampled on its own questions)."""
     import pandas as pd
 
+    columns = ["flow", *(f"{label} {s}" for label in (label_a, label_b) for s in ("mean", "std", "n")), "difference",
+               "lo", "hi"]
+    if not len(a) or not len(b):  # a set with no question analysed (the sample mode kept none): nothing to compare
+        return pd.DataFrame(columns=columns)
     la, lb = lowest_per_question(a, value), lowest_per_question(b, value)
     rows = []
     for flow in dict.fromkeys(list(la["flow"]) + list(lb["flow"])):
@@ -349,7 +417,7 @@ def compare_drops(a, b, label_a: str, label_b: str, value: str = "relative_chang
                      f"{label_b} std": y.std(ddof=1) if len(y) > 1 else 0.0, f"{label_b} n": len(y),
                      "difference": y.mean() - x.mean(), "lo": float(np.quantile(diffs, 0.025)),
                      "hi": float(np.quantile(diffs, 0.975))})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=columns)
 
 
 def drop_difference(a, b, label_a: str, label_b: str, direction: str = "above", value: str = "relative_change_pct",

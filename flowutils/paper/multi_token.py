@@ -7,11 +7,15 @@ question, the response written so far (without its last token) and the last posi
 becoming a checkpoint: as anchors accumulate, response -> last matters more and video -> last,
 question -> last less, and the video reaches the answer more through the response.
 
-**This run.** The open-ended prompt of Appendix C.1 (:mod:`.open_ended`: no options, a sentence to complete).
-The model's greedy response is generated first (:func:`responses`, :func:`flowutils.engine.generate`);
-an *anchor* is a response token that is the first sub-token of a temporal keyword of the run's list
-(:mod:`.keywords`; on the synthetic benchmark its actions and directions), the stand-in for the verbs a
-POS tagger finds on VCGBench (no tagger is installed here). Each of the first ``max_anchors`` anchors gives
+**This run.** The open-ended prompt of Appendix C.1 (:mod:`.open_ended`: no options, a sentence to complete;
+on a benchmark whose questions are open-ended, VCGBench, no sentence: the response follows the assistant's turn, as
+in the paper's prompt). The model's greedy response is generated first (:func:`responses`,
+:func:`flowutils.engine.generate`); its anchors are found by an :class:`AnchorRule` (:func:`anchor_rule`, the
+pages' ``anchors`` parameter): ``"keywords"``, a response token whose word is a temporal keyword of the run's list
+(:mod:`.keywords`; on the synthetic benchmark its actions and directions, the toy's stand-in for verbs), or
+``"verbs"``, the paper's: the first token of each word of the response that a spaCy pipeline tags VERB
+(:func:`pos_tagger`; spaCy is optional, ``pip install flowutils[pos]``, and its English pipeline a separate
+download). Each of the first ``max_anchors`` anchors gives
 an :class:`AnchorSample`: the open-ended prompt with the response before the anchor appended to the sentence;
 its target is the anchor token, which the model predicts there by construction (greedy). The flows of
 :data:`ANCHOR_FLOWS` are knocked out in a window of layers around each layer (:func:`anchor_rows`); the
@@ -27,6 +31,7 @@ questions, each question with all its anchor stages in one half.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import torch
@@ -71,24 +76,81 @@ class AnchorSample(OpenEndedSample):
         self.anchor, self.stage, self.response_tokens = anchor, stage, response_tokens
 
 
-def anchor_samples(fm, samples, table, keywords, max_anchors: int = 3) -> list:
+ANCHORS = ("keywords", "verbs")  # the run's temporal keywords (the toy's stand-in); the verbs a tagger finds (paper)
+POS_PIPELINE = "en_core_web_sm"  # the spaCy pipeline anchors="verbs" loads unless told (the paper: en_core_web_lg)
+POS_PIPES = ("tagger", "morphologizer", "attribute_ruler")  # spaCy components that set a word's part of speech
+
+
+def pos_tagger(pipeline: str = POS_PIPELINE):
+    """The spaCy pipeline ``pipeline`` (an installed pipeline package or a pipeline folder), which must tag parts of
+    speech. spaCy is an optional dependency (``pip install flowutils[pos]``), imported here only."""
+    try:
+        import spacy
+    except ImportError as err:
+        raise ImportError(f"parameter anchors='verbs' tags the responses with spaCy, which is not installed: pip "
+                          f"install spacy (flowutils[pos]), then python -m spacy download {POS_PIPELINE}; or "
+                          f"anchors='keywords' (valid: {list(ANCHORS)})") from err
+    try:
+        nlp = spacy.load(pipeline)
+    except OSError as err:  # spaCy's "can't find model"
+        raise ImportError(f"parameter anchors='verbs': the spaCy pipeline {pipeline!r} (parameter pos_pipeline: an "
+                          f"installed pipeline package or a pipeline folder) is not installed: python -m spacy "
+                          f"download {POS_PIPELINE} (the paper used en_core_web_lg); or anchors='keywords' (valid: "
+                          f"{list(ANCHORS)})") from err
+    if not set(POS_PIPES) & set(nlp.pipe_names):
+        raise ValueError(f"parameter pos_pipeline={pipeline!r}: its components {nlp.pipe_names} tag no part of "
+                         f"speech; it needs one of {list(POS_PIPES)}")
+    return nlp
+
+
+@dataclasses.dataclass(frozen=True)
+class AnchorRule:
+    """Which response tokens are anchors: ``source`` "keywords" (a token whose word is one of ``words``, lower case)
+    or "verbs" (the first token of each word that the spaCy pipeline ``tagger`` tags VERB); ``about``: the rule in
+    words, as the page prints it."""
+
+    source: str
+    about: str
+    words: frozenset = frozenset()
+    tagger: object = None
+
+    def positions(self, text: str, tokens, offsets) -> list[int]:
+        """The indices of the anchors among ``tokens``, the tokens of the response ``text`` (``offsets``: each one's
+        span of characters in ``text``)."""
+        if self.source == "keywords":
+            return [i for i, tok in enumerate(tokens) if _word(tok) in self.words]
+        starts = [w.idx for w in self.tagger(text) if w.pos_ == "VERB"]
+        # the token that holds a verb's first character (a SentencePiece token may hold the space before it too)
+        found = {next((i for i, (a, b) in enumerate(offsets) if a <= c < b), None) for c in starts}
+        return sorted(found - {None})
+
+
+def anchor_rule(anchors: str = "keywords", keywords=(), pos_pipeline: str = POS_PIPELINE) -> AnchorRule:
+    """The pages' ``anchors`` parameter as an :class:`AnchorRule`: ``"keywords"`` matches ``keywords``, ``"verbs"``
+    tags the responses with the spaCy pipeline ``pos_pipeline`` (:func:`pos_tagger`)."""
+    if anchors not in ANCHORS:
+        raise ValueError(f"parameter anchors={anchors!r}; valid: {list(ANCHORS)}")
+    if anchors == "keywords":
+        return AnchorRule(anchors, f"the response tokens that are temporal keywords ({', '.join(keywords)})",
+                          frozenset(w.lower() for w in keywords))
+    return AnchorRule(anchors, f"the verbs of the response, tagged by the spaCy pipeline {pos_pipeline!r}",
+                      tagger=pos_tagger(pos_pipeline))
+
+
+def anchor_samples(fm, samples, table, rule: AnchorRule, max_anchors: int = 3) -> list:
     """One :class:`AnchorSample` per anchor (up to ``max_anchors`` per question) of the responses in ``table``
-    (:func:`responses`); an anchor is a response token whose text is one of ``keywords`` (lower case)."""
-    words = {w.lower() for w in keywords}
+    (:func:`responses`); ``rule`` says which response tokens are anchors (:func:`anchor_rule`)."""
     by_id = {s.sample_id: s for s in samples}
     out = []
     for r in table.itertuples():
         s = by_id[r.sample_id]
-        ids = fm.tokenizer(r.response, add_special_tokens=False)["input_ids"]
+        enc = fm.tokenizer(r.response, add_special_tokens=False, return_offsets_mapping=True)
+        ids = enc["input_ids"]
         tokens = fm.tokenizer.convert_ids_to_tokens(ids)
-        stage = 0
-        for i, tok in enumerate(tokens):
-            if _word(tok) not in words or stage >= max_anchors:
-                continue
-            stage += 1
+        for stage, i in enumerate(rule.positions(r.response, tokens, enc["offset_mapping"])[:max_anchors], 1):
             before = fm.tokenizer.decode(ids[:i]) if i else ""
             prefix = s.open_ended_prefix + (" " + before if before else "")
-            out.append(AnchorSample(s._sample, prefix, f"anchor{stage}/{r.sample_id}", tok, stage, i))
+            out.append(AnchorSample(s._sample, prefix, f"anchor{stage}/{r.sample_id}", tokens[i], stage, i))
     return out
 
 
@@ -180,7 +242,10 @@ def anchor_claims(table, seed: int = 0) -> list[Claim]:
 
 
 def open_ended_questions(samples) -> list:
-    """Every question asked open-ended with its task's sentence (:func:`flowutils.paper.open_ended.completion_prefix`)."""
+    """Every question asked open-ended with its task's sentence (:func:`flowutils.paper.open_ended.completion_prefix`);
+    a question of an open-ended benchmark (VCGBench) with none: its response follows the assistant's turn, as in
+    the paper's prompt ("... ASSISTANT: A boy swings")."""
     from ..analysis.runner import sample_id
 
-    return [OpenEndedSample(s, completion_prefix(s.task), sample_id(s, i)) for i, s in enumerate(samples)]
+    return [OpenEndedSample(s, "" if getattr(s, "open_ended", False) else completion_prefix(s.task), sample_id(s, i))
+            for i, s in enumerate(samples)]

@@ -153,7 +153,7 @@ def test_a_set_with_no_question_analysed_is_not_measured():
                           "relative_change_pct": -10.0} for q in range(12)])
     comparison = appendix.compare_drops(rows, pd.DataFrame(), "short", "long")
     assert comparison.empty and list(comparison.columns[:4]) == ["flow", "short mean", "short std", "short n"]
-    claim = appendix.smaller_drop_claim("F.2", "x", "finding", "", comparison, "cross-frame", "short", "long")
+    claim = appendix.smaller_drop_claim("F.2", "x", "finding", "", rows, pd.DataFrame(), "cross-frame", "short", "long")
     assert claim.verdict == "not measured"
 
 
@@ -167,10 +167,10 @@ def _lows(prefix: str, values, stage: int = 1, flow: str = "cross-frame") -> pd.
 def test_a_long_video_comparison_is_inconclusive_below_the_minimum_of_questions(n, verdict):
     """F.2's verdict was decided from any number of questions (two on the Video-MME fixture: 1 + 1); below
     MIN_QUESTIONS on either side it is inconclusive, as every other claim of the book."""
-    short = _lows("a", [-10.0 - q for q in range(MIN_QUESTIONS)])
-    comparison = appendix.compare_drops(short, _lows("b", [-50.0 - q for q in range(n)]), "short", "long")
+    short, long = _lows("a", [-10.0 - q for q in range(MIN_QUESTIONS)]), _lows("b", [-50.0 - q for q in range(n)])
+    comparison = appendix.compare_drops(short, long, "short", "long")
     assert comparison["hi"].iloc[0] < 0  # the interval alone says: the long videos drop more
-    assert appendix.smaller_drop_claim("F.2", "x", "f", "", comparison, "cross-frame", "short",
+    assert appendix.smaller_drop_claim("F.2", "x", "f", "", short, long, "cross-frame", "short",
                                        "long").verdict == verdict
 
 

@@ -439,7 +439,7 @@ def smaller_drop_claim(section: str, item: str, finding: str, paper: str, a, b, 
     ``flow``: holds where the interval of the difference (b - a, :func:`compare_drops`) lies above 0, does not hold
     where it lies below. Its halves split the questions of both sweeps at once, so that a question asked in both
     (a short video and its long variant) falls in the same half."""
-    a, b = a[a["flow"] == flow], b[b["flow"] == flow]
+    a, b = (t[t["flow"] == flow] if len(t) else t for t in (a, b))  # a set with no question analysed has no columns
     r, holds = drop_difference(a, b, label_a, label_b, seed=seed)
     if r is None:
         return Claim(section, item, finding, paper, f"{flow}: not measured on both", None, n=0)

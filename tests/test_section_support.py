@@ -211,5 +211,10 @@ def test_rerun_estimate_matches_a_hand_computation(tmp_path):
     # by default the share answered correctly is the paper's Table 3 accuracy on that benchmark (51.5% on TVBench)
     default = rerun.estimate("llava-next-7b-video-ft", None, "tvbench", results_dir=tmp_path)
     assert default.attrs["accuracy"] == 0.515 and "Table 3" in default.attrs["accuracy_source"]
+    # before any GPU run has measured the parts: the counts, and no hours
+    (tmp_path / "user_path" / "unit_costs_X.json").unlink()
+    unmeasured = rerun.estimate("llava-next-7b-video-ft", None, "tvbench", results_dir=tmp_path)
+    assert unmeasured["estimated GPU hours"].isna().all() and unmeasured.attrs["units"] is None
+    assert (unmeasured["prepare (count)"] > 0).all()
     with pytest.raises(ValueError, match="no manifest; valid:"):
         rerun.estimate("llava-next-7b", None, "tvbench", results_dir=tmp_path)

@@ -132,14 +132,12 @@ def _shape_row(name: str, bench: dict):
     return same[0] if same else None
 
 
-def unit_costs(results_dir=None) -> dict:
+def unit_costs(results_dir=None) -> dict | None:
     """The newest measured unit costs (``user_path/unit_costs_*.json`` of :func:`benchmarks/rehearsal.py`): the
-    seconds of each of :data:`UNITS` on one GPU for one model shape, with that shape's weights and tokens."""
+    seconds of each of :data:`UNITS` on one GPU for one model shape, with that shape's weights and tokens; None
+    where no GPU run has measured them."""
     files = sorted((benchmark_results(results_dir) / "user_path").glob("unit_costs_*.json"))
-    if not files:
-        raise ValueError(f"{benchmark_results(results_dir) / 'user_path'}: no unit_costs_*.json; run "
-                         "benchmarks/rehearsal.py on a GPU first")
-    return json.loads(files[-1].read_text())
+    return json.loads(files[-1].read_text()) if files else None
 
 
 def scaled_units(units: dict, row: dict) -> dict[str, float]:
@@ -154,7 +152,8 @@ def scaled_units(units: dict, row: dict) -> dict[str, float]:
 def estimate(model: str, base_model: str | None, manifest: str, selection_task: str = "action_antonym",
              results_dir=None, sample_mode: str = "correct", accuracy: float | None = None, tasks: dict | None = None):
     """One row per section: its work, questions, estimated GPU hours and memory (DataFrame). Seconds are the
-    units measured on a GPU (:func:`unit_costs`, moved to ``model``'s shape) times :func:`section_work`'s counts.
+    units measured on a GPU (:func:`unit_costs`, moved to ``model``'s shape) times :func:`section_work`'s counts
+    (no hours, ``attrs["units"]`` None, where no GPU run has measured the units).
     ``tasks``: ``{task: questions}`` (default: the manifest's analysed tasks); ``accuracy``: the share of questions
     answered correctly (default: the model manifest's ``paper_accuracy`` on ``manifest``, the paper's Table 3, else
     1.0: every question analysed, the most work); ``results_dir``: the GPU benchmarks (default
@@ -172,7 +171,7 @@ def estimate(model: str, base_model: str | None, manifest: str, selection_task: 
         raise ValueError(f"{results_dir}: no GPU shapes benchmark for {model!r} (nor for a model of its shape): run "
                          f"benchmarks/model_shapes.py; benchmarked shapes: {sorted(bench)}")
     units = unit_costs(results_dir)
-    seconds = scaled_units(units, row)
+    seconds = scaled_units(units, row) if units else None  # no GPU run yet: the counts without hours
     source = "given"
     if accuracy is None:
         paper = manifests[model].get("paper_accuracy", {}).get(manifest)
@@ -188,9 +187,11 @@ def estimate(model: str, base_model: str | None, manifest: str, selection_task: 
         rows.append({"section": section, "models": 2 if two else 1, "questions": sum(tasks.values()),
                      **{f"{u} ({'per page' if u in ('startup', 'load') else 'count'})": round(work[u], 1)
                         for u in UNITS if work[u]},
-                     "estimated GPU hours": sum(work[u] * seconds[u] for u in UNITS) / 3600,
+                     "estimated GPU hours": sum(work[u] * seconds[u] for u in UNITS) / 3600 if seconds else None,
                      "GPU memory GiB (estimate)": row["peak_mem_gib"] + (base_row["weights_gib"] if two else 0)})
-    table = pd.DataFrame(rows).fillna(0)
-    table.attrs.update(shape=row["model"], gpu=units["gpu"], units=seconds, units_shape=units["shape"],
+    table = pd.DataFrame(rows)
+    counts = [c for c in table if c.endswith(("(count)", "(per page)"))]
+    table[counts] = table[counts].fillna(0)  # a unit a section does not spend
+    table.attrs.update(shape=row["model"], gpu=units and units["gpu"], units=seconds, units_shape=units and units["shape"],
                        base_shape=base_row and base_row["model"], accuracy=accuracy, accuracy_source=source)
     return table

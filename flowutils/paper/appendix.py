@@ -60,7 +60,7 @@ import numpy as np
 from ..analysis.uncertainty import curve, wilson_interval
 from ..data import load_benchmark, synthetic
 from ..data.manifests import load_manifest
-from .claims import MIN_QUESTIONS, Claim, decide, mean_estimate, stability, verdict_word
+from .claims import MIN_QUESTIONS, Claim, all_of, decide, mean_estimate, stability, verdict_word
 
 THRESHOLD_PCT = -5.0  # the paper's threshold of a significant drop (Table E)
 
@@ -606,54 +606,59 @@ def progressive_accuracy(sweep):
     return pd.DataFrame(rows)
 
 
-def _top_down(acc, n_layers: int, points: float):
-    """``(row, holds)``: the top-down window from a second-half layer that costs the most accuracy (None: none
-    measured), and whether it costs at most ``points``."""
-    top = acc[(acc["style"] == "top_down") & (acc["layer"] >= n_layers // 2)]
-    if not len(top):
-        return None, None
-    worst = top.loc[top["change"].idxmin()]
-    return worst, bool(worst["change"] >= -points)
+def _changes(rows) -> np.ndarray:
+    """Accuracy change per question, in points: 100 x (correct under the knockout - correct at baseline)."""
+    return 100 * (rows["correct_knockout"].astype(float) - rows["correct_baseline"].astype(float)).to_numpy()
 
 
-def _bottom_up(acc, n_layers: int, points: float):
-    """``(first half, all layers, holds)``: the bottom-up rows blocking layers 1..L/2 and every layer (None: not
-    measured), and whether the second costs at most ``points`` more than the first."""
-    bottom = acc[acc["style"] == "bottom_up"].set_index("layer")
-    half = n_layers // 2
-    if half - 1 not in bottom.index or n_layers - 1 not in bottom.index:
-        return None, None, None
-    first, full = bottom.loc[half - 1], bottom.loc[n_layers - 1]
-    return first, full, bool(full["change"] - first["change"] >= -points)
+def _top_down(sweep, n_layers: int, points: float, seed: int = 0):
+    """``(estimates, holds)``: per top-down window starting in the second half, the mean accuracy change over the
+    questions with its interval, and whether every one costs at most ``points`` (each interval above -points)."""
+    top = sweep[(sweep["style"] == "top_down") & (sweep["layer"] >= n_layers // 2)] if len(sweep) else sweep
+    est = [mean_estimate(f"from layer {int(layer) + 1}", _changes(g), -points, "above", seed=seed)
+           for layer, g in top.groupby("layer", sort=True)] if len(top) else []
+    return est, all_of(e.holds for e in est) if est else None
 
 
-def leakage_claims(sweep, n_layers: int, points: float = MARGINAL_POINTS) -> list[Claim]:
+def _bottom_up(sweep, n_layers: int, points: float, seed: int = 0):
+    """The estimate of what extending the bottom-up blocking from layers 1..L/2 to every layer costs per question
+    (points: correct with every layer blocked minus correct with the first half blocked; None: not measured)."""
+    bottom = sweep[sweep["style"] == "bottom_up"] if len(sweep) else sweep
+    if not len(bottom):
+        return None
+    by_layer = bottom.pivot_table(index="sample_id", columns="layer", values="correct_knockout", aggfunc="first")
+    half, last = n_layers // 2 - 1, n_layers - 1
+    if half not in by_layer or last not in by_layer:
+        return None
+    extra = 100 * (by_layer[last].astype(float) - by_layer[half].astype(float))
+    return mean_estimate(f"layers 1-{n_layers // 2} -> all layers", extra.to_numpy(), -points, "above", seed=seed)
+
+
+def leakage_claims(sweep, n_layers: int, points: float = MARGINAL_POINTS, seed: int = 0) -> list[Claim]:
     """Figure V: (1) blocking cross-frame attention from any layer of the second half to the last costs at most
     ``points`` of accuracy; (2) extending the blocking from the first half (layers 1..L/2) to every layer costs at
-    most ``points`` more. ``sweep``: the ``bottom_up`` and ``top_down`` rows (read by :func:`progressive_accuracy`).
-    Decided on the point estimates (as Table B), the Wilson intervals reported."""
+    most ``points`` more. ``sweep``: the ``bottom_up`` and ``top_down`` rows (:func:`progressive_accuracy`). Each is
+    decided on the bootstrap interval of the mean change per question (as Table B), every window for (1)."""
     acc = progressive_accuracy(sweep)
     n = int(acc["questions"].max()) if len(acc) else 0
     claims = []
-    worst, holds = _top_down(acc, n_layers, points)
-    if worst is not None:
+    est, holds = _top_down(sweep, n_layers, points, seed)
+    if est:
+        worst = min(est, key=lambda e: e.value)
         claims.append(Claim("F.4", "Figure V: top-down", f"blocking cross-frame attention from a second-half layer to "
                             f"the last layer costs at most {points:g} accuracy points",
                             "no significant drop outside early-to-middle layers (Figure V)",
-                            f"largest cost {worst['change']:+.1f} points (from layer {int(worst['layer']) + 1})",
-                            holds, n=n, interval=f"accuracy [{worst['lo']:.1f}, {worst['hi']:.1f}]",
-                            stability=stability(lambda t: _top_down(progressive_accuracy(t), n_layers, points)[1],
-                                                sweep)))
-    first, full, holds = _bottom_up(acc, n_layers, points)
-    if first is not None:
+                            f"largest cost {worst.value:+.1f} points ({worst.name})", holds, n=n,
+                            interval=f"[{worst.lo:+.1f}, {worst.hi:+.1f}] points ({len(est)} windows)",
+                            stability=stability(lambda t: _top_down(t, n_layers, points, seed)[1], sweep)))
+    extra = _bottom_up(sweep, n_layers, points, seed)
+    if extra is not None:
         claims.append(Claim("F.4", "Figure V: bottom-up", "extending the cross-frame blocking from the first half of "
                             f"the layers to all of them costs at most {points:g} more accuracy points",
                             "no additional drop beyond early-to-middle layers (Figure V)",
-                            f"{first['change']:+.1f} (layers 1-{n_layers // 2}) -> {full['change']:+.1f} (all layers): "
-                            f"{full['change'] - first['change']:+.1f}", holds, n=n,
-                            interval=f"accuracy [{first['lo']:.1f}, {first['hi']:.1f}] -> "
-                                     f"[{full['lo']:.1f}, {full['hi']:.1f}]",
-                            stability=stability(lambda t: _bottom_up(progressive_accuracy(t), n_layers, points)[2],
+                            f"{extra.name}: {extra.value:+.1f} points", extra.holds, n=extra.n,
+                            interval=f"[{extra.lo:+.1f}, {extra.hi:+.1f}] points",
+                            stability=stability(lambda t: getattr(_bottom_up(t, n_layers, points, seed), "holds", None),
                                                 sweep)))
     return claims
 

@@ -218,3 +218,24 @@ def test_rerun_estimate_matches_a_hand_computation(tmp_path):
     assert (unmeasured["prepare (count)"] > 0).all()
     with pytest.raises(ValueError, match="no manifest; valid:"):
         rerun.estimate("llava-next-7b", None, "tvbench", results_dir=tmp_path)
+
+
+def test_a_page_says_when_the_weights_are_random_unverified_or_not_the_pinned_ones(monkeypatch):
+    from conftest import tiny_llava_next_video
+    from flowutils.analysis.store import state_sha256
+    from flowutils.models import loading
+
+    fm = tiny_llava_next_video()
+    real = loading.model_manifests()
+    spec = {"role": "VideoLLM (paper)", "weights_sha256": None}
+    monkeypatch.setattr(loading, "model_manifests", lambda: {**real, fm.name: spec})
+    assert parameters.weights_warning(fm, "bfloat16").startswith("UNVERIFIED WEIGHTS")
+    spec["weights_sha256"] = "0" * 64
+    assert parameters.weights_warning(fm, "bfloat16").startswith("WEIGHTS DIFFER")
+    spec["weights_sha256"] = state_sha256(fm.model)  # the pinned state: nothing to say
+    assert parameters.weights_warning(fm, "bfloat16") is None
+    fm.model.config.flowutils_random_weights = True  # a rehearsal checkpoint says so in its config.json
+    assert parameters.weights_warning(fm, "bfloat16").startswith("RANDOM WEIGHTS")
+    monkeypatch.setattr(loading, "model_manifests", lambda: real)
+    del fm.model.config.flowutils_random_weights
+    assert parameters.weights_warning(fm, "float32") is None  # not a paper model: nothing to verify

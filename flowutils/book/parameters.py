@@ -156,11 +156,36 @@ def load_inputs(params: dict):
         base = load(params["base_model"], dtype=dtype, device=params["device"])
     samples = load_benchmark(benchmark_root(params), params["manifest"], params["tasks"], params["n_per_task"])
     for model in (fm, base):
-        if model is not None and getattr(model.model.config, "flowutils_random_weights", False):
-            # a rehearsal checkpoint (benchmarks/rehearsal.py) says so in its config.json: its numbers mean nothing
-            print(f"RANDOM WEIGHTS: {model.name} is a random-weight checkpoint (config.json: flowutils_random_weights);"
-                  " every number and verdict on this page measures the code path, not the paper's model.")
+        if model is not None:
+            warning = weights_warning(model, params["dtype"])
+            if warning:
+                print(warning)
     return fm, base, samples
+
+
+def weights_warning(fm, dtype: str) -> str | None:
+    """What a page must say about ``fm``'s weights before its numbers: RANDOM WEIGHTS where its ``config.json`` says
+    ``flowutils_random_weights`` (a rehearsal checkpoint, ``benchmarks/rehearsal.py``); for a model whose manifest
+    names a paper checkpoint, WEIGHTS DIFFER where the manifest's ``weights_sha256`` (the state loaded in bfloat16,
+    :func:`flowutils.analysis.store.state_sha256`) is not this run's, UNVERIFIED WEIGHTS where it pins none; else
+    None."""
+    from ..analysis.store import state_sha256
+    from ..models.loading import model_manifests
+
+    if getattr(fm.model.config, "flowutils_random_weights", False):
+        return (f"RANDOM WEIGHTS: {fm.name} is a random-weight checkpoint (config.json: flowutils_random_weights); "
+                "every number and verdict on this page measures the code path, not the paper's model.")
+    spec = model_manifests().get(fm.name)
+    if spec is None or "paper" not in spec.get("role", ""):
+        return None
+    pinned = spec.get("weights_sha256")
+    if pinned is None:
+        return (f"UNVERIFIED WEIGHTS: the manifest of {fm.name} pins no weights_sha256, so nothing shows that these are "
+                f"the paper's weights (this run's, as loaded in {dtype}: {state_sha256(fm.model)[:16]})")
+    if dtype == "bfloat16" and state_sha256(fm.model) != pinned:
+        return (f"WEIGHTS DIFFER: {fm.name}'s weights are not the checkpoint its manifest pins (weights_sha256); "
+                "every number and verdict on this page is of another model than the paper's.")
+    return None
 
 
 def run_identity(fm, params: dict, samples) -> dict:

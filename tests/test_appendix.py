@@ -99,7 +99,10 @@ def test_category_counts_against_a_hand_count():
     assert shares[(0, "spatial")] == 0.5 and shares[(1, "temporal")] == 0.5 and shares[(2, "temporal")] == 0.75
     assert appendix.emergence_layers(appendix.category_shares(maps)) == {"spatial": 0, "temporal": 1}
     order, positions = appendix.figure_t_claims(maps)
-    assert order.verdict == "holds" and positions.verdict == "does not hold"  # 2 of 3 were spatial, every resample
+    assert order.verdict == positions.verdict == "inconclusive"  # one question: below the minimum of 10
+    order, positions = appendix.figure_t_claims(maps_table({f"a{i}": q for i in range(10)}))
+    assert order.verdict == "holds" and order.interval == "gap [1, 1] layers"  # spatial at 0, temporal at 1
+    assert positions.verdict == "does not hold"  # 2 of 3 were spatial, in every resample
 
 
 def test_figure_t_claims_on_each_half_of_the_questions():

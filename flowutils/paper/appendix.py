@@ -60,7 +60,7 @@ import numpy as np
 from ..analysis.uncertainty import curve, wilson_interval
 from ..data import load_benchmark, synthetic
 from ..data.manifests import load_manifest
-from .claims import MIN_QUESTIONS, Claim, all_of, decide, mean_estimate, stability, verdict_word
+from .claims import MIN_QUESTIONS, Claim, all_of, curve_estimate, decide, mean_estimate, stability, verdict_word
 
 THRESHOLD_PCT = -5.0  # the paper's threshold of a significant drop (Table E)
 
@@ -197,15 +197,35 @@ def ratio_interval(num, den, n_boot: int = 1000, seed: int = 0) -> tuple[float, 
     return float(np.quantile(ratios, 0.025)), float(np.quantile(ratios, 0.975))
 
 
-def _emergence(maps) -> tuple[int | None, int | None]:
-    """``(spatial, temporal)``: each category's first layer at half of its peak share (None: it never appears)."""
-    first = emergence_layers(category_shares(maps)) if len(maps) else {}
-    return first.get("spatial"), first.get("temporal")
+def _share_curves(maps) -> np.ndarray:
+    """``[questions, 2 x layers]``: per question, the share of its video positions whose top-1 token is spatial at
+    each layer, then temporal at each layer (their mean over questions is :func:`category_shares`' pooled share)."""
+    curves = []
+    for _, q in maps.groupby("sample_id", sort=True):
+        q = q.sort_values("layer")
+        codes = [np.array([int(c) for c in s]) for s in q["codes"]]
+        curves.append([(c == CATEGORY_CODES[cat]).mean() for cat in ("spatial", "temporal") for c in codes])
+    return np.array(curves, dtype=float)
 
 
-def _spatial_first(maps) -> bool | None:
-    s, t = _emergence(maps)
-    return None if s is None or t is None else s < t
+def _emergence_gap(curves) -> np.ndarray:
+    """``[m]``: temporal's first layer at half of its peak share minus spatial's, per row of ``[m, 2 x layers]`` mean
+    curves (:func:`emergence_layers`' rule; NaN where a category never appears)."""
+    curves = np.atleast_2d(curves)
+    spatial, temporal = np.split(curves, 2, axis=1)
+
+    def first(c):
+        peak = c.max(1, keepdims=True)
+        return np.where(peak[:, 0] > 0, (c >= 0.5 * peak).argmax(1), np.nan)
+
+    return first(temporal) - first(spatial)
+
+
+def _order_estimate(maps, seed: int = 0):
+    """Figure T's order: the gap (layers) from spatial's to temporal's emergence, with its bootstrap interval over
+    questions; spatial first holds where the whole interval is at least one layer (above 0.5: gaps are whole layers)."""
+    return curve_estimate("temporal minus spatial emergence", _share_curves(maps) if len(maps) else [],
+                          _emergence_gap, 0.5, "above", seed=seed)
 
 
 def _from_spatial(per, seed: int = 0) -> tuple[float, float, bool | None]:
@@ -214,19 +234,22 @@ def _from_spatial(per, seed: int = 0) -> tuple[float, float, bool | None]:
     if not per["turned"].sum():
         return math.nan, math.nan, None
     lo, hi = ratio_interval(per["from_spatial"], per["turned"], seed=seed)
-    return lo, hi, decide(lo, hi, 50.0, "below")
+    return lo, hi, decide(lo, hi, 50.0, "below", int(per["sample_id"].nunique()))
 
 
 def figure_t_claims(maps, seed: int = 0) -> list[Claim]:
     """Figure T: spatial concepts emerge before temporal ones; temporal ones settle on positions not already spatial."""
     n = int(maps["sample_id"].nunique()) if len(maps) else 0
-    s, t = _emergence(maps)
+    first = emergence_layers(category_shares(maps)) if n else {}
+    s, t = first.get("spatial"), first.get("temporal")
     finding = "spatial concepts emerge first, temporal concepts later (first layer at half of the category's peak " \
               "share of video positions)"
     measured = f"spatial first at {s}, temporal first at {t} (None: the category never appears)" \
         if s is None or t is None else f"spatial at layer {s + 1}, temporal at layer {t + 1}"
-    order = Claim("D", "Figure T: order", finding, "static concepts first (Figure T)", measured, _spatial_first(maps),
-                  n=n, stability=stability(_spatial_first, maps) if n else "")
+    gap = _order_estimate(maps, seed)
+    order = Claim("D", "Figure T: order", finding, "static concepts first (Figure T)", measured, gap.holds, n=n,
+                  interval=f"gap [{gap.lo:.0f}, {gap.hi:.0f}] layers" if n else "",
+                  stability=stability(lambda m: _order_estimate(m, seed).holds, maps) if n else "")
     per = temporal_on_spatial(maps) if n else None
     turned, spatial = (int(per["turned"].sum()), int(per["from_spatial"].sum())) if n else (0, 0)
     finding = "temporal concepts emerge on positions not already spatial (under half of the positions turning " \

@@ -139,7 +139,9 @@ def timing_summary(timings: dict) -> str:
     n = timings["questions"]
     if not n:
         return "timings: no question computed (all read back from the result store)"
-    phases = ", ".join(f"{p} {timings[f'{p}_s'] / n:.3f}" for p in ("read", "prepare", "baseline", "measure", "store"))
+    from .analysis.runner import Timings
+
+    phases = ", ".join(f"{p} {timings[f'{p}_s'] / n:.3f}" for p in Timings.PHASES if p != "decode")
     return (f"timings: {n} question(s) in {timings['wall_s']:.1f} s, {3600 * n / timings['wall_s']:.0f} questions/hour; "
             f"s/question: {phases} (decoding {timings['decode_s'] / n:.3f}, in the reader thread)")
 

@@ -181,7 +181,7 @@ def weights_warning(fm, dtype: str) -> str | None:
     pinned = spec.get("weights_sha256")
     if pinned is None:
         return (f"UNVERIFIED WEIGHTS: the manifest of {fm.name} pins no weights_sha256, so nothing shows that these are "
-                f"the paper's weights (this run's, as loaded in {dtype}: {state_sha256(fm.model)[:16]})")
+                "the paper's weights (the sha256 of this run's is in its saved claims' run identity)")
     if dtype == "bfloat16" and state_sha256(fm.model) != pinned:
         return (f"WEIGHTS DIFFER: {fm.name}'s weights are not the checkpoint its manifest pins (weights_sha256); "
                 "every number and verdict on this page is of another model than the paper's.")

@@ -23,6 +23,7 @@ from ..models.catalog import benchmark_results, shape_benchmarks
 from ..models.loading import model_manifests
 from ..paper.keywords import figure4_choice
 from ..paper.pathways import EFFECTIVE_FLOWS, resolve_random_rule
+from ..paper.temporal import ANSWER_TOKENS, EXAMPLE_TOKENS
 
 SECTIONS = ("temporal_interaction", "video_language_integration", "answer_generation", "effective_pathways")
 WITH_BASE = ("temporal_interaction",)  # pages that also load the ImageLLM base
@@ -32,7 +33,6 @@ WITH_BASE = ("temporal_interaction",)  # pages that also load the ImageLLM base
 # the logit-lens answer table, the keyword hits, the word attention and Table 3's conditions
 UNITS = ("startup", "load", "prepare", "forward", "plan", "token", "lens", "keywords", "attention", "table3")
 OPEN_ENDED_PER_TASK = 16  # the 3.2 page's open_ended_per_task: questions per task whose answers are generated
-ANSWER_TOKENS = 12  # tokens generated per answer (temporal.answer_changes' max_new_tokens; 10 for the examples)
 
 
 def section_work(section: str, layers: int, tasks: dict[str, int], sample_mode: str = "correct",
@@ -61,7 +61,7 @@ def section_work(section: str, layers: int, tasks: dict[str, int], sample_mode: 
         visit(n, forward=kept)  # Table 2, first half: cut from layer 0, a full forward
         visit(n, forward=kept / 2)  # second half: the upper half of the layers
         found = min(n, n_tasks / accuracy) if accuracy > 0 else n  # the examples: each task's first correct question
-        visit(found, token=2 * 10 * (n_tasks if accuracy > 0 else 0))
+        visit(found, token=2 * EXAMPLE_TOKENS * (n_tasks if accuracy > 0 else 0))
         asked = sum(min(OPEN_ENDED_PER_TASK, q) for q in tasks.values())  # Table 2's answers, two forms
         work["prepare"] += 2 * asked  # sample mode "all" and no baseline: the two generations only
         work["token"] += 2 * asked * 2 * ANSWER_TOKENS

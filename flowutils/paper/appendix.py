@@ -162,14 +162,22 @@ def category_shares(maps):
     return pd.DataFrame(rows)
 
 
+def first_at_level(curves, level: float = 0.5) -> np.ndarray:
+    """``[m]``: per row of ``[m, layers]`` curves, the first index where it reaches ``level`` of its peak (NaN where
+    the peak is 0: the category never appears)."""
+    curves = np.atleast_2d(np.asarray(curves, dtype=float))
+    peak = curves.max(1, keepdims=True)
+    return np.where(peak[:, 0] > 0, (curves >= level * peak).argmax(1), np.nan)
+
+
 def emergence_layers(shares, level: float = 0.5) -> dict:
     """Per category, the first layer (0-based) where its share reaches ``level`` of its largest share (None: never
     any)."""
     out = {}
     for cat, g in shares.groupby("category"):
         s = g.sort_values("layer")
-        peak = s["share"].max()
-        out[cat] = None if peak <= 0 else int(s.loc[s["share"] >= level * peak, "layer"].iloc[0])
+        first = first_at_level(s["share"].to_numpy(), level)[0]
+        out[cat] = None if np.isnan(first) else int(s["layer"].iloc[int(first)])
     return out
 
 
@@ -201,24 +209,17 @@ def _share_curves(maps) -> np.ndarray:
     """``[questions, 2 x layers]``: per question, the share of its video positions whose top-1 token is spatial at
     each layer, then temporal at each layer (their mean over questions is :func:`category_shares`' pooled share)."""
     curves = []
-    for _, q in maps.groupby("sample_id", sort=True):
-        q = q.sort_values("layer")
-        codes = [np.array([int(c) for c in s]) for s in q["codes"]]
-        curves.append([(c == CATEGORY_CODES[cat]).mean() for cat in ("spatial", "temporal") for c in codes])
+    for sid in sorted(set(maps["sample_id"])):
+        codes = code_array(maps, sid).reshape(maps["layer"].nunique(), -1)  # [layer, position]
+        curves.append(np.concatenate([(codes == CATEGORY_CODES[cat]).mean(1) for cat in ("spatial", "temporal")]))
     return np.array(curves, dtype=float)
 
 
 def _emergence_gap(curves) -> np.ndarray:
     """``[m]``: temporal's first layer at half of its peak share minus spatial's, per row of ``[m, 2 x layers]`` mean
-    curves (:func:`emergence_layers`' rule; NaN where a category never appears)."""
-    curves = np.atleast_2d(curves)
-    spatial, temporal = np.split(curves, 2, axis=1)
-
-    def first(c):
-        peak = c.max(1, keepdims=True)
-        return np.where(peak[:, 0] > 0, (c >= 0.5 * peak).argmax(1), np.nan)
-
-    return first(temporal) - first(spatial)
+    curves (:func:`emergence_layers`' rule, :func:`first_at_level`; NaN where a category never appears)."""
+    spatial, temporal = np.split(np.atleast_2d(curves), 2, axis=1)
+    return first_at_level(temporal) - first_at_level(spatial)
 
 
 def _order_estimate(maps, seed: int = 0):

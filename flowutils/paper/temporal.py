@@ -38,6 +38,8 @@ PAPER_TABLE_B_SECOND_HALF = {"action_antonym": -0.5, "action_sequence": -0.7, "s
                              "moving_direction": -1.7, "object_count": -1.2}
 PAPER_SMALLEST_DROP = -18.0  # "accuracy drops of at least 18%" (Sec. 3.2)
 MARGINAL_DROP = -5.0  # Table B's "barely impacts": at most 5 points (the paper's largest is 1.7)
+EXAMPLE_TOKENS = 10  # tokens generated per answer of Table 2's examples (one question per task)
+ANSWER_TOKENS = 12  # tokens generated per answer of Table 2's counted answer changes
 HALVES = ("first", "second")
 # the curve metrics in a few words (a claim's row names both)
 AXIS = {"relative_change_pct": "relative change of p(answer)", "logit_diff_change": "logit difference"}
@@ -288,7 +290,7 @@ def _first_sentence(text: str) -> str:
     return (head + dot).strip()
 
 
-def open_ended_rows(fm, question, layers, max_new_tokens: int = 10) -> list[dict]:
+def open_ended_rows(fm, question, layers, max_new_tokens: int = EXAMPLE_TOKENS) -> list[dict]:
     """:func:`open_ended_examples`' row of one :class:`flowutils.analysis.runner.Question`."""
     sample = question.sample
     plan = KnockoutPlan.from_flows(question.prepared.layout, [CROSS_FRAME], layers)
@@ -299,8 +301,9 @@ def open_ended_rows(fm, question, layers, max_new_tokens: int = 10) -> list[dict
              "baseline": base, "knockout": ko, "changed": base != ko}]
 
 
-def open_ended_examples(fm, samples, layers, num_frames: int = NUM_FRAMES, max_new_tokens: int = 10, progress: bool = False,
-                        *, out=None, benchmark=None, shard: int | None = None, num_shards: int | None = None):
+def open_ended_examples(fm, samples, layers, num_frames: int = NUM_FRAMES, max_new_tokens: int = EXAMPLE_TOKENS,
+                        progress: bool = False, *, out=None, benchmark=None, shard: int | None = None,
+                        num_shards: int | None = None):
     """One question per task (the first one answered correctly at baseline): the model's greedy
     continuation of the prompt at baseline and with cross-frame attention blocked in ``layers``,
     up to its first full stop.
@@ -338,7 +341,7 @@ def named_answer(text: str, candidates) -> str | None:
     return max(named, key=lambda c: len(_words(c))) if named else None
 
 
-def answer_change_rows(fm, question, layers, max_new_tokens: int = 12) -> list[dict]:
+def answer_change_rows(fm, question, layers, max_new_tokens: int = ANSWER_TOKENS) -> list[dict]:
     """One row of :func:`answer_changes`: the greedy continuation (up to its first full stop) at baseline and with
     cross-frame attention blocked in ``layers``, the candidate each names (:func:`named_answer`), whether the
     baseline's names the true answer, whether the knockout's answer differs from the baseline's and whether it is
@@ -356,7 +359,7 @@ def answer_change_rows(fm, question, layers, max_new_tokens: int = 12) -> list[d
              "changed": named_ko != named_base, "opposite_knockout": opposite is not None and named_ko == opposite}]
 
 
-def answer_changes(fm, samples, layers, num_frames: int = NUM_FRAMES, max_new_tokens: int = 12,
+def answer_changes(fm, samples, layers, num_frames: int = NUM_FRAMES, max_new_tokens: int = ANSWER_TOKENS,
                    per_task: int | None = None, forms=FORMS, progress: bool = False, *, out=None, benchmark=None):
     """Table 2's open-ended answers, counted: every question (at most ``per_task`` per task) asked in each of
     ``forms``: ``"open-ended"`` (the options left out, a sentence to complete:

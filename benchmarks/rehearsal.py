@@ -17,7 +17,7 @@ Then, in this order:
 1. **Unit costs** (``unit_costs_<gpu>.json``): the seconds of each part the Rerun page's estimate is made of
    (:data:`flowutils.book.rerun.UNITS`), each measured apart from the pages, per question through the
    analyses' own functions and the runner's phase timings: the kernel's start and imports (papermill on a
-   one-cell notebook), loading a checkpoint, preparing a question, a full forward, a sweep plan, a generated
+   one-cell notebook), loading a checkpoint, preparing a question, a full forward, a sweep plan of each kind, a generated
    token, the logit-lens, keyword, word-attention and Table 3 measurements.
 2. **The pages**: each section notebook as the Rerun page's command says (the paper's protocol comes from
    the manifests), its wall time and peak GPU memory written to ``rehearsal.json`` after each one.
@@ -28,6 +28,10 @@ Steps already done in ``--work`` (checkpoints, unit costs, pages) are not done a
 split over several calls on one machine.
 
     python benchmarks/rehearsal.py --bench BENCH --models /tmp/models --out $OUT --sample-mode all
+
+``--smoke`` runs the same steps on the CPU with tiny widths (32 decoder layers of width 64, a 2-layer vision
+tower), to find a broken step before a GPU lease is spent on it; since those widths are not the manifests',
+their shape check is switched off in this process and in the page kernels (a ``sitecustomize`` on their path).
 
 Random weights make every verdict of these pages meaningless: this measures the path, not the paper.
 """
@@ -46,7 +50,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 VIDEO_LLM, IMAGE_LLM = "llava-next-7b-video-ft", "llava-v1.6-vicuna-7b"
-DEVICE = "cuda"
 IMAGE_TOKEN_ID, VOCAB = 32000, 32064
 # LLaVA-NeXT-7B-Video-FT's shapes: CLIP ViT-L/14 at 336 px, Llama-2-7B
 VISION = {"model_type": "clip_vision_model", "hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
@@ -54,6 +57,9 @@ VISION = {"model_type": "clip_vision_model", "hidden_size": 1024, "intermediate_
 TEXT = {"model_type": "llama", "vocab_size": VOCAB, "hidden_size": 4096, "intermediate_size": 11008,
         "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32, "max_position_embeddings": 4096,
         "tie_word_embeddings": False}
+SMOKE_VISION = {**VISION, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                "projection_dim": 64}
+SMOKE_TEXT = {**TEXT, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "num_key_value_heads": 4}
 
 
 def tokenizer(words: str):
@@ -76,20 +82,22 @@ def tokenizer(words: str):
     return fast
 
 
-def write_checkpoint(path: Path, words: str, seed: int, device: str = "cuda") -> None:
-    """A random-weight PLLaVA-layout checkpoint of LLaVA-NeXT-7B-Video-FT's shapes (bf16 safetensors shards)."""
+def write_checkpoint(path: Path, words: str, seed: int, device: str = "cuda", smoke: bool = False) -> None:
+    """A random-weight PLLaVA-layout checkpoint of LLaVA-NeXT-7B-Video-FT's shapes (bf16 safetensors shards;
+    ``smoke``: tiny widths, float32)."""
     import torch
     import transformers
     from safetensors.torch import save_file
 
     tok = tokenizer(words)
     config = transformers.LlavaConfig(
-        vision_config=VISION, text_config={**TEXT, "pad_token_id": tok.pad_token_id},
+        vision_config=SMOKE_VISION if smoke else VISION,
+        text_config={**(SMOKE_TEXT if smoke else TEXT), "pad_token_id": tok.pad_token_id},
         image_token_index=IMAGE_TOKEN_ID, vision_feature_layer=-2, vision_feature_select_strategy="default",
         tie_word_embeddings=False)
     torch.manual_seed(seed)
     with torch.device(device):
-        model = transformers.LlavaForConditionalGeneration(config).to(torch.bfloat16).eval()
+        model = transformers.LlavaForConditionalGeneration(config).to(torch.float32 if smoke else torch.bfloat16).eval()
     legacy = {"model.language_model.": "language_model.model.", "lm_head.": "language_model.lm_head.",
               "model.vision_tower.": "vision_tower.", "model.multi_modal_projector.": "multi_modal_projector."}
     path.mkdir(parents=True, exist_ok=True)
@@ -134,7 +142,7 @@ def startup_seconds(work: Path) -> float:
                work / "startup.log")
 
 
-def measure_units(models: Path, samples, work: Path, per_task: int = 2) -> dict:
+def measure_units(models: Path, samples, work: Path, device: str, per_task: int = 2) -> dict:
     """Seconds of each of the estimate's units (:data:`flowutils.book.rerun.UNITS`) on the 7B VideoLLM, measured
     on the first ``per_task`` questions of each task through the analyses the pages call (no result store), and
     the share of them the model answers correctly (``accuracy``)."""
@@ -147,11 +155,11 @@ def measure_units(models: Path, samples, work: Path, per_task: int = 2) -> dict:
     from flowutils.paper import answer, integration, keywords, pathways
 
     os.environ["FLOWUTILS_MODEL_DIR"] = str(models)
-    sync = torch.cuda.synchronize if DEVICE == "cuda" else (lambda: None)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     units = {"startup": startup_seconds(work)}
     sync()
     t0 = time.perf_counter()
-    fm = load(VIDEO_LLM, dtype=torch.bfloat16, device=DEVICE)
+    fm = load(VIDEO_LLM, dtype=torch.bfloat16 if device == "cuda" else torch.float32, device=device)
     sync()
     units["load"] = time.perf_counter() - t0
     seen, qs = {}, []
@@ -170,6 +178,9 @@ def measure_units(models: Path, samples, work: Path, per_task: int = 2) -> dict:
     units["prepare"] = per_question(sweep, "prepare_s")
     units["forward"] = per_question(sweep, "baseline_s")
     units["plan"] = per_question(sweep) / (len(flows) * fm.n_layers)
+    frames = run_sweep(fm, qs, Sweep(["cross-frame"], fm.protocol.window_size, "center", sample_mode="all"),
+                       progress=False)
+    units["frame_plan"] = per_question(frames) / fm.n_layers
     table = answer.answer_table(fm, qs, progress=False)
     units["lens"] = per_question(table)
     accuracy = float(table.groupby("sample_id")["correct_baseline"].first().astype(bool).mean())
@@ -195,12 +206,12 @@ def measure_units(models: Path, samples, work: Path, per_task: int = 2) -> dict:
     weights = sum(p.numel() * p.element_size() for p in fm.model.parameters()) / 2**30
     tokens_per_prompt = fm.prepare_sample(qs[0]).layout.n
     del fm
-    if DEVICE == "cuda":
+    if device == "cuda":
         torch.cuda.empty_cache()
     return {"what": "seconds of each part of the Rerun page's estimate, measured on a random-weight checkpoint of "
                     f"{VIDEO_LLM}'s shapes (benchmarks/rehearsal.py), per question over {n} questions "
                     f"({per_task} per task; word attention on {len(counting)} object_count questions)",
-            "gpu": torch.cuda.get_device_name() if DEVICE == "cuda" else "CPU x", "torch": torch.__version__,
+            "gpu": gpu_name(device), "torch": torch.__version__,
             "shape": VIDEO_LLM,
             "weights_gib": round(weights, 3), "tokens": tokens_per_prompt, "accuracy": accuracy,
             "seconds": {u: round(v, 5) for u, v in units.items()}}
@@ -238,6 +249,22 @@ def estimate_check(units: dict, sections: dict, samples, sample_mode: str, work:
     return out
 
 
+def gpu_name(device: str) -> str:
+    """The card's short name (``H100``, ``H200``), or ``CPU``: the result files' suffix."""
+    import torch
+
+    return torch.cuda.get_device_name().replace("NVIDIA ", "").split()[0] if device == "cuda" else "CPU"
+
+
+def smoke_site(work: Path) -> Path:
+    """A folder whose ``sitecustomize`` switches off the manifests' shape check (``--smoke``'s tiny widths)."""
+    site = work / "smoke-site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text("import flowutils.models.loading as loading\n"
+                                           "loading.config_mismatches = lambda *args, **kwargs: []\n")
+    return site
+
+
 def run(cmd: list[str], log: Path) -> float:
     start = time.perf_counter()
     with log.open("w") as f:
@@ -259,7 +286,9 @@ def main():
                     "checkpoints' tokenizer must know (a larger one swept later with the same checkpoint)")
     ap.add_argument("--sample-mode", default=None, help="appended to the Rerun page's parameters: random weights "
                     "answer almost nothing correctly, so the paper's 'correct' leaves the pages without questions")
+    ap.add_argument("--smoke", action="store_true", help="on the CPU with tiny widths: a check of the steps")
     args = ap.parse_args()
+    device = "cpu" if args.smoke else "cuda"
     import torch
 
     from flowutils.book import rerun
@@ -268,23 +297,28 @@ def main():
     args.bench, args.models, args.work = args.bench.resolve(), args.models.resolve(), args.work.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.smoke:
+        site = smoke_site(args.work)
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+        sys.path.insert(0, str(site))
+        __import__("sitecustomize")
     samples = load_benchmark(args.bench, "synthetic")
     words = " ".join(s.question + " " + " ".join(s.candidates)
                      for s in samples + [q for b in args.vocab for q in load_benchmark(b, "synthetic")])
     record_file = args.work / "rehearsal.json"  # kept across calls on one machine
     record = json.loads(record_file.read_text()) if record_file.is_file() else {
-        "what": __doc__.split("\n\n")[0].replace("\n", " "), "gpu": torch.cuda.get_device_name(),
+        "what": __doc__.split("\n\n")[0].replace("\n", " "), "gpu": gpu_name(device), "smoke": args.smoke,
         "torch": torch.__version__, "transformers": __import__("transformers").__version__,
         "questions": len(samples), "sections": {}}
 
     def save():
         record_file.write_text(json.dumps(record, indent=1))
-        (args.out / f"rehearsal_{record['gpu'].split()[1]}.json").write_text(json.dumps(record, indent=1))
+        (args.out / f"rehearsal_{record['gpu']}.json").write_text(json.dumps(record, indent=1))
 
     if "write_checkpoints_s" not in record:
         start = time.perf_counter()
         for name, seed in ((VIDEO_LLM, 0), (IMAGE_LLM, 1)):
-            write_checkpoint(args.models / name, words, seed)
+            write_checkpoint(args.models / name, words, seed, device, args.smoke)
         record["write_checkpoints_s"] = round(time.perf_counter() - start, 1)
         record["validate_s"] = round(run([sys.executable, "-m", "flowutils", "validate", "--manifest", "synthetic",
                                           "--root", str(args.bench), "--no-counts", "--decode-videos"],
@@ -292,11 +326,12 @@ def main():
         save()
     units_file = args.work / "unit_costs.json"
     if not units_file.is_file():
-        units_file.write_text(json.dumps(measure_units(args.models, samples, args.work), indent=1))
+        units_file.write_text(json.dumps(measure_units(args.models, samples, args.work, device), indent=1))
     units = json.loads(units_file.read_text())
-    (args.out / f"unit_costs_{units['gpu'].split()[1]}.json").write_text(json.dumps(units, indent=1))
+    (args.out / f"unit_costs_{units['gpu']}.json").write_text(json.dumps(units, indent=1))
     print("unit costs", units["seconds"], "accuracy", units["accuracy"], flush=True)
-    commands = rerun.commands(VIDEO_LLM, IMAGE_LLM, str(args.bench), "synthetic", str(args.work / "results"))
+    commands = rerun.commands(VIDEO_LLM, IMAGE_LLM, str(args.bench), "synthetic", str(args.work / "results"),
+                              dtype="bfloat16" if device == "cuda" else "float32", device=device)
     env = dict(os.environ, FLOWUTILS_MODEL_DIR=str(args.models))
     prefix = dict(line.split("=", 1) for line in commands.splitlines()[:2])
     real, pm = prefix["REAL"].strip('"'), prefix["PM"].strip('"')
@@ -312,12 +347,14 @@ def main():
                                                                         str(args.work / f"{section}.ipynb"))
         # peak GPU memory of the notebook's kernel: the device's high-water mark, read by nvidia-smi's sampler
         sampler = subprocess.Popen(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits",
-                                    "-lms", "200"], stdout=subprocess.PIPE, text=True)
+                                    "-lms", "200"], stdout=subprocess.PIPE, text=True) if device == "cuda" else None
         t0 = time.perf_counter()
         proc = subprocess.run(["bash", "-c", line], cwd=ROOT, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
-        sampler.terminate()
-        used = [int(v) for v in sampler.communicate()[0].split() if v.isdigit()]
+        used = []
+        if sampler is not None:
+            sampler.terminate()
+            used = [int(v) for v in sampler.communicate()[0].split() if v.isdigit()]
         sections[section] = {"wall_s": round(wall, 1), "peak_gpu_mib": max(used, default=None),
                              "returncode": proc.returncode}
         if proc.returncode:

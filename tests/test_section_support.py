@@ -185,24 +185,24 @@ def test_rerun_estimate_matches_a_hand_computation(tmp_path):
     (tmp_path / "user_path").mkdir()
     (tmp_path / "shapes" / "model_shapes_X.json").write_text(json.dumps({"gpu": "X", "results": [shape]}))
     # measured on a shape of half the weights and twice the tokens: compute x1, loading and tokens x2
-    units = dict(startup=10.0, load=20.0, prepare=0.5, forward=0.25, plan=0.01, token=0.02, lens=0.3, keywords=0.4,
-                 attention=0.6, table3=2.0)
+    units = dict(startup=10.0, load=20.0, prepare=0.5, forward=0.25, plan=0.01, frame_plan=0.07, token=0.02, lens=0.3,
+                 keywords=0.4, attention=0.6, table3=2.0)
     (tmp_path / "user_path" / "unit_costs_X.json").write_text(json.dumps(
         {"gpu": "X", "shape": "s", "weights_gib": 5.0, "tokens": 2000, "seconds": units}))
     t = rerun.estimate("llava-next-7b-video-ft", "llava-v1.6-vicuna-7b", "tvbench", results_dir=tmp_path,
                        sample_mode="correct", accuracy=0.5).set_index("section")
-    su, ld, pr, fw, pl, tk = 10.0, 40.0, 0.5, 0.25, 0.01, 0.04
+    su, ld, pr, fw, pl, fp, tk = 10.0, 40.0, 0.5, 0.25, 0.01, 0.07, 0.04
     sizes = {"action_antonym": 320, "action_sequence": 528, "scene_transition": 185, "moving_direction": 232,
              "object_count": 148}  # TVBench's five analysed tasks
     n, kept = sum(sizes.values()), sum(sizes.values()) / 2
     asked = 5 * 16  # Table 2's answers: 16 per task, two forms, two generations of 12 tokens each
-    temporal = (su + 2 * ld + 4 * n * (pr + fw) + (kept + n) * 32 * pl + 1.5 * kept * fw
+    temporal = (su + 2 * ld + 4 * n * (pr + fw) + (kept + n) * 32 * fp + 1.5 * kept * fw
                 + 10 * (pr + fw) + 5 * 2 * 10 * tk + 2 * asked * pr + 2 * asked * 2 * 12 * tk)
     integration = (su + ld + n * (pr + fw) + kept * 10 * 32 * pl + 528 * (pr + fw) + 264 * 0.4
                    + 148 * (pr + fw + 0.6))
     expected = {"temporal_interaction": temporal, "video_language_integration": integration,
                 "answer_generation": su + ld + n * (pr + fw + 0.3),
-                "effective_pathways": su + ld + 320 * (pr + fw) + 160 * 3 * 32 * pl + n * (pr + 2.0)}
+                "effective_pathways": su + ld + 320 * (pr + fw) + 160 * 32 * (fp + 2 * pl) + n * (pr + 2.0)}
     for section, seconds in expected.items():
         assert t.loc[section, "estimated GPU hours"] == pytest.approx(seconds / 3600)
     # the base (same shape, found by layers and hidden size) adds its weights where both models are loaded

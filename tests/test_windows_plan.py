@@ -1,5 +1,6 @@
 import itertools
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
@@ -114,6 +115,17 @@ def test_compact_cut_equals_the_dense_cut(data):
     whole = (dense | ~torch.ones(n, n, dtype=torch.bool).tril()).all(-1).any()
     assert cut.whole_rows or not whole  # the flag may only err on the safe side
     assert cut.whole_rows == bool(dense[:, 0].any())
+
+
+def test_one_row_blocks_among_wide_ones_equal_the_dense_cut():
+    """A random plan's one-query blocks (scattered together) beside wide blocks (one class product each), with
+    repeated and overlapping rows: the same edges as the dense reference."""
+    n, rng = 40, np.random.default_rng(0)
+    rows = [(torch.tensor([q]), torch.from_numpy(rng.choice(q + 1, size=rng.integers(1, q + 2), replace=False)))
+            for q in rng.integers(0, n, size=60)]
+    wide = [(torch.arange(10, 20), torch.arange(0, 10)), (torch.arange(30, 40), torch.tensor([2, 5, 31]))]
+    plan = KnockoutPlan({0: rows[:30] + wide + rows[30:]})
+    assert torch.equal(compact_cut(plan, 0, n).mask(0, n + 2, n + 2), reference_cut(plan, 0, 0, n + 2, n + 2, n))
 
 
 def test_plans_of_one_flow_share_their_compact_cut():

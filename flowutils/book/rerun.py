@@ -29,9 +29,12 @@ SECTIONS = ("temporal_interaction", "video_language_integration", "answer_genera
 WITH_BASE = ("temporal_interaction",)  # pages that also load the ImageLLM base
 # what a page's work is made of, each measured on the GPU per question (``benchmarks/rehearsal.py``): starting the
 # kernel and importing, loading a checkpoint, preparing a question (decoding its video, the processor, the vision
-# tower), a full forward, one windowed sweep plan, one generated token, and the measurements of one question of
-# the logit-lens answer table, the keyword hits, the word attention and Table 3's conditions
-UNITS = ("startup", "load", "prepare", "forward", "plan", "token", "lens", "keywords", "attention", "table3")
+# tower), a full forward, one windowed sweep plan of a flow into the text after the video ("plan": only that text is
+# recomputed) and of the cross-frame flow ("frame_plan": its cut starts in the first frames, so nearly the whole
+# prompt is recomputed from the window on; tens of times a "plan"), one generated token, and the measurements of
+# one question of the logit-lens answer table, the keyword hits, the word attention and Table 3's conditions
+UNITS = ("startup", "load", "prepare", "forward", "plan", "frame_plan", "token", "lens", "keywords", "attention",
+         "table3")
 OPEN_ENDED_PER_TASK = 16  # the 3.2 page's open_ended_per_task: questions per task whose answers are generated
 
 
@@ -48,16 +51,15 @@ def section_work(section: str, layers: int, tasks: dict[str, int], sample_mode: 
     work = dict.fromkeys(UNITS, 0.0)
     work["startup"], work["load"] = 1, 2 if section in WITH_BASE else 1
 
-    def visit(questions, plans=0.0, **units):  # an analysis through the runner: prepare + baseline per question
+    def visit(questions, **units):  # an analysis through the runner: prepare + baseline per question
         work["prepare"] += questions
         work["forward"] += questions
-        work["plan"] += plans
         for unit, count in units.items():
             work[unit] += count
 
     if section == "temporal_interaction":
-        visit(n, plans=kept * layers)  # Figure 2, the VideoLLM
-        visit(n, plans=n * layers)  # the ImageLLM, over every question
+        visit(n, frame_plan=kept * layers)  # Figure 2, the VideoLLM
+        visit(n, frame_plan=n * layers)  # the ImageLLM, over every question
         visit(n, forward=kept)  # Table 2, first half: cut from layer 0, a full forward
         visit(n, forward=kept / 2)  # second half: the upper half of the layers
         found = min(n, n_tasks / accuracy) if accuracy > 0 else n  # the examples: each task's first correct question
@@ -67,7 +69,7 @@ def section_work(section: str, layers: int, tasks: dict[str, int], sample_mode: 
         work["token"] += 2 * asked * 2 * ANSWER_TOKENS
     elif section == "video_language_integration":
         flows = sum(len(FLOW_SETS[s]) for s in ("vql-to-ql", "question-and-options-to-last", "vq-to-true-opt"))
-        visit(n, plans=kept * flows * layers)
+        visit(n, plan=kept * flows * layers)
         asked = tasks.get(keyword_task, 0) if keyword_task else n
         visit(asked, keywords=asked * share)
         counting = tasks.get(counting_task, 0)
@@ -76,7 +78,8 @@ def section_work(section: str, layers: int, tasks: dict[str, int], sample_mode: 
         visit(n, lens=n)  # the answer table (every question); the sweep is read back from the store
     elif section == "effective_pathways":
         chosen = tasks.get(selection_task, 0)
-        visit(chosen, plans=chosen * share * len(EFFECTIVE_FLOWS) * layers)  # Table E's selection sweep
+        swept = chosen * share * layers  # Table E's selection sweep: the cross-frame flow and the two into the text
+        visit(chosen, frame_plan=swept, plan=swept * (len(EFFECTIVE_FLOWS) - 1))
         work["prepare"] += n  # Table 3: every question, its conditions measured together
         work["table3"] += n
     else:

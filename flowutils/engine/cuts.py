@@ -47,14 +47,6 @@ def _classes(sets, n: int) -> np.ndarray:
     return classes
 
 
-def _members(classes: np.ndarray, sets) -> np.ndarray:
-    """``[classes, sets]``: whether each class lies in each set (its positions all do, or none)."""
-    out = np.zeros((classes.max() + 1, len(sets)), np.float32)
-    for j, idx in enumerate(sets):
-        out[classes[idx], j] = 1
-    return out
-
-
 @dataclass(frozen=True)
 class CompactCut:
     """The edges one layer cuts in an ``n``-token prompt: ``cut(q, k) = table[rows[q], cols[k]]``.
@@ -78,9 +70,17 @@ class CompactCut:
         live = [(t.cpu().numpy().reshape(-1), s.cpu().numpy().reshape(-1)) for t, s in blocks if len(t) and len(s)]
         targets, sources = [t for t, _ in live], [s for _, s in live]
         rows, cols = _classes(targets, n), _classes(sources, n)
-        # a row class and a column class share a block: the float product counts them exactly
-        table = _members(rows, targets) @ _members(cols, sources).T > 0
-        table = np.concatenate([table, np.zeros((len(table), 1), bool)], 1)
+        # a row class and a column class are cut where they share a block (a class lies in a block wholly or not
+        # at all). Blocks of one target (a random plan's thousand rows) in one scatter; the others, few and wide
+        # (a frame's tokens), one class product each
+        table = np.zeros((rows.max() + 1, cols.max() + 2), bool)  # the last column: keys past the prompt
+        single = [(t, s) for t, s in live if len(t) == 1]
+        if single:
+            table[np.repeat(rows[np.concatenate([t for t, _ in single])], [len(s) for _, s in single]),
+                  cols[np.concatenate([s for _, s in single])]] = True
+        for t, s in live:
+            if len(t) > 1:
+                table[np.ix_(np.unique(rows[t]), np.unique(cols[s]))] = True
         key = b"|".join(x.tobytes() for x in (rows, cols, table)) + str(table.shape).encode()
         return cls(*(to_device(torch.from_numpy(x), device) for x in (rows, cols, table)), key, bool(table[:, cols[0]].any()),
                    (rows, cols, table))

@@ -229,10 +229,9 @@ def random_blocking_plan(layout: TokenLayout, cuts_per_layer, rng: np.random.Gen
             raise ValueError(f"layer {layer}: cannot cut {count} random edges; only {len(q_idx)} causal pairs "
                              f"lie after the system prompt (positions {start}..{layout.n - 1})")
         pick = np.sort(rng.choice(len(q_idx), size=int(count), replace=False))  # sorted: row-major order
-        q, k = q_idx[pick] + start, k_idx[pick] + start
-        rows = np.flatnonzero(np.diff(q, prepend=-1))
-        plan[layer] = [(torch.tensor([int(q[a])]), torch.from_numpy(k[a:b].astype(np.int64)))
-                       for a, b in zip(rows, list(rows[1:]) + [len(q)])]
+        q, k = torch.from_numpy(q_idx[pick] + start), torch.from_numpy(k_idx[pick] + start)
+        rows = np.flatnonzero(np.diff(q.numpy(), prepend=-1)).tolist()
+        plan[layer] = [(q[a:a + 1], k[a:b]) for a, b in zip(rows, rows[1:] + [len(q)])]  # views: no copies
     return KnockoutPlan(plan, {"plan": "random blocking"})
 
 

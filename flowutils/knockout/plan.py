@@ -75,12 +75,11 @@ class KnockoutPlan:
                 if id(bl) in checked:
                     continue
                 checked.add(id(bl))
-                for t, s in bl:
-                    pos = torch.cat([t.reshape(-1), s.reshape(-1)])
-                    if len(pos) and (int(pos.min()) < 0 or int(pos.max()) >= n):
-                        out.append(f"plan {self.label or ''}: layer {l} cuts positions outside 0..{n - 1} "
-                                   f"(min {int(pos.min())}, max {int(pos.max())}) of the {n}-token input")
-                        break
+                pos = [x.reshape(-1) for t, s in bl for x in (t, s)]  # one check a list: a random plan has n blocks
+                pos = torch.cat(pos) if pos else torch.zeros(0, dtype=torch.long)
+                if len(pos) and (int(pos.min()) < 0 or int(pos.max()) >= n):
+                    out.append(f"plan {self.label or ''}: layer {l} cuts positions outside 0..{n - 1} "
+                               f"(min {int(pos.min())}, max {int(pos.max())}) of the {n}-token input")
         return out
 
     def validate(self, n_layers: int, n: int | None = None, layout: TokenLayout | None = None) -> None:
@@ -115,8 +114,9 @@ class KnockoutPlan:
     @cached_property
     def first_target(self) -> int | None:
         """The earliest target position of any cut edge: earlier positions never change."""
-        ts = [int(t.min()) for bl in self.live_layers.values() for t, s in bl if len(t) and len(s)]
-        return min(ts) if ts else None
+        ts = [torch.cat([t.reshape(-1) for t, s in bl if len(t) and len(s)]).min()
+              for bl in {id(bl): bl for bl in self.live_layers.values()}.values()]  # windows share one list
+        return int(min(ts)) if ts else None
 
     def dense(self, layer: int, n: int, device=None) -> torch.Tensor:
         """Boolean ``[n, n]`` matrix of the edges cut in ``layer`` (True = cut), straight from the blocks."""

@@ -71,7 +71,9 @@ def tokenizer(words: str):
 
     vocab = {t: i for t, i in build_tokenizer(words).get_vocab().items() if t not in ("<image>", "<video>")}
     used = set(vocab.values())
-    vocab.update({f"<unused{i}>": i for i in range(IMAGE_TOKEN_ID) if i not in used})
+    # placeholders are single words: "<unused7>" would come back from decoding as three tokens ("<", "unused7", ">"),
+    # and the rehearsal counts generated tokens by encoding the generated text again
+    vocab.update({f"unused{i}": i for i in range(IMAGE_TOKEN_ID) if i not in used})
     vocab["<image>"] = IMAGE_TOKEN_ID
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(r"<image>", behavior="isolated"),
@@ -201,7 +203,11 @@ def measure_units(models: Path, samples, work: Path, device: str, per_task: int 
         text = generate(fm, prepared, None, 12)
         sync()
         seconds += time.perf_counter() - t0
-        tokens += max(1, len(fm.tokenizer(text, add_special_tokens=False)["input_ids"]))
+        count = len(fm.tokenizer(text, add_special_tokens=False)["input_ids"])
+        if count > 12:
+            raise SystemExit(f"the generated text {text[:80]!r} encodes to {count} tokens, more than the 12 generated: "
+                             "the token count would be wrong")
+        tokens += max(1, count)
     units["token"] = seconds / tokens
     weights = sum(p.numel() * p.element_size() for p in fm.model.parameters()) / 2**30
     tokens_per_prompt = fm.prepare_sample(qs[0]).layout.n

@@ -291,3 +291,21 @@ def test_verb_anchors_without_a_pos_pipeline_say_what_to_install(tmp_path):
     spacy.blank("en").to_disk(tmp_path / "blank")  # a pipeline that tags nothing
     with pytest.raises(ValueError, match=r"pos_pipeline=.*blank.*tag no part of speech; it needs one of"):
         multi_token.anchor_rule("verbs", pos_pipeline=str(tmp_path / "blank"))
+
+
+# ----------------------------------------------------------------------------- the Rerun page's status command
+def test_the_status_page_as_the_rerun_command_runs_it_needs_no_toy_benchmark(tmp_path, monkeypatch):
+    """The Rerun page's status line (``toy_measurements False``) on a GPU machine with neither the default synthetic
+    benchmark nor PyAV to render it (the rehearsal's failure): the verdict table only. With the toy's
+    measurements on, the same missing benchmark is what the page would have to render."""
+    from flowutils.book import rerun
+
+    line = rerun.commands("llava-next-7b-video-ft", "llava-v1.6-vicuna-7b", "/data/TVBench", "tvbench",
+                          "results/x").splitlines()[-1]
+    assert line.endswith("-p toy_measurements False")
+    missing = tmp_path / "no-such-benchmark"
+    results = run_page("reproduction_status", tmp_path, monkeypatch, toy_measurements=False,
+                       benchmark_root=str(missing))
+    assert not missing.exists()  # nothing was rendered
+    out = (tmp_path / "reproduction_status.ipynb").read_text()
+    assert "this section is skipped" in out and "not run" in out

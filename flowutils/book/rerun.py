@@ -122,7 +122,9 @@ def commands(model: str, base_model: str, benchmark_root: str, manifest: str, re
         base = f" -p base_model {q(base_model)}" if section in WITH_BASE else ""
         pinned = "".join(f" -p {k} {q(str(v))}" for k, v in section_parameters(section, model, manifest).items())
         lines.append(f"$PM notebooks/{section}.ipynb book/{section}.ipynb $REAL{base}{pinned}")
-    lines.append(f"$PM notebooks/reproduction_status.ipynb book/reproduction_status.ipynb -p results_dir {q(results_dir)}")
+    # its "why the toy differs" measurements are the toy's, on the default synthetic benchmark: not this model's
+    lines.append(f"$PM notebooks/reproduction_status.ipynb book/reproduction_status.ipynb -p results_dir {q(results_dir)} "
+                 "-p toy_measurements False")
     return "\n".join(lines)
 
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import runpy
 import subprocess
 import sys
 import time
@@ -51,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 VIDEO_LLM, IMAGE_LLM = "llava-next-7b-video-ft", "llava-v1.6-vicuna-7b"
 IMAGE_TOKEN_ID, VOCAB = 32000, 32064
+GENERATED = 12  # tokens generated per answer when the token unit is measured
 # LLaVA-NeXT-7B-Video-FT's shapes: CLIP ViT-L/14 at 336 px, Llama-2-7B
 VISION = {"model_type": "clip_vision_model", "hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
           "num_attention_heads": 16, "image_size": 336, "patch_size": 14, "projection_dim": 768}
@@ -84,6 +86,11 @@ def tokenizer(words: str):
     return fast
 
 
+def dtype(device: str) -> str:
+    """The weights' dtype on ``device``: bfloat16 on the GPU, as the Rerun page's commands; float32 for the smoke."""
+    return "bfloat16" if device == "cuda" else "float32"
+
+
 def write_checkpoint(path: Path, words: str, seed: int, device: str = "cuda", smoke: bool = False) -> None:
     """A random-weight PLLaVA-layout checkpoint of LLaVA-NeXT-7B-Video-FT's shapes (bf16 safetensors shards;
     ``smoke``: tiny widths, float32)."""
@@ -99,7 +106,7 @@ def write_checkpoint(path: Path, words: str, seed: int, device: str = "cuda", sm
         tie_word_embeddings=False)
     torch.manual_seed(seed)
     with torch.device(device):
-        model = transformers.LlavaForConditionalGeneration(config).to(torch.float32 if smoke else torch.bfloat16).eval()
+        model = transformers.LlavaForConditionalGeneration(config).to(getattr(torch, dtype(device))).eval()
     legacy = {"model.language_model.": "language_model.model.", "lm_head.": "language_model.lm_head.",
               "model.vision_tower.": "vision_tower.", "model.multi_modal_projector.": "multi_modal_projector."}
     path.mkdir(parents=True, exist_ok=True)
@@ -161,7 +168,7 @@ def measure_units(models: Path, samples, work: Path, device: str, per_task: int 
     units = {"startup": startup_seconds(work)}
     sync()
     t0 = time.perf_counter()
-    fm = load(VIDEO_LLM, dtype=torch.bfloat16 if device == "cuda" else torch.float32, device=device)
+    fm = load(VIDEO_LLM, dtype=getattr(torch, dtype(device)), device=device)
     sync()
     units["load"] = time.perf_counter() - t0
     seen, qs = {}, []
@@ -200,13 +207,13 @@ def measure_units(models: Path, samples, work: Path, device: str, per_task: int 
         prepared = fm.prepare_sample(s)
         sync()
         t0 = time.perf_counter()
-        text = generate(fm, prepared, None, 12)
+        text = generate(fm, prepared, None, GENERATED)
         sync()
         seconds += time.perf_counter() - t0
         count = len(fm.tokenizer(text, add_special_tokens=False)["input_ids"])
-        if count > 12:
-            raise SystemExit(f"the generated text {text[:80]!r} encodes to {count} tokens, more than the 12 generated: "
-                             "the token count would be wrong")
+        if count > GENERATED:
+            raise SystemExit(f"the generated text {text[:80]!r} encodes to {count} tokens, more than the {GENERATED} "
+                             "generated: the token count would be wrong")
         tokens += max(1, count)
     units["token"] = seconds / tokens
     weights = sum(p.numel() * p.element_size() for p in fm.model.parameters()) / 2**30
@@ -306,8 +313,7 @@ def main():
     if args.smoke:
         site = smoke_site(args.work)
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
-        sys.path.insert(0, str(site))
-        __import__("sitecustomize")
+        runpy.run_path(str(site / "sitecustomize.py"))  # this process too (an earlier sitecustomize may be imported)
     samples = load_benchmark(args.bench, "synthetic")
     words = " ".join(s.question + " " + " ".join(s.candidates)
                      for s in samples + [q for b in args.vocab for q in load_benchmark(b, "synthetic")])
@@ -337,7 +343,7 @@ def main():
     (args.out / f"unit_costs_{units['gpu']}.json").write_text(json.dumps(units, indent=1))
     print("unit costs", units["seconds"], "accuracy", units["accuracy"], flush=True)
     commands = rerun.commands(VIDEO_LLM, IMAGE_LLM, str(args.bench), "synthetic", str(args.work / "results"),
-                              dtype="bfloat16" if device == "cuda" else "float32", device=device)
+                              dtype=dtype(device), device=device)
     env = dict(os.environ, FLOWUTILS_MODEL_DIR=str(args.models))
     prefix = dict(line.split("=", 1) for line in commands.splitlines()[:2])
     real, pm = prefix["REAL"].strip('"'), prefix["PM"].strip('"')

@@ -19,6 +19,15 @@ from ..inputs.layout import TokenLayout
 from .flows import Block, flow_blocks
 
 
+def _distinct(blocks: dict) -> list:
+    """``[(layer, block list)]``: each distinct list of ``blocks`` (``{layer: list}``) once, with the first layer that
+    holds it (the layers of a window share one list)."""
+    first = {}
+    for layer, bl in blocks.items():
+        first.setdefault(id(bl), (layer, bl))
+    return list(first.values())
+
+
 @dataclass
 class KnockoutPlan:
     """``blocks[layer]``: the blocks cut in that layer (0-based). ``label``: what the plan is."""
@@ -70,11 +79,7 @@ class KnockoutPlan:
             out.append(f"plan {self.label or ''}: layers {sorted(bad, key=str)} outside 0..{n_layers - 1} "
                        f"(the model has {n_layers} decoder layers; layers are 0-based)")
         if n is not None:
-            checked = set()  # windows share one block list: check each list once
-            for l, bl in self.blocks.items():
-                if id(bl) in checked:
-                    continue
-                checked.add(id(bl))
+            for l, bl in _distinct(self.blocks):
                 pos = [x.reshape(-1) for t, s in bl for x in (t, s)]  # one check a list: a random plan has n blocks
                 pos = torch.cat(pos) if pos else torch.zeros(0, dtype=torch.long)
                 if len(pos) and (int(pos.min()) < 0 or int(pos.max()) >= n):
@@ -115,7 +120,7 @@ class KnockoutPlan:
     def first_target(self) -> int | None:
         """The earliest target position of any cut edge: earlier positions never change."""
         ts = [torch.cat([t.reshape(-1) for t, s in bl if len(t) and len(s)]).min()
-              for bl in {id(bl): bl for bl in self.live_layers.values()}.values()]  # windows share one list
+              for _, bl in _distinct(self.live_layers)]
         return int(min(ts)) if ts else None
 
     def dense(self, layer: int, n: int, device=None) -> torch.Tensor:

@@ -138,7 +138,6 @@ class FlowModel:
         return self.prepare(clip, sample.question, sample.candidates, None if open_ended else sample.answer, sid,
                             sample.task, prefix)
 
-
     @torch.no_grad()
     def forward(self, prepared: PreparedInput, state=None, **kwargs):
         """One full forward of the unchanged model (``state``: the engine's knockout state, passed to its

@@ -18,7 +18,8 @@ Then, in this order:
    (:data:`flowutils.book.rerun.UNITS`), each measured apart from the pages, per question through the
    analyses' own functions and the runner's phase timings: the kernel's start and imports (papermill on a
    one-cell notebook), loading a checkpoint, preparing a question, a full forward, a sweep plan of each kind, a generated
-   token, the logit-lens, keyword, word-attention and Table 3 measurements.
+   token, the logit-lens, keyword, word-attention and Table 3 measurements, and a figure panel (Figure 6's figure
+   over the units' questions, drawn, saved and rendered inline, divided by its panels).
 2. **The pages**: each section notebook as the Rerun page's command says (the paper's protocol comes from
    the manifests), its wall time and peak GPU memory written to ``rehearsal.json`` after each one.
 3. **The check**: :func:`flowutils.book.rerun.estimate` from those unit costs, for the rehearsal's questions,
@@ -39,6 +40,7 @@ Random weights make every verdict of these pages meaningless: this measures the 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import runpy
@@ -155,9 +157,11 @@ def measure_units(models: Path, samples, work: Path, device: str, per_task: int 
     """Seconds of each of the estimate's units (:data:`flowutils.book.rerun.UNITS`) on the 7B VideoLLM, measured
     on the first ``per_task`` questions of each task through the analyses the pages call (no result store), and
     the share of them the model answers correctly (``accuracy``)."""
+    import matplotlib.pyplot as plt
     import torch
 
     from flowutils.analysis import Sweep, run_sweep
+    from flowutils.book import figures
     from flowutils.engine import generate, run_baseline
     from flowutils.knockout import FLOW_SETS
     from flowutils.models import load
@@ -187,6 +191,14 @@ def measure_units(models: Path, samples, work: Path, device: str, per_task: int 
     units["prepare"] = per_question(sweep, "prepare_s")
     units["forward"] = per_question(sweep, "baseline_s")
     units["plan"] = per_question(sweep) / (len(flows) * fm.n_layers)
+    # a figure as a page draws it: the curves' bootstrap, saved as svg and png, and shown inline (the notebook's png)
+    start = time.perf_counter()
+    fig, curves = figures.knockout_figure(sweep[sweep.flow_set == "question-and-options-to-last"], "panel unit",
+                                          all_tasks=True)
+    figures.save_figure(fig, work / "panel-unit", "figure", curves)
+    fig.savefig(io.BytesIO(), format="png", bbox_inches="tight")
+    units["panel"] = (time.perf_counter() - start) / len(fig.axes)
+    plt.close(fig)
     frames = run_sweep(fm, qs, Sweep(["cross-frame"], fm.protocol.window_size, "center", sample_mode="all"),
                        progress=False)
     units["frame_plan"] = per_question(frames) / fm.n_layers

@@ -186,7 +186,7 @@ def test_rerun_estimate_matches_a_hand_computation(tmp_path):
     (tmp_path / "shapes" / "model_shapes_X.json").write_text(json.dumps({"gpu": "X", "results": [shape]}))
     # measured on a shape of half the weights and twice the tokens: compute x1, loading and tokens x2
     units = dict(startup=10.0, load=20.0, prepare=0.5, forward=0.25, plan=0.01, frame_plan=0.07, token=0.02, lens=0.3,
-                 keywords=0.4, attention=0.6, table3=2.0)
+                 keywords=0.4, attention=0.6, table3=2.0, panel=0.25)
     (tmp_path / "user_path" / "unit_costs_X.json").write_text(json.dumps(
         {"gpu": "X", "shape": "s", "weights_gib": 5.0, "tokens": 2000, "seconds": units}))
     t = rerun.estimate("llava-next-7b-video-ft", "llava-v1.6-vicuna-7b", "tvbench", results_dir=tmp_path,
@@ -203,14 +203,27 @@ def test_rerun_estimate_matches_a_hand_computation(tmp_path):
     expected = {"temporal_interaction": temporal, "video_language_integration": integration,
                 "answer_generation": su + ld + n * (pr + fw + 0.3),
                 "effective_pathways": su + ld + 320 * (pr + fw) + 160 * 32 * (fp + 2 * pl) + n * (pr + 2.0)}
+    # figure panels, five tasks: Figure 2 (2 x 5) and the ImageLLM's (5); Figures 3 and 6 (2 x 6 each), 7 (2 x 5),
+    # 4 (two lenses) and 5 (four); Figure 8 (2 x 6); the selection curves (2), the heat map and the bars
+    panels = {"temporal_interaction": 15, "video_language_integration": 40, "answer_generation": 12,
+              "effective_pathways": 4}
     for section, seconds in expected.items():
-        assert t.loc[section, "estimated GPU hours"] == pytest.approx(seconds / 3600)
+        assert t.loc[section, "estimated GPU hours"] == pytest.approx((seconds + 0.25 * panels[section]) / 3600)
+    assert t.attrs["unmeasured"] == []
     # the base (same shape, found by layers and hidden size) adds its weights where both models are loaded
     assert t.loc["temporal_interaction", "GPU memory GiB (estimate)"] == 30.0
     assert t.loc["answer_generation", "GPU memory GiB (estimate)"] == 20.0
     # by default the share answered correctly is the paper's Table 3 accuracy on that benchmark (51.5% on TVBench)
     default = rerun.estimate("llava-next-7b-video-ft", None, "tvbench", results_dir=tmp_path)
     assert default.attrs["accuracy"] == 0.515 and "Table 3" in default.attrs["accuracy_source"]
+    # measured before the panel unit existed: the hours leave the panels out, and say so
+    del units["panel"]
+    (tmp_path / "user_path" / "unit_costs_X.json").write_text(json.dumps(
+        {"gpu": "X", "shape": "s", "weights_gib": 5.0, "tokens": 2000, "seconds": units}))
+    older = rerun.estimate("llava-next-7b-video-ft", "llava-v1.6-vicuna-7b", "tvbench", results_dir=tmp_path,
+                           sample_mode="correct", accuracy=0.5).set_index("section")
+    assert older.attrs["unmeasured"] == ["panel"]
+    assert older.loc["answer_generation", "estimated GPU hours"] == pytest.approx(expected["answer_generation"] / 3600)
     # before any GPU run has measured the parts: the counts, and no hours
     (tmp_path / "user_path" / "unit_costs_X.json").unlink()
     unmeasured = rerun.estimate("llava-next-7b-video-ft", None, "tvbench", results_dir=tmp_path)

@@ -4,7 +4,7 @@ run time and GPU memory to expect, built from the model manifests and the GPU be
 Time is estimated from measured parts: :func:`section_work` counts what a page runs (starting its
 kernel, loading its checkpoints, preparing each question once per analysis that reads it,
 baselines, windowed sweep plans, generated tokens, the logit-lens, keyword, word-attention and
-Table 3 measurements), and :func:`unit_costs` gives each part's seconds, measured per question on
+Table 3 measurements, and the panels of its figures), and :func:`unit_costs` gives each part's seconds, measured per question on
 a GPU by ``benchmarks/rehearsal.py`` for a 7B shape and moved to other shapes by weights x tokens
 (:func:`scaled_units`). The rehearsal then times the pages themselves and checks this estimate
 against them. Memory is the shapes benchmark's peak for that shape, plus the ImageLLM base's
@@ -21,7 +21,7 @@ from ..knockout.flows import FLOW_SETS
 from ..knockout.windows import protocol_for
 from ..models.catalog import benchmark_results, shape_benchmarks
 from ..models.loading import model_manifests
-from ..paper.keywords import figure4_choice
+from ..paper.keywords import LENSES, figure4_choice
 from ..paper.pathways import EFFECTIVE_FLOWS, resolve_random_rule
 from ..paper.temporal import ANSWER_TOKENS, EXAMPLE_TOKENS
 
@@ -32,9 +32,10 @@ WITH_BASE = ("temporal_interaction",)  # pages that also load the ImageLLM base
 # tower), a full forward, one windowed sweep plan of a flow into the text after the video ("plan": only that text is
 # recomputed) and of the cross-frame flow ("frame_plan": its cut starts in the first frames, so nearly the whole
 # prompt is recomputed from the window on; tens of times a "plan"), one generated token, and the measurements of
-# one question of the logit-lens answer table, the keyword hits, the word attention and Table 3's conditions
+# one question of the logit-lens answer table, the keyword hits, the word attention and Table 3's conditions, and one
+# panel of a figure drawn and saved with its bootstrap bands (host work; about a quarter second each, tens a page)
 UNITS = ("startup", "load", "prepare", "forward", "plan", "frame_plan", "token", "lens", "keywords", "attention",
-         "table3")
+         "table3", "panel")
 OPEN_ENDED_PER_TASK = 16  # the 3.2 page's open_ended_per_task: questions per task whose answers are generated
 
 
@@ -57,7 +58,9 @@ def section_work(section: str, layers: int, tasks: dict[str, int], sample_mode: 
         for unit, count in units.items():
             work[unit] += count
 
+    # figure panels: a knockout figure has a row per task (``all_tasks``: one more) and a column per metric (two)
     if section == "temporal_interaction":
+        work["panel"] += 2 * n_tasks + n_tasks  # Figure 2; the ImageLLM over every question, one metric
         visit(n, frame_plan=kept * layers)  # Figure 2, the VideoLLM
         visit(n, frame_plan=n * layers)  # the ImageLLM, over every question
         visit(n, forward=kept)  # Table 2, first half: cut from layer 0, a full forward
@@ -69,15 +72,19 @@ def section_work(section: str, layers: int, tasks: dict[str, int], sample_mode: 
         work["token"] += 2 * asked * 2 * ANSWER_TOKENS
     elif section == "video_language_integration":
         flows = sum(len(FLOW_SETS[s]) for s in ("vql-to-ql", "question-and-options-to-last", "vq-to-true-opt"))
+        # Figures 3 and 6 (all tasks first), 7, 4 (one panel per lens) and 5 (two words, two conditions)
+        work["panel"] += 2 * 2 * (n_tasks + 1) + 2 * n_tasks + len(LENSES) + 4
         visit(n, plan=kept * flows * layers)
         asked = tasks.get(keyword_task, 0) if keyword_task else n
         visit(asked, keywords=asked * share)
         counting = tasks.get(counting_task, 0)
         visit(counting, attention=counting)
     elif section == "answer_generation":
+        work["panel"] += 2 * (n_tasks + 1)  # Figure 8: all tasks, then each; two columns
         visit(n, lens=n)  # the answer table (every question); the sweep is read back from the store
     elif section == "effective_pathways":
         chosen = tasks.get(selection_task, 0)
+        work["panel"] += 2 + 1 + 1  # the selection task's curves, Table E's heat map, Table 3's bars
         swept = chosen * share * layers  # Table E's selection sweep: the cross-frame flow and the two into the text
         visit(chosen, frame_plan=swept, plan=swept * (len(EFFECTIVE_FLOWS) - 1))
         work["prepare"] += n  # Table 3: every question, its conditions measured together
@@ -147,18 +154,20 @@ def unit_costs(results_dir=None) -> dict | None:
 
 def scaled_units(units: dict, row: dict) -> dict[str, float]:
     """``units``' seconds moved to the shape ``row`` (a shapes benchmark row): compute by weights x tokens,
-    loading and generated tokens by weights (reading them dominates), the rest as measured."""
+    loading and generated tokens by weights (reading them dominates), the rest as measured (host work). A unit the
+    file does not hold (measured before that unit existed) is left out: see :func:`estimate`'s ``unmeasured``."""
     weights = row["weights_gib"] / units["weights_gib"]
     compute = weights * row["tokens"] / units["tokens"]
-    by = {"load": weights, "token": weights, "startup": 1.0, "prepare": 1.0}
-    return {u: units["seconds"][u] * by.get(u, compute) for u in UNITS}
+    by = {"load": weights, "token": weights, "startup": 1.0, "prepare": 1.0, "panel": 1.0}
+    return {u: units["seconds"][u] * by.get(u, compute) for u in UNITS if u in units["seconds"]}
 
 
 def estimate(model: str, base_model: str | None, manifest: str, selection_task: str = "action_antonym",
              results_dir=None, sample_mode: str = "correct", accuracy: float | None = None, tasks: dict | None = None):
     """One row per section: its work, questions, estimated GPU hours and memory (DataFrame). Seconds are the
     units measured on a GPU (:func:`unit_costs`, moved to ``model``'s shape) times :func:`section_work`'s counts
-    (no hours, ``attrs["units"]`` None, where no GPU run has measured the units).
+    (no hours, ``attrs["units"]`` None, where no GPU run has measured the units; ``attrs["unmeasured"]``: the units
+    that run did not measure, left out of the hours).
     ``tasks``: ``{task: questions}`` (default: the manifest's analysed tasks); ``accuracy``: the share of questions
     answered correctly (default: the model manifest's ``paper_accuracy`` on ``manifest``, the paper's Table 3, else
     1.0: every question analysed, the most work); ``results_dir``: the GPU benchmarks (default
@@ -192,11 +201,12 @@ def estimate(model: str, base_model: str | None, manifest: str, selection_task: 
         rows.append({"section": section, "models": 2 if two else 1, "questions": sum(tasks.values()),
                      **{f"{u} ({'per page' if u in ('startup', 'load') else 'count'})": round(work[u], 1)
                         for u in UNITS if work[u]},
-                     "estimated GPU hours": sum(work[u] * seconds[u] for u in UNITS) / 3600 if seconds else None,
+                     "estimated GPU hours": sum(work[u] * seconds[u] for u in seconds) / 3600 if seconds else None,
                      "GPU memory GiB (estimate)": row["peak_mem_gib"] + (base_row["weights_gib"] if two else 0)})
     table = pd.DataFrame(rows)
     counts = [c for c in table if c.endswith(("(count)", "(per page)"))]
     table[counts] = table[counts].fillna(0)  # a unit a section does not spend
     table.attrs.update(shape=row["model"], gpu=units and units["gpu"], units=seconds, units_shape=units and units["shape"],
+                       unmeasured=[u for u in UNITS if seconds is not None and u not in seconds],
                        base_shape=base_row and base_row["model"], accuracy=accuracy, accuracy_source=source)
     return table

@@ -249,6 +249,9 @@ def test_a_page_says_when_the_weights_are_random_unverified_or_not_the_pinned_on
     assert parameters.weights_warning(fm, "bfloat16") is None
     fm.model.config.flowutils_random_weights = True  # a rehearsal checkpoint says so in its config.json
     assert parameters.weights_warning(fm, "bfloat16").startswith("RANDOM WEIGHTS")
+    # the page's saved run identity carries it, for the status page to repeat
+    run = parameters.run_identity(fm, {"manifest": "synthetic", "benchmark_root": "d", "dtype": "bfloat16"}, [])
+    assert run["weights"].startswith("RANDOM WEIGHTS")
     monkeypatch.setattr(loading, "model_manifests", lambda: real)
     del fm.model.config.flowutils_random_weights
     assert parameters.weights_warning(fm, "float32") is None  # not a paper model: nothing to verify

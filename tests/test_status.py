@@ -51,6 +51,11 @@ def test_status_names_the_model_and_warns_on_mixed_runs(tmp_path):
                                                                              index=False)  # no run identity
     assert status.runs(tmp_path).set_index("page").loc["old", "model"] == ""
     assert "Warning" in status.toy_framing(tmp_path)
+    # a page that ran on random weights said so; the status page repeats it over every verdict
+    assert "RANDOM WEIGHTS" not in status.toy_framing(tmp_path)
+    save_claims([Claim("3.3", "Figure 6", "rises", "", "x", None, 20)], tmp_path, "video_language_integration",
+                {**run, "weights": "RANDOM WEIGHTS: x is a random-weight checkpoint"})
+    assert "**RANDOM WEIGHTS: x is a random-weight checkpoint**" in status.toy_framing(tmp_path)
     with pytest.raises(ValueError, match="unknown field"):
         save_claims([], tmp_path, "x", {"seed": 1})
 

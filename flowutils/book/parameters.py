@@ -191,11 +191,11 @@ def weights_warning(fm, dtype: str) -> str | None:
 def run_identity(fm, params: dict, samples) -> dict:
     """What a page's saved claims record of its run (:data:`flowutils.paper.claims.RUN_COLUMNS`): the model's name
     and the sha256 of its weights as loaded (:func:`flowutils.analysis.store.state_sha256`), its parameter count, the
-    benchmark (manifest
-    and root), the questions loaded and the protocol in words."""
+    benchmark (manifest and root), the questions loaded, the protocol in words, and :func:`weights_warning` (empty
+    where it has nothing to say), so that the status page repeats it."""
     from ..analysis.store import state_sha256
 
     return {"model": fm.name, "model_sha256": state_sha256(fm.model),
             "parameters": sum(p.numel() for p in fm.model.parameters()),
             "benchmark": f"{params['manifest']} ({params['benchmark_root']})", "questions": len(samples),
-            "protocol": fm.protocol.rule}
+            "protocol": fm.protocol.rule, "weights": weights_warning(fm, params["dtype"]) or ""}

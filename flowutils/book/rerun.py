@@ -4,9 +4,9 @@ run time and GPU memory to expect, built from the model manifests and the GPU be
 Time is estimated from measured parts: :func:`section_work` counts what a page runs (starting its
 kernel, loading its checkpoints, preparing each question once per analysis that reads it,
 baselines, windowed sweep plans, generated tokens, the logit-lens, keyword, word-attention and
-Table 3 measurements, and the panels of its figures), and :func:`unit_costs` gives each part's seconds, measured per question on
-a GPU by ``benchmarks/rehearsal.py`` for a 7B shape and moved to other shapes by weights x tokens
-(:func:`scaled_units`). The rehearsal then times the pages themselves and checks this estimate
+Table 3 measurements, and the panels of its figures), and :func:`unit_costs` gives each part's
+seconds, measured per question on a GPU by ``benchmarks/rehearsal.py`` for a 7B shape and moved to
+other shapes by weights x tokens (:func:`scaled_units`). The rehearsal then times the pages themselves and checks this estimate
 against them. Memory is the shapes benchmark's peak for that shape, plus the ImageLLM base's
 weights on the page that loads both models.
 """

@@ -178,7 +178,8 @@ def verdict_counts(table) -> dict[str, int]:
 def toy_framing(results_dir: str | Path) -> str:
     """Markdown: what the verdicts are about, as measured by the pages: the model of the runs with its parameter
     count (their saved run identity), its baseline accuracy over the questions the Answer-generation page loaded
-    (its saved table), the benchmark, and how a verdict is decided."""
+    (its saved table), the benchmark, how a verdict is decided, and what the pages said of the weights (random,
+    unverified or not the pinned ones: the verdicts are then not the paper's model's)."""
     import pandas as pd
 
     r = runs(results_dir)
@@ -205,6 +206,8 @@ def toy_framing(results_dir: str | Path) -> str:
     if len(models) > 1:
         text.append(f" **Warning: the pages ran different models ({'; '.join(models)}): their rows do not describe "
                     "one model.**")
+    for warning in sorted({str(w) for w in r["weights"] if str(w)}):  # RANDOM, UNVERIFIED or DIFFERENT weights
+        text.append(f" **{warning}**")
     return " ".join(text).replace(" ;", ";").replace(" .", ".")
 
 

@@ -57,13 +57,14 @@ def claims_table(claims):
 
 
 # What a saved claims table records of the run it judged, beside every row (``run`` of :func:`save_claims`).
-RUN_COLUMNS = ("model", "model_sha256", "parameters", "benchmark", "questions", "protocol")
+RUN_COLUMNS = ("model", "model_sha256", "parameters", "benchmark", "questions", "protocol", "weights")
 
 
 def save_claims(claims, results_dir: str | Path, name: str, run: dict | None = None) -> Path:
     """Write ``claims`` to ``results_dir/claims/<name>.csv`` (read back by :func:`load_claims`), each row with the
     run's identity (``run``: ``{column: value}`` for :data:`RUN_COLUMNS`: the model's name, weights' sha256 and
-    parameter count, the benchmark, the questions loaded, the protocol; missing ones are left empty)."""
+    parameter count, the benchmark, the questions loaded, the protocol, and what the page said of the weights:
+    random, unverified or not the pinned ones; missing ones are left empty)."""
     run = dict(run or {})
     unknown = sorted(set(run) - set(RUN_COLUMNS))
     if unknown:

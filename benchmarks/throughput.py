@@ -21,9 +21,10 @@ With ``--checkpoint DIR`` the sweep runs on that checkpoint instead, under its m
 folder's name, found through ``$FLOWUTILS_MODEL_DIR``): the rehearsal's PLLaVA-layout LLaVA-NeXT-7B-Video-FT
 shape (``benchmarks/rehearsal.py``), with its pooling to 144 tokens per frame and the paper's protocol.
 
-Also reported: the GPU's busy time (``nvidia-smi``'s utilisation, sampled every 200 ms over the sweep) and the
-seconds per question of each phase (the runner's timings in the store's provenance: reading a video not yet
-decoded by the reader thread, preparing, baseline, knockouts, store writes; decoding itself overlaps them).
+Also reported: the GPU's busy time (``nvidia-smi``'s utilisation, sampled every 200 ms, averaged from launch to exit
+and over the sweep alone) and the seconds per question of each phase (the runner's timings in the store's
+provenance: reading a video not yet decoded by the reader thread, preparing, baseline, knockouts, store writes;
+decoding itself overlaps them).
 
 GPU: ``python benchmarks/throughput.py --benchmark DIR`` (writes ``benchmarks/results/throughput/throughput_<gpu>.json``).
 CPU smoke test: ``python benchmarks/throughput.py --device cpu --size tiny --n-per-task 1 --json /tmp/tp.json``
@@ -36,6 +37,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,13 +93,16 @@ def main() -> None:
                   "--sample-mode", "all", "--frames", str(args.frames), "--dtype", dtype, "--device", device]
     sweep_args += ["--compile"] if args.compile else []
     warm_up([device])
-    sampler = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+    sampler = subprocess.Popen(["nvidia-smi", "--query-gpu=timestamp,utilization.gpu", "--format=csv,noheader,nounits",
                                 "-lms", "200"], stdout=subprocess.PIPE, text=True) if args.device == "cuda" else None
     timed = run([sys.executable], sweep_args, work / "results", work / "log.txt")
-    busy = None
+    busy = []  # (local time, percent)
     if sampler is not None:
         sampler.terminate()
-        busy = [int(v) for v in sampler.communicate()[0].split() if v.isdigit()]
+        for line in sampler.communicate()[0].splitlines():
+            stamp, _, value = line.rpartition(",")
+            if value.strip().isdigit():
+                busy.append((datetime.strptime(stamp.strip(), "%Y/%m/%d %H:%M:%S.%f").astimezone(), int(value)))
     store = next(d for d in (work / "results").iterdir() if d.is_dir())
     rows, questions = load_results(store), load_questions(store)
     shard = shard_times(store, timed["launched"], timed["wall_s"])[0]
@@ -108,6 +113,8 @@ def main() -> None:
                for s in load_benchmark(bench, "synthetic", args.tasks, args.n_per_task)]
     provenance = json.loads(next(store.glob("provenance-*.json")).read_text())
     phases = provenance["timings"]
+    started, finished = (datetime.fromisoformat(provenance[k]) for k in ("started", "finished"))
+    in_sweep = [v for t, v in busy if started <= t <= finished]
     per_question = {k[:-2]: round(v / phases["questions"], 4) for k, v in phases.items() if k.endswith("_s")}
     result = {
         "device": gpu, "torch": torch.__version__, "transformers": __import__("transformers").__version__,
@@ -123,8 +130,11 @@ def main() -> None:
         "s_per_question": round(timed["wall_s"] / n_questions, 3),
         "s_per_question_by_phase": per_question,
         "gpu_busy_pct": None if not busy else {
-            "mean_over_wall": round(sum(busy) / len(busy), 1), "samples": len(busy),
-            "how": "nvidia-smi utilization.gpu every 200 ms, launch to exit (startup and loading included)"},
+            "mean_over_wall": round(sum(v for _, v in busy) / len(busy), 1), "samples": len(busy),
+            "mean_over_sweep": round(sum(in_sweep) / len(in_sweep), 1) if in_sweep else None,
+            "samples_in_sweep": len(in_sweep),
+            "how": "nvidia-smi utilization.gpu every 200 ms; over the wall: launch to exit (startup and loading "
+                   "included); over the sweep: the store's provenance, opened to closed"},
         "included": "launch, imports, loading and hashing the checkpoint, video decoding, processor, vision tower, "
                     "baseline, knockouts, result store writes",
     }

@@ -203,6 +203,10 @@ def test_rerun_estimate_matches_a_hand_computation(tmp_path):
     expected = {"temporal_interaction": temporal, "video_language_integration": integration,
                 "answer_generation": su + ld + n * (pr + fw + 0.3),
                 "effective_pathways": su + ld + 320 * (pr + fw) + 160 * 32 * (fp + 2 * pl) + n * (pr + 2.0)}
+    # a panel is host work: moved to another shape unscaled, where a forward scales by weights x tokens
+    moved = rerun.scaled_units({"seconds": {"panel": 0.25, "forward": 1.0}, "weights_gib": 5.0, "tokens": 1000},
+                               {"weights_gib": 10.0, "tokens": 3000})
+    assert moved == {"panel": 0.25, "forward": 6.0}
     # figure panels, five tasks: Figure 2 (2 x 5) and the ImageLLM's (5); Figures 3 and 6 (2 x 6 each), 7 (2 x 5),
     # 4 (two lenses) and 5 (four); Figure 8 (2 x 6); the selection curves (2), the heat map and the bars
     panels = {"temporal_interaction": 15, "video_language_integration": 40, "answer_generation": 12,
@@ -250,8 +254,13 @@ def test_a_page_says_when_the_weights_are_random_unverified_or_not_the_pinned_on
     fm.model.config.flowutils_random_weights = True  # a rehearsal checkpoint says so in its config.json
     assert parameters.weights_warning(fm, "bfloat16").startswith("RANDOM WEIGHTS")
     # the page's saved run identity carries it, for the status page to repeat
-    run = parameters.run_identity(fm, {"manifest": "synthetic", "benchmark_root": "d", "dtype": "bfloat16"}, [])
-    assert run["weights"].startswith("RANDOM WEIGHTS")
+    given = {"manifest": "synthetic", "benchmark_root": "d", "dtype": "bfloat16"}
+    assert parameters.run_identity(fm, given, [])["weights"].startswith("RANDOM WEIGHTS")
+    # the ImageLLM base a page loads beside it is named too, each model's warning once
+    base = tiny_llava_next_video()
+    assert parameters.run_identity(base, given, [])["weights"] == ""
+    both = parameters.run_identity(base, given, [], base=fm)["weights"]
+    assert both.count("RANDOM WEIGHTS") == 1 and both.startswith("RANDOM WEIGHTS")
     monkeypatch.setattr(loading, "model_manifests", lambda: real)
     del fm.model.config.flowutils_random_weights
     assert parameters.weights_warning(fm, "float32") is None  # not a paper model: nothing to verify

@@ -6,8 +6,8 @@ kernel, loading its checkpoints, preparing each question once per analysis that 
 baselines, windowed sweep plans, generated tokens, the logit-lens, keyword, word-attention and
 Table 3 measurements, and the panels of its figures), and :func:`unit_costs` gives each part's
 seconds, measured per question on a GPU by ``benchmarks/rehearsal.py`` for a 7B shape and moved to
-other shapes by weights x tokens (:func:`scaled_units`). The rehearsal then times the pages themselves and checks this estimate
-against them. Memory is the shapes benchmark's peak for that shape, plus the ImageLLM base's
+other shapes by weights x tokens (:func:`scaled_units`). The rehearsal then times the pages
+themselves and checks this estimate against them. Memory is the shapes benchmark's peak for that shape, plus the ImageLLM base's
 weights on the page that loads both models.
 """
 
@@ -33,7 +33,7 @@ WITH_BASE = ("temporal_interaction",)  # pages that also load the ImageLLM base
 # recomputed) and of the cross-frame flow ("frame_plan": its cut starts in the first frames, so nearly the whole
 # prompt is recomputed from the window on; tens of times a "plan"), one generated token, and the measurements of
 # one question of the logit-lens answer table, the keyword hits, the word attention and Table 3's conditions, and one
-# panel of a figure drawn and saved with its bootstrap bands (host work; about a quarter second each, tens a page)
+# panel of a figure drawn, saved and shown with its bootstrap bands (host work, so not scaled to other shapes)
 UNITS = ("startup", "load", "prepare", "forward", "plan", "frame_plan", "token", "lens", "keywords", "attention",
          "table3", "panel")
 OPEN_ENDED_PER_TASK = 16  # the 3.2 page's open_ended_per_task: questions per task whose answers are generated
@@ -72,7 +72,8 @@ def section_work(section: str, layers: int, tasks: dict[str, int], sample_mode: 
         work["token"] += 2 * asked * 2 * ANSWER_TOKENS
     elif section == "video_language_integration":
         flows = sum(len(FLOW_SETS[s]) for s in ("vql-to-ql", "question-and-options-to-last", "vq-to-true-opt"))
-        # Figures 3 and 6 (all tasks first), 7, 4 (one panel per lens) and 5 (two words, two conditions)
+        # Figures 3 and 6 (all tasks first), 7, 4 (one panel per lens) and 5 (two words, two conditions: each row of
+        # frames counted as one panel, its images drawing much faster than curves)
         work["panel"] += 2 * 2 * (n_tasks + 1) + 2 * n_tasks + len(LENSES) + 4
         visit(n, plan=kept * flows * layers)
         asked = tasks.get(keyword_task, 0) if keyword_task else n

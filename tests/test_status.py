@@ -56,6 +56,11 @@ def test_status_names_the_model_and_warns_on_mixed_runs(tmp_path):
     save_claims([Claim("3.3", "Figure 6", "rises", "", "x", None, 20)], tmp_path, "video_language_integration",
                 {**run, "weights": "RANDOM WEIGHTS: x is a random-weight checkpoint"})
     assert "**RANDOM WEIGHTS: x is a random-weight checkpoint**" in status.toy_framing(tmp_path)
+    # a page that loaded the ImageLLM base too records a line per model: each warning is said once
+    save_claims([Claim("3.2", "Figure 2", "early", "", "x", None, 20)], tmp_path, "temporal_interaction",
+                {**run, "weights": "RANDOM WEIGHTS: x is a random-weight checkpoint\nUNVERIFIED WEIGHTS: y"})
+    framing = status.toy_framing(tmp_path)
+    assert framing.count("RANDOM WEIGHTS") == 1 and "**UNVERIFIED WEIGHTS: y**" in framing
     with pytest.raises(ValueError, match="unknown field"):
         save_claims([], tmp_path, "x", {"seed": 1})
 

@@ -192,12 +192,12 @@ def run_identity(fm, params: dict, samples, base=None) -> dict:
     """What a page's saved claims record of its run (:data:`flowutils.paper.claims.RUN_COLUMNS`): the model's name
     and the sha256 of its weights as loaded (:func:`flowutils.analysis.store.state_sha256`), its parameter count, the
     benchmark (manifest and root), the questions loaded, the protocol in words, and :func:`weights_warning` of it and
-    of the ImageLLM ``base`` where the page loads one (empty where it has nothing to say), for the status page to
-    repeat."""
+    of the ImageLLM ``base`` where the page loads one (one line each; empty where it has nothing to say), for the
+    status page to repeat."""
     from ..analysis.store import state_sha256
 
     return {"model": fm.name, "model_sha256": state_sha256(fm.model),
             "parameters": sum(p.numel() for p in fm.model.parameters()),
             "benchmark": f"{params['manifest']} ({params['benchmark_root']})", "questions": len(samples),
             "protocol": fm.protocol.rule,
-            "weights": " ".join(filter(None, (weights_warning(m, params["dtype"]) for m in (fm, base) if m)))}
+            "weights": "\n".join(filter(None, (weights_warning(m, params["dtype"]) for m in (fm, base) if m)))}

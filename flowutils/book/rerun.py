@@ -7,8 +7,8 @@ baselines, windowed sweep plans, generated tokens, the logit-lens, keyword, word
 Table 3 measurements, and the panels of its figures), and :func:`unit_costs` gives each part's
 seconds, measured per question on a GPU by ``benchmarks/rehearsal.py`` for a 7B shape and moved to
 other shapes by weights x tokens (:func:`scaled_units`). The rehearsal then times the pages
-themselves and checks this estimate against them. Memory is the shapes benchmark's peak for that shape, plus the ImageLLM base's
-weights on the page that loads both models.
+themselves and checks this estimate against them. Memory is the shapes benchmark's peak for that
+shape, plus the ImageLLM base's weights on the page that loads both models.
 """
 
 from __future__ import annotations

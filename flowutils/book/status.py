@@ -206,7 +206,8 @@ def toy_framing(results_dir: str | Path) -> str:
     if len(models) > 1:
         text.append(f" **Warning: the pages ran different models ({'; '.join(models)}): their rows do not describe "
                     "one model.**")
-    for warning in sorted({str(w) for w in r["weights"] if str(w)}):  # RANDOM, UNVERIFIED or DIFFERENT weights
+    # RANDOM, UNVERIFIED or DIFFERENT weights: a page's cell holds a line per model it loaded; each said once
+    for warning in sorted({w for cell in r["weights"] for w in str(cell).splitlines() if w}):
         text.append(f" **{warning}**")
     return " ".join(text).replace(" ;", ";").replace(" .", ".")
 

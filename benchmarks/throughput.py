@@ -23,8 +23,11 @@ shape (``benchmarks/rehearsal.py``), with its pooling to 144 tokens per frame an
 
 Also reported: the GPU's busy time (``nvidia-smi``'s utilisation, sampled every 200 ms, averaged from launch to exit
 and over the sweep alone) and the seconds per question of each phase (the runner's timings in the store's
-provenance: reading a video not yet decoded by the reader thread, preparing, baseline, knockouts, store writes;
-decoding itself overlaps them).
+provenance: waiting for the reader thread, preparing, baseline, knockouts, store writes; on a GPU the reader
+thread decodes and prepares the next questions, overlapped with them). Since the vision tower then runs in the
+reader thread, beside the decoder's work, its own time is measured after the sweep, in this process, on
+``--serial`` questions one at a time with the GPU synchronised around each step: decoding, the processor and
+the vision tower (CUDA events around the tower's forward), the baseline.
 
 GPU: ``python benchmarks/throughput.py --benchmark DIR`` (writes ``benchmarks/results/throughput/throughput_<gpu>.json``).
 CPU smoke test: ``python benchmarks/throughput.py --device cpu --size tiny --n-per-task 1 --json /tmp/tp.json``
@@ -67,6 +70,7 @@ def main() -> None:
     ap.add_argument("--workdir", default="/tmp/flowutils-throughput")
     ap.add_argument("--compile", action="store_true", help="sweep --compile (compiled decoder layers; the "
                                                            "compilation counts in the wall time)")
+    ap.add_argument("--serial", type=int, default=20, help="questions timed one step at a time after the sweep")
     ap.add_argument("--json", help="default: benchmarks/results/throughput/throughput_<gpu>[_compiled].json")
     args = ap.parse_args()
 
@@ -138,10 +142,80 @@ def main() -> None:
         "included": "launch, imports, loading and hashing the checkpoint, video decoding, processor, vision tower, "
                     "baseline, knockouts, result store writes",
     }
+    result["serial_s_per_question"] = serial_phases(model, bench, args.tasks, args.serial, args.frames,
+                                                    getattr(torch, dtype), device)
     out = Path(args.json or ROOT / "benchmarks" / "results" / "throughput" / f"throughput_{gpu.replace('NVIDIA ', '').split()[0]}{'_compiled' if args.compile else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
+
+
+def serial_phases(model: str, bench, tasks, n: int, frames: int, dtype, device: str) -> dict:
+    """Seconds per question of each step, one question at a time and the GPU synchronised after each step (eager
+    layers): ``decode``, ``processor`` (prepare without the vision tower: the processor, and for PLLaVA the
+    projector, pooling and embedding), ``vision`` (the vision tower's forward, between CUDA events; PLLaVA runs it
+    in prepare, the other families in the baseline), ``baseline`` (the forward, without the vision tower)."""
+    import time
+
+    import torch
+
+    from flowutils.data.tvbench import load_benchmark
+    from flowutils.data.video import question_clip
+    from flowutils.engine import run_baseline
+    from flowutils.models import load
+
+    cuda = device.startswith("cuda")
+
+    def mark():  # on the CPU every step is synchronous: the host's clock
+        if not cuda:
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def between(marks) -> float:
+        return sum((b - a) if not cuda else a.elapsed_time(b) / 1000 for a, b in marks)
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    fm = load(model, dtype=dtype, device=device)
+    samples = load_benchmark(bench, "synthetic", tasks, -(-n // len(tasks)))[:n]
+    tower, marks = fm.model.model.vision_tower, []
+    tower.register_forward_pre_hook(lambda *a: marks.append([mark()]))
+    tower.register_forward_hook(lambda *a: marks[-1].append(mark()))
+    steps = {"decode": 0.0, "prepare": 0.0, "baseline": 0.0}
+    vision = {"prepare": 0.0, "baseline": 0.0}
+    with torch.no_grad():
+        for i, sample in enumerate(samples[:1] + samples):  # the first question once before, untimed: a warm-up
+            t0 = time.perf_counter()
+            clip = question_clip(sample, frames)
+            t1 = time.perf_counter()
+            marks.clear()
+            prepared = fm.prepare_sample(sample, clip=clip)
+            sync()
+            t2 = time.perf_counter()
+            in_prepare = between(marks)
+            marks.clear()
+            run_baseline(fm, prepared)
+            sync()
+            t3 = time.perf_counter()
+            in_baseline = between(marks)
+            if i == 0:
+                continue
+            for step, seconds in zip(steps, (t1 - t0, t2 - t1, t3 - t2)):
+                steps[step] += seconds
+            vision["prepare"] += in_prepare
+            vision["baseline"] += in_baseline
+    count = len(samples)
+    return {"questions": count, "decode": round(steps["decode"] / count, 4),
+            "processor": round((steps["prepare"] - vision["prepare"]) / count, 4),
+            "vision": round((vision["prepare"] + vision["baseline"]) / count, 4),
+            "vision_runs_in": "prepare" if vision["prepare"] else "baseline",
+            "baseline": round((steps["baseline"] - vision["baseline"]) / count, 4),
+            "how": "one question at a time, the GPU synchronised after each step, eager layers; the first question "
+                   "run once before, untimed"}
 
 
 if __name__ == "__main__":

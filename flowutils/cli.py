@@ -141,9 +141,11 @@ def timing_summary(timings: dict) -> str:
         return "timings: no question computed (all read back from the result store)"
     from .analysis.runner import Timings
 
-    phases = ", ".join(f"{p} {timings[f'{p}_s'] / n:.3f}" for p in Timings.PHASES if p != "decode")
+    thread = ["decode", "prepare"] if timings.get("prepared_ahead") else ["decode"]
+    phases = ", ".join(f"{p} {timings[f'{p}_s'] / n:.3f}" for p in Timings.PHASES if p not in thread)
+    overlapped = ", ".join(f"{p} {timings[f'{p}_s'] / n:.3f}" for p in thread)
     return (f"timings: {n} question(s) in {timings['wall_s']:.1f} s, {3600 * n / timings['wall_s']:.0f} questions/hour; "
-            f"s/question: {phases} (decoding {timings['decode_s'] / n:.3f}, in the reader thread)")
+            f"s/question: {phases} ({overlapped}: in the reader thread, overlapped)")
 
 
 if __name__ == "__main__":

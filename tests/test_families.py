@@ -104,6 +104,31 @@ def _frames_times_tokens(name, fm, prepared, frames):
     raise AssertionError(name)
 
 
+def test_the_reader_thread_prepares_what_the_main_thread_prepares_on_its_own_processor(family, frames):
+    """The runner's reader thread (on a GPU) prepares the next questions on a view of the model with its own
+    processor copy: the same inputs, and no autograd graph (grad mode is per thread)."""
+    from types import SimpleNamespace
+
+    from flowutils.analysis.runner import Timings, VideoReader
+
+    _, fm, _ = family
+    sample = SimpleNamespace(frames=frames, question=QUESTION, candidates=CANDIDATES, answer="blue", task="t",
+                             sample_id="s")
+    with torch.no_grad():
+        main = fm.prepare_sample(sample, len(frames))
+    reader = VideoReader([sample], [0], len(frames), Timings(), fm=fm)
+    try:
+        ahead = reader.take(0)  # prepared in the reader thread, outside this thread's grad mode
+    finally:
+        reader.close()
+    assert reader.fm.model is fm.model and reader.fm.tokenizer is not fm.tokenizer
+    assert main.inputs.keys() == ahead.inputs.keys()
+    for key, value in main.inputs.items():
+        assert torch.equal(value, ahead.inputs[key]), key
+        assert not ahead.inputs[key].requires_grad, key
+    assert main.layout == ahead.layout and main.option_ids == ahead.option_ids
+
+
 def test_frame_spans_match_the_processor(family, frames):
     name, fm, _ = family
     p = _prepared(fm, frames)

@@ -249,6 +249,31 @@ def test_videos_are_read_ahead_while_a_question_is_measured_and_give_what_a_plai
     assert [r["kind"] for r in table.attrs["skipped"]] == ["video"]
 
 
+def test_on_a_gpu_the_reader_thread_prepares_ahead_with_its_own_tokenizer_and_the_sweep_is_unchanged(
+        tiny_fm, broken, monkeypatch):
+    import threading
+
+    sweep = Sweep(["video->last", "cross-frame"], k=1, sample_mode="all", num_frames=4)
+    serial = run_sweep(tiny_fm, broken, sweep, progress=False)  # the CPU default: prepared in the main thread
+    assert not serial.attrs["timings"]["prepared_ahead"]
+    prepared_in = []  # (thread name, the tokenizer used) per question prepared
+    original = type(tiny_fm).prepare_sample
+
+    def recording(self, sample, *args, **kwargs):
+        prepared_in.append((threading.current_thread().name, self.tokenizer))
+        return original(self, sample, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "prepares_ahead", lambda fm: True)
+    monkeypatch.setattr(type(tiny_fm), "prepare_sample", recording)
+    ahead = run_sweep(tiny_fm, broken, sweep, progress=False)
+    assert ahead.attrs["timings"]["prepared_ahead"]
+    # every question that was read (the broken video is not) prepared in the reader thread, on its own tokenizer
+    assert len(prepared_in) == len(broken) - 1
+    assert all(name.startswith("flowutils-video") and tok is not tiny_fm.tokenizer for name, tok in prepared_in)
+    pd.testing.assert_frame_equal(ahead, serial)
+    assert ahead.attrs["skipped"] == serial.attrs["skipped"] and [r["kind"] for r in ahead.attrs["skipped"]] == ["video"]
+
+
 def test_the_runner_times_its_phases_per_question_and_writes_them_to_the_provenance(tiny_fm, bench, tmp_path):
     import json
     import time

@@ -21,8 +21,10 @@ What the runner does around the measurement:
   model answers correctly (``"correct"``) or wrongly (``"wrong"``) at baseline, or all; the
   others are *excluded*: recorded, no rows. ``per_task`` stops measuring a task once that many
   of its questions are done (one example per task, say).
-* **Videos read ahead.** A :class:`VideoReader` thread decodes the videos of the next questions while
-  the current one is measured (decoding is CPU work; the measurement is mostly GPU work).
+* **Questions read ahead.** A :class:`VideoReader` thread decodes the videos of the next questions while
+  the current one is measured (decoding is CPU work; the measurement is mostly GPU work). On a GPU it
+  also prepares them (:func:`prepares_ahead`): the processor's host work and the launches of the vision
+  tower then overlap the decoder's work too, so the GPU does not wait for the host between questions.
 * **Prepare and baseline.** The runner prepares the question (``prepared.sample_id`` is its id);
   the baseline runs on first use (:attr:`Question.baseline`), once, whether the sample mode or
   the measurement asks for it first; a measurement that needs none (attention rows, say) runs none.
@@ -50,6 +52,7 @@ store's provenance); :func:`require_rows` turns an empty table into a message sa
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import time
@@ -76,10 +79,11 @@ class Skip(Exception):
 
 
 class Timings:
-    """Seconds spent per phase of a run, summed over its questions: ``read`` (waiting for a video that the
-    reader thread has not decoded yet), ``decode`` (the reader thread's own decoding, overlapped with the
-    phases below), ``prepare`` (processor, vision tower, token spans), ``baseline``, ``measure`` (the
-    measurement without its baseline: the knockouts of a sweep) and ``store`` (writing the rows)."""
+    """Seconds spent per phase of a run, summed over its questions: ``read`` (waiting for the reader thread's
+    work on a question), ``decode`` (the reader thread's own decoding, overlapped with the phases below),
+    ``prepare`` (processor, vision tower where the family runs it there, token spans; in the reader thread,
+    overlapped, where ``prepared_ahead``), ``baseline``, ``measure`` (the measurement without its baseline: the
+    knockouts of a sweep) and ``store`` (writing the rows)."""
 
     PHASES = ("read", "decode", "prepare", "baseline", "measure", "store")
 
@@ -87,12 +91,13 @@ class Timings:
         self.seconds = dict.fromkeys(self.PHASES, 0.0)
         self.questions = 0  # questions run (not those read back from a store)
         self.wall = 0.0  # the whole loop, store reads included
+        self.prepared_ahead = False  # whether ``prepare`` ran in the reader thread
 
     def add(self, phase: str, seconds: float) -> None:
         self.seconds[phase] += seconds
 
     def as_dict(self) -> dict:
-        return {"questions": self.questions, "wall_s": round(self.wall, 3),
+        return {"questions": self.questions, "wall_s": round(self.wall, 3), "prepared_ahead": self.prepared_ahead,
                 **{f"{k}_s": round(v, 3) for k, v in self.seconds.items()}}
 
 
@@ -102,13 +107,32 @@ def _sync(fm) -> None:
         torch.cuda.synchronize(fm.device)
 
 
+def prepares_ahead(fm) -> bool:
+    """Whether the reader thread also prepares the questions: on a GPU. On the CPU the host is the device, and a
+    second thread's matrix products could differ in their last bits from the main thread's (another thread
+    count), changing the book's numbers."""
+    return fm.device.type == "cuda"
+
+
+def _reader_view(fm):
+    """``fm`` for the reader thread: the same model and adapter, its own copy of the processor (a fast tokenizer
+    that two threads use at once can fail with "Already borrowed")."""
+    view = copy.copy(fm)
+    view.processor = copy.deepcopy(fm.processor)
+    return view
+
+
 class VideoReader:
     """Reads the videos of the questions to come in one background thread, ``ahead`` questions ahead of the one
-    being measured, so that decoding overlaps the GPU work; :meth:`take` returns a question's clip (or raises
-    what reading it raised: a :class:`BenchmarkError` becomes a ``video`` skip, as without the thread)."""
+    being measured, so that decoding overlaps the GPU work; given ``fm``, also prepares them there
+    (:meth:`FlowModel.prepare_sample` on :func:`_reader_view`; its GPU work goes to the same stream, in order).
+    :meth:`take` returns a question's clip, or its prepared input with ``fm``, or raises what reading or
+    preparing it raised (a :class:`BenchmarkError` becomes a ``video`` skip, as without the thread)."""
 
-    def __init__(self, samples, order, num_frames: int, timings: Timings, ahead: int = 2):
+    def __init__(self, samples, order, num_frames: int, timings: Timings, ahead: int = 2, fm=None):
         self.samples, self.num_frames, self.timings, self.ahead = samples, num_frames, timings, ahead
+        self.fm = None if fm is None else _reader_view(fm)
+        timings.prepared_ahead = fm is not None
         self.order = list(order)  # the questions to run, in the order they run
         self.position = {i: p for p, i in enumerate(self.order)}
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowutils-video")
@@ -117,12 +141,21 @@ class VideoReader:
     def _read(self, i: int):
         start = time.perf_counter()
         try:
-            return question_clip(self.samples[i], self.num_frames)
+            clip = question_clip(self.samples[i], self.num_frames)
         finally:
             self.timings.add("decode", time.perf_counter() - start)
+        if self.fm is None:
+            return clip
+        start = time.perf_counter()
+        try:
+            with torch.no_grad():  # grad mode is per thread
+                return self.fm.prepare_sample(self.samples[i], clip=clip)
+        finally:
+            self.timings.add("prepare", time.perf_counter() - start)
 
     def take(self, i: int):
-        """The clip of question ``i`` (its place in ``samples``); submits the reads of the next ``ahead``."""
+        """The clip of question ``i`` (its place in ``samples``), or its prepared input; submits the reads of the next
+        ``ahead``."""
         p = self.position[i]
         while self.next < min(p + 1 + self.ahead, len(self.order)):
             self.futures[self.next] = self.pool.submit(self._read, self.order[self.next])
@@ -300,16 +333,17 @@ def run_key(fm, analysis: str, params: dict, sample_mode: str, per_task, num_fra
 
 # ----------------------------------------------------------------------------- the loop
 @torch.no_grad()
-def _question(fm, sample, index: int, sid: str, measure, sample_mode: str, clip, timings: Timings):
-    """``(status, rows, reason)`` of one question (see :data:`flowutils.analysis.store.STATUSES`); ``clip()``
-    returns its video."""
+def _question(fm, sample, index: int, sid: str, measure, sample_mode: str, take, timings: Timings):
+    """``(status, rows, reason)`` of one question (see :data:`flowutils.analysis.store.STATUSES`); ``take()``
+    returns its video, or its prepared input where the reader thread prepares ahead."""
     try:
         try:
-            video = clip()
-            start = time.perf_counter()
-            prepared = fm.prepare_sample(sample, clip=video)
-            _sync(fm)
-            timings.add("prepare", time.perf_counter() - start)
+            prepared = take()
+            if not timings.prepared_ahead:
+                start = time.perf_counter()
+                prepared = fm.prepare_sample(sample, clip=prepared)
+                _sync(fm)
+                timings.add("prepare", time.perf_counter() - start)
         except BenchmarkError as err:
             raise Skip("video", str(err)) from err
         except LayoutError as err:
@@ -372,7 +406,8 @@ def run_questions(fm, samples, measure, *, analysis: str, num_frames: int, param
     timings, reader, start = Timings(), None, time.perf_counter()
     try:  # the store is closed (its shard's lock released) whatever happens, a notebook's kept traceback too
         finished = store.finished() if store is not None else {}
-        reader = VideoReader(samples, [i for i in indices if ids[i] not in finished], num_frames, timings)
+        reader = VideoReader(samples, [i for i in indices if ids[i] not in finished], num_frames, timings,
+                             fm=fm if prepares_ahead(fm) else None)
         for i in tqdm(indices, disable=not progress,
                       desc=f"{analysis} {fm.name}" + (f" shard {shard}/{num_shards}" if num_shards > 1 else "")):
             sample, sid = samples[i], ids[i]

@@ -127,6 +127,10 @@ def test_fast_equals_reference_on_the_paper_sweep(tiny, samples):
     for batch_size, tokens in ((256, 16384), (3, 64)):
         fast = knockout_logits(tiny, p, plans, "fast", batch_size, max_batch_tokens=tokens)
         assert (ref - fast).abs().max() <= 1e-4
+        # queued, read later (the pipelined sweep): the same numbers
+        assert torch.equal(knockout_logits(tiny, p, plans, "fast", batch_size, max_batch_tokens=tokens, wait=False)(),
+                           fast)
+    assert torch.equal(knockout_logits(tiny, p, plans, "reference", wait=False)(), ref)
 
 
 def test_packed_prefix_equals_reference(tiny, samples, monkeypatch):
@@ -240,6 +244,29 @@ def test_batches_queue_without_waiting_for_the_gpu(samples, monkeypatch):
                          [len(chunk) for chunk, _ in chunks])
         finally:
             torch.cuda.set_sync_debug_mode(0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA's sync debug mode; runs on a GPU")
+def test_a_pipelined_sweep_question_is_queued_without_waiting_for_the_gpu(samples):
+    """What the runner does per question before it reads the previous one's rows, where it pipelines (a question
+    of sample mode "all": the baseline, its check left for later, and the sweep's knockouts), makes the host
+    wait for the GPU nowhere: the GPU works through one question while the host queues the next."""
+    from conftest import tiny_llava_next_video
+    from flowutils.analysis.runner import Question
+    from flowutils.analysis.sweep import launch_sweep
+
+    fm = tiny_llava_next_video()
+    fm.model.to("cuda")
+    s = samples[0]
+    p = fm.prepare(s.frames, s.question, s.candidates, s.answer)
+    flow_names = [f for fam in flows.FLOW_SETS.values() for f in fam]
+    want = launch_sweep(fm, Question(fm, s, 0, p), flow_names, 1)()  # the first: CUDA's warm-up waits
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        rows = launch_sweep(fm, Question(fm, s, 0, p, check_later=True), flow_names, 1)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert rows() == want
 
 
 def test_interleaved_runs_the_heaviest_beside_the_lightest():

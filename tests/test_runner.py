@@ -70,8 +70,8 @@ def out_of_memory(*args, **kwargs):
 def spy(monkeypatch):
     """The ids of the questions the runner computes from now on."""
     ran, question = [], runner._question
-    monkeypatch.setattr(runner, "_question", lambda fm, sample, index, sid, *a: ran.append(sid) or question(
-        fm, sample, index, sid, *a))
+    monkeypatch.setattr(runner, "_question", lambda fm, sample, index, sid, *a, **kw: ran.append(sid) or question(
+        fm, sample, index, sid, *a, **kw))
     return ran
 
 
@@ -272,6 +272,44 @@ def test_on_a_gpu_the_reader_thread_prepares_ahead_with_its_own_tokenizer_and_th
     assert all(name.startswith("flowutils-video") and tok is not tiny_fm.tokenizer for name, tok in prepared_in)
     pd.testing.assert_frame_equal(ahead, serial)
     assert ahead.attrs["skipped"] == serial.attrs["skipped"] and [r["kind"] for r in ahead.attrs["skipped"]] == ["video"]
+
+
+def test_on_a_gpu_a_sweep_reads_a_questions_rows_after_the_next_questions_launch_and_gives_the_same_table(
+        tiny_fm, broken, tmp_path, monkeypatch):
+    from flowutils.analysis import sweep as sweep_module
+
+    sweep = Sweep(["video->last", "cross-frame"], k=1, sample_mode="all", num_frames=4)
+    launch, events = sweep_module.launch_sweep, []
+    poisoned = broken[3].sample_id  # its rows fail when read: a skip found after the next question's launch
+
+    def recording(fm, question, *args, **kwargs):
+        events.append(("launch", question.sample_id))
+        rows = launch(fm, question, *args, **kwargs)
+
+        def read():
+            events.append(("read", question.sample_id))
+            if question.sample_id == poisoned:
+                raise runner.Skip("non-finite", "knockout logits contain NaN or inf (injected)")
+            return rows()
+        return read
+
+    monkeypatch.setattr(sweep_module, "launch_sweep", recording)
+    serial = run_sweep(tiny_fm, broken, sweep, progress=False, out=tmp_path / "serial")  # the CPU default
+    assert [kind for kind, _ in events] == ["launch", "read"] * (len(broken) - 1)
+    events.clear()
+    monkeypatch.setattr(runner, "pipelines", lambda fm: True)
+    piped = run_sweep(tiny_fm, broken, sweep, progress=False, out=tmp_path / "piped")
+    measured = [sid for kind, sid in events if kind == "launch"]
+    assert [sid for kind, sid in events if kind == "read"] == measured
+    for before, after in zip(measured, measured[1:]):  # each question's rows read after the next one's launch
+        assert events.index(("read", before)) > events.index(("launch", after))
+    pd.testing.assert_frame_equal(piped, serial)
+    assert piped.attrs["skipped"] == serial.attrs["skipped"]
+    assert sorted(r["kind"] for r in piped.attrs["skipped"]) == ["non-finite", "video"]
+    assert piped.attrs["timings"]["questions"] == len(broken)
+    again = run_sweep(tiny_fm, broken, sweep, progress=False, out=tmp_path / "piped")  # resumed: all stored
+    assert again.attrs["timings"]["questions"] == 0
+    pd.testing.assert_frame_equal(again, serial)
 
 
 def test_the_runner_times_its_phases_per_question_and_writes_them_to_the_provenance(tiny_fm, bench, tmp_path):

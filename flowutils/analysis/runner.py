@@ -25,6 +25,11 @@ What the runner does around the measurement:
   the current one is measured (decoding is CPU work; the measurement is mostly GPU work). On a GPU it
   also prepares them (:func:`prepares_ahead`): the processor's host work and the launches of the vision
   tower then overlap the decoder's work too, so the GPU does not wait for the host between questions.
+* **Rows read one question late.** A pipelined measurement (the sweep's: ``run_questions(pipelined=True)``)
+  only queues its device work and returns a function that reads its rows. On a GPU the runner reads them
+  after it has queued the next question's baseline and knockouts (:func:`pipelines`), so the GPU works through
+  one question while the host writes the previous one's rows and launches the next; the baseline's NaN/inf
+  check then waits until the rows are read (sample mode ``"all"``; the others read the baseline's answer at once).
 * **Prepare and baseline.** The runner prepares the question (``prepared.sample_id`` is its id);
   the baseline runs on first use (:attr:`Question.baseline`), once, whether the sample mode or
   the measurement asks for it first; a measurement that needs none (attention rows, say) runs none.
@@ -178,9 +183,12 @@ class Question:
     seeds per-question random draws), ``prepared`` (:meth:`FlowModel.prepare_sample`'s input, ``sample_id``
     set to the question's id) and the baseline forward, run on first use."""
 
-    def __init__(self, fm, sample, index: int, prepared, timings: Timings | None = None):
+    def __init__(self, fm, sample, index: int, prepared, timings: Timings | None = None, check_later: bool = False):
         self.fm, self.sample, self.index, self.prepared = fm, sample, index, prepared
         self.timings = timings
+        # the baseline's NaN/inf check left to the runner, when it reads the rows: reading the logits now would wait
+        # for the device's queue (the previous question's knockouts, where the runner pipelines)
+        self.check_later = check_later
 
     @property
     def sample_id(self) -> str:
@@ -191,7 +199,8 @@ class Question:
         """The unmodified forward (:func:`flowutils.engine.run_baseline`); NaN or inf logits skip the question."""
         start = time.perf_counter()
         base = run_baseline(self.fm, self.prepared)
-        require_finite(base.logits, "baseline logits")  # reads the logits: the GPU is done with them
+        if not self.check_later:
+            require_finite(base.logits, "baseline logits")  # reads the logits: the GPU is done with them
         if self.timings is not None:
             self.timings.add("baseline", time.perf_counter() - start)
         return base
@@ -241,13 +250,15 @@ def _first_line(err: BaseException) -> str:
     return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
-def knockout_with_retry(fm, question: Question, plans, backend: str, batch_size: int):
+def knockout_with_retry(fm, question: Question, plans, backend: str, batch_size: int, wait: bool = True):
     """Knockout logits of ``plans`` on ``question`` (its baseline reused); on out-of-memory, free the cache
-    and retry with half the batch, down to one plan, then skip the question (``oom``)."""
+    and retry with half the batch, down to one plan, then skip the question (``oom``). ``wait=False``: a
+    function that returns them (:func:`flowutils.engine.knockout_logits`)."""
     base = question.baseline
     while True:
         try:
-            return knockout_logits(fm, question.prepared, plans, backend, batch_size=batch_size, baseline=base)
+            return knockout_logits(fm, question.prepared, plans, backend, batch_size=batch_size, baseline=base,
+                                   wait=wait)
         except (torch.OutOfMemoryError, RuntimeError) as err:
             if not _is_oom(err):
                 raise
@@ -332,11 +343,28 @@ def run_key(fm, analysis: str, params: dict, sample_mode: str, per_task, num_fra
 
 
 # ----------------------------------------------------------------------------- the loop
-@torch.no_grad()
-def _question(fm, sample, index: int, sid: str, measure, sample_mode: str, take, timings: Timings):
-    """``(status, rows, reason)`` of one question (see :data:`flowutils.analysis.store.STATUSES`); ``take()``
-    returns its video, or its prepared input where the reader thread prepares ahead."""
+def _outcome(run) -> tuple:
+    """``run()``'s ``(status, rows, reason)``; a :class:`Skip`, or running out of memory, is the status ``skipped``
+    with its reason."""
     try:
+        return run()
+    except Skip as skip:
+        return "skipped", [], str(skip)
+    except (torch.OutOfMemoryError, RuntimeError) as err:
+        if not _is_oom(err):
+            raise
+        return "skipped", [], f"oom: out of memory ({_first_line(err)})"
+
+
+@torch.no_grad()
+def _question(fm, sample, index: int, sid: str, measure, sample_mode: str, take, timings: Timings,
+              pipelined: bool = False, check_later: bool = False):
+    """``(status, rows, reason)`` of one question (see :data:`flowutils.analysis.store.STATUSES`); ``take()``
+    returns its video, or its prepared input where the reader thread prepares ahead. ``pipelined``: ``measure``
+    returns a function that reads the rows, and ``rows`` is that function (read by :func:`_read_rows`), which
+    first checks the baseline's logits where ``check_later``."""
+
+    def run():
         try:
             prepared = take()
             if not timings.prepared_ahead:
@@ -350,25 +378,59 @@ def _question(fm, sample, index: int, sid: str, measure, sample_mode: str, take,
             raise Skip("spans", str(err)) from err
         prepared.sample_id = sid
         check_context(fm, prepared)
-        question = Question(fm, sample, index, prepared, timings)
+        question = Question(fm, sample, index, prepared, timings, check_later)
         if sample_mode != "all" and question.correct != (sample_mode == "correct"):
             return "excluded", [], ""
         start, before = time.perf_counter(), timings.seconds["baseline"]
-        rows = list(measure(question))
-        _sync(fm)
+        rows = measure(question)
+        if pipelined:
+            base = question.__dict__.get("baseline")  # functools.cached_property's value, where it ran
+            if check_later and base is not None:
+                rows = functools.partial(_checked, base.logits, rows)
+        else:
+            rows = list(rows)
+            _sync(fm)
         timings.add("measure", time.perf_counter() - start - (timings.seconds["baseline"] - before))
-    except Skip as skip:
-        return "skipped", [], str(skip)
-    except (torch.OutOfMemoryError, RuntimeError) as err:
-        if not _is_oom(err):
-            raise
-        return "skipped", [], f"oom: out of memory ({_first_line(err)})"
-    return "done", rows, ""
+        return "done", rows, ""
+
+    return _outcome(run)
+
+
+def _checked(baseline_logits, rows) -> list:
+    """``rows()``, unless the baseline's logits hold NaN or inf (the question is skipped, as the baseline's own
+    check would have skipped it)."""
+    require_finite(baseline_logits, "baseline logits")
+    return rows()
+
+
+@torch.no_grad()
+def _read_rows(fm, rows, timings: Timings) -> tuple:
+    """``(status, rows, reason)`` of a question whose measurement returned a function: its rows, read now (the
+    wait for its device work counts as ``measure``), or its skip."""
+
+    def run():
+        start = time.perf_counter()
+        out = list(rows())
+        _sync(fm)
+        timings.add("measure", time.perf_counter() - start)
+        return "done", out, ""
+
+    return _outcome(run)
+
+
+def pipelines(fm) -> bool:
+    """Whether the runner reads a pipelined measurement's rows (``run_questions(pipelined=True)``: the sweep's,
+    :func:`flowutils.analysis.sweep.launch_sweep`) only after it has queued the next question's work: on a GPU,
+    so that the device works through one question's knockouts while the host writes the previous one's rows
+    and launches the next baseline and knockouts. The same operations in the same order on the device, so the
+    same numbers; on the CPU nothing runs ahead of the host, and the rows are read at once."""
+    return fm.device.type == "cuda"
 
 
 def run_questions(fm, samples, measure, *, analysis: str, num_frames: int, params: dict | None = None,
                   sample_mode: str = "all", per_task: int | None = None, problems=(), out=None, benchmark=None,
-                  shard: int | None = None, num_shards: int | None = None, progress: bool = True):
+                  shard: int | None = None, num_shards: int | None = None, progress: bool = True,
+                  pipelined: bool = False):
     """Run ``measure`` (:class:`Question` -> rows) on each question of ``samples``; returns a pandas DataFrame.
 
     ``analysis``: the analysis's name (messages, progress bar, store key); ``params``: its parameters
@@ -377,7 +439,9 @@ def run_questions(fm, samples, measure, *, analysis: str, num_frames: int, param
     questions answered so at baseline, ``"all"`` every one. ``per_task``: at most this many questions
     of a task are measured (done); later ones of that task are not run. ``out``: a results directory
     (:mod:`.store`); ``benchmark``: what the samples come from, part of the key. ``shard``/``num_shards``:
-    run only this shard's questions (default: torchrun's ``RANK``/``WORLD_SIZE``, else all).
+    run only this shard's questions (default: torchrun's ``RANK``/``WORLD_SIZE``, else all). ``pipelined``:
+    ``measure`` only queues its device work and returns a function that reads the rows; on a GPU they are read
+    after the next question's work is queued (:func:`pipelines`).
 
     The rows of the questions, in their order; ``attrs["skipped"]``: records (``sample_id``, ``task``,
     ``kind``, ``reason``) of the skipped questions; ``attrs["store"]``: the result set's directory
@@ -404,6 +468,29 @@ def run_questions(fm, samples, measure, *, analysis: str, num_frames: int, param
     covered, frames, skipped = [], [], []  # covered: the questions this run answers for, in order
     indices = list(shard_indices(len(samples), shard, num_shards))
     timings, reader, start = Timings(), None, time.perf_counter()
+    # one question's rows read after the next question's launch; not with per_task, which must know a question's
+    # status before it decides to run the next
+    overlap, pending = pipelined and pipelines(fm) and per_task is None, None
+
+    def tally(task: str, status: str) -> None:
+        nonlocal excluded
+        done[task] += status == "done"
+        excluded += status == "excluded"
+
+    def record(sample, sid: str, fingerprint, status: str, rows, reason: str) -> None:
+        if callable(rows):
+            status, rows, reason = _read_rows(fm, rows, timings)
+        timings.questions += 1
+        written = time.perf_counter()
+        if store is not None:
+            store.record(sid, sample.task, fingerprint, status, rows, reason)
+        elif rows:
+            frames.append(pd.DataFrame(rows))
+        elif status == "skipped":
+            skipped.append((sid, sample.task, reason))
+        timings.add("store", time.perf_counter() - written)
+        tally(sample.task, status)
+
     try:  # the store is closed (its shard's lock released) whatever happens, a notebook's kept traceback too
         finished = store.finished() if store is not None else {}
         reader = VideoReader(samples, [i for i in indices if ids[i] not in finished], num_frames, timings,
@@ -420,20 +507,20 @@ def run_questions(fm, samples, measure, *, analysis: str, num_frames: int, param
                 if stored != fingerprint:
                     raise ValueError(f"{store.dir}: question {sid!r} is stored with other content (question, "
                                      "candidates, answer or video changed); use another results directory")
+                tally(sample.task, status)
+                continue
+            outcome = (sample, sid, fingerprint, *_question(
+                fm, sample, i, sid, measure, sample_mode, functools.partial(reader.take, i), timings, pipelined,
+                check_later=overlap and sample_mode == "all"))
+            if pending is not None:  # the previous question's rows, now that this one's work is queued
+                record(*pending)
+                pending = None
+            if overlap and callable(outcome[4]):
+                pending = outcome
             else:
-                status, rows, reason = _question(fm, sample, i, sid, measure, sample_mode,
-                                                 functools.partial(reader.take, i), timings)
-                timings.questions += 1
-                written = time.perf_counter()
-                if store is not None:
-                    store.record(sid, sample.task, fingerprint, status, rows, reason)
-                elif rows:
-                    frames.append(pd.DataFrame(rows))
-                elif status == "skipped":
-                    skipped.append((sid, sample.task, reason))
-                timings.add("store", time.perf_counter() - written)
-            done[sample.task] += status == "done"
-            excluded += status == "excluded"
+                record(*outcome)
+        if pending is not None:
+            record(*pending)
     finally:
         if reader is not None:
             reader.close()

@@ -29,6 +29,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+import torch
+
 from ..engine import BACKENDS
 from ..knockout.flows import CROSS_FRAME, flow_set_of, flow_label, parse_flow
 from ..knockout.plan import KnockoutPlan
@@ -116,39 +118,57 @@ def sweep_rows(fm, question, flows, k: int, style: str = "center", layers=None, 
                params: dict | None = None, batch_size: int = 256) -> list[dict]:
     """The sweep's rows of one :class:`flowutils.analysis.runner.Question`: every flow at every sweep layer,
     each row led by ``params`` (the run's parameters)."""
+    return launch_sweep(fm, question, flows, k, style, layers, backend, params, batch_size)()
+
+
+def launch_sweep(fm, question, flows, k: int, style: str = "center", layers=None, backend: str = "fast",
+                 params: dict | None = None, batch_size: int = 256):
+    """Queue the knockouts of :func:`sweep_rows` on the device and return a function that reads their rows.
+
+    Nothing here waits for the device (no value is read back), so the runner can launch the next question's
+    work before it asks for these rows (:func:`flowutils.analysis.runner.pipelines`); the function keeps the
+    knockout logits and the baseline's last logits, not the baseline's layers."""
     prepared, base = question.prepared, question.baseline
     plans = sweep_plans(prepared.layout, flows, fm.n_layers, k, style, layers)
-    logits = knockout_with_retry(fm, question, plans, backend, batch_size)
-    require_finite(logits, "knockout logits", [f"{p.label['flow']}@{p.label['layer']}" for p in plans])
-    tok = fm.tokenizer
-    p_base = base.probs.cpu()
-    pred, gold = question.predicted, prepared.gold_id
-    probs = logits.softmax(-1)
-    diff_base = float(logit_difference(base.logits.cpu(), prepared.option_ids, prepared.gold_index))
-    common = {**(params or {}), "sample_id": question.sample_id, "task": prepared.task,
-              "predicted": tok.convert_ids_to_tokens(pred), "gold": tok.convert_ids_to_tokens(gold),
-              "p_pred_baseline": float(p_base[pred]), "p_gold_baseline": float(p_base[gold]),
-              "logit_diff_baseline": diff_base, "correct_baseline": question.correct}
-    # whole columns at once (the same float32 operations as element by element, so the same numbers): a
-    # rank's CPU work per question stays small next to its GPU work, on torchrun's one thread too
-    columns = {"p_pred_knockout": probs[:, pred], "p_gold_knockout": probs[:, gold],
-               "change_pred": (probs[:, pred] - p_base[pred]) / p_base[pred],
-               "change_gold": (probs[:, gold] - p_base[gold]) / p_base[gold],
-               "logit_diff_knockout": logit_difference(logits, prepared.option_ids, prepared.gold_index),
-               "top": probs.argmax(-1)}
-    columns = {name: column.tolist() for name, column in columns.items()}
-    tops = tok.convert_ids_to_tokens(columns["top"])
-    rows = []
-    for j, plan in enumerate(plans):
-        diff = columns["logit_diff_knockout"][j]
-        rows.append({**common, "flow": flow_label(plan.label["flow"]),
-                     "flow_set": flow_set_of(plan.label["flow"]) or "custom", "layer": plan.label["layer"],
-                     "window": plan.label["window"], "p_pred_knockout": columns["p_pred_knockout"][j],
-                     "relative_change_pct": 100 * columns["change_pred"][j],
-                     "p_gold_knockout": columns["p_gold_knockout"][j],
-                     "relative_change_gold_pct": 100 * columns["change_gold"][j],
-                     "logit_diff_knockout": diff, "logit_diff_change": diff - diff_base,
-                     "argmax_knockout": tops[j], "correct_knockout": columns["top"][j] == gold})
+    knocked = knockout_with_retry(fm, question, plans, backend, batch_size, wait=False)
+    base_logits, sid = base.logits, question.sample_id
+    labels = [f"{p.label['flow']}@{p.label['layer']}" for p in plans]
+    labels_of = [(flow_label(p.label["flow"]), flow_set_of(p.label["flow"]) or "custom", p.label["layer"],
+                  p.label["window"]) for p in plans]
+
+    def rows() -> list[dict]:
+        logits = knocked()
+        require_finite(logits, "knockout logits", labels)
+        tok = fm.tokenizer
+        p_base = torch.softmax(base_logits, -1).cpu()
+        pred, gold = int(base_logits.argmax()), prepared.gold_id
+        probs = logits.softmax(-1)
+        diff_base = float(logit_difference(base_logits.cpu(), prepared.option_ids, prepared.gold_index))
+        common = {**(params or {}), "sample_id": sid, "task": prepared.task,
+                  "predicted": tok.convert_ids_to_tokens(pred), "gold": tok.convert_ids_to_tokens(gold),
+                  "p_pred_baseline": float(p_base[pred]), "p_gold_baseline": float(p_base[gold]),
+                  "logit_diff_baseline": diff_base, "correct_baseline": pred == gold}
+        # whole columns at once (the same float32 operations as element by element, so the same numbers): a
+        # rank's CPU work per question stays small next to its GPU work, on torchrun's one thread too
+        columns = {"p_pred_knockout": probs[:, pred], "p_gold_knockout": probs[:, gold],
+                   "change_pred": (probs[:, pred] - p_base[pred]) / p_base[pred],
+                   "change_gold": (probs[:, gold] - p_base[gold]) / p_base[gold],
+                   "logit_diff_knockout": logit_difference(logits, prepared.option_ids, prepared.gold_index),
+                   "top": probs.argmax(-1)}
+        columns = {name: column.tolist() for name, column in columns.items()}
+        tops = tok.convert_ids_to_tokens(columns["top"])
+        out = []
+        for j, (flow, flow_set, layer, window) in enumerate(labels_of):
+            diff = columns["logit_diff_knockout"][j]
+            out.append({**common, "flow": flow, "flow_set": flow_set, "layer": layer, "window": window,
+                        "p_pred_knockout": columns["p_pred_knockout"][j],
+                        "relative_change_pct": 100 * columns["change_pred"][j],
+                        "p_gold_knockout": columns["p_gold_knockout"][j],
+                        "relative_change_gold_pct": 100 * columns["change_gold"][j],
+                        "logit_diff_knockout": diff, "logit_diff_change": diff - diff_base,
+                        "argmax_knockout": tops[j], "correct_knockout": columns["top"][j] == gold})
+        return out
+
     return rows
 
 
@@ -183,11 +203,11 @@ def run_sweep(fm, samples, sweep: Sweep, out=None, progress: bool = True, *, ben
                "sample_mode": sweep.sample_mode, "num_frames": sweep.num_frames,
                "bypasses": "; ".join(fm.adapter.bypasses)}
     flows = list(sweep.flows) if isinstance(sweep.flows, tuple) else []
-    measure = functools.partial(sweep_rows, fm, flows=flows, k=k, style=sweep.style, layers=sweep.layers,
+    measure = functools.partial(launch_sweep, fm, flows=flows, k=k, style=sweep.style, layers=sweep.layers,
                                 backend=sweep.backend, params=columns, batch_size=batch_size)
     return run_questions(fm, samples, measure, analysis="run_sweep", params=sweep.key(k),
                          num_frames=sweep.num_frames, sample_mode=sweep.sample_mode, problems=problems, out=out,
-                         benchmark=benchmark, shard=shard, num_shards=num_shards, progress=progress)
+                         benchmark=benchmark, shard=shard, num_shards=num_shards, progress=progress, pipelined=True)
 
 
 # the columns of run_sweep's table that say which run a row is from (its parameters, not its measurement)

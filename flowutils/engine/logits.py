@@ -106,8 +106,12 @@ def batches(plans, n: int, batch_size: int = 256, max_batch_tokens: int = 8192) 
 
 @torch.no_grad()
 def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str = "fast", batch_size: int = 256,
-                    baseline: Baseline | None = None, max_batch_tokens: int = 8192) -> torch.Tensor:
-    """Last-position logits ``[len(plans), vocab]`` (float32) of the model under each plan."""
+                    baseline: Baseline | None = None, max_batch_tokens: int = 8192, wait: bool = True):
+    """Last-position logits ``[len(plans), vocab]`` (float32, on the host) of the model under each plan.
+
+    ``wait=False`` (the fast backend): return once the work is queued on the device, as a function that copies
+    the logits to the host when called (waiting for the device then), so that the caller can queue more work
+    first (:func:`flowutils.analysis.runner.pipelines`)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {BACKENDS}")
     plans = check_plans(fm, prepared, plans)
@@ -124,7 +128,7 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
         for i, plan in enumerate(plans):
             state = knockout_state(fm, prepared, backend="reference", plans=[plan])
             out[i] = fm.forward(prepared, state, logits_to_keep=1).logits[0, -1].float().cpu()
-        return out
+        return out if wait else lambda: out
     window = getattr(fm.decoder.config, "sliding_window", None)
     if window is not None and prepared.layout.n > window:  # fast attention is full causal attention
         raise ValueError(f"{fm.name}: question {prepared.sample_id or '(unnamed)'} has {prepared.layout.n} tokens, more "
@@ -138,12 +142,18 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
     chunks = batches(plans, n, batch_size, max_batch_tokens)
     logits = _interleaved([_recompute(fm, prepared, base, [plans[i] for i in chunk], t0) for chunk, t0 in chunks],
                           [sum((fm.n_layers - plans[i].first_layer) * (n - t0) for i in chunk) for chunk, t0 in chunks])
-    # copies at the end: no batch waits for the GPU to finish the one before
-    with record_function("flow_knockout.copy"):
-        out[:] = base.logits.cpu()
-        if chunks:
-            # in the model's dtype (float32 of it is exact) into pinned memory: a pageable copy is several times slower
-            recomputed = torch.cat(logits)
-            host = torch.empty(recomputed.shape, dtype=recomputed.dtype, pin_memory=recomputed.is_cuda)
-            out[[i for chunk, _ in chunks for i in chunk]] = host.copy_(recomputed).float()
-    return out
+    recomputed = torch.cat(logits) if chunks else None
+    base_logits = base.logits
+
+    def copy() -> torch.Tensor:
+        # copies at the end: no batch waits for the GPU to finish the one before
+        with record_function("flow_knockout.copy"):
+            out[:] = base_logits.cpu()
+            if recomputed is not None:
+                # in the model's dtype (float32 of it is exact) into pinned memory: a pageable copy is several times
+                # slower
+                host = torch.empty(recomputed.shape, dtype=recomputed.dtype, pin_memory=recomputed.is_cuda)
+                out[[i for chunk, _ in chunks for i in chunk]] = host.copy_(recomputed).float()
+        return out
+
+    return copy() if wait else copy

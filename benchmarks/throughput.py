@@ -19,7 +19,9 @@ Setup (not timed):
 
 With ``--checkpoint DIR`` the sweep runs on that checkpoint instead, under its model manifest's name (the
 folder's name, found through ``$FLOWUTILS_MODEL_DIR``): the rehearsal's PLLaVA-layout LLaVA-NeXT-7B-Video-FT
-shape (``benchmarks/rehearsal.py``), with its pooling to 144 tokens per frame and the paper's protocol.
+shape (``benchmarks/rehearsal.py``), with its pooling to 144 tokens per frame and the paper's protocol; where the
+folder holds no checkpoint yet, the rehearsal's writer writes it there first (seed 0, a tokenizer over the
+benchmark's words), untimed.
 
 Also reported: the GPU's busy time (``nvidia-smi``'s utilisation, sampled every 200 ms, averaged from launch to exit
 and over the sweep alone) and the seconds per question of each phase (the runner's timings in the store's
@@ -91,6 +93,11 @@ def main() -> None:
     if args.checkpoint is not None:
         checkpoint, model = args.checkpoint.resolve(), args.checkpoint.name
         os.environ["FLOWUTILS_MODEL_DIR"] = str(checkpoint.parent)
+        if not (checkpoint / "config.json").is_file():
+            from rehearsal import write_checkpoint
+
+            words = " ".join(f"{s.question} {' '.join(s.candidates)}" for s in load_benchmark(bench, "synthetic"))
+            write_checkpoint(checkpoint, words, seed=0, device=args.device, smoke=args.device == "cpu")
     device = "cuda:0" if args.device == "cuda" else "cpu"
     sweep_args = ["--model", model, "--benchmark", str(bench), "--manifest", "synthetic",
                   "--tasks", *args.tasks, "--n-per-task", str(args.n_per_task), "--flow-set", *FLOW_SETS,

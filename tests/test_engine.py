@@ -269,6 +269,29 @@ def test_a_pipelined_sweep_question_is_queued_without_waiting_for_the_gpu(sample
     assert rows() == want
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA's sync debug mode; runs on a GPU")
+@pytest.mark.parametrize("family", ["llava_next_video", "pllava"])
+def test_preparing_a_question_on_a_gpu_does_not_wait_for_it(family, tmp_path):
+    """The runner's reader thread prepares the next questions while the GPU works through the current one: its
+    copies to the device and (PLLaVA) its vision tower are queued without waiting for the GPU's queue."""
+    import numpy as np
+    from tiny_families import CANDIDATES, QUESTION, tiny_checkpoint
+
+    from flowutils.models import FlowModel, family_adapter
+
+    model, processor = tiny_checkpoint(family, tmp_path / "ckpt")
+    fm = FlowModel(model.to("cuda"), processor, family_adapter(family))
+    frames = np.random.default_rng(0).integers(0, 256, (4, 40, 48, 3), dtype=np.uint8)
+    with torch.no_grad():
+        want = fm.prepare(frames, QUESTION, CANDIDATES, "blue")  # the first: CUDA's warm-up waits
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            got = fm.prepare(frames, QUESTION, CANDIDATES, "blue")
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    assert all(torch.equal(got.inputs[k], v) for k, v in want.inputs.items())
+
+
 def test_interleaved_runs_the_heaviest_beside_the_lightest():
     """Every job's result, and the order of steps: two jobs at a time, the heaviest left and the lightest left
     one step each in turn, the next job taken when one ends."""

@@ -43,7 +43,8 @@ import numpy as np
 import torch
 from torch.nn.attention.bias import causal_lower_right
 
-from .cuts import compact_cut, reference_cut, to_device
+from ..models.encoding import to_device
+from .cuts import compact_cut, reference_cut
 from .kernels import Runs, _allowed, _by_rows, _flash, _packed_attention, _repeat_kv, _sdpa, _with_prefix
 from .settings import SETTINGS
 

@@ -25,14 +25,7 @@ import numpy as np
 import torch
 
 from ..knockout.plan import KnockoutPlan
-
-
-def to_device(x: torch.Tensor, device) -> torch.Tensor:
-    """A host tensor on ``device``; to a GPU through pinned memory, without waiting: a plain host-to-device
-    copy waits for the GPU work already queued."""
-    if device is None or torch.device(device).type != "cuda":
-        return x if device is None else x.to(device)
-    return x.pin_memory().to(device, non_blocking=True)
+from ..models.encoding import to_device
 
 
 def _classes(sets, n: int) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""What a family's processing of one prompt and video hands to the model and to the token layout."""
+"""What a family's processing of one prompt and video hands to the model and to the token layout, and how a host
+tensor reaches the model's device."""
 
 from __future__ import annotations
 
@@ -16,3 +17,14 @@ class VideoEncoding:
     num_frames: int  # frame spans (or temporal groups) in the video
     tokens_per_frame: int  # expected tokens of each span
     replaced: tuple[int, int] | None = None  # characters of the prompt the processor replaced (None: the placeholder)
+
+
+def to_device(x: torch.Tensor, device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Host tensor ``x`` on ``device`` (in ``dtype``); to a GPU through pinned memory, without waiting: a plain
+    host-to-device copy waits for the work already queued on the GPU (the runner's reader thread would wait for the
+    decoder's knockouts). The cast is made on the host: the same rounding as on the device."""
+    if dtype is not None:
+        x = x.to(dtype)
+    if device is None or torch.device(device).type != "cuda" or x.device.type != "cpu":
+        return x if device is None else x.to(device)
+    return x.pin_memory().to(device, non_blocking=True)

@@ -18,7 +18,7 @@ from ..inputs.layout import TokenLayout, build_layout
 from ..knockout.windows import protocol_for
 from .adapter import FamilyAdapter
 from .families import adapter_for, prompt_template
-from .encoding import VideoEncoding
+from .encoding import VideoEncoding, to_device
 from ..data.video import NUM_FRAMES
 
 
@@ -165,7 +165,7 @@ def _processor_encode(fm: FlowModel, text: str, clip: VideoClip) -> VideoEncodin
     replaced = [o["span"] for o in (enc.pop("text_replacement_offsets", None) or [[]])[0] if o["type"] == "video"]
     if len(replaced) > 1:
         raise ValueError(f"{fm.name}: the processor replaced {len(replaced)} video placeholders in one prompt")
-    inputs = {k: v.to(fm.device, fm.dtype) if v.is_floating_point() else v.to(fm.device) for k, v in enc.items()}
+    inputs = {k: to_device(v, fm.device, fm.dtype if v.is_floating_point() else None) for k, v in enc.items()}
     config = fm.model.config
     if fm.adapter.video_grid is not None:
         n_frames, per_frame = fm.adapter.video_grid(config, enc)

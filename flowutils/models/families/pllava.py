@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from ...data.video import VideoClip
 from ...inputs.prompt import EVAL_MVBENCH
 from ..adapter import FamilyAdapter
-from ..encoding import VideoEncoding
+from ..encoding import VideoEncoding, to_device
 
 NATIVE_MODEL_TYPES = ("llava", "llava_next")  # read by transformers itself; any other is read as LLaVA
 
@@ -73,7 +73,7 @@ def encode(fm, text: str, clip: VideoClip) -> VideoEncoding:
     carry no timestamps into the prompt, so only ``clip.frames`` is read)."""
     config = fm.model.config
     pixel_values = fm.processor.image_processor(images=list(clip.frames), return_tensors="pt")["pixel_values"]
-    video = video_embeddings(fm.model, pixel_values.to(fm.device, fm.dtype))
+    video = video_embeddings(fm.model, to_device(pixel_values, fm.device, fm.dtype))
     ids = fm.tokenizer(text, return_tensors="pt")["input_ids"][0]
     placeholder = fm.adapter.video_token_id(config)
     where = (ids == placeholder).nonzero().flatten()
@@ -82,12 +82,13 @@ def encode(fm, text: str, clip: VideoClip) -> VideoEncoding:
                          f"(id {placeholder}); found {len(where)} in {text[:200]!r}...")
     at = int(where[0])
     ids = torch.cat([ids[:at], ids.new_full((len(video),), placeholder), ids[at + 1:]])[None]
-    ids = ids.to(fm.device)
+    on_device = to_device(ids, fm.device)
     with torch.no_grad():
-        embeds = fm.decoder.embed_tokens(ids).clone()
+        embeds = fm.decoder.embed_tokens(on_device).clone()
     embeds[0, at:at + len(video)] = video.to(embeds.dtype)
     t, h, w = config.pooling_shape
-    inputs = {"inputs_embeds": embeds, "attention_mask": torch.ones_like(ids)}
+    inputs = {"inputs_embeds": embeds, "attention_mask": torch.ones_like(on_device)}
+    # the layout reads the ids on the host (a device copy read back would wait for the GPU's queue)
     return VideoEncoding(inputs, ids, num_frames=t, tokens_per_frame=h * w)
 
 

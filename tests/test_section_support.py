@@ -46,6 +46,48 @@ def test_notebook_globals_are_filtered():
     assert parameters.validate(scope) == defaults()
 
 
+def test_pages_run_at_once_render_the_default_benchmark_once_and_read_it_whole(tmp_path):
+    """nbval runs two pages at once: the second waits for the first's rendering instead of reading a half-written
+    folder (a rendering left unfinished is resumed)."""
+    from flowutils.data import synthetic
+
+    import os
+    import subprocess
+    import sys
+
+    child = """
+import sys, time
+from pathlib import Path
+from flowutils.book import parameters
+from flowutils.data import synthetic
+
+def slow_video(path, frames, fps):  # the real renderer takes a minute for 240 videos: one video per task here
+    with open(sys.argv[1], "a") as log:
+        log.write(path.parent.name + "\\n")
+    time.sleep(0.3)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_bytes(b"mp4")
+
+def one_question(task, n_per_task, *args):
+    return original(task, 1, *args)
+
+synthetic.write_video, original, synthetic.generate = slow_video, synthetic.generate, one_question
+root = parameters.benchmark_root({"manifest": "synthetic", "benchmark_root": parameters.SYNTHETIC_DEFAULT})
+print(all((root / "json" / f"{task}.json").is_file() for task in synthetic.VIDEO_TASKS))
+"""
+    log = tmp_path / "renders.txt"
+    env = dict(os.environ, FLOWUTILS_HOME=str(tmp_path))
+    pages = [subprocess.Popen([sys.executable, "-c", child, str(log)], env=env, stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    assert [page.communicate(timeout=120)[0].strip() for page in pages] == ["True", "True"]
+    tasks = list(synthetic.VIDEO_TASKS)
+    assert log.read_text().split() == tasks  # each video rendered once
+    root = tmp_path / "data" / "synthetic-test-seed0-n48"
+    (root / "video" / "object_count" / "object_count_00000.mp4").unlink()  # cut off: resumed, the rest reused
+    rerun = subprocess.run([sys.executable, "-c", child, str(log)], env=env, capture_output=True, text=True)
+    assert rerun.stdout.strip() == "True" and log.read_text().split() == tasks + ["object_count"]
+
+
 def test_bootstrap_band_matches_a_plain_loop():
     rng = np.random.default_rng(1)
     values = rng.normal(size=(25, 3))

@@ -131,9 +131,12 @@ def repository_path(path: str | Path) -> Path:
 
 
 def benchmark_root(params: dict) -> Path:
-    """The benchmark folder; the default synthetic benchmark is rendered (deterministically) if missing."""
+    """The benchmark folder; the default synthetic benchmark is rendered (deterministically) where it is missing or
+    unfinished (:func:`flowutils.data.synthetic.write_benchmark`: pages run at once render it once, the others
+    wait for it)."""
     root = repository_path(params["benchmark_root"])
-    if params["manifest"] == "synthetic" and not root.is_dir() and params["benchmark_root"] == SYNTHETIC_DEFAULT:
+    if params["manifest"] == "synthetic" and params["benchmark_root"] == SYNTHETIC_DEFAULT \
+            and not synthetic.is_complete(root):
         synthetic.write_benchmark(root, 48, seed=0, split="test", progress=False)
     return root
 

@@ -548,10 +548,13 @@ def write_benchmark(
 ) -> Path:
     """Render a TVBench-format benchmark: ``json/<task>.json`` and ``video/<task>/<id>.mp4``.
 
-    Rerunning with the same arguments reuses finished videos (the run can be resumed);
-    ``benchmark_info.json`` records the arguments and is checked so that a folder is never
-    silently filled with a mix of two configurations.
+    Rerunning with the same arguments reuses finished videos (the run can be resumed), and a finished folder is
+    left as it is; ``benchmark_info.json`` records the arguments and is checked so that a folder is never
+    silently filled with a mix of two configurations. One process renders a folder at a time (a file lock beside
+    it: nbval runs two pages at once), and every file appears whole (written, then renamed), so that a reader never
+    sees half of one.
     """
+    from filelock import FileLock
     from tqdm.auto import tqdm
 
     cfg = cfg or RenderConfig()
@@ -559,25 +562,48 @@ def write_benchmark(
     info = {"seed": seed, "split": split, "n_per_task": n_per_task, "tasks": list(tasks),
             "size": cfg.size, "video_frames": cfg.video_frames, "fps": cfg.fps}
     info_path = root / "benchmark_info.json"
-    if info_path.exists() and json.loads(info_path.read_text()) != info:
-        raise FileExistsError(f"{info_path} was written with other arguments; remove {root} or pick another folder")
-    root.mkdir(parents=True, exist_ok=True)
-    info_path.write_text(json.dumps(info, indent=1))
-    for task in tasks:
-        entries = []
-        samples = generate(task, n_per_task, seed, split, cfg)
-        for i, sample in enumerate(tqdm(samples, total=n_per_task, desc=task, disable=not progress)):
-            name = f"{task}_{i:05d}.mp4"
-            video = root / "video" / task / name
-            if not video.exists():
-                tmp = video.with_suffix(".tmp.mp4")
-                write_video(tmp, sample.frames, cfg.fps)
-                tmp.rename(video)
-            entries.append({"video": name, "question": sample.question, "candidates": sample.candidates,
-                            "answer": sample.answer, "meta": sample.meta})
-        (root / "json").mkdir(exist_ok=True)
-        (root / "json" / f"{task}.json").write_text(json.dumps(entries, indent=1))
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(root.parent / f".{root.name}.lock"):
+        if info_path.exists() and json.loads(info_path.read_text()) != info:
+            raise FileExistsError(f"{info_path} was written with other arguments; remove {root} or pick another folder")
+        if info_path.exists() and is_complete(root, tasks):
+            return root
+        root.mkdir(parents=True, exist_ok=True)
+        _write_whole(info_path, json.dumps(info, indent=1))
+        for task in tasks:
+            entries = []
+            samples = generate(task, n_per_task, seed, split, cfg)
+            for i, sample in enumerate(tqdm(samples, total=n_per_task, desc=task, disable=not progress)):
+                name = f"{task}_{i:05d}.mp4"
+                video = root / "video" / task / name
+                if not video.exists():
+                    tmp = video.with_suffix(".tmp.mp4")
+                    write_video(tmp, sample.frames, cfg.fps)
+                    tmp.rename(video)
+                entries.append({"video": name, "question": sample.question, "candidates": sample.candidates,
+                                "answer": sample.answer, "meta": sample.meta})
+            (root / "json").mkdir(exist_ok=True)
+            _write_whole(root / "json" / f"{task}.json", json.dumps(entries, indent=1))
     return root
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: a reader sees the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def is_complete(root: str | Path, tasks=VIDEO_TASKS) -> bool:
+    """Whether the benchmark folder ``root`` holds every task's question file and every video they list."""
+    root = Path(root)
+    for task in tasks:
+        questions = root / "json" / f"{task}.json"
+        if not questions.is_file():
+            return False
+        if not all((root / "video" / task / q["video"]).is_file() for q in json.loads(questions.read_text())):
+            return False
+    return True
 
 
 def benchmark_dir(parent: str | Path, seed: int, split: str, n_per_task: int) -> Path:

@@ -247,26 +247,37 @@ def test_batches_queue_without_waiting_for_the_gpu(samples, monkeypatch):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA's sync debug mode; runs on a GPU")
-def test_a_pipelined_sweep_question_is_queued_without_waiting_for_the_gpu(samples):
+def test_a_pipelined_sweep_question_is_queued_without_waiting_for_the_gpu(tmp_path):
     """What the runner does per question before it reads the previous one's rows, where it pipelines (a question
-    of sample mode "all": the baseline, its check left for later, and the sweep's knockouts), makes the host
-    wait for the GPU nowhere: the GPU works through one question while the host queues the next."""
-    from conftest import tiny_llava_next_video
+    of sample mode "all": the baseline, its check left for later, and the sweep's knockouts and copies), makes
+    the host wait for the GPU nowhere, so the GPU works through one question while the host queues the next; and
+    reading the rows waits only for that question's work. PLLaVA: its forward takes the embeddings (transformers'
+    own forward of the other families reads the count of video tokens back, once a question)."""
+    import numpy as np
+    from tiny_families import CANDIDATES, QUESTION, tiny_checkpoint
+
     from flowutils.analysis.runner import Question
     from flowutils.analysis.sweep import launch_sweep
+    from flowutils.models import FlowModel, family_adapter
 
-    fm = tiny_llava_next_video()
-    fm.model.to("cuda")
-    s = samples[0]
-    p = fm.prepare(s.frames, s.question, s.candidates, s.answer)
+    model, processor = tiny_checkpoint("pllava", tmp_path / "ckpt")
+    fm = FlowModel(model.to("cuda"), processor, family_adapter("pllava"))
+    frames = np.random.default_rng(0).integers(0, 256, (4, 40, 48, 3), dtype=np.uint8)
+    p = fm.prepare(frames, QUESTION, CANDIDATES, "blue")
+    sample = None  # the sweep reads only the prepared input
     flow_names = [f for fam in flows.FLOW_SETS.values() for f in fam]
-    want = launch_sweep(fm, Question(fm, s, 0, p), flow_names, 1)()  # the first: CUDA's warm-up waits
+    want = launch_sweep(fm, Question(fm, sample, 0, p), flow_names, 1)()  # the first: CUDA's warm-up waits
     torch.cuda.set_sync_debug_mode("error")
     try:
-        rows = launch_sweep(fm, Question(fm, s, 0, p, check_later=True), flow_names, 1)
+        with torch.no_grad():
+            rows = launch_sweep(fm, Question(fm, sample, 0, p, check_later=True), flow_names, 1)
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert rows() == want
+    # the rows of one question read while the next one's work is queued behind it: the same rows
+    later = launch_sweep(fm, Question(fm, sample, 0, p, check_later=True), flow_names, 1)
+    queued_behind = launch_sweep(fm, Question(fm, sample, 0, p, check_later=True), flow_names, 1)
+    assert later() == want and queued_behind() == want
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA's sync debug mode; runs on a GPU")

@@ -312,6 +312,30 @@ def test_on_a_gpu_a_sweep_reads_a_questions_rows_after_the_next_questions_launch
     pd.testing.assert_frame_equal(again, serial)
 
 
+def test_a_pipelined_question_measured_before_an_interrupt_is_stored_and_not_measured_again(
+        tiny_fm, broken, tmp_path, monkeypatch):
+    from flowutils.analysis import sweep as sweep_module
+
+    sweep = Sweep(["video->last"], k=1, sample_mode="all", num_frames=4)
+    launch, interrupt_at = sweep_module.launch_sweep, broken[3].sample_id
+
+    def interrupted(fm, question, *args, **kwargs):
+        if question.sample_id == interrupt_at:
+            raise KeyboardInterrupt
+        return launch(fm, question, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "pipelines", lambda fm: True)
+    monkeypatch.setattr(sweep_module, "launch_sweep", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(tiny_fm, broken, sweep, progress=False, out=tmp_path)
+    monkeypatch.setattr(sweep_module, "launch_sweep", launch)
+    ran = spy(monkeypatch)
+    resumed = run_sweep(tiny_fm, broken, sweep, progress=False, out=tmp_path)
+    # question 2 was pending when question 3 was interrupted: stored, so only 3 and later run again
+    assert ran == [s.sample_id for s in broken[3:]]
+    pd.testing.assert_frame_equal(resumed, run_sweep(tiny_fm, broken, sweep, progress=False))
+
+
 def test_the_runner_times_its_phases_per_question_and_writes_them_to_the_provenance(tiny_fm, bench, tmp_path):
     import json
     import time

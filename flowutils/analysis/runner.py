@@ -57,6 +57,7 @@ store's provenance); :func:`require_rows` turns an empty table into a message sa
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import hashlib
@@ -70,6 +71,7 @@ import torch
 from ..data.video import BenchmarkError, question_clip
 from ..engine import knockout_logits, run_baseline
 from ..inputs.layout import LayoutError
+from ..models.encoding import to_host_later
 from .shards import resolve_shard, shard_indices
 from .store import ResultStore, load_results, model_identity, skip_summary, skipped_frame, source_sha256
 
@@ -140,7 +142,11 @@ class VideoReader:
         timings.prepared_ahead = fm is not None
         self.order = list(order)  # the questions to run, in the order they run
         self.position = {i: p for p, i in enumerate(self.order)}
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowutils-video")
+        # the thread's current device is the model's (a CUDA device is set per thread)
+        device = fm.device if fm is not None and fm.device.type == "cuda" else None
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowutils-video",
+                                       initializer=torch.cuda.set_device if device else None,
+                                       initargs=(device,) if device else ())
         self.futures, self.next = {}, 0  # futures by position; the next position to submit
 
     def _read(self, i: int):
@@ -175,7 +181,8 @@ class VideoReader:
             self.timings.add("read", time.perf_counter() - start)
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        # waits for the question in flight: its GPU work and timings end with the run
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Question:
@@ -386,7 +393,7 @@ def _question(fm, sample, index: int, sid: str, measure, sample_mode: str, take,
         if pipelined:
             base = question.__dict__.get("baseline")  # functools.cached_property's value, where it ran
             if check_later and base is not None:
-                rows = functools.partial(_checked, base.logits, rows)
+                rows = functools.partial(_checked, to_host_later(base.logits), rows)
         else:
             rows = list(rows)
             _sync(fm)
@@ -397,21 +404,21 @@ def _question(fm, sample, index: int, sid: str, measure, sample_mode: str, take,
 
 
 def _checked(baseline_logits, rows) -> list:
-    """``rows()``, unless the baseline's logits hold NaN or inf (the question is skipped, as the baseline's own
-    check would have skipped it)."""
-    require_finite(baseline_logits, "baseline logits")
+    """``rows()``, unless the baseline's logits (``baseline_logits()``: on their way to the host) hold NaN or inf
+    (the question is skipped, as the baseline's own check would have skipped it)."""
+    require_finite(baseline_logits(), "baseline logits")
     return rows()
 
 
 @torch.no_grad()
-def _read_rows(fm, rows, timings: Timings) -> tuple:
+def _read_rows(rows, timings: Timings) -> tuple:
     """``(status, rows, reason)`` of a question whose measurement returned a function: its rows, read now (the
-    wait for its device work counts as ``measure``), or its skip."""
+    wait for its device work counts as ``measure``; the function waits for its own copies, not for the device's
+    whole queue), or its skip."""
 
     def run():
         start = time.perf_counter()
         out = list(rows())
-        _sync(fm)
         timings.add("measure", time.perf_counter() - start)
         return "done", out, ""
 
@@ -423,7 +430,9 @@ def pipelines(fm) -> bool:
     :func:`flowutils.analysis.sweep.launch_sweep`) only after it has queued the next question's work: on a GPU,
     so that the device works through one question's knockouts while the host writes the previous one's rows
     and launches the next baseline and knockouts. The same operations in the same order on the device, so the
-    same numbers; on the CPU nothing runs ahead of the host, and the rows are read at once."""
+    same numbers; on the CPU nothing runs ahead of the host, and the rows are read at once. The host still waits
+    once a question where the model's own forward reads a value back (transformers' check of the number of video
+    tokens, in every family but PLLaVA, whose forward takes the embeddings)."""
     return fm.device.type == "cuda"
 
 
@@ -479,7 +488,7 @@ def run_questions(fm, samples, measure, *, analysis: str, num_frames: int, param
 
     def record(sample, sid: str, fingerprint, status: str, rows, reason: str) -> None:
         if callable(rows):
-            status, rows, reason = _read_rows(fm, rows, timings)
+            status, rows, reason = _read_rows(rows, timings)
         timings.questions += 1
         written = time.perf_counter()
         if store is not None:
@@ -509,9 +518,15 @@ def run_questions(fm, samples, measure, *, analysis: str, num_frames: int, param
                                      "candidates, answer or video changed); use another results directory")
                 tally(sample.task, status)
                 continue
-            outcome = (sample, sid, fingerprint, *_question(
-                fm, sample, i, sid, measure, sample_mode, functools.partial(reader.take, i), timings, pipelined,
-                check_later=overlap and sample_mode == "all"))
+            try:
+                outcome = (sample, sid, fingerprint, *_question(
+                    fm, sample, i, sid, measure, sample_mode, functools.partial(reader.take, i), timings, pipelined,
+                    check_later=overlap and sample_mode == "all"))
+            except BaseException:
+                if pending is not None:  # measured before the failure (an interrupt, say): kept, so a resume skips it
+                    with contextlib.suppress(Exception):
+                        record(*pending)
+                raise
             if pending is not None:  # the previous question's rows, now that this one's work is queued
                 record(*pending)
                 pending = None

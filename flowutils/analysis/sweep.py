@@ -35,6 +35,7 @@ from ..engine import BACKENDS
 from ..knockout.flows import CROSS_FRAME, flow_set_of, flow_label, parse_flow
 from ..knockout.plan import KnockoutPlan
 from ..knockout.windows import STYLES, layer_windows
+from ..models.encoding import to_host_later
 from .runner import choice_problems, is_integer, knockout_with_retry, layer_problems, require_finite, run_questions
 from ..data.video import NUM_FRAMES
 
@@ -123,15 +124,21 @@ def sweep_rows(fm, question, flows, k: int, style: str = "center", layers=None, 
 
 def launch_sweep(fm, question, flows, k: int, style: str = "center", layers=None, backend: str = "fast",
                  params: dict | None = None, batch_size: int = 256):
-    """Queue the knockouts of :func:`sweep_rows` on the device and return a function that reads their rows.
+    """Queue the knockouts of :func:`sweep_rows` on the device, and the copies of what their rows need, and return a
+    function that reads the rows.
 
     Nothing here waits for the device (no value is read back), so the runner can launch the next question's
     work before it asks for these rows (:func:`flowutils.analysis.runner.pipelines`); the function keeps the
-    knockout logits and the baseline's last logits, not the baseline's layers."""
+    copies on their way to the host, not the baseline's layers nor the question's inputs."""
     prepared, base = question.prepared, question.baseline
     plans = sweep_plans(prepared.layout, flows, fm.n_layers, k, style, layers)
     knocked = knockout_with_retry(fm, question, plans, backend, batch_size, wait=False)
-    base_logits, sid = base.logits, question.sample_id
+    # the baseline's answer and probabilities, computed where the logits are and copied now, before the next
+    # question's work is queued behind them (the rows then wait for nothing else)
+    base_probs, base_logits = to_host_later(torch.softmax(base.logits, -1)), to_host_later(base.logits)
+    base_pred = to_host_later(base.logits.argmax())
+    sid, task, gold, option_ids, gold_index = (question.sample_id, prepared.task, prepared.gold_id,
+                                               prepared.option_ids, prepared.gold_index)
     labels = [f"{p.label['flow']}@{p.label['layer']}" for p in plans]
     labels_of = [(flow_label(p.label["flow"]), flow_set_of(p.label["flow"]) or "custom", p.label["layer"],
                   p.label["window"]) for p in plans]
@@ -140,11 +147,10 @@ def launch_sweep(fm, question, flows, k: int, style: str = "center", layers=None
         logits = knocked()
         require_finite(logits, "knockout logits", labels)
         tok = fm.tokenizer
-        p_base = torch.softmax(base_logits, -1).cpu()
-        pred, gold = int(base_logits.argmax()), prepared.gold_id
+        p_base, pred = base_probs(), int(base_pred())
         probs = logits.softmax(-1)
-        diff_base = float(logit_difference(base_logits.cpu(), prepared.option_ids, prepared.gold_index))
-        common = {**(params or {}), "sample_id": sid, "task": prepared.task,
+        diff_base = float(logit_difference(base_logits(), option_ids, gold_index))
+        common = {**(params or {}), "sample_id": sid, "task": task,
                   "predicted": tok.convert_ids_to_tokens(pred), "gold": tok.convert_ids_to_tokens(gold),
                   "p_pred_baseline": float(p_base[pred]), "p_gold_baseline": float(p_base[gold]),
                   "logit_diff_baseline": diff_base, "correct_baseline": pred == gold}
@@ -153,7 +159,7 @@ def launch_sweep(fm, question, flows, k: int, style: str = "center", layers=None
         columns = {"p_pred_knockout": probs[:, pred], "p_gold_knockout": probs[:, gold],
                    "change_pred": (probs[:, pred] - p_base[pred]) / p_base[pred],
                    "change_gold": (probs[:, gold] - p_base[gold]) / p_base[gold],
-                   "logit_diff_knockout": logit_difference(logits, prepared.option_ids, prepared.gold_index),
+                   "logit_diff_knockout": logit_difference(logits, option_ids, gold_index),
                    "top": probs.argmax(-1)}
         columns = {name: column.tolist() for name, column in columns.items()}
         tops = tok.convert_ids_to_tokens(columns["top"])

@@ -70,11 +70,17 @@ def run_baseline(fm: FlowModel, prepared: PreparedInput, record_rows=None) -> Ba
     finally:
         for h in hooks:
             h.remove()
-    # a layer's output passed on as the next one's input is the same tensor: no comparison, so no host
-    # sync, and the host prepares the plans' batches while the GPU runs the baseline; otherwise one sync
-    differ = [l for l in range(fm.n_layers - 1) if inputs[l + 1] is not outputs[l]]
+    # a layer's output passed on as the next one's input is the same memory (``detach`` makes a new tensor of the
+    # same memory): no comparison, so no host sync, and the host prepares the plans' batches while the GPU runs
+    # the baseline; otherwise one sync
+    differ = [l for l in range(fm.n_layers - 1) if not _same_memory(inputs[l + 1], outputs[l])]
     changed = torch.stack([inputs[l + 1].ne(outputs[l]).any() for l in differ]).tolist() if differ else []
     between = {l: inputs[l + 1] - outputs[l] for l, c in zip(differ, changed) if c}
     return Baseline([inputs[i] for i in range(fm.n_layers)], [outputs[i] for i in range(fm.n_layers)],
                     state.kv, out.logits[0, -1].float(), state.records, positions.get("ids"), positions.get("emb"),
                     between)
+
+
+def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether ``a`` and ``b`` are views of the same elements (so equal, with no device read)."""
+    return a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride() and a.dtype == b.dtype

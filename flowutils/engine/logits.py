@@ -14,6 +14,7 @@ import bisect
 import torch
 from torch.profiler import record_function
 
+from ..models.encoding import to_host_later
 from ..models.flow_model import FlowModel, PreparedInput
 from .arm import check_plans, knockout_state
 from .attention import BACKENDS
@@ -142,18 +143,17 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
     chunks = batches(plans, n, batch_size, max_batch_tokens)
     logits = _interleaved([_recompute(fm, prepared, base, [plans[i] for i in chunk], t0) for chunk, t0 in chunks],
                           [sum((fm.n_layers - plans[i].first_layer) * (n - t0) for i in chunk) for chunk, t0 in chunks])
-    recomputed = torch.cat(logits) if chunks else None
-    base_logits = base.logits
+    # copies at the end, queued now: no batch waits for the GPU to finish the one before, and the logits are read
+    # without waiting for what the caller queues next; the knockouts' in the model's dtype (float32 of it is
+    # exact), into pinned memory (a pageable copy is several times slower)
+    with record_function("flow_knockout.copy"):
+        base_host = to_host_later(base.logits)
+        recomputed = to_host_later(torch.cat(logits)) if chunks else None
 
     def copy() -> torch.Tensor:
-        # copies at the end: no batch waits for the GPU to finish the one before
-        with record_function("flow_knockout.copy"):
-            out[:] = base_logits.cpu()
-            if recomputed is not None:
-                # in the model's dtype (float32 of it is exact) into pinned memory: a pageable copy is several times
-                # slower
-                host = torch.empty(recomputed.shape, dtype=recomputed.dtype, pin_memory=recomputed.is_cuda)
-                out[[i for chunk, _ in chunks for i in chunk]] = host.copy_(recomputed).float()
+        out[:] = base_host()
+        if recomputed is not None:
+            out[[i for chunk, _ in chunks for i in chunk]] = recomputed().float()
         return out
 
     return copy() if wait else copy

@@ -1,5 +1,5 @@
-"""What a family's processing of one prompt and video hands to the model and to the token layout, and how a host
-tensor reaches the model's device."""
+"""What a family's processing of one prompt and video hands to the model and to the token layout, and how tensors
+go between the host and the model's device without waiting for the device's queue."""
 
 from __future__ import annotations
 
@@ -28,3 +28,21 @@ def to_device(x: torch.Tensor, device, dtype: torch.dtype | None = None) -> torc
     if device is None or torch.device(device).type != "cuda" or x.device.type != "cpu":
         return x if device is None else x.to(device)
     return x.pin_memory().to(device, non_blocking=True)
+
+
+def to_host_later(x: torch.Tensor):
+    """Queue a copy of ``x`` to the host now and return a function that returns it once it has arrived: on a GPU
+    a copy into pinned memory and an event, so that the function waits for the work queued before this call and
+    not for what is queued after it (a later ``.cpu()`` would wait for everything queued by then)."""
+    if x.device.type != "cuda":
+        return lambda: x
+    host = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
+    host.copy_(x, non_blocking=True)
+    arrived = torch.cuda.Event()
+    arrived.record()
+
+    def get() -> torch.Tensor:
+        arrived.synchronize()
+        return host
+
+    return get

@@ -42,7 +42,7 @@ case ${1:?step: install, start or wait} in
       >"$OUT/pip.log" 2>&1 || { tail "$OUT/pip.log"; exit 3; }
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
     PYTHONPATH=/tmp/site:$PWD python3 -m pytest -q -p no:cacheprovider tests/test_engine.py \
-      -k "cuda or gpu or queue or pipelined or preparing" 2>&1 | tail -n 15 ;;
+      -k "cuda or gpu or queue or pipelined or preparing or host" 2>&1 | tail -n 15 ;;
   start)
     rm -rf $W && mkdir -p $W/repo $W/out
     tar --exclude=./.gpu --exclude=./.whl --exclude=./.git -cf - . | tar -xf - -C $W/repo

@@ -303,6 +303,20 @@ def test_preparing_a_question_on_a_gpu_does_not_wait_for_it(family, tmp_path):
     assert all(torch.equal(got.inputs[k], v) for k, v in want.inputs.items())
 
 
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="a GPU other than the current one")
+def test_a_copy_to_the_host_from_another_gpu_waits_for_that_gpus_work():
+    """``to_host_later`` of a tensor on a GPU that is not the thread's current device waits for that GPU's queue
+    (an event recorded on the current device would not)."""
+    from flowutils.models.encoding import to_host_later
+
+    torch.cuda.set_device(0)
+    a = torch.randn(4096, 4096, device="cuda:1")
+    for _ in range(50):  # a long queue on cuda:1 before the value to copy
+        a = torch.tanh(a @ a)
+    later = to_host_later(a[0, :8])
+    assert torch.equal(later(), a[0, :8].cpu())
+
+
 def test_interleaved_runs_the_heaviest_beside_the_lightest():
     """Every job's result, and the order of steps: two jobs at a time, the heaviest left and the lightest left
     one step each in turn, the next job taken when one ends."""

@@ -57,7 +57,6 @@ store's provenance); :func:`require_rows` turns an empty table into a message sa
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import hashlib
@@ -500,49 +499,57 @@ def run_questions(fm, samples, measure, *, analysis: str, num_frames: int, param
         timings.add("store", time.perf_counter() - written)
         tally(sample.task, status)
 
+    def record_pending() -> None:
+        nonlocal pending
+        if pending is not None:
+            ready, pending = pending, None  # cleared first: a question is never recorded twice
+            record(*ready)
+
     try:  # the store is closed (its shard's lock released) whatever happens, a notebook's kept traceback too
         finished = store.finished() if store is not None else {}
         reader = VideoReader(samples, [i for i in indices if ids[i] not in finished], num_frames, timings,
                              fm=fm if prepares_ahead(fm) else None)
-        for i in tqdm(indices, disable=not progress,
-                      desc=f"{analysis} {fm.name}" + (f" shard {shard}/{num_shards}" if num_shards > 1 else "")):
-            sample, sid = samples[i], ids[i]
-            if per_task is not None and done[sample.task] >= per_task:
-                continue
-            covered.append(sid)
-            fingerprint = sample_fingerprint(sample) if store is not None else None
-            if sid in finished:
-                stored, status = finished[sid]
-                if stored != fingerprint:
-                    raise ValueError(f"{store.dir}: question {sid!r} is stored with other content (question, "
-                                     "candidates, answer or video changed); use another results directory")
-                tally(sample.task, status)
-                continue
-            try:
+        try:
+            for i in tqdm(indices, disable=not progress,
+                          desc=f"{analysis} {fm.name}" + (f" shard {shard}/{num_shards}" if num_shards > 1 else "")):
+                sample, sid = samples[i], ids[i]
+                if per_task is not None and done[sample.task] >= per_task:
+                    continue
+                covered.append(sid)
+                fingerprint = sample_fingerprint(sample) if store is not None else None
+                if sid in finished:
+                    stored, status = finished[sid]
+                    if stored != fingerprint:
+                        raise ValueError(f"{store.dir}: question {sid!r} is stored with other content (question, "
+                                         "candidates, answer or video changed); use another results directory")
+                    tally(sample.task, status)
+                    continue
                 outcome = (sample, sid, fingerprint, *_question(
                     fm, sample, i, sid, measure, sample_mode, functools.partial(reader.take, i), timings, pipelined,
                     check_later=overlap and sample_mode == "all"))
-            except BaseException:
-                if pending is not None:  # measured before the failure (an interrupt, say): kept, so a resume skips it
-                    with contextlib.suppress(Exception):
-                        record(*pending)
-                raise
-            if pending is not None:  # the previous question's rows, now that this one's work is queued
-                record(*pending)
-                pending = None
-            if overlap and callable(outcome[4]):
-                pending = outcome
-            else:
-                record(*outcome)
-        if pending is not None:
-            record(*pending)
+                record_pending()  # the previous question's rows, now that this one's work is queued
+                if overlap and callable(outcome[4]):
+                    pending = outcome
+                else:
+                    record(*outcome)
+            record_pending()
+        except BaseException as err:
+            if pending is not None:  # measured before the failure (an interrupt, say): kept, so a resume skips it
+                question = pending[1]
+                try:
+                    record_pending()
+                except Exception as lost:
+                    err.add_note(f"{question}, measured before this error, could not be stored: {lost!r}")
+            raise
     finally:
-        if reader is not None:
-            reader.close()
-        timings.wall = time.perf_counter() - start
-        if store is not None:
-            store.provenance["timings"] = timings.as_dict()
-            store.close()
+        try:
+            if reader is not None:
+                reader.close()
+        finally:
+            timings.wall = time.perf_counter() - start
+            if store is not None:
+                store.provenance["timings"] = timings.as_dict()
+                store.close()
     if store is None:
         table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         frame = skipped_frame(*zip(*skipped)) if skipped else skipped_frame([], [], [])

@@ -110,9 +110,9 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
                     baseline: Baseline | None = None, max_batch_tokens: int = 8192, wait: bool = True):
     """Last-position logits ``[len(plans), vocab]`` (float32, on the host) of the model under each plan.
 
-    ``wait=False`` (the fast backend): return once the work is queued on the device, as a function that copies
-    the logits to the host when called (waiting for the device then), so that the caller can queue more work
-    first (:func:`flowutils.analysis.runner.pipelines`)."""
+    ``wait=False``: return once the work and the logits' copies to the host are queued on the device, as a
+    function that waits for those copies and returns the logits, so that the caller can queue more work first
+    (:func:`flowutils.analysis.runner.pipelines`); reading them does not wait for that later work."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {BACKENDS}")
     plans = check_plans(fm, prepared, plans)

@@ -32,14 +32,16 @@ def to_device(x: torch.Tensor, device, dtype: torch.dtype | None = None) -> torc
 
 def to_host_later(x: torch.Tensor):
     """Queue a copy of ``x`` to the host now and return a function that returns it once it has arrived: on a GPU
-    a copy into pinned memory and an event, so that the function waits for the work queued before this call and
-    not for what is queued after it (a later ``.cpu()`` would wait for everything queued by then)."""
+    a copy into pinned memory and an event on ``x``'s device (not the thread's current one), so that the function
+    waits for the work queued there before this call and not for what is queued after it (a later ``.cpu()`` would
+    wait for everything queued by then). Elsewhere the function returns ``x`` itself: read it, do not modify it."""
     if x.device.type != "cuda":
         return lambda: x
     host = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
-    host.copy_(x, non_blocking=True)
-    arrived = torch.cuda.Event()
-    arrived.record()
+    with torch.cuda.device(x.device):
+        host.copy_(x, non_blocking=True)
+        arrived = torch.cuda.Event()
+        arrived.record()
 
     def get() -> torch.Tensor:
         arrived.synchronize()

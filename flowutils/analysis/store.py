@@ -58,6 +58,8 @@ import subprocess
 from datetime import datetime
 from pathlib import Path
 
+from ..data.paths import write_atomic
+
 SHARD_GLOB = "shard-*-of-*.sqlite"
 STATUSES = ("done", "excluded", "skipped")  # rows written / outside sample_mode / skipped with a reason
 RETRIED_SKIPS = ("oom",)  # skip kinds that a rerun tries again (they depend on the machine, not the question)
@@ -173,12 +175,6 @@ def provenance(device=None) -> dict:
             "threads": torch.get_num_threads()}  # CPU numbers depend on it
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _now() -> str:
     # milliseconds: a shard's sweep time (finished - started) is read from these
     return datetime.now().astimezone().isoformat(timespec="milliseconds")
@@ -226,7 +222,7 @@ class ResultStore:
                 raise StoreError(f"{params_file}: parameters differ from this run's under the same key; "
                                  "remove the directory")
         else:
-            _write_atomic(params_file, json.dumps(params, indent=1, sort_keys=True, default=str))
+            write_atomic(params_file, json.dumps(params, indent=1, sort_keys=True, default=str))
         name = f"{shard:03d}-of-{num_shards:03d}"
         self.path = self.dir / f"shard-{name}.sqlite"
         self.lock = _lock(self.dir / f"shard-{name}.lock", shard, num_shards)
@@ -234,7 +230,7 @@ class ResultStore:
             self.provenance_file = self.dir / f"provenance-{name}.json"
             self.provenance = {**provenance(device), "shard": shard, "num_shards": num_shards, "started": _now(),
                                "finished": None}
-            _write_atomic(self.provenance_file, json.dumps(self.provenance, indent=1))
+            write_atomic(self.provenance_file, json.dumps(self.provenance, indent=1))
             self.con = _connect(self.path)
         except BaseException:
             self.lock.close()
@@ -272,7 +268,7 @@ class ResultStore:
 
     def close(self) -> None:
         self.provenance["finished"] = _now()
-        _write_atomic(self.provenance_file, json.dumps(self.provenance, indent=1))
+        write_atomic(self.provenance_file, json.dumps(self.provenance, indent=1))
         self.con.close()
         self.lock.close()  # releases the flock
 

@@ -47,3 +47,11 @@ def home_path(*parts: str) -> Path:
         where = f"{HOME_ENV}={os.environ[HOME_ENV]}" if os.environ.get(HOME_ENV) else f"{HOME_ENV} unset: the checkout {root}"
         raise FileNotFoundError(f"{path} does not exist ({where}); set {HOME_ENV} to a folder holding {Path(*parts)}")
     return path
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it and a rename: a reader sees the old file or the
+    new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .paths import write_atomic
+
 VIDEO_TASKS = ("action_antonym", "action_sequence", "scene_transition", "moving_direction", "object_count")
 IMAGE_TASKS = ("image_color", "image_shape", "image_count", "image_position")
 TASK_TITLES = {
@@ -569,7 +571,7 @@ def write_benchmark(
         if info_path.exists() and is_complete(root, tasks):
             return root
         root.mkdir(parents=True, exist_ok=True)
-        _write_whole(info_path, json.dumps(info, indent=1))
+        write_atomic(info_path, json.dumps(info, indent=1))
         for task in tasks:
             entries = []
             samples = generate(task, n_per_task, seed, split, cfg)
@@ -583,15 +585,8 @@ def write_benchmark(
                 entries.append({"video": name, "question": sample.question, "candidates": sample.candidates,
                                 "answer": sample.answer, "meta": sample.meta})
             (root / "json").mkdir(exist_ok=True)
-            _write_whole(root / "json" / f"{task}.json", json.dumps(entries, indent=1))
+            write_atomic(root / "json" / f"{task}.json", json.dumps(entries, indent=1))
     return root
-
-
-def _write_whole(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: a reader sees the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def is_complete(root: str | Path, tasks=VIDEO_TASKS) -> bool:

@@ -8,7 +8,8 @@
 #            .venv/bin/python -m flowutils data --root .gpu --n-per-task 283 --size 336)
 #            copies this checkout and the benchmark to /tmp/issue26 (later calls sync the checkout again; the
 #            sweep must not import a file changed under it), writes the random-weight checkpoint (untimed), starts
-#            benchmarks/throughput.py --compile in the background and waits up to WAIT seconds (default 540)
+#            benchmarks/throughput.py --compile in the background and waits up to WAIT seconds (default 540);
+#            RANKS=N: N sweep processes on the one GPU (torchrun), N_PER_TASK: questions of each task (default 283)
 #   wait     waits up to WAIT seconds for it; once it has ended, copies its JSON and logs to $OUT
 # Every step prints the tail of the logs. Start each call as soon as the previous one returns: an idle machine is
 # given back after 30 s. A dry run of start/wait on the CPU, with the rehearsal's tiny widths (its sitecustomize
@@ -44,14 +45,14 @@ case ${1:?step: install, start or wait} in
     PYTHONPATH=/tmp/site:$PWD python3 -m pytest -q -p no:cacheprovider tests/test_engine.py \
       -k "cuda or gpu or queue or pipelined or preparing or host" 2>&1 | tail -n 15 ;;
   start)
-    rm -rf $W && mkdir -p $W/repo $W/out
+    rm -rf $W/repo $W/out $W/work $W/bench $W/pid && mkdir -p $W/repo $W/out  # the checkpoint is kept: a second start reuses it
     tar --exclude=./.gpu --exclude=./.whl --exclude=./.git -cf - . | tar -xf - -C $W/repo
     cp -r "${BENCH:-.gpu/synthetic-test-seed0-n283-336px}" $W/bench
     # its own session (setsid), so that it outlives this call; the shell writes its pid, then becomes the benchmark
     (cd $W/repo && setsid nohup sh -c "echo \$\$ >$W/pid; exec ${PYTHON:-python3} benchmarks/throughput.py --device ${DEVICE:-cuda} \
        --checkpoint $W/models/llava-next-7b-video-ft --benchmark $W/bench --tasks $TASKS \
-       --n-per-task ${N_PER_TASK:-283} --compile --workdir $W/work \
-       --json $W/out/throughput_${N_PER_TASK:-283}x5_compiled.json" >$W/throughput.log 2>&1 </dev/null &)
+       --n-per-task ${N_PER_TASK:-283} --compile --ranks ${RANKS:-1} --workdir $W/work \
+       --json $W/out/throughput_${N_PER_TASK:-283}x5_compiled_${RANKS:-1}rank.json" >$W/throughput.log 2>&1 </dev/null &)
     sleep 5
     wait_for_sweep ;;
   wait) wait_for_sweep ;;

@@ -88,7 +88,8 @@ def _sweep_parser(sub) -> None:
     s.add_argument("--backend", default=Sweep.backend, choices=BACKENDS)
     s.add_argument("--dtype", default="float32", choices=DTYPES)
     s.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available; under torchrun "
-                                                   "LOCAL_RANK picks the GPU)")
+                                                   "LOCAL_RANK picks the GPU, and --device cuda:0 puts every rank on "
+                                                   "GPU 0, which a host-bound sweep keeps busier)")
     s.add_argument("--batch-size", type=int, default=256, help="plans per batch of the fast backend")
     s.add_argument("--compile", action="store_true", help="compile the decoder layers (flowutils.engine.compile_layers): faster on a "
                                                           "GPU once the first questions have paid the compilation")

@@ -4,7 +4,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import tiny_llava_next_video, unmodified_logits
 from flowutils.knockout import flows, windows
-from flowutils.engine import SETTINGS, compile_layers, generate, knockout_logits, knockout_state, run_baseline
+from flowutils.engine import BACKENDS, SETTINGS, compile_layers, generate, knockout_logits, knockout_state, run_baseline
 from flowutils.engine.cuts import prepare_cuts
 from flowutils.knockout.plan import KnockoutPlan
 
@@ -131,6 +131,21 @@ def test_fast_equals_reference_on_the_paper_sweep(tiny, samples):
         assert torch.equal(knockout_logits(tiny, p, plans, "fast", batch_size, max_batch_tokens=tokens, wait=False)(),
                            fast)
     assert torch.equal(knockout_logits(tiny, p, plans, "reference", wait=False)(), ref)
+    # reduced where the logits are (a sweep's columns): the same as reducing the logits on the host, plan by plan
+    # rows of both kinds: a plan that cuts nothing (the baseline's row) among recomputed ones
+    mixed = plans[:5] + [KnockoutPlan()] + plans[5:]
+
+    def columns(logits):
+        return {"first": logits[:, 0].clone(), "top": logits.argmax(-1), "sum": logits.sum(-1)}
+
+    for backend in BACKENDS:
+        logits = knockout_logits(tiny, p, mixed, backend)
+        want = {"first": logits[:, 0], "top": torch.tensor([int(row.argmax()) for row in logits]),
+                "sum": torch.stack([row.sum() for row in logits])}
+        for wait in (True, False):
+            got = knockout_logits(tiny, p, mixed, backend, reduce=columns, wait=wait)
+            got = got if wait else got()
+            assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want), (backend, wait)
 
 
 def test_packed_prefix_equals_reference(tiny, samples, monkeypatch):

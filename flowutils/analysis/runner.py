@@ -227,7 +227,12 @@ def require_finite(logits, what: str, labels=None) -> None:
         if not torch.isfinite(logits).all():
             raise Skip("non-finite", f"{what} contain NaN or inf")
         return
-    finite = torch.isfinite(logits).all(-1)
+    require_finite_rows(torch.isfinite(logits).all(-1), what, labels)
+
+
+def require_finite_rows(finite, what: str, labels) -> None:
+    """Skip the question (``non-finite``) unless every row is finite (``finite``: ``[rows]`` booleans, e.g.
+    ``torch.isfinite(logits).all(-1)``); ``labels`` name the rows (plans)."""
     if not finite.all():
         bad = [labels[i] for i in (~finite).nonzero().flatten().tolist()]
         raise Skip("non-finite", f"{what} contain NaN or inf under {bad[:5]}")
@@ -256,15 +261,16 @@ def _first_line(err: BaseException) -> str:
     return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
-def knockout_with_retry(fm, question: Question, plans, backend: str, batch_size: int, wait: bool = True):
+def knockout_with_retry(fm, question: Question, plans, backend: str, batch_size: int, wait: bool = True,
+                        reduce=None):
     """Knockout logits of ``plans`` on ``question`` (its baseline reused); on out-of-memory, free the cache
     and retry with half the batch, down to one plan, then skip the question (``oom``). ``wait=False``: a
-    function that returns them (:func:`flowutils.engine.knockout_logits`)."""
+    function that returns them; ``reduce``: what is returned instead of them (:func:`flowutils.engine.knockout_logits`)."""
     base = question.baseline
     while True:
         try:
             return knockout_logits(fm, question.prepared, plans, backend, batch_size=batch_size, baseline=base,
-                                   wait=wait)
+                                   wait=wait, reduce=reduce)
         except (torch.OutOfMemoryError, RuntimeError) as err:
             if not _is_oom(err):
                 raise

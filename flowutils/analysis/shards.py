@@ -8,6 +8,9 @@ loader merges them, so the shards never coordinate.
   ``accelerate launch``; each rank reads ``RANK``/``WORLD_SIZE`` (:func:`resolve_shard`),
   ``LOCAL_RANK`` picks its GPU (:func:`local_device`) and the ranks do not oversubscribe the
   host's CPUs (:func:`rank_threads`).
+* One GPU, several processes: ``torchrun --nproc-per-node 2 -m flowutils sweep --device cuda:0 ...``: every rank
+  on GPU 0. Where one process's host launches the GPU's work slower than a fast GPU runs it (the 7B sweep on an
+  H200: the GPU idle 43% of the time), the second rank's work fills the gaps; each rank holds its own weights.
 * Nodes: :func:`submit_shards` submits one SLURM array task per shard with ``submitit``
   (its ``LocalExecutor`` runs the same tasks as local processes, which is how it is tested).
 """

@@ -35,8 +35,8 @@ from ..engine import BACKENDS
 from ..knockout.flows import CROSS_FRAME, flow_set_of, flow_label, parse_flow
 from ..knockout.plan import KnockoutPlan
 from ..knockout.windows import STYLES, layer_windows
-from ..models.encoding import to_host_later
-from .runner import choice_problems, is_integer, knockout_with_retry, layer_problems, require_finite, run_questions
+from ..models.encoding import to_device, to_host_later
+from .runner import choice_problems, is_integer, knockout_with_retry, layer_problems, require_finite_rows, run_questions
 from ..data.video import NUM_FRAMES
 
 
@@ -49,9 +49,11 @@ def sweep_plans(layout, flows, n_layers: int, k: int, style: str = "center", lay
 
 def logit_difference(logits, option_ids, gold_index: int):
     """``[..., vocab]`` -> ``[...]``: logit of the true option's letter minus the best false option's."""
-    letters = logits[..., list(option_ids)]
-    false = [i for i in range(len(option_ids)) if i != gold_index]
-    return letters[..., gold_index] - letters[..., false].max(-1).values
+    # index tensors through pinned memory: a Python list as an index is copied to a GPU synchronously (the host would
+    # wait for the device's whole queue)
+    letters = logits.index_select(-1, to_device(torch.tensor(list(option_ids)), logits.device))
+    false = torch.tensor([i for i in range(len(option_ids)) if i != gold_index], dtype=torch.long)
+    return letters[..., gold_index] - letters.index_select(-1, to_device(false, logits.device)).max(-1).values
 
 
 @dataclass(frozen=True)
@@ -132,23 +134,25 @@ def launch_sweep(fm, question, flows, k: int, style: str = "center", layers=None
     copies on their way to the host, not the baseline's layers nor the question's inputs."""
     prepared, base = question.prepared, question.baseline
     plans = sweep_plans(prepared.layout, flows, fm.n_layers, k, style, layers)
-    knocked = knockout_with_retry(fm, question, plans, backend, batch_size, wait=False)
+    sid, task, gold, option_ids, gold_index = (question.sample_id, prepared.task, prepared.gold_id,
+                                               prepared.option_ids, prepared.gold_index)
+    pred_at = base.logits.argmax().view(1)  # the baseline's answer, where the logits are (reading it would wait)
+    knocked = knockout_with_retry(fm, question, plans, backend, batch_size, wait=False,
+                                  reduce=functools.partial(_row_columns, pred_at=pred_at, gold=gold,
+                                                           option_ids=option_ids, gold_index=gold_index))
     # the baseline's answer and probabilities, computed where the logits are and copied now, before the next
     # question's work is queued behind them (the rows then wait for nothing else)
     base_probs, base_logits = to_host_later(torch.softmax(base.logits, -1)), to_host_later(base.logits)
-    base_pred = to_host_later(base.logits.argmax())
-    sid, task, gold, option_ids, gold_index = (question.sample_id, prepared.task, prepared.gold_id,
-                                               prepared.option_ids, prepared.gold_index)
+    base_pred = to_host_later(pred_at)
     labels = [f"{p.label['flow']}@{p.label['layer']}" for p in plans]
     labels_of = [(flow_label(p.label["flow"]), flow_set_of(p.label["flow"]) or "custom", p.label["layer"],
                   p.label["window"]) for p in plans]
 
     def rows() -> list[dict]:
-        logits = knocked()
-        require_finite(logits, "knockout logits", labels)
+        knocked_out = knocked()
+        require_finite_rows(knocked_out["finite"], "knockout logits", labels)
         tok = fm.tokenizer
         p_base, pred = base_probs(), int(base_pred())
-        probs = logits.softmax(-1)
         diff_base = float(logit_difference(base_logits(), option_ids, gold_index))
         common = {**(params or {}), "sample_id": sid, "task": task,
                   "predicted": tok.convert_ids_to_tokens(pred), "gold": tok.convert_ids_to_tokens(gold),
@@ -156,11 +160,11 @@ def launch_sweep(fm, question, flows, k: int, style: str = "center", layers=None
                   "logit_diff_baseline": diff_base, "correct_baseline": pred == gold}
         # whole columns at once (the same float32 operations as element by element, so the same numbers): a
         # rank's CPU work per question stays small next to its GPU work, on torchrun's one thread too
-        columns = {"p_pred_knockout": probs[:, pred], "p_gold_knockout": probs[:, gold],
-                   "change_pred": (probs[:, pred] - p_base[pred]) / p_base[pred],
-                   "change_gold": (probs[:, gold] - p_base[gold]) / p_base[gold],
-                   "logit_diff_knockout": logit_difference(logits, option_ids, gold_index),
-                   "top": probs.argmax(-1)}
+        p_pred, p_gold = knocked_out["p_pred"], knocked_out["p_gold"]
+        columns = {"p_pred_knockout": p_pred, "p_gold_knockout": p_gold,
+                   "change_pred": (p_pred - p_base[pred]) / p_base[pred],
+                   "change_gold": (p_gold - p_base[gold]) / p_base[gold],
+                   "logit_diff_knockout": knocked_out["logit_diff"], "top": knocked_out["top"]}
         columns = {name: column.tolist() for name, column in columns.items()}
         tops = tok.convert_ids_to_tokens(columns["top"])
         out = []
@@ -176,6 +180,17 @@ def launch_sweep(fm, question, flows, k: int, style: str = "center", layers=None
         return out
 
     return rows
+
+
+def _row_columns(logits, pred_at, gold: int, option_ids, gold_index: int) -> dict:
+    """What a sweep row reads of the knockout logits ``[plans, vocab]`` (float32), per plan: ``finite`` (no NaN or
+    inf), the probabilities of the baseline's answer (``pred_at``: its token, a one-element tensor) and of the gold
+    token, the :func:`logit_difference` and the ``top`` token; computed where the logits are
+    (:func:`flowutils.engine.knockout_logits`'s ``reduce``)."""
+    probs = logits.softmax(-1)
+    return {"finite": torch.isfinite(logits).all(-1), "p_pred": probs.index_select(1, pred_at.to(probs.device))[:, 0],
+            "p_gold": probs[:, gold], "logit_diff": logit_difference(logits, option_ids, gold_index),
+            "top": probs.argmax(-1)}
 
 
 def run_sweep(fm, samples, sweep: Sweep, out=None, progress: bool = True, *, benchmark=None,

@@ -14,7 +14,7 @@ import bisect
 import torch
 from torch.profiler import record_function
 
-from ..models.encoding import to_host_later
+from ..models.encoding import to_device, to_host_later
 from ..models.flow_model import FlowModel, PreparedInput
 from .arm import check_plans, knockout_state
 from .attention import BACKENDS
@@ -107,12 +107,18 @@ def batches(plans, n: int, batch_size: int = 256, max_batch_tokens: int = 8192) 
 
 @torch.no_grad()
 def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str = "fast", batch_size: int = 256,
-                    baseline: Baseline | None = None, max_batch_tokens: int = 8192, wait: bool = True):
+                    baseline: Baseline | None = None, max_batch_tokens: int = 8192, wait: bool = True,
+                    reduce=None):
     """Last-position logits ``[len(plans), vocab]`` (float32, on the host) of the model under each plan.
 
     ``wait=False``: return once the work and the logits' copies to the host are queued on the device, as a
     function that waits for those copies and returns the logits, so that the caller can queue more work first
-    (:func:`flowutils.analysis.runner.pipelines`); reading them does not wait for that later work."""
+    (:func:`flowutils.analysis.runner.pipelines`); reading them does not wait for that later work.
+
+    ``reduce``: a function of those logits (``[len(plans), vocab]`` float32, where they were computed) to a dict
+    of tensors; then that dict, on the host, is returned instead of the logits, and only it is copied. A sweep
+    reads a few columns of each row: reduced on the GPU, the host neither receives nor scans ``plans x vocab``
+    floats (a quarter of a gigabyte a question at Qwen's vocabulary)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {BACKENDS}")
     plans = check_plans(fm, prepared, plans)
@@ -129,6 +135,8 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
         for i, plan in enumerate(plans):
             state = knockout_state(fm, prepared, backend="reference", plans=[plan])
             out[i] = fm.forward(prepared, state, logits_to_keep=1).logits[0, -1].float().cpu()
+        if reduce is not None:
+            out = reduce(out)
         return out if wait else lambda: out
     window = getattr(fm.decoder.config, "sliding_window", None)
     if window is not None and prepared.layout.n > window:  # fast attention is full causal attention
@@ -147,6 +155,8 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
     # without waiting for what the caller queues next; the knockouts' in the model's dtype (float32 of it is
     # exact), into pinned memory (a pageable copy is several times slower)
     with record_function("flow_knockout.copy"):
+        if reduce is not None:
+            return _reduced(base.logits, logits, [i for chunk, _ in chunks for i in chunk], len(plans), reduce, wait)
         base_host = to_host_later(base.logits)
         recomputed = to_host_later(torch.cat(logits)) if chunks else None
 
@@ -157,3 +167,18 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
         return out
 
     return copy() if wait else copy
+
+
+def _reduced(base_logits: torch.Tensor, recomputed: list, order: list[int], n_plans: int, reduce, wait: bool):
+    """``reduce`` of every plan's logits, assembled where they were computed (the baseline's row for a plan that cuts
+    nothing, ``recomputed`` in ``order`` for the others; the same float32 values as the host's assembly), and its
+    tensors queued to the host (:func:`knockout_logits`)."""
+    logits = base_logits.float().expand(n_plans, -1).clone()
+    if recomputed:
+        logits.index_copy_(0, to_device(torch.tensor(order), logits.device), torch.cat(recomputed).float())
+    copies = {name: to_host_later(x) for name, x in reduce(logits).items()}
+
+    def read() -> dict:
+        return {name: copy() for name, copy in copies.items()}
+
+    return read() if wait else read

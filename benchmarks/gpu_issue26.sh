@@ -9,7 +9,8 @@
 #            copies this checkout and the benchmark to /tmp/issue26 (later calls sync the checkout again; the
 #            sweep must not import a file changed under it), writes the random-weight checkpoint (untimed), starts
 #            benchmarks/throughput.py --compile in the background and waits up to WAIT seconds (default 540);
-#            RANKS=N: N sweep processes on the one GPU (torchrun), N_PER_TASK: questions of each task (default 283)
+#            PROCESSES=N: sweep --processes N (N processes on the one GPU), N_PER_TASK: questions of each
+#            task (default 283)
 #   wait     waits up to WAIT seconds for it; once it has ended, copies its JSON and logs to $OUT
 # Every step prints the tail of the logs. Start each call as soon as the previous one returns: an idle machine is
 # given back after 30 s. A dry run of start/wait on the CPU, with the rehearsal's tiny widths (its sitecustomize
@@ -51,8 +52,8 @@ case ${1:?step: install, start or wait} in
     # its own session (setsid), so that it outlives this call; the shell writes its pid, then becomes the benchmark
     (cd $W/repo && setsid nohup sh -c "echo \$\$ >$W/pid; exec ${PYTHON:-python3} benchmarks/throughput.py --device ${DEVICE:-cuda} \
        --checkpoint $W/models/llava-next-7b-video-ft --benchmark $W/bench --tasks $TASKS \
-       --n-per-task ${N_PER_TASK:-283} --compile --ranks ${RANKS:-1} --workdir $W/work \
-       --json $W/out/throughput_${N_PER_TASK:-283}x5_compiled_${RANKS:-1}rank.json" >$W/throughput.log 2>&1 </dev/null &)
+       --n-per-task ${N_PER_TASK:-283} --compile --processes ${PROCESSES:-1} --workdir $W/work \
+       --json $W/out/throughput_${N_PER_TASK:-283}x5_compiled_${PROCESSES:-1}proc.json" >$W/throughput.log 2>&1 </dev/null &)
     sleep 5
     wait_for_sweep ;;
   wait) wait_for_sweep ;;

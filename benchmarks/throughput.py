@@ -5,9 +5,9 @@ interpreter and imports, loading the checkpoint with :func:`flowutils.load` and 
 result store, and for each question (``--n-per-task`` of each of ``--tasks``: 64 by default) reading its
 video (decord) and prompt, the processor, the vision tower, the baseline and the knockout plans of the paper's
 four flow sets at every layer (k = 9 of 32), and writing its rows to the result store. The sweep alone (store
-opened to store closed) is read from the store's provenance. ``--ranks N`` launches the same command under
-``torchrun --nproc-per-node N`` with every rank on the one GPU (``--device cuda:0``), each a shard of the
-questions (issue 26: one process's host launched the GPU's work slower than the H200 ran it).
+opened to store closed) is read from the store's provenance. ``--processes N`` passes the sweep's own ``--processes N``:
+N torchrun ranks on the one GPU, each a shard of the questions (issue 26: one process's host launched the GPU's
+work slower than the H200 ran it).
 
 Setup (not timed):
 
@@ -74,9 +74,9 @@ def main() -> None:
     ap.add_argument("--workdir", default="/tmp/flowutils-throughput")
     ap.add_argument("--compile", action="store_true", help="sweep --compile (compiled decoder layers; the "
                                                            "compilation counts in the wall time)")
-    ap.add_argument("--ranks", type=int, default=1, help="sweep processes sharing the one GPU (torchrun "
-                    "--nproc-per-node N ... --device cuda:0): where one process's host launches the GPU's work slower "
-                    "than the GPU runs it, several keep it busy")
+    ap.add_argument("--processes", type=int, default=1, help="sweep --processes N: N processes on the one GPU, each "
+                    "a shard of the questions (where one process's host launches the GPU's work slower than the GPU "
+                    "runs it, several keep it busy)")
     ap.add_argument("--serial", type=int, default=20, help="questions timed one step at a time after the sweep")
     ap.add_argument("--json", help="default: benchmarks/results/throughput/throughput_<gpu>[_compiled].json")
     args = ap.parse_args()
@@ -111,9 +111,8 @@ def main() -> None:
     warm_up([device])
     sampler = subprocess.Popen(["nvidia-smi", "--query-gpu=timestamp,utilization.gpu", "--format=csv,noheader,nounits",
                                 "-lms", "200"], stdout=subprocess.PIPE, text=True) if args.device == "cuda" else None
-    launcher = [sys.executable] + (["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(args.ranks)]
-                                   if args.ranks > 1 else [])
-    timed = run(launcher, sweep_args, work / "results", work / "log.txt")
+    sweep_args += ["--processes", str(args.processes)] if args.processes > 1 else []
+    timed = run([sys.executable], sweep_args, work / "results", work / "log.txt")
     busy = []  # (local time, percent)
     if sampler is not None:
         sampler.terminate()
@@ -129,7 +128,7 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     lengths = [len(tokenizer(f"{s.question} {' '.join(s.candidates)}")["input_ids"])
                for s in load_benchmark(bench, "synthetic", args.tasks, args.n_per_task)]
-    # every rank's phases, summed: with several ranks they overlap, so a question's phases add up to more than the
+    # every process's phases, summed: with several processes they overlap, so a question's phases add up to more than the
     # wall time per question; the sweep: the first rank's store opened to the last one's closed
     provenances = [json.loads(f.read_text()) for f in sorted(store.glob("provenance-*.json"))]
     phases = {k: sum(p["timings"][k] for p in provenances) for k in provenances[0]["timings"]
@@ -145,7 +144,7 @@ def main() -> None:
         "frames": args.frames, "tasks": args.tasks, "questions": n_questions, "rows": len(rows),
         "question_and_option_tokens": {"min": min(lengths), "max": max(lengths), "distinct": len(set(lengths))},
         "sweep": "the paper's four flow sets, every layer, k = 9 (scaled), sample_mode all, backend fast",
-        "compiled_layers": args.compile, "ranks": args.ranks,
+        "compiled_layers": args.compile, "processes": args.processes,
         "command": timed["command"],
         "wall_s": round(timed["wall_s"], 2), "sweep_s": round(sweep_s, 2),
         "startup_s": min(s["startup_s"] for s in shards),
@@ -153,9 +152,9 @@ def main() -> None:
         "questions_per_hour_sweep_only": round(n_questions / sweep_s * 3600, 1),
         "s_per_question": round(timed["wall_s"] / n_questions, 3),
         "s_per_question_by_phase": per_question,
-        **({"shards": shards, "phases_how": "each rank's seconds per phase, summed over the ranks, per question: "
-            "the ranks run at once, so the phases of a question add up to about ranks x s_per_question"}
-           if args.ranks > 1 else {}),
+        **({"shards": shards, "phases_how": "each process's seconds per phase, summed over the processes, per "
+            "question: they run at once, so a question's phases add up to about processes x s_per_question"}
+           if args.processes > 1 else {}),
         "gpu_busy_pct": None if not busy else {
             "mean_over_wall": round(sum(v for _, v in busy) / len(busy), 1), "samples": len(busy),
             "mean_over_sweep": round(sum(in_sweep) / len(in_sweep), 1) if in_sweep else None,

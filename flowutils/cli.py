@@ -2,12 +2,14 @@
 
 ``sweep`` runs a knockout sweep with no notebook into the result store that the notebooks read
 (:mod:`flowutils.analysis.store`); under ``torchrun`` each rank runs its shard on its own GPU
-(``LOCAL_RANK``), without oversubscribing the host's CPUs (:func:`flowutils.analysis.shards.rank_threads`).
+(``LOCAL_RANK``), without oversubscribing the host's CPUs (:func:`flowutils.analysis.shards.rank_threads`);
+``--processes N`` runs N ranks on one device (:func:`flowutils.analysis.shards.launch_on_one_device`).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .data import manifests, synthetic, tvbench
@@ -32,7 +34,7 @@ def main(argv=None) -> int:
     _sweep_parser(sub)
     args = ap.parse_args(argv)
     if args.command == "sweep":
-        return _sweep(args)
+        return _sweep(args, list(sys.argv[1:] if argv is None else argv))
     if args.command == "data":
         if args.n_per_task <= 0:
             ap.error(f"--n-per-task must be >= 1, got {args.n_per_task}")
@@ -88,22 +90,26 @@ def _sweep_parser(sub) -> None:
     s.add_argument("--backend", default=Sweep.backend, choices=BACKENDS)
     s.add_argument("--dtype", default="float32", choices=DTYPES)
     s.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available; under torchrun "
-                                                   "LOCAL_RANK picks the GPU, and --device cuda:0 puts every rank on "
-                                                   "GPU 0, which a host-bound sweep keeps busier)")
+                                                   "LOCAL_RANK picks the GPU, unless --processes puts every rank on "
+                                                   "this one)")
     s.add_argument("--batch-size", type=int, default=256, help="plans per batch of the fast backend")
     s.add_argument("--compile", action="store_true", help="compile the decoder layers (flowutils.engine.compile_layers): faster on a "
                                                           "GPU once the first questions have paid the compilation")
     s.add_argument("--threads", type=_at_least_one, help="CPU threads (default: OMP_NUM_THREADS, which torchrun sets to 1, or "
                                               "with several ranks on the host an even share of its CPUs, else torch's)")
+    s.add_argument("--processes", type=_at_least_one, default=1,
+                   help="sweep processes on the one device, each a shard of the questions (this command again, as "
+                        "torchrun's ranks): where one process cannot launch the GPU's work as fast as the GPU runs "
+                        "it, several keep it busy; each holds its own copy of the weights")
     s.add_argument("--shard", type=int, help="run shard i of --num-shards (default: torchrun's RANK/WORLD_SIZE)")
     s.add_argument("--num-shards", type=int)
     s.add_argument("--out", required=True, help="results directory (the sweep writes under OUT/<hash>/)")
 
 
-def _sweep(args) -> int:
+def _sweep(args, argv: list[str]) -> int:
     import torch
 
-    from .analysis.shards import local_device, rank_threads
+    from .analysis.shards import launch_on_one_device, local_device, rank_threads
     from .analysis.store import skip_summary
     from .analysis.sweep import Sweep, run_sweep
     from .data.tvbench import load_benchmark
@@ -112,11 +118,22 @@ def _sweep(args) -> int:
 
     if args.device and torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: no CUDA GPU is visible on this machine; valid here: --device cpu")
+    if args.processes > 1:
+        if args.shard is not None or args.num_shards is not None:
+            raise SystemExit(f"--processes {args.processes} shards the questions between its processes; leave "
+                             f"--shard/--num-shards out (or run one shard per command without --processes)")
+        launched = int(os.environ.get("WORLD_SIZE", 1)) if "LOCAL_RANK" in os.environ else None
+        if launched is None:
+            return launch_on_one_device(argv, args.processes)
+        if launched != args.processes:
+            raise SystemExit(f"--processes {args.processes} launches its own ranks, and this process is already one "
+                             f"of {launched} ranks of a launcher (WORLD_SIZE): leave --processes out under torchrun")
     threads = args.threads or rank_threads()
     if threads:
         torch.set_num_threads(threads)
     flows = args.flows or [f for name in args.flow_set for f in flow_set(name)]
-    device = local_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device if args.processes > 1 else local_device(device)  # --processes: every rank on this one device
     if torch.device(device).type == "cuda":
         torch.cuda.set_device(device)  # else a rank's stray default-device work opens a context on GPU 0
     samples = load_benchmark(args.benchmark, args.manifest, args.tasks, args.n_per_task)

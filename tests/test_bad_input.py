@@ -416,6 +416,24 @@ def test_sweep_on_cuda_without_a_gpu_is_a_clear_error(bench, tmp_path):
         cli.main(argv)
 
 
+@pytest.mark.parametrize("extra, env, message", [
+    (["--shard", "0", "--num-shards", "2"], {}, r"--processes 2 shards the questions between its processes; leave "
+                                                r"--shard/--num-shards out"),
+    ([], {"LOCAL_RANK": "0", "RANK": "0", "WORLD_SIZE": "4"},
+     r"--processes 2 launches its own ranks, and this process is already one of 4 ranks of a launcher \(WORLD_SIZE\): "
+     r"leave --processes out under torchrun")])
+def test_processes_that_would_sweep_questions_twice_are_refused(bench, tmp_path, monkeypatch, extra, env, message):
+    """Before any rank starts: explicit shards would be run by every process, and a launcher's ranks would each
+    launch ranks of their own."""
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    argv = ["sweep", "--model", "toy-videollm", "--benchmark", str(bench), "--flows", "video->last", "--device", "cpu",
+            "--processes", "2", *extra, "--out", str(tmp_path)]
+    with pytest.raises(SystemExit, match=message):
+        cli.main(argv)
+    assert not any(tmp_path.iterdir())  # nothing was launched or stored
+
+
 @pytest.mark.parametrize("env", [{"RANK": "1", "WORLD_SIZE": "4"}, {"WORLD_SIZE": "2"}])
 def test_stray_rank_without_a_launcher_is_a_clear_error(fm, questions, monkeypatch, env):
     """RANK/WORLD_SIZE left in the environment without torchrun would silently sweep a fraction of the questions."""

@@ -64,18 +64,23 @@ def _sweep_command(model, bench, out, *extra):
 
 @pytest.mark.skipif(importlib.util.find_spec("torch.distributed.run") is None,
                     reason="torchrun (torch.distributed.run) is not in this torch build")
-def test_torchrun_ranks_of_the_sweep_command_merge_into_the_one_process_rows(bench, tmp_path):
-    """``torchrun --nproc-per-node 2 -m flowutils sweep`` (a real launcher, CPU) against one plain process of
-    the same command: the same store key, one shard file per rank, and the merged rows equal bit for bit
-    (the one process runs on one thread, as torchrun's ranks do: CPU numbers depend on the thread count)."""
+@pytest.mark.parametrize("launch", ["torchrun", "processes"])
+def test_torchrun_ranks_of_the_sweep_command_merge_into_the_one_process_rows(bench, tmp_path, launch):
+    """``torchrun --nproc-per-node 2 -m flowutils sweep`` (a real launcher, CPU), or the command's own
+    ``--processes 2`` (the same ranks, all on the one device), against one plain process of the same command: the
+    same store key, one shard file per rank, and the merged rows equal bit for bit (the one process runs on one
+    thread, as torchrun's ranks do: CPU numbers depend on the thread count)."""
     model, processor = build_toy(tiny_config("llava_next_video"), seed=0)
     model.save_pretrained(tmp_path / "model")
     processor.save_pretrained(tmp_path / "model")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
            "TQDM_DISABLE": "1"}
+    launchers = {"torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                              *_sweep_command(tmp_path / "model", bench, tmp_path / launch)],
+                 "processes": [sys.executable, *_sweep_command(tmp_path / "model", bench, tmp_path / launch,
+                                                               "--processes", "2")]}
     runs = {"one": [sys.executable, *_sweep_command(tmp_path / "model", bench, tmp_path / "one", "--threads", "1")],
-            "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                         *_sweep_command(tmp_path / "model", bench, tmp_path / "torchrun")]}
+            launch: launchers[launch]}
     for name, cmd in runs.items():
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, f"{name}: {done.stdout[-2000:]}{done.stderr[-2000:]}"

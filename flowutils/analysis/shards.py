@@ -8,9 +8,10 @@ loader merges them, so the shards never coordinate.
   ``accelerate launch``; each rank reads ``RANK``/``WORLD_SIZE`` (:func:`resolve_shard`),
   ``LOCAL_RANK`` picks its GPU (:func:`local_device`) and the ranks do not oversubscribe the
   host's CPUs (:func:`rank_threads`).
-* One GPU, several processes: ``torchrun --nproc-per-node 2 -m flowutils sweep --device cuda:0 ...``: every rank
-  on GPU 0. Where one process's host launches the GPU's work slower than a fast GPU runs it (the 7B sweep on an
-  H200: the GPU idle 43% of the time), the second rank's work fills the gaps; each rank holds its own weights.
+* One device, several processes: ``python -m flowutils sweep --processes 2 ...`` runs the same command as two
+  torchrun ranks on that one device (:func:`launch_on_one_device`). Where one process's host launches the GPU's
+  work slower than a fast GPU runs it (the 7B sweep on an H200: the GPU idle 43% of the time), the second rank's
+  work fills the gaps; each rank holds its own copy of the weights.
 * Nodes: :func:`submit_shards` submits one SLURM array task per shard with ``submitit``
   (its ``LocalExecutor`` runs the same tasks as local processes, which is how it is tested).
 """
@@ -74,6 +75,17 @@ def rank_threads() -> int | None:
         return None
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()  # not on macOS
     return max(1, cpus // ranks)
+
+
+def launch_on_one_device(argv: list[str], processes: int) -> int:
+    """Run ``python -m flowutils <argv>`` as ``processes`` torchrun ranks on this host (``--standalone``), and return
+    torchrun's exit status. The ranks see ``--processes`` in ``argv`` and stay on the device it names, each on its
+    round-robin shard (:func:`resolve_shard`), writing one result store; torchrun stops the others if one fails."""
+    import subprocess
+    import sys
+
+    return subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+                            str(processes), "-m", "flowutils", *argv])
 
 
 def submit_shards(function, num_shards: int, folder, executor=None, **parameters) -> list:

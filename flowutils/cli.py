@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 from .data import manifests, synthetic, tvbench
 
@@ -109,7 +110,7 @@ def _sweep_parser(sub) -> None:
 def _sweep(args, argv: list[str]) -> int:
     import torch
 
-    from .analysis.shards import launch_on_one_device, local_device, rank_threads
+    from .analysis.shards import launch_on_one_device, local_device, one_device_rank, rank_threads
     from .analysis.store import skip_summary
     from .analysis.sweep import Sweep, run_sweep
     from .data.tvbench import load_benchmark
@@ -122,18 +123,21 @@ def _sweep(args, argv: list[str]) -> int:
         if args.shard is not None or args.num_shards is not None:
             raise SystemExit(f"--processes {args.processes} shards the questions between its processes; leave "
                              f"--shard/--num-shards out (or run one shard per command without --processes)")
-        launched = int(os.environ.get("WORLD_SIZE", 1)) if "LOCAL_RANK" in os.environ else None
-        if launched is None:
-            return launch_on_one_device(argv, args.processes)
-        if launched != args.processes:
+        if "LOCAL_RANK" not in os.environ:
+            started = time.time()
+            code = launch_on_one_device(argv, args.processes)
+            if code == 0:
+                print(merged_summary(args.out, started, args.processes))
+            return code
+        if not one_device_rank(args.processes):
             raise SystemExit(f"--processes {args.processes} launches its own ranks, and this process is already one "
-                             f"of {launched} ranks of a launcher (WORLD_SIZE): leave --processes out under torchrun")
+                             f"of {os.environ.get('WORLD_SIZE', '?')} ranks of a launcher (WORLD_SIZE): leave "
+                             f"--processes out under torchrun")
     threads = args.threads or rank_threads()
     if threads:
         torch.set_num_threads(threads)
     flows = args.flows or [f for name in args.flow_set for f in flow_set(name)]
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    device = device if args.processes > 1 else local_device(device)  # --processes: every rank on this one device
+    device = local_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if torch.device(device).type == "cuda":
         torch.cuda.set_device(device)  # else a rank's stray default-device work opens a context on GPU 0
     samples = load_benchmark(args.benchmark, args.manifest, args.tasks, args.n_per_task)
@@ -150,6 +154,23 @@ def _sweep(args, argv: list[str]) -> int:
     print(f"results: {table.attrs['store']}  (read them with flowutils.analysis.load_results; shards are merged)")
     print(timing_summary(table.attrs["timings"]))
     return 0
+
+
+def merged_summary(out, since: float, processes: int) -> str:
+    """One line of what ``processes`` processes of one sweep stored together in ``out``: the result set whose
+    provenance they wrote after ``since`` (a time.time())."""
+    from pathlib import Path
+
+    from .analysis.store import load_questions, skip_summary, skipped_frame
+
+    sets = [d for d in Path(out).iterdir() if d.is_dir() and any(f.stat().st_mtime >= since
+                                                                   for f in d.glob("provenance-*.json"))]
+    if len(sets) != 1:
+        return f"all {processes} processes: {len(sets)} result sets written in {out} during this run"
+    q = load_questions(sets[0]).drop_duplicates("sample_id")
+    done, skipped = q[q.status == "done"], q[q.status == "skipped"]
+    return (f"all {processes} processes: {int(done.n_rows.sum())} rows from {len(done)} question(s) in the store; "
+            f"{skip_summary(skipped_frame(skipped.sample_id, skipped.task, skipped.reason))}; results: {sets[0]}")
 
 
 def timing_summary(timings: dict) -> str:

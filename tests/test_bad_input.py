@@ -421,7 +421,10 @@ def test_sweep_on_cuda_without_a_gpu_is_a_clear_error(bench, tmp_path):
                                                 r"--shard/--num-shards out"),
     ([], {"LOCAL_RANK": "0", "RANK": "0", "WORLD_SIZE": "4"},
      r"--processes 2 launches its own ranks, and this process is already one of 4 ranks of a launcher \(WORLD_SIZE\): "
-     r"leave --processes out under torchrun")])
+     r"leave --processes out under torchrun"),
+    # a user's own torchrun of as many ranks: they would all land on one GPU instead of one GPU a rank
+    ([], {"LOCAL_RANK": "0", "RANK": "0", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"},
+     r"already one of 2 ranks of a launcher")])
 def test_processes_that_would_sweep_questions_twice_are_refused(bench, tmp_path, monkeypatch, extra, env, message):
     """Before any rank starts: explicit shards would be run by every process, and a launcher's ranks would each
     launch ranks of their own."""

@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flowutils.analysis.shards import local_device, rank_threads, resolve_shard, shard_indices, submit_shards
+from flowutils.analysis.shards import (ONE_DEVICE, local_device, one_device_rank, rank_threads, resolve_shard,
+                                      shard_indices, submit_shards)
 from flowutils.analysis.store import load_questions, load_results
 from flowutils.analysis.sweep import Sweep, run_sweep
 from flowutils.data import synthetic
@@ -44,6 +45,79 @@ def test_torchrun_environment_picks_the_shard_and_the_gpu(monkeypatch, tmp_path)
     fm, questions = _setup()
     table = run_sweep(fm, questions, Sweep(["video->last"], **SWEEP), out=tmp_path, progress=False)
     assert list(table.sample_id.unique()) == [q.sample_id for q in questions[1::2]]
+
+
+def test_a_plain_cuda_device_gets_the_ranks_or_the_current_gpus_index(monkeypatch):
+    """``torch.cuda.set_device`` refuses a device without an index: the sweep's device always has one. torchrun's
+    ranks take LOCAL_RANK's GPU, those of ``--processes`` (its marker) the current one, which they share."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    for k in ("LOCAL_RANK", ONE_DEVICE):
+        monkeypatch.delenv(k, raising=False)
+    assert local_device("cuda") == "cuda:3" and local_device("cuda:1") == "cuda:1" and local_device("cpu") == "cpu"
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert local_device("cuda") == "cuda:1"
+    monkeypatch.setenv(ONE_DEVICE, "2")
+    assert local_device("cuda") == "cuda:3" and local_device("cuda:0") == "cuda:0"
+
+
+def test_only_the_ranks_of_processes_count_as_its_ranks(monkeypatch):
+    env = {ONE_DEVICE: "2", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert one_device_rank(2) and not one_device_rank(4)
+    for k in env:  # a user's own torchrun of 2 ranks (no marker), or over 2 nodes (1 rank here)
+        monkeypatch.delenv(k)
+        assert not one_device_rank(2)
+        monkeypatch.setenv(k, env[k])
+
+
+def _processes_with(token: str) -> list[int]:
+    """Pids of the processes whose environment holds ``token`` (Linux's /proc)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if token.encode() in environ.read_bytes():
+                found.append(int(environ.parent.name))
+        except OSError:  # ended, or not ours
+            pass
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the ranks through Linux's /proc")
+def test_an_interrupt_of_the_launcher_alone_stops_its_ranks(tmp_path):
+    """A signal to the ``--processes`` launcher only (a notebook's interrupt, ``kill -INT``) reaches torchrun and
+    its ranks: none is left running on its own (with the GPU's memory)."""
+    import signal
+    import time
+    import uuid
+
+    token = f"FLOWUTILS_TEST_LAUNCH={uuid.uuid4().hex}"
+    env = {**os.environ, token.split("=")[0]: token.split("=")[1],
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    # two ranks that render a large benchmark: busy until they are stopped
+    code = ("import sys; from flowutils.analysis.shards import launch_on_one_device; sys.exit(launch_on_one_device("
+            f"['data', '--root', {str(tmp_path)!r}, '--n-per-task', '100000', '--size', '16'], 2))")
+    launcher = subprocess.Popen([sys.executable, "-c", code], env=env)
+    try:
+        deadline = time.monotonic() + 90
+        while len(_processes_with(token)) < 4 and time.monotonic() < deadline:  # launcher, torchrun, 2 ranks
+            time.sleep(0.5)
+        assert len(_processes_with(token)) >= 4, "the ranks did not start"
+        time.sleep(3)
+        launcher.send_signal(signal.SIGINT)
+        assert launcher.wait(timeout=60) != 0
+        deadline = time.monotonic() + 60
+        while _processes_with(token) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _processes_with(token), "ranks left running after the launcher was interrupted"
+    finally:
+        for pid in [launcher.pid, *_processes_with(token)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
 
 def test_ranks_keep_torchruns_threads_or_share_the_cpus(monkeypatch):
@@ -84,6 +158,8 @@ def test_torchrun_ranks_of_the_sweep_command_merge_into_the_one_process_rows(ben
     for name, cmd in runs.items():
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, f"{name}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+    if launch == "processes":  # one line for the whole sweep after the ranks' own
+        assert "all 2 processes: 80 rows from 10 question(s) in the store; no question skipped" in done.stdout
     (one,), (two,) = ([d for d in (tmp_path / name).iterdir() if d.is_dir()] for name in runs)
     assert one.name == two.name  # the number of shards is not part of the sweep
     assert sorted(f.name for f in two.glob("*.sqlite")) == ["shard-000-of-002.sqlite", "shard-001-of-002.sqlite"]

@@ -2,11 +2,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from flowutils.knockout import flows, windows
-from flowutils.engine import knockout_logits
+from flowutils.engine import knockout_logits, run_baseline
 from flowutils.knockout.plan import KnockoutPlan
-from flowutils.analysis.sweep import Sweep, run_sweep, summarize
+from flowutils.analysis.sweep import Sweep, run_sweep, summarize, sweep_plans
 
 FLOWS = ["cross-frame", "video->last", "true_option->last"]
 
@@ -33,6 +34,29 @@ def test_rows_match_an_independent_reference_run(tiny, samples):
             for row, lg in zip(rows.itertuples(), ref_logits):
                 false = max(float(lg[o]) for j, o in enumerate(p.option_ids) if j != p.gold_index)
                 assert abs(row.logit_diff_knockout - (float(lg[p.gold_id]) - false)) <= 1e-3
+
+
+def test_rows_reduced_where_the_logits_are_equal_the_hosts_formulas_bit_for_bit(tiny, samples):
+    """The rows' columns are reduced where the logits are, batch by batch (``knockout_logits(reduce=...)``); on the
+    CPU they equal, exactly, the same formulas applied on the host to every plan's logits at once, with list
+    indexing (the computation before the reduction moved)."""
+    table = run_sweep(tiny, samples[:2], Sweep(FLOWS, k=3, sample_mode="all", num_frames=4), progress=False)
+    for i, s in enumerate(samples[:2]):
+        p = tiny.prepare_sample(s, 4)
+        base = run_baseline(tiny, p).logits
+        plans = sweep_plans(p.layout, FLOWS, tiny.n_layers, 3)
+        logits = knockout_logits(tiny, p, plans, "fast")
+        probs, p_base, pred = logits.softmax(-1), torch.softmax(base, -1), int(base.argmax())
+        letters = logits[:, list(p.option_ids)]
+        false = [j for j in range(len(p.option_ids)) if j != p.gold_index]
+        diff = letters[:, p.gold_index] - letters[:, false].max(-1).values
+        rows = table[table.sample_id == f"{s.task}/{i}"]
+        assert rows.p_pred_knockout.tolist() == probs[:, pred].tolist()
+        assert rows.p_gold_knockout.tolist() == probs[:, p.gold_id].tolist()
+        change = ((probs[:, pred] - p_base[pred]) / p_base[pred]).tolist()
+        assert rows.relative_change_pct.tolist() == [100 * x for x in change]
+        assert rows.logit_diff_knockout.tolist() == diff.tolist()
+        assert rows.correct_knockout.tolist() == (probs.argmax(-1) == p.gold_id).tolist()
 
 
 def test_sample_modes_partition_the_questions(tiny, samples):

@@ -53,12 +53,21 @@ def shard_indices(n: int, shard: int, num_shards: int) -> list[int]:
     return list(range(shard, n, num_shards))
 
 
+# set by launch_on_one_device to its number of processes: its ranks stay on the device the command names
+ONE_DEVICE = "FLOWUTILS_ONE_DEVICE"
+
+
 def local_device(device: str = "cuda") -> str:
-    """``cuda:<LOCAL_RANK>`` under a launcher that sets ``LOCAL_RANK`` and ``device`` is plain ``cuda``;
-    else ``device`` unchanged."""
-    if device == "cuda" and "LOCAL_RANK" in os.environ:
+    """The device a sweep process runs on, with its index: where ``device`` is plain ``cuda``, ``cuda:<LOCAL_RANK>``
+    under a launcher that sets ``LOCAL_RANK`` (one GPU a rank), else the current GPU (also for the ranks of
+    :func:`launch_on_one_device`, which share it); any other ``device`` unchanged."""
+    if device != "cuda":
+        return device
+    if "LOCAL_RANK" in os.environ and ONE_DEVICE not in os.environ:
         return f"cuda:{int(os.environ['LOCAL_RANK'])}"
-    return device
+    import torch
+
+    return f"cuda:{torch.cuda.current_device()}"
 
 
 def rank_threads() -> int | None:
@@ -77,15 +86,38 @@ def rank_threads() -> int | None:
     return max(1, cpus // ranks)
 
 
+def one_device_rank(processes: int) -> bool:
+    """Whether this process is a rank of :func:`launch_on_one_device` with ``processes`` ranks (its marker, and
+    torchrun's ``WORLD_SIZE`` and ``LOCAL_WORLD_SIZE`` all say so)."""
+    return all(os.environ.get(k) == str(processes) for k in (ONE_DEVICE, "WORLD_SIZE", "LOCAL_WORLD_SIZE"))
+
+
 def launch_on_one_device(argv: list[str], processes: int) -> int:
-    """Run ``python -m flowutils <argv>`` as ``processes`` torchrun ranks on this host (``--standalone``), and return
-    torchrun's exit status. The ranks see ``--processes`` in ``argv`` and stay on the device it names, each on its
-    round-robin shard (:func:`resolve_shard`), writing one result store; torchrun stops the others if one fails."""
+    """Run ``python -m flowutils <argv>`` as ``processes`` torchrun ranks on this host (``--standalone``), all on
+    the device ``argv`` names (:data:`ONE_DEVICE`), each on its round-robin shard (:func:`resolve_shard`), writing
+    one result store; returns torchrun's exit status (128 + the signal where a signal ended it).
+
+    torchrun runs in a session of its own, and an interrupt or termination of this process is passed on to it
+    once, which passes it to the ranks (each stores the question it has measured and closes its store); a
+    terminal's Ctrl-C would otherwise reach the ranks twice, and a signal to this process alone would leave them
+    running. torchrun stops the other ranks if one fails."""
+    import signal
     import subprocess
     import sys
+    import threading
 
-    return subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-                            str(processes), "-m", "flowutils", *argv])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes),
+           "-m", "flowutils", *argv]
+    proc = subprocess.Popen(cmd, env={**os.environ, ONE_DEVICE: str(processes)}, start_new_session=True)
+    passed_on = (signal.SIGINT, signal.SIGTERM)
+    main = threading.current_thread() is threading.main_thread()  # only the main thread may set handlers
+    before = {sig: signal.signal(sig, lambda sig, _frame: proc.send_signal(sig)) for sig in passed_on} if main else {}
+    try:
+        code = proc.wait()
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    return 128 - code if code < 0 else code
 
 
 def submit_shards(function, num_shards: int, folder, executor=None, **parameters) -> list:

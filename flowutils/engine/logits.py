@@ -115,10 +115,11 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
     function that waits for those copies and returns the logits, so that the caller can queue more work first
     (:func:`flowutils.analysis.runner.pipelines`); reading them does not wait for that later work.
 
-    ``reduce``: a function of those logits (``[len(plans), vocab]`` float32, where they were computed) to a dict
-    of tensors; then that dict, on the host, is returned instead of the logits, and only it is copied. A sweep
-    reads a few columns of each row: reduced on the GPU, the host neither receives nor scans ``plans x vocab``
-    floats (a quarter of a gigabyte a question at Qwen's vocabulary)."""
+    ``reduce``: a function of rows of those logits (``[rows, vocab]`` float32, where they were computed) to a dict
+    of tensors whose first dimension is the rows, computed row by row (it is applied batch by batch); then that dict,
+    on the host and for every plan, is returned instead of the logits, and only it is copied. A sweep reads a few
+    columns of each row: reduced on the GPU, the host neither receives nor scans ``plans x vocab`` floats (a
+    quarter of a gigabyte a question at Qwen's vocabulary)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {BACKENDS}")
     plans = check_plans(fm, prepared, plans)
@@ -170,13 +171,17 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
 
 
 def _reduced(base_logits: torch.Tensor, recomputed: list, order: list[int], n_plans: int, reduce, wait: bool):
-    """``reduce`` of every plan's logits, assembled where they were computed (the baseline's row for a plan that cuts
-    nothing, ``recomputed`` in ``order`` for the others; the same float32 values as the host's assembly), and its
-    tensors queued to the host (:func:`knockout_logits`)."""
-    logits = base_logits.float().expand(n_plans, -1).clone()
+    """``reduce`` of every plan's logits, computed where they are and batch by batch (``reduce`` works row by row:
+    each output's first dimension is the rows), so that no ``[plans, vocab]`` float32 copy is made; its outputs in plan
+    order: the baseline's row for a plan that cuts nothing, ``recomputed`` (one tensor a batch) in ``order`` for the
+    others. Only the outputs are queued to the host (:func:`knockout_logits`)."""
+    outputs = {name: x.expand(n_plans, *x.shape[1:]).clone() for name, x in reduce(base_logits.float()[None]).items()}
     if recomputed:
-        logits.index_copy_(0, to_device(torch.tensor(order), logits.device), torch.cat(recomputed).float())
-    copies = {name: to_host_later(x) for name, x in reduce(logits).items()}
+        parts = [reduce(logits.float()) for logits in recomputed]
+        index = to_device(torch.tensor(order), base_logits.device)
+        for name, x in outputs.items():
+            x.index_copy_(0, index, torch.cat([part[name] for part in parts]))
+    copies = {name: to_host_later(x) for name, x in outputs.items()}
 
     def read() -> dict:
         return {name: copy() for name, copy in copies.items()}

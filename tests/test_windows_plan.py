@@ -134,8 +134,16 @@ def test_plans_of_one_flow_share_their_compact_cut():
     a, b = (KnockoutPlan.from_flows(lay, ["cross-frame"], w) for w in ([0, 1], [1, 2]))
     prepare_cuts(a, lay.n, shared=shared)
     prepare_cuts(b, lay.n, shared=shared)
-    assert len(shared) == 1 and compact_cut(a, 1, lay.n) is compact_cut(b, 1, lay.n)
+    assert len({id(cut) for cut in shared.values()}) == 1 and compact_cut(a, 1, lay.n) is compact_cut(b, 1, lay.n)
     assert a.cut_layers == {0, 1} and compact_cut(b, 0, lay.n) is None
+    # a sweep's plans of one flow share one block list (found once): the same cut, and the same as built anew
+    blocks = a.blocks[0]
+    c, d = (KnockoutPlan.from_blocks(lay, blocks, w) for w in ([0], [2]))
+    for plan in (c, d):
+        prepare_cuts(plan, lay.n, shared=shared)
+    assert compact_cut(c, 0, lay.n) is compact_cut(d, 2, lay.n) is compact_cut(a, 0, lay.n)
+    fresh = KnockoutPlan.from_flows(lay, ["cross-frame"], [0])
+    assert torch.equal(compact_cut(c, 0, lay.n).mask(0, lay.n, lay.n), compact_cut(fresh, 0, lay.n).mask(0, lay.n, lay.n))
 
 
 def _check_runs(plan: KnockoutPlan, n: int, q_start: int, q_len: int):

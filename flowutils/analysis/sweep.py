@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from ..engine import BACKENDS
-from ..knockout.flows import CROSS_FRAME, flow_set_of, flow_label, parse_flow
+from ..knockout.flows import CROSS_FRAME, flow_blocks, flow_set_of, flow_label, parse_flow
 from ..knockout.plan import KnockoutPlan
 from ..knockout.windows import STYLES, layer_windows
 from ..models.encoding import to_device, to_host_later
@@ -42,8 +42,9 @@ from ..data.video import NUM_FRAMES
 
 def sweep_plans(layout, flows, n_layers: int, k: int, style: str = "center", layers=None) -> list[KnockoutPlan]:
     """One plan per (flow, sweep layer); ``label`` holds flow, flow set, layer and the window's layers."""
-    return [KnockoutPlan.from_flows(layout, [flow], window, flow=flow, layer=layer,
-                                    window=f"{window[0]}-{window[-1]}" if window else "")
+    blocks = {flow: flow_blocks(flow, layout) for flow in flows}  # a flow cuts the same edges in every window
+    return [KnockoutPlan.from_blocks(layout, blocks[flow], window, flow=flow, layer=layer,
+                                     window=f"{window[0]}-{window[-1]}" if window else "")
             for flow in flows for layer, window in layer_windows(n_layers, k, style, layers)]
 
 

@@ -128,11 +128,15 @@ def compact_cut(plan: KnockoutPlan, layer: int, n: int, device=None, shared: dic
         return None
     key = (id(blocks), n, str(device))
     if key not in plan.device_cache:
-        content = (n, str(device), tuple((t.cpu().numpy().tobytes(), s.cpu().numpy().tobytes()) for t, s in blocks))
         shared = {} if shared is None else shared
-        if content not in shared:
-            shared[content] = CompactCut.from_blocks(blocks, n, device)
-        plan.device_cache[key] = shared[content]
+        # plans that share one block list (a flow's windows in a sweep) share its cut without comparing the content
+        # again; the list lives as long as the plans that hold it, and ``shared`` no longer than one call's plans
+        if key not in shared:
+            content = (n, str(device), tuple((t.cpu().numpy().tobytes(), s.cpu().numpy().tobytes()) for t, s in blocks))
+            if content not in shared:
+                shared[content] = CompactCut.from_blocks(blocks, n, device)
+            shared[key] = shared[content]
+        plan.device_cache[key] = shared[key]
     return plan.device_cache[key]
 
 

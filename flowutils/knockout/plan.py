@@ -47,8 +47,13 @@ class KnockoutPlan:
     @classmethod
     def from_flows(cls, layout: TokenLayout, flows, layers, **label) -> "KnockoutPlan":
         """Cut every flow of ``flows`` in every layer of ``layers``; the plan runs on ``layout`` only."""
-        blocks = [b for f in flows for b in flow_blocks(f, layout)]
-        # one shared list: masks are cached per list
+        return cls.from_blocks(layout, [b for f in flows for b in flow_blocks(f, layout)], layers, **label)
+
+    @classmethod
+    def from_blocks(cls, layout: TokenLayout, blocks: list[Block], layers, **label) -> "KnockoutPlan":
+        """Cut ``blocks`` (of :func:`flowutils.knockout.flows.flow_blocks` in ``layout``) in every layer of ``layers``.
+        The layers share the one list (masks are cached per list), and so may plans of one flow in several windows
+        (a sweep finds a flow's blocks once, not once a window)."""
         return cls({l: blocks for l in layers}, dict(label), layout.fingerprint)
 
     @classmethod

@@ -19,8 +19,10 @@
 set -u
 cd "$(dirname "$0")/.."
 W=/tmp/issue26
+# the compilers' caches live in $W and start empty at each start: a run after another on one machine found them warm
+# (a first question of 11 s instead of 31 s), so the two runs' starts did not compare
 export PYTHONPATH=${PYTHONPATH_EXTRA:+$PYTHONPATH_EXTRA:}/tmp/site:$W/repo PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1 TQDM_DISABLE=1 \
-  HF_HUB_DISABLE_PROGRESS_BARS=1 TOKENIZERS_PARALLELISM=false
+  HF_HUB_DISABLE_PROGRESS_BARS=1 TOKENIZERS_PARALLELISM=false TORCHINDUCTOR_CACHE_DIR=$W/inductor TRITON_CACHE_DIR=$W/triton
 TASKS="action_antonym action_sequence scene_transition moving_direction object_count"
 
 wait_for_sweep() {
@@ -46,7 +48,7 @@ case ${1:?step: install, start or wait} in
     PYTHONPATH=/tmp/site:$PWD python3 -m pytest -q -p no:cacheprovider tests/test_engine.py \
       -k "cuda or gpu or queue or pipelined or preparing or host" 2>&1 | tail -n 15 ;;
   start)
-    rm -rf $W/repo $W/out $W/work $W/bench $W/pid && mkdir -p $W/repo $W/out  # the checkpoint is kept: a second start reuses it
+    rm -rf $W/repo $W/out $W/work $W/bench $W/pid $W/inductor $W/triton && mkdir -p $W/repo $W/out  # the checkpoint is kept: a second start reuses it
     tar --exclude=./.gpu --exclude=./.whl --exclude=./.git -cf - . | tar -xf - -C $W/repo
     cp -r "${BENCH:-.gpu/synthetic-test-seed0-n283-336px}" $W/bench
     # its own session (setsid), so that it outlives this call; the shell writes its pid, then becomes the benchmark

@@ -183,8 +183,11 @@ def timing_summary(timings: dict) -> str:
     thread = ["decode", "prepare"] if timings.get("prepared_ahead") else ["decode"]
     phases = ", ".join(f"{p} {timings[f'{p}_s'] / n:.3f}" for p in Timings.PHASES if p not in thread)
     overlapped = ", ".join(f"{p} {timings[f'{p}_s'] / n:.3f}" for p in thread)
-    return (f"timings: {n} question(s) in {timings['wall_s']:.1f} s, {3600 * n / timings['wall_s']:.0f} questions/hour; "
-            f"s/question: {phases} ({overlapped}: in the reader thread, overlapped)")
+    first = timings.get("first_question_s")
+    after = (f"; after the first ({first:.1f} s), {(timings['wall_s'] - first) / (n - 1):.3f} s/question"
+             if first is not None and n > 1 else "")
+    return (f"timings: {n} question(s) in {timings['wall_s']:.1f} s, {3600 * n / timings['wall_s']:.0f} questions/hour"
+            f"{after}; s/question: {phases} ({overlapped}: in the reader thread, overlapped)")
 
 
 if __name__ == "__main__":

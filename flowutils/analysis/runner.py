@@ -89,7 +89,9 @@ class Timings:
     work on a question), ``decode`` (the reader thread's own decoding, overlapped with the phases below),
     ``prepare`` (processor, vision tower where the family runs it there, token spans; in the reader thread,
     overlapped, where ``prepared_ahead``), ``baseline``, ``measure`` (the measurement without its baseline: the
-    knockouts of a sweep) and ``store`` (writing the rows)."""
+    knockouts of a sweep) and ``store`` (writing the rows). ``first_question_s``: from the loop's start until the
+    first question it runs is recorded, which holds one-off costs (compiled layers compile then), so that
+    ``(wall - first_question_s) / (questions - 1)`` is the rate of the questions after it."""
 
     PHASES = ("read", "decode", "prepare", "baseline", "measure", "store")
 
@@ -98,13 +100,15 @@ class Timings:
         self.questions = 0  # questions run (not those read back from a store)
         self.wall = 0.0  # the whole loop, store reads included
         self.prepared_ahead = False  # whether ``prepare`` ran in the reader thread
+        self.first_question_s = None
 
     def add(self, phase: str, seconds: float) -> None:
         self.seconds[phase] += seconds
 
     def as_dict(self) -> dict:
+        first = None if self.first_question_s is None else round(self.first_question_s, 3)
         return {"questions": self.questions, "wall_s": round(self.wall, 3), "prepared_ahead": self.prepared_ahead,
-                **{f"{k}_s": round(v, 3) for k, v in self.seconds.items()}}
+                "first_question_s": first, **{f"{k}_s": round(v, 3) for k, v in self.seconds.items()}}
 
 
 def _sync(fm) -> None:
@@ -503,6 +507,8 @@ def run_questions(fm, samples, measure, *, analysis: str, num_frames: int, param
         elif status == "skipped":
             skipped.append((sid, sample.task, reason))
         timings.add("store", time.perf_counter() - written)
+        if timings.first_question_s is None:
+            timings.first_question_s = time.perf_counter() - start
         tally(sample.task, status)
 
     def record_pending() -> None:

@@ -134,8 +134,8 @@ def main() -> None:
     phases = {k: sum(p["timings"][k] for p in provenances) for k in provenances[0]["timings"]
               if k == "questions" or k.endswith("_s") and k != "first_question_s"}
     # after each process's first question (the compilation's): the processes' rates add up
-    after_first = [(t["questions"] - 1) / (t["wall_s"] - t["first_question_s"]) for t in (p["timings"] for p in provenances)
-                   if t["questions"] > 1]
+    after_first = [t["questions_after_first"] / (t["wall_s"] - t["first_question_s"])
+                   for t in (p["timings"] for p in provenances) if t["questions_after_first"]]
     started = min(datetime.fromisoformat(p["started"]) for p in provenances)
     finished = max(datetime.fromisoformat(p["finished"]) for p in provenances)
     sweep_s = (finished - started).total_seconds()
@@ -155,11 +155,11 @@ def main() -> None:
         "questions_per_hour_sweep_only": round(n_questions / sweep_s * 3600, 1),
         "s_per_question": round(timed["wall_s"] / n_questions, 3),
         "s_per_question_by_phase": per_question,
-        "first_question_s": max((p["timings"]["first_question_s"] for p in provenances if p["timings"]["questions"]),
+        "first_question_s": max((t for p in provenances if (t := p["timings"]["first_question_s"]) is not None),
                                 default=None),
         "s_per_question_after_first": round(1 / sum(after_first), 4) if after_first else None,
-        "after_first_how": "each process's questions after its first over its sweep loop's time after it (the runner's "
-                           "first_question_s: the compilation's), the processes' rates added",
+        "after_first_how": "each process's questions after its first measured one over its sweep loop's time after it "
+                           "(the runner's first_question_s and questions_after_first), the processes' rates added",
         **({"shards": shards, "phases_how": "each process's seconds per phase, summed over the processes, per "
             "question: they run at once, so a question's phases add up to about processes x s_per_question"}
            if args.processes > 1 else {}),

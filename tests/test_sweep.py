@@ -59,6 +59,19 @@ def test_rows_reduced_where_the_logits_are_equal_the_hosts_formulas_bit_for_bit(
         assert rows.correct_knockout.tolist() == (probs.argmax(-1) == p.gold_id).tolist()
 
 
+def test_a_sweeps_plans_of_one_flow_share_one_block_list(tiny, samples):
+    """``sweep_plans`` finds each flow's blocks once: all windows of a flow hold one list (so its cut is built once),
+    with the edges of a plan built for that window alone."""
+    p = tiny.prepare_sample(samples[0], 4)
+    plans = sweep_plans(p.layout, FLOWS, tiny.n_layers, 3)
+    for flow in FLOWS:
+        mine = [q for q in plans if q.label["flow"] == flow]
+        assert len(mine) == tiny.n_layers and len({id(b) for q in mine for b in q.blocks.values()}) == 1
+        for q in mine:
+            alone = KnockoutPlan.from_flows(p.layout, [flow], sorted(q.blocks))
+            assert all(torch.equal(q.dense(l, p.layout.n), alone.dense(l, p.layout.n)) for l in q.blocks)
+
+
 def test_sample_modes_partition_the_questions(tiny, samples):
     kw = dict(k=3, num_frames=4)
     by_mode = {m: run_sweep(tiny, samples, Sweep(["video->last"], sample_mode=m, **kw), progress=False) for m in ("all", "correct", "wrong")}

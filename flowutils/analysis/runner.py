@@ -90,8 +90,9 @@ class Timings:
     ``prepare`` (processor, vision tower where the family runs it there, token spans; in the reader thread,
     overlapped, where ``prepared_ahead``), ``baseline``, ``measure`` (the measurement without its baseline: the
     knockouts of a sweep) and ``store`` (writing the rows). ``first_question_s``: from the loop's start until the
-    first question it runs is recorded, which holds one-off costs (compiled layers compile then), so that
-    ``(wall - first_question_s) / (questions - 1)`` is the rate of the questions after it."""
+    first question measured in full (status done) is recorded, which holds one-off costs (compiled layers compile
+    then; a pipelined sweep records a question after it launched the next), and ``questions_after_first`` those
+    recorded after it: ``(wall - first_question_s) / questions_after_first`` is their rate."""
 
     PHASES = ("read", "decode", "prepare", "baseline", "measure", "store")
 
@@ -101,6 +102,7 @@ class Timings:
         self.wall = 0.0  # the whole loop, store reads included
         self.prepared_ahead = False  # whether ``prepare`` ran in the reader thread
         self.first_question_s = None
+        self.questions_after_first = 0
 
     def add(self, phase: str, seconds: float) -> None:
         self.seconds[phase] += seconds
@@ -108,7 +110,8 @@ class Timings:
     def as_dict(self) -> dict:
         first = None if self.first_question_s is None else round(self.first_question_s, 3)
         return {"questions": self.questions, "wall_s": round(self.wall, 3), "prepared_ahead": self.prepared_ahead,
-                "first_question_s": first, **{f"{k}_s": round(v, 3) for k, v in self.seconds.items()}}
+                "first_question_s": first, "questions_after_first": self.questions_after_first,
+                **{f"{k}_s": round(v, 3) for k, v in self.seconds.items()}}
 
 
 def _sync(fm) -> None:
@@ -507,7 +510,9 @@ def run_questions(fm, samples, measure, *, analysis: str, num_frames: int, param
         elif status == "skipped":
             skipped.append((sid, sample.task, reason))
         timings.add("store", time.perf_counter() - written)
-        if timings.first_question_s is None:
+        if timings.first_question_s is not None:
+            timings.questions_after_first += 1
+        elif status == "done":
             timings.first_question_s = time.perf_counter() - start
         tally(sample.task, status)
 

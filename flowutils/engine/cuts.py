@@ -130,13 +130,13 @@ def compact_cut(plan: KnockoutPlan, layer: int, n: int, device=None, shared: dic
     if key not in plan.device_cache:
         shared = {} if shared is None else shared
         # plans that share one block list (a flow's windows in a sweep) share its cut without comparing the content
-        # again; the list lives as long as the plans that hold it, and ``shared`` no longer than one call's plans
+        # again; the entry holds the list, so that no other list can take its id while ``shared`` lives
         if key not in shared:
             content = (n, str(device), tuple((t.cpu().numpy().tobytes(), s.cpu().numpy().tobytes()) for t, s in blocks))
             if content not in shared:
                 shared[content] = CompactCut.from_blocks(blocks, n, device)
-            shared[key] = shared[content]
-        plan.device_cache[key] = shared[key]
+            shared[key] = (blocks, shared[content])
+        plan.device_cache[key] = shared[key][1]
     return plan.device_cache[key]
 
 

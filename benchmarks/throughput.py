@@ -142,7 +142,7 @@ def main() -> None:
     in_sweep = [v for t, v in busy if started <= t <= finished]
     per_question = {k[:-2]: round(v / phases["questions"], 4) for k, v in phases.items() if k.endswith("_s")}
     result = {
-        "device": gpu, "torch": torch.__version__, "transformers": __import__("transformers").__version__,
+        "device": gpu, "host": host(), "torch": torch.__version__, "transformers": __import__("transformers").__version__,
         "size": args.size, "model": SIZES[args.size], "parameters": parameter_count(checkpoint), "dtype": dtype,
         "frames": args.frames, "tasks": args.tasks, "questions": n_questions, "rows": len(rows),
         "question_and_option_tokens": {"min": min(lengths), "max": max(lengths), "distinct": len(set(lengths))},
@@ -179,6 +179,16 @@ def main() -> None:
                                                     getattr(torch, dtype), device)
     out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
+
+
+def host() -> dict:
+    """The host's processor and cores: a sweep whose host launches slower than its GPU runs goes at the host's pace."""
+    import platform
+
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [l.split(":", 1)[1].strip() for l in cpuinfo.read_text().splitlines()
+             if l.startswith("model name")] if cpuinfo.is_file() else []
+    return {"cpu": names[0] if names else platform.processor(), "cores": os.cpu_count()}
 
 
 def serial_phases(model: str, bench, tasks, n: int, frames: int, dtype, device: str) -> dict:

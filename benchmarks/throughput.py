@@ -85,6 +85,7 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from flowutils.analysis import load_results
+    from flowutils.analysis.runner import Timings
     from flowutils.analysis.store import load_questions
     from flowutils.data.tvbench import load_benchmark
     from flowutils.knockout.flows import FLOW_SETS
@@ -131,11 +132,10 @@ def main() -> None:
     # every process's phases, summed: with several processes they overlap, so a question's phases add up to more than the
     # wall time per question; the sweep: the first rank's store opened to the last one's closed
     provenances = [json.loads(f.read_text()) for f in sorted(store.glob("provenance-*.json"))]
-    phases = {k: sum(p["timings"][k] for p in provenances) for k in provenances[0]["timings"]
-              if k == "questions" or k.endswith("_s") and k != "first_question_s"}
+    phases = {k: sum(p["timings"][k] for p in provenances)
+              for k in ("questions", "wall_s", *(f"{phase}_s" for phase in Timings.PHASES))}
     # after each process's first question (the compilation's): the processes' rates add up
-    after_first = [t["questions_after_first"] / (t["wall_s"] - t["first_question_s"])
-                   for t in (p["timings"] for p in provenances) if t["questions_after_first"]]
+    after_first = [s for p in provenances if (s := Timings.s_per_question_after_first(p["timings"])) is not None]
     started = min(datetime.fromisoformat(p["started"]) for p in provenances)
     finished = max(datetime.fromisoformat(p["finished"]) for p in provenances)
     sweep_s = (finished - started).total_seconds()
@@ -157,7 +157,7 @@ def main() -> None:
         "s_per_question_by_phase": per_question,
         "first_question_s": max((t for p in provenances if (t := p["timings"]["first_question_s"]) is not None),
                                 default=None),
-        "s_per_question_after_first": round(1 / sum(after_first), 4) if after_first else None,
+        "s_per_question_after_first": round(1 / sum(1 / s for s in after_first), 4) if after_first else None,
         "after_first_how": "each process's questions after its first measured one over its sweep loop's time after it "
                            "(the runner's first_question_s and questions_after_first), the processes' rates added",
         **({"shards": shards, "phases_how": "each process's seconds per phase, summed over the processes, per "

@@ -183,9 +183,8 @@ def timing_summary(timings: dict) -> str:
     thread = ["decode", "prepare"] if timings.get("prepared_ahead") else ["decode"]
     phases = ", ".join(f"{p} {timings[f'{p}_s'] / n:.3f}" for p in Timings.PHASES if p not in thread)
     overlapped = ", ".join(f"{p} {timings[f'{p}_s'] / n:.3f}" for p in thread)
-    first, later = timings.get("first_question_s"), timings.get("questions_after_first")
-    after = (f"; after the first ({first:.1f} s), {(timings['wall_s'] - first) / later:.3f} s/question"
-             if first is not None and later else "")
+    rate = Timings.s_per_question_after_first(timings)
+    after = f"; after the first ({timings['first_question_s']:.1f} s), {rate:.3f} s/question" if rate is not None else ""
     return (f"timings: {n} question(s) in {timings['wall_s']:.1f} s, {3600 * n / timings['wall_s']:.0f} questions/hour"
             f"{after}; s/question: {phases} ({overlapped}: in the reader thread, overlapped)")
 

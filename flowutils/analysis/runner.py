@@ -107,6 +107,13 @@ class Timings:
     def add(self, phase: str, seconds: float) -> None:
         self.seconds[phase] += seconds
 
+    @staticmethod
+    def s_per_question_after_first(timings: dict) -> float | None:
+        """Seconds a question after the first measured in full, from :meth:`as_dict`'s fields (None: none after it,
+        or a provenance written before the first question was timed)."""
+        first, later = timings.get("first_question_s"), timings.get("questions_after_first")
+        return (timings["wall_s"] - first) / later if first is not None and later else None
+
     def as_dict(self) -> dict:
         first = None if self.first_question_s is None else round(self.first_question_s, 3)
         return {"questions": self.questions, "wall_s": round(self.wall, 3), "prepared_ahead": self.prepared_ahead,

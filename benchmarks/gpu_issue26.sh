@@ -10,7 +10,7 @@
 #            sweep must not import a file changed under it), writes the random-weight checkpoint (untimed), starts
 #            benchmarks/throughput.py --compile in the background and waits up to WAIT seconds (default 540);
 #            PROCESSES=N: sweep --processes N (N processes on the one GPU), N_PER_TASK: questions of each
-#            task (default 283)
+#            task (default 283), LEASE: the JSON's lease field (the card, the commit; the checkout here has no .git)
 #   wait     waits up to WAIT seconds for it; once it has ended, copies its JSON and logs to $OUT
 # Every step prints the tail of the logs. Start each call as soon as the previous one returns: an idle machine is
 # given back after 30 s. A dry run of start/wait on the CPU, with the rehearsal's tiny widths (its sitecustomize
@@ -55,7 +55,7 @@ case ${1:?step: install, start or wait} in
     (cd $W/repo && setsid nohup sh -c "echo \$\$ >$W/pid; exec ${PYTHON:-python3} benchmarks/throughput.py --device ${DEVICE:-cuda} \
        --checkpoint $W/models/llava-next-7b-video-ft --benchmark $W/bench --tasks $TASKS \
        --n-per-task ${N_PER_TASK:-283} --compile --processes ${PROCESSES:-1} --workdir $W/work \
-       --json $W/out/throughput_${N_PER_TASK:-283}x5_compiled_${PROCESSES:-1}proc.json" >$W/throughput.log 2>&1 </dev/null &)
+       --json $W/out/throughput_${N_PER_TASK:-283}x5_compiled_${PROCESSES:-1}proc.json --lease '${LEASE:-}'" >$W/throughput.log 2>&1 </dev/null &)
     sleep 5
     wait_for_sweep ;;
   wait) wait_for_sweep ;;

@@ -79,6 +79,7 @@ def main() -> None:
                     "runs it, several keep it busy)")
     ap.add_argument("--serial", type=int, default=20, help="questions timed one step at a time after the sweep")
     ap.add_argument("--json", help="default: benchmarks/results/throughput/throughput_<gpu>[_compiled].json")
+    ap.add_argument("--lease", help="what the JSON says of the run's lease (the machine, the commit, what ran beside it)")
     args = ap.parse_args()
 
     import torch
@@ -142,7 +143,7 @@ def main() -> None:
     in_sweep = [v for t, v in busy if started <= t <= finished]
     per_question = {k[:-2]: round(v / phases["questions"], 4) for k, v in phases.items() if k.endswith("_s")}
     result = {
-        "device": gpu, "host": host(), "torch": torch.__version__, "transformers": __import__("transformers").__version__,
+        "device": gpu, "host": host(), "lease": args.lease, "torch": torch.__version__, "transformers": __import__("transformers").__version__,
         "size": args.size, "model": SIZES[args.size], "parameters": parameter_count(checkpoint), "dtype": dtype,
         "frames": args.frames, "tasks": args.tasks, "questions": n_questions, "rows": len(rows),
         "question_and_option_tokens": {"min": min(lengths), "max": max(lengths), "distinct": len(set(lengths))},

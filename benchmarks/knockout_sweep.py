@@ -33,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from flowutils.engine import SETTINGS, batches, compile_layers, knockout_logits, run_baseline  # noqa: E402
+from flowutils.engine.logits import work  # noqa: E402
 from flowutils.knockout.flows import FLOW_SETS  # noqa: E402
 from flowutils.models.flow_model import FlowModel, PreparedInput  # noqa: E402
 from flowutils.knockout.plan import KnockoutPlan  # noqa: E402
@@ -98,12 +99,17 @@ def build_input(device, dtype, frames=8, per_frame=144, n_system=40, n_question=
     return PreparedInput(inputs, layout, option_ids=[319, 350, 315, 360], gold_index=0, sample_id="bench"), n
 
 
-def fast_flops(plans, n, batch_size, max_batch_tokens=8192, d=4096, inter=11008, vocab=32064, n_layers=32):
-    """Matrix FLOPs the fast backend must do: each plan, positions >= t0, layers from its first layer on."""
+def fast_flops(plans, n, batch_size, max_batch_tokens=8192, d=4096, inter=11008, vocab=32064, n_layers=32,
+               shared=True):
+    """Matrix FLOPs the fast backend must do: each plan, positions >= t0, the layers from where it joins its batch on
+    (:func:`flowutils.engine.logits.joins`: plans that cut alike in their first layers compute those once); with
+    ``shared=False``, every plan from its first layer (the count of the rounds before joins)."""
     per_token_layer = 2 * (4 * d * d + 3 * d * inter) + 4 * n * d  # projections, MLP, QK^T and PV over n keys
     total = 0
     for chunk, t0 in batches(plans, n, batch_size, max_batch_tokens):
-        total += sum((n_layers - plans[i].first_layer) * (n - t0) * per_token_layer + 2 * d * vocab for i in chunk)
+        rows = [plans[i] for i in chunk]
+        layers = work(n_layers, rows, 1) if shared else sum(n_layers - p.first_layer for p in rows)
+        total += layers * (n - t0) * per_token_layer + 2 * d * vocab * len(chunk)
     return total
 
 
@@ -170,8 +176,8 @@ def main():
         sync()
         return out, time.perf_counter() - t, torch.cuda.max_memory_allocated() if cuda else 0
 
-    def flops(b=args.batch_size, tokens=args.max_batch_tokens):
-        return fast_flops(plans, n, b, tokens, d=d, inter=shape["inter"], n_layers=fm.n_layers)
+    def flops(b=args.batch_size, tokens=args.max_batch_tokens, shared=True):
+        return fast_flops(plans, n, b, tokens, d=d, inter=shape["inter"], n_layers=fm.n_layers, shared=shared)
 
     def warm_up():
         timed(lambda: knockout_logits(fm, warm, sweep_plans(warm.layout), "fast", args.batch_size,
@@ -232,8 +238,8 @@ def main():
     base = run_baseline(fm, prepared)
     pred = int(base.logits.argmax())
     dp_pred = (fast[subset].softmax(-1)[:, pred] - ref.softmax(-1)[:, pred]).abs().max().item()
-    work = flops()
-    achieved = work / t_fast / 1e12
+    needed = flops()
+    achieved = needed / t_fast / 1e12
     peak_mm = matmul_tflops(device) if cuda else None
     spec = next((v for k, v in SPEC_TFLOPS.items() if k in gpu), None)
     result = {
@@ -249,7 +255,9 @@ def main():
         "peak_mem_fast_gib": round(mem_fast / 2**30, 3), "peak_mem_reference_gib": round(mem_ref / 2**30, 3),
         "weights_gib": round(weights / 2**30, 3), "kv_cache_gib": round(kv_cache / 2**30, 3),
         "peak_mem_fast_over_weights_plus_kv": round(mem_fast / (weights + kv_cache), 3),
-        "fast_tflop": round(work / 1e12, 2), "fast_achieved_tflops": round(achieved, 1),
+        "fast_tflop": round(needed / 1e12, 2), "fast_achieved_tflops": round(achieved, 1),
+        # the work as counted before plans shared their first layers (engine.logits.joins): earlier rounds' fast_tflop
+        "fast_tflop_every_plan_from_its_first_layer": round(flops(shared=False) / 1e12, 2),
         "bf16_spec_tflops": spec, "fraction_of_spec_roofline": round(achieved / spec, 3) if spec else None,
         "measured_matmul_tflops": round(peak_mm, 1) if peak_mm else None,
         "fraction_of_measured_matmul": round(achieved / peak_mm, 3) if peak_mm else None,

@@ -148,6 +148,80 @@ def test_fast_equals_reference_on_the_paper_sweep(tiny, samples):
             assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want), (backend, wait)
 
 
+def _trie_work(plans, n_layers: int) -> int:
+    """Position-layers a batch must recompute at least (one position), counted without :func:`joins`: one per distinct
+    (first layer, cuts up to layer l) of any plan up to its last cut layer (plans that have cut alike so far share one
+    state), a plan's own layers after its last cut layer, and one more per plan equal to an earlier one."""
+    def cut(p, l):
+        bl = p.live_layers.get(l)
+        return None if bl is None else tuple((t.numpy().tobytes(), s.numpy().tobytes()) for t, s in bl)
+
+    nodes, whole = set(), []
+    for p in plans:
+        key = (p.first_layer,) + tuple(cut(p, l) for l in range(p.first_layer, p.last_layer + 1))
+        nodes |= {key[:m] for m in range(2, len(key) + 1)}
+        whole.append(key)
+    duplicates = len(whole) - len(set(whole))
+    return len(nodes) + sum(n_layers - 1 - p.last_layer for p in plans) + duplicates
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_joins_share_exactly_the_layers_that_plans_cut_alike(data):
+    """Where each plan of a batch joins it (:func:`joins`): from the baseline at its first layer, or from a plan that
+    joined earlier, has the same first layer and cut the same edges in every layer before; and the batch's work is
+    the least there is (a brute-force count over every prefix of every plan)."""
+    from flowutils.engine.logits import joins, work
+
+    L = 8
+    lists = [[(torch.tensor([3 + i]), torch.tensor([i]))] for i in range(3)]
+    plans = []
+    for _ in range(data.draw(st.integers(1, 8), label="plans")):
+        layers = data.draw(st.lists(st.integers(0, L - 1), min_size=1, max_size=L, unique=True), label="layers")
+        # a block list per layer, each from few: or copies of equal content (equal cuts must be found by content)
+        plans.append(KnockoutPlan({l: list(lists[data.draw(st.integers(0, 2))]) if data.draw(st.booleans())
+                                   else lists[data.draw(st.integers(0, 2))] for l in layers}))
+    where = joins(plans)
+
+    def cut(p, l):
+        bl = p.live_layers.get(l)
+        return None if bl is None else [(t.tolist(), s.tolist()) for t, s in bl]
+
+    for i, (layer, source) in enumerate(where):
+        p = plans[i]
+        assert p.first_layer <= layer <= p.last_layer
+        if source is None:
+            assert layer == p.first_layer
+            continue
+        q = plans[source]
+        assert layer > p.first_layer and q.first_layer == p.first_layer and where[source][0] < layer
+        assert all(cut(p, l) == cut(q, l) for l in range(p.first_layer, layer))
+    assert work(L, plans, 1) == _trie_work(plans, L)
+
+
+def test_plans_that_cut_alike_at_first_recompute_those_layers_once(tiny, samples):
+    """Bottom-up windows (all from layer 0), inverse ones, windows clipped at layer 0, and a plan twice: the plans that
+    join from another plan's row (:func:`joins`) give the reference's logits, and the batches recompute fewer layers
+    than with every plan from its first layer."""
+    from flowutils.engine.logits import batches, joins, work
+
+    s = samples[1]
+    p = tiny.prepare(s.frames, s.question, s.candidates, s.answer)
+    L = tiny.n_layers
+    plans = [_plan(p.layout, [f], w) for f in ("video->last", "question->last")
+             for style in ("bottom_up", "inverse", "center") for _, w in windows.layer_windows(L, 3, style)]
+    plans += plans[2:4]
+    ref = knockout_logits(tiny, p, plans, "reference")
+    for batch_size in (256, 5):
+        chunks = batches(plans, p.layout.n, batch_size)
+        forked = sum(source is not None for chunk, _ in chunks for _, source in joins([plans[i] for i in chunk]))
+        assert forked >= len(plans) // 3
+        assert sum(work(L, [plans[i] for i in chunk], 1) for chunk, _ in chunks) < \
+            sum(L - plans[i].first_layer for chunk, _ in chunks for i in chunk)
+        fast = knockout_logits(tiny, p, plans, "fast", batch_size)
+        assert (ref - fast).abs().max() <= 1e-4, batch_size
+
+
 def test_packed_prefix_equals_reference(tiny, samples, monkeypatch):
     """Batches packed into one sequence sharing the prefix (what long prompts get on a GPU) against the
     reference; the toy's prefix copies are small, so packing is forced."""

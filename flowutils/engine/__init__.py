@@ -16,7 +16,9 @@ Two backends give the same probabilities (tested to 1e-4 in fp32):
     ``l0..L-1``, starting from the stored hidden states, with the stored keys/values of the
     earlier positions as a prefix. Only the last position goes through the final norm and
     LM head. Plans with the same ``t0`` share one batch that grows layer by layer: a plan
-    joins at its own ``l0`` (:func:`.logits.batches`, :func:`.logits._recompute`); the plans of a batch
+    joins at its own ``l0`` (:func:`.logits.batches`, :func:`.logits._recompute`), or, where another plan of the
+    batch cut the same edges as it from ``l0`` up to some layer (windows clipped at layer 0, bottom-up and inverse
+    windows), at that layer with a copy of that plan's row, so those layers run once (:func:`.logits.joins`); the plans of a batch
     share the prefix keys/values, packed into one sequence where copying them per plan would take
     much memory (:mod:`.attention`, its kernels in :mod:`.kernels`). The logits of all batches stay on the device
     until the end, so the host never waits for a batch before queueing the next, and two batches run

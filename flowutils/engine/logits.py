@@ -3,13 +3,12 @@
 ``reference`` runs one full forward per plan (the paper's method, the oracle). ``fast`` starts from
 the recorded baseline (:mod:`.baseline`) and recomputes, per batch of plans with the same first
 target position ``t0``, only positions ``t0..N-1`` of the layers from each plan's first cut layer
-on (:func:`batches`, :func:`_recompute`); two batches run layer by layer in turn
-(:func:`_interleaved`). :mod:`flowutils.engine` explains why this is exact.
+on (:func:`batches`, :func:`_recompute`), or from the layer where it stops cutting what another plan of the
+batch cuts (:func:`joins`); two batches run layer by layer in turn (:func:`_interleaved`).
+:mod:`flowutils.engine` explains why this is exact.
 """
 
 from __future__ import annotations
-
-import bisect
 
 import torch
 from torch.profiler import record_function
@@ -22,16 +21,55 @@ from .baseline import Baseline, run_baseline
 from .cuts import prepare_cuts
 
 
+def joins(plans) -> list[tuple[int, int | None]]:
+    """Where each plan of a batch (one ``t0``) joins it: ``(layer, source)``, one per plan. From ``layer`` on the plan
+    is recomputed, starting from the baseline's input of that layer (``source`` None; ``layer``: its first cut layer,
+    before which nothing has changed) or from the row of plan ``source`` (an index into ``plans``) at that layer: a
+    plan with the same first layer that cuts the same edges as this one in every layer before ``layer``, so its
+    hidden states there are this plan's own. ``source`` joins before ``layer``.
+
+    So the windows of one flow clipped at layer 0 (the paper's ``[0, 4]``, ``[0, 5]``, ... ``[0, 8]`` of 32 layers)
+    compute their shared layers once, as do bottom-up windows (all of them start at 0) and inverse ones. A plan
+    equal to another joins at its last cut layer (the later layers are recomputed, not copied).
+
+    Sorted by their cuts layer by layer (:func:`_cut_sequence`), a plan shares the longest run
+    of equal layers with the plan just before it; where that plan joins only after the run's end, the plan it joined
+    from shares the run too, and so on back to one that joined before it."""
+    cuts = [_cut_sequence(p) for p in plans]
+    out: list = [None] * len(plans)
+    previous = None
+    for i in sorted(range(len(plans)), key=lambda i: (plans[i].first_layer, cuts[i])):
+        first = plans[i].first_layer
+        out[i] = (first, None)
+        if previous is not None and plans[previous].first_layer == first:
+            shared = next((j for j, (a, b) in enumerate(zip(cuts[i], cuts[previous])) if a != b),
+                          min(len(cuts[i]), len(cuts[previous])))
+            layer, source = min(first + shared, plans[i].last_layer), previous  # equal plans: from the last cut layer
+            while source is not None and out[source][0] >= layer:
+                source = out[source][1]
+            if layer > first and source is not None:
+                out[i] = (layer, source)
+        previous = i
+    return out
+
+
+def _cut_sequence(plan) -> tuple:
+    """What ``plan`` cuts in each layer from its first cut layer to its last: the blocks' digests, ``b""`` where
+    it cuts nothing; compared and sorted (a plan's own layers first) to find where plans stop cutting alike."""
+    return tuple(plan.cut_digests.get(l, b"") for l in range(plan.first_layer, plan.last_layer + 1))
+
+
 @torch.no_grad()
 def _recompute(fm: FlowModel, prepared: PreparedInput, base: Baseline, plans, t0: int):
     """Logits ``[len(plans), vocab]`` at the last position, recomputing positions >= ``t0``: a generator
     that yields after each decoder layer and returns the logits (:func:`_interleaved` runs it).
 
-    ``plans`` are sorted by first layer. A plan joins the batch at its first layer, with
-    the baseline's input of that layer (nothing has changed before it), so every plan
-    computes exactly the layers from its own first layer on.
+    A plan joins the batch where :func:`joins` says: at its first layer with the baseline's input of that layer
+    (nothing has changed before it), after the rows there; or later with a copy of the row of a plan that has cut
+    the same edges so far, right after that row (the rows that cut in a layer and those that do not then form few
+    runs, as in :func:`batches`). The logits are returned in the order of ``plans``.
     """
-    first = [p.first_layer for p in plans]
+    where = joins(plans)
     if base.position_embeddings is None:
         raise ValueError(f"{fm.name}: its decoder layers received no position_embeddings; the fast backend "
                          "needs the model's own rotary (cos, sin) to recompute a suffix (use backend='reference')")
@@ -40,15 +78,14 @@ def _recompute(fm: FlowModel, prepared: PreparedInput, base: Baseline, plans, t0
     positions = None if base.position_ids is None else base.position_ids[..., t0:]
     prefix = {l: (k[:, :, :t0], v[:, :, :t0]) for l, (k, v) in base.kv.items()}
     state = knockout_state(fm, prepared, backend="fast", prefix_kv=prefix)
-    hidden = None
+    hidden, rows = None, []  # rows: the plan (index into ``plans``) of each row of ``hidden``
     name = f"flow_knockout.batch t0={t0} plans={len(plans)}"
-    for l in range(first[0], fm.n_layers):
+    for l in range(min(layer for layer, _ in where), fm.n_layers):
         with record_function(name):
-            active, have = bisect.bisect_right(first, l), 0 if hidden is None else len(hidden)
-            if active > have:
-                joining = base.layer_inputs[l][:, t0:].expand(active - have, -1, -1)
-                hidden = joining if hidden is None else torch.cat([hidden, joining])
-            state.plans = plans[:active]
+            joining = [i for i, (layer, _) in enumerate(where) if layer == l]
+            if joining:
+                hidden, rows = _join(hidden, rows, joining, where, base.layer_inputs[l][:, t0:])
+            state.plans = [plans[i] for i in rows]
             out = fm.decoder.layers[l](hidden, attention_mask=None, position_ids=positions,
                                        position_embeddings=rotary, flow_knockout=state)
             hidden = out[0] if isinstance(out, tuple) else out
@@ -56,7 +93,35 @@ def _recompute(fm: FlowModel, prepared: PreparedInput, base: Baseline, plans, t0
                 hidden = hidden + base.between[l][:, t0:]
         yield
     with record_function(name):
-        return fm.lm_head(fm.decoder.norm(hidden[:, -1:]))[:, -1]
+        logits = fm.lm_head(fm.decoder.norm(hidden[:, -1:]))[:, -1]
+        if rows == sorted(rows):
+            return logits
+        # back to the order of ``plans``, through pinned memory (a list index would wait for the queue)
+        back = torch.tensor(sorted(range(len(rows)), key=rows.__getitem__))
+        return logits.index_select(0, to_device(back, logits.device))
+
+
+def _join(hidden, rows: list, joining: list, where: list, inputs: torch.Tensor):
+    """``(hidden, rows)`` with the plans ``joining`` added (:func:`_recompute`): a copy of its source's row right after
+    that row (``where[i] = (layer, source)``), or, joining from the baseline, ``inputs`` (``[1, positions, d_model]``) at
+    the end. ``hidden``: ``[rows, positions, d_model]`` or None (no row yet)."""
+    after: dict = {}  # row -> the plans that copy it
+    for i in joining:
+        if where[i][1] is not None:
+            after.setdefault(rows.index(where[i][1]), []).append(i)
+    parts, new_rows, a = [], [], 0
+    for r in sorted(after):
+        parts += [hidden[a:r + 1]] + [hidden[r:r + 1]] * len(after[r])
+        new_rows += rows[a:r + 1] + after[r]
+        a = r + 1
+    fresh = [i for i in joining if where[i][1] is None]
+    if hidden is not None and a < len(rows):
+        parts.append(hidden[a:])
+        new_rows += rows[a:]
+    if fresh:
+        parts.append(inputs.expand(len(fresh), -1, -1))
+        new_rows += fresh
+    return (parts[0] if len(parts) == 1 else torch.cat(parts)), new_rows
 
 
 def _interleaved(jobs: list, work: list) -> list:
@@ -84,14 +149,20 @@ def _interleaved(jobs: list, work: list) -> list:
     return results
 
 
+def work(n_layers: int, plans, positions: int) -> int:
+    """Position-layers that ``fast`` recomputes for one batch of ``plans`` (:func:`joins`) of ``positions`` each."""
+    return sum((n_layers - layer) * positions for layer, _ in joins(plans))
+
+
 def batches(plans, n: int, batch_size: int = 256, max_batch_tokens: int = 8192) -> list[tuple[list[int], int]]:
     """How ``fast`` groups plans: ``[(plan indices, t0)]``.
 
     Plans that cut nothing are left out (their result is the baseline). The rest are
     grouped by first target ``t0`` (the paper's sweep: one group per target group, all
-    windows of all flows into it), sorted by first layer (then last: in a layer, the rows that cut
-    and those that no longer do then form few runs), and cut into batches of at most
-    ``batch_size`` plans and ``max_batch_tokens`` recomputed positions.
+    windows of all flows into it), sorted by what they cut layer by layer (plans that cut alike in their
+    first layers then share a batch and compute those layers once: :func:`joins`), and cut into batches of at most
+    ``batch_size`` plans and ``max_batch_tokens`` recomputed positions; in a batch, sorted by first layer (then
+    last: in a layer, the rows that cut and those that no longer do then form few runs).
     """
     groups: dict[int, list[int]] = {}
     for i, p in enumerate(plans):
@@ -99,9 +170,11 @@ def batches(plans, n: int, batch_size: int = 256, max_batch_tokens: int = 8192) 
             groups.setdefault(p.first_target, []).append(i)
     out = []
     for t0, idx in sorted(groups.items()):
-        idx.sort(key=lambda i: (plans[i].first_layer, plans[i].last_layer))
+        # plans that cut alike in their first layers side by side, so that they share a batch (:func:`joins`)
+        idx.sort(key=lambda i: (plans[i].first_layer, _cut_sequence(plans[i])))
         size = max(1, min(batch_size, max_batch_tokens // (n - t0)))
-        out += [(idx[j:j + size], t0) for j in range(0, len(idx), size)]
+        out += [(sorted(idx[j:j + size], key=lambda i: (plans[i].first_layer, plans[i].last_layer)), t0)
+                for j in range(0, len(idx), size)]
     return out
 
 
@@ -151,7 +224,7 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
     n = prepared.layout.n
     chunks = batches(plans, n, batch_size, max_batch_tokens)
     logits = _interleaved([_recompute(fm, prepared, base, [plans[i] for i in chunk], t0) for chunk, t0 in chunks],
-                          [sum((fm.n_layers - plans[i].first_layer) * (n - t0) for i in chunk) for chunk, t0 in chunks])
+                          [work(fm.n_layers, [plans[i] for i in chunk], n - t0) for chunk, t0 in chunks])
     # copies at the end, queued now: no batch waits for the GPU to finish the one before, and the logits are read
     # without waiting for what the caller queues next; the knockouts' in the model's dtype (float32 of it is
     # exact), into pinned memory (a pageable copy is several times slower)

@@ -9,6 +9,7 @@ Table 3 of the paper does (full causal attention = ``L * N (N + 1) / 2``).
 """
 from __future__ import annotations
 
+import hashlib
 import numbers
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -108,6 +109,21 @@ class KnockoutPlan:
     def cut_layers(self) -> frozenset:
         """The layers where this plan cuts at least one edge."""
         return frozenset(self.live_layers)
+
+    @cached_property
+    def cut_digests(self) -> dict:
+        """``layer -> digest`` (SHA-1) of the blocks cut there, for the layers of :attr:`live_layers`: plans whose
+        digests agree in a layer cut the same blocks there, so the engine compares plans layer by layer without their
+        tensors (:func:`flowutils.engine.logits.joins`)."""
+        of_list = {}
+        for layer, bl in _distinct(self.live_layers):
+            h = hashlib.sha1()
+            for t, s in bl:
+                for x in (t, s):
+                    x = x.reshape(-1).to(torch.int64).cpu().numpy()
+                    h.update(len(x).to_bytes(8, "little") + x.tobytes())
+            of_list[id(bl)] = h.digest()
+        return {layer: of_list[id(bl)] for layer, bl in self.live_layers.items()}
 
     @cached_property
     def is_empty(self) -> bool:

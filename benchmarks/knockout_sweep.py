@@ -38,7 +38,7 @@ from flowutils.knockout.flows import FLOW_SETS  # noqa: E402
 from flowutils.models.flow_model import FlowModel, PreparedInput  # noqa: E402
 from flowutils.knockout.plan import KnockoutPlan  # noqa: E402
 from flowutils.inputs.layout import TokenLayout  # noqa: E402
-from flowutils.knockout.windows import layer_windows  # noqa: E402
+from flowutils.knockout.windows import STYLES, layer_windows  # noqa: E402
 
 SPEC_TFLOPS = {"H100": 989.0, "H200": 989.0}  # dense bf16 tensor-core peak (SXM)
 DEFAULT_PACK = SETTINGS.pack_above_bytes
@@ -132,6 +132,8 @@ def main():
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--k", type=int, default=9)
+    ap.add_argument("--style", default="center", choices=STYLES, help="the windows' style (the paper's sweep: center; "
+                    "Figure V: bottom_up, top_down)")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--max-batch-tokens", type=int, default=8192)
     ap.add_argument("--reference-plans", type=int, default=0, help="time the reference on this many plans (0: all)")
@@ -154,7 +156,7 @@ def main():
 
     def sweep_plans(layout):
         return [KnockoutPlan.from_flows(layout, [f], w, flow=f, layer=l)
-                for fam in FLOW_SETS.values() for f in fam for l, w in layer_windows(fm.n_layers, args.k)]
+                for fam in FLOW_SETS.values() for f in fam for l, w in layer_windows(fm.n_layers, args.k, args.style)]
 
     # warm up on one question, time on others of other lengths: every question is new to the engine
     warm, _ = build_input(device, dtype, frames=args.frames, n_question=20, seed=1)
@@ -246,7 +248,7 @@ def main():
         "gpu": gpu, "torch": torch.__version__, "transformers": __import__("transformers").__version__,
         "shape": args.shape, "frames": args.frames,
         "plans_per_sample": len(plans), "tokens": n, "video_tokens": len(layout.video), "layers": fm.n_layers,
-        "k": args.k, "batch_size": args.batch_size, "max_batch_tokens": args.max_batch_tokens,
+        "k": args.k, "style": args.style, "batch_size": args.batch_size, "max_batch_tokens": args.max_batch_tokens,
         "pack_above_bytes": SETTINGS.pack_above_bytes, "compiled_layers": args.compile,
         "reference_plans_timed": len(subset),
         "reference_s_per_sample": round(t_ref_all, 3), "fast_s_per_sample": round(t_fast, 3),

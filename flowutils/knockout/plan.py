@@ -14,6 +14,7 @@ import numbers
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
 import torch
 
 from ..inputs.layout import TokenLayout
@@ -117,11 +118,10 @@ class KnockoutPlan:
         tensors (:func:`flowutils.engine.logits.joins`)."""
         of_list = {}
         for layer, bl in _distinct(self.live_layers):
-            h = hashlib.sha1()
-            for t, s in bl:
-                for x in (t, s):
-                    x = x.reshape(-1).to(torch.int64).cpu().numpy()
-                    h.update(len(x).to_bytes(8, "little") + x.tobytes())
+            parts = [x.cpu().numpy().reshape(-1) for t, s in bl for x in (t, s)]
+            # each block's lengths, then all positions: one copy for a list of thousands of blocks (random blocking)
+            h = hashlib.sha1(np.array([len(x) for x in parts], np.int64).tobytes())
+            h.update(np.concatenate(parts).astype(np.int64).tobytes())
             of_list[id(bl)] = h.digest()
         return {layer: of_list[id(bl)] for layer, bl in self.live_layers.items()}
 

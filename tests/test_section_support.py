@@ -306,3 +306,16 @@ def test_a_page_says_when_the_weights_are_random_unverified_or_not_the_pinned_on
     monkeypatch.setattr(loading, "model_manifests", lambda: real)
     del fm.model.config.flowutils_random_weights
     assert parameters.weights_warning(fm, "float32") is None  # not a paper model: nothing to verify
+
+
+def test_every_code_cell_of_the_book_is_folded_or_removed():
+    """Readers see tables and figures, not code: every code cell of every page's source notebook carries a tag that
+    folds or removes its input (a page once showed a new cell's code in full)."""
+    import json
+    from pathlib import Path
+
+    hiding = {"hide-input", "remove-input", "hide-cell", "remove-cell"}
+    shown = [(p.name, i) for p in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+             for i, c in enumerate(json.loads(p.read_text())["cells"])
+             if c["cell_type"] == "code" and not hiding & set(c["metadata"].get("tags", []))]
+    assert not shown, f"code cells shown in full (notebook, cell): {shown}; tag them hide-input"

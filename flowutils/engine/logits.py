@@ -22,11 +22,16 @@ from .cuts import prepare_cuts
 
 
 def joins(plans) -> list[tuple[int, int | None]]:
-    """Where each plan of a batch (one ``t0``) joins it: ``(layer, source)``, one per plan. From ``layer`` on the plan
-    is recomputed, starting from the baseline's input of that layer (``source`` None; ``layer``: its first cut layer,
-    before which nothing has changed) or from the row of plan ``source`` (an index into ``plans``) at that layer: a
-    plan with the same first layer that cuts the same edges as this one in every layer before ``layer``, so its
-    hidden states there are this plan's own. ``source`` joins before ``layer``.
+    """Where each plan of a batch joins it: ``(layer, source)``, one per plan. ``plans``: plans of one first target
+    position ``t0`` (a batch of :func:`batches`; plans of different ``t0`` recompute different positions). From
+    ``layer`` on the plan is recomputed, starting from the baseline's input of that layer (``source`` None; ``layer``:
+    its first cut layer, before which nothing has changed) or from the row of plan ``source`` (an index into
+    ``plans``) at that layer: a plan with the same first layer that cuts the same blocks (equal
+    :attr:`~flowutils.knockout.plan.KnockoutPlan.cut_digests`) as this one in every layer before ``layer``, so its
+    hidden states there are this plan's own. ``source`` joins before ``layer``. Cuts are compared up to each plan's
+    last cut layer: a plan that stops cutting shares nothing with one that cuts the same and then cuts again later,
+    beyond the first one's last cut layer (a gap in the windows), though the two states agree until the second one's
+    next cut; and equal edges spelled in other blocks are not found equal. Both only cost time.
 
     So the windows of one flow clipped at layer 0 (the paper's ``[0, 4]``, ``[0, 5]``, ... ``[0, 8]`` of 32 layers)
     compute their shared layers once, as do bottom-up windows (all of them start at 0) and inverse ones. A plan

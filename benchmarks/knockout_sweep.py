@@ -33,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from flowutils.engine import SETTINGS, batches, compile_layers, knockout_logits, run_baseline  # noqa: E402
-from flowutils.engine.logits import work  # noqa: E402
+from flowutils.engine.logits import joins, work  # noqa: E402
 from flowutils.knockout.flows import FLOW_SETS  # noqa: E402
 from flowutils.models.flow_model import FlowModel, PreparedInput  # noqa: E402
 from flowutils.knockout.plan import KnockoutPlan  # noqa: E402
@@ -108,7 +108,7 @@ def fast_flops(plans, n, batch_size, max_batch_tokens=8192, d=4096, inter=11008,
     total = 0
     for chunk, t0 in batches(plans, n, batch_size, max_batch_tokens):
         rows = [plans[i] for i in chunk]
-        layers = work(n_layers, rows, 1) if shared else sum(n_layers - p.first_layer for p in rows)
+        layers = work(n_layers, joins(rows), 1) if shared else sum(n_layers - p.first_layer for p in rows)
         total += layers * (n - t0) * per_token_layer + 2 * d * vocab * len(chunk)
     return total
 

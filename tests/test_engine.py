@@ -148,17 +148,19 @@ def test_fast_equals_reference_on_the_paper_sweep(tiny, samples):
             assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want), (backend, wait)
 
 
+def _cut(p, l):
+    """The blocks ``p`` cuts in layer ``l`` as bytes (None: nothing), straight from its tensors."""
+    bl = p.live_layers.get(l)
+    return None if bl is None else tuple((t.numpy().tobytes(), s.numpy().tobytes()) for t, s in bl)
+
+
 def _trie_work(plans, n_layers: int) -> int:
     """Position-layers a batch must recompute at least (one position), counted without :func:`joins`: one per distinct
     (first layer, cuts up to layer l) of any plan up to its last cut layer (plans that have cut alike so far share one
     state), a plan's own layers after its last cut layer, and one more per plan equal to an earlier one."""
-    def cut(p, l):
-        bl = p.live_layers.get(l)
-        return None if bl is None else tuple((t.numpy().tobytes(), s.numpy().tobytes()) for t, s in bl)
-
     nodes, whole = set(), []
     for p in plans:
-        key = (p.first_layer,) + tuple(cut(p, l) for l in range(p.first_layer, p.last_layer + 1))
+        key = (p.first_layer,) + tuple(_cut(p, l) for l in range(p.first_layer, p.last_layer + 1))
         nodes |= {key[:m] for m in range(2, len(key) + 1)}
         whole.append(key)
     duplicates = len(whole) - len(set(whole))
@@ -182,11 +184,6 @@ def test_joins_share_exactly_the_layers_that_plans_cut_alike(data):
         plans.append(KnockoutPlan({l: list(lists[data.draw(st.integers(0, 2))]) if data.draw(st.booleans())
                                    else lists[data.draw(st.integers(0, 2))] for l in layers}))
     where = joins(plans)
-
-    def cut(p, l):
-        bl = p.live_layers.get(l)
-        return None if bl is None else [(t.tolist(), s.tolist()) for t, s in bl]
-
     for i, (layer, source) in enumerate(where):
         p = plans[i]
         assert p.first_layer <= layer <= p.last_layer
@@ -195,8 +192,8 @@ def test_joins_share_exactly_the_layers_that_plans_cut_alike(data):
             continue
         q = plans[source]
         assert layer > p.first_layer and q.first_layer == p.first_layer and where[source][0] < layer
-        assert all(cut(p, l) == cut(q, l) for l in range(p.first_layer, layer))
-    assert work(L, plans, 1) == _trie_work(plans, L)
+        assert all(_cut(p, l) == _cut(q, l) for l in range(p.first_layer, layer))
+    assert work(L, where, 1) == _trie_work(plans, L)
 
 
 def test_plans_that_cut_alike_at_first_recompute_those_layers_once(tiny, samples):
@@ -214,9 +211,10 @@ def test_plans_that_cut_alike_at_first_recompute_those_layers_once(tiny, samples
     ref = knockout_logits(tiny, p, plans, "reference")
     for batch_size in (256, 5):
         chunks = batches(plans, p.layout.n, batch_size)
-        forked = sum(source is not None for chunk, _ in chunks for _, source in joins([plans[i] for i in chunk]))
+        wheres = [joins([plans[i] for i in chunk]) for chunk, _ in chunks]
+        forked = sum(source is not None for where in wheres for _, source in where)
         assert forked >= len(plans) // 3
-        assert sum(work(L, [plans[i] for i in chunk], 1) for chunk, _ in chunks) < \
+        assert sum(work(L, where, 1) for where in wheres) < \
             sum(L - plans[i].first_layer for chunk, _ in chunks for i in chunk)
         fast = knockout_logits(tiny, p, plans, "fast", batch_size)
         assert (ref - fast).abs().max() <= 1e-4, batch_size
@@ -307,7 +305,7 @@ def test_batches_queue_without_waiting_for_the_gpu(samples, monkeypatch):
     copy of a Python list or of the plans' cuts, ``.item()``, ...), so the host queues the next batches while the GPU works: with
     a wait the GPU drains its queue and idles while the host launches the next kernels."""
     from conftest import tiny_llava_next_video
-    from flowutils.engine.logits import _interleaved, _recompute, batches
+    from flowutils.engine.logits import _interleaved, _recompute, batches, joins
 
     fm = tiny_llava_next_video()
     fm.model.to("cuda")
@@ -329,7 +327,8 @@ def test_batches_queue_without_waiting_for_the_gpu(samples, monkeypatch):
         torch.cuda.set_sync_debug_mode("error")
         try:
             chunks = batches(plans, p.layout.n, batch_size=3)
-            _interleaved([_recompute(fm, p, base, [plans[i] for i in chunk], t0) for chunk, t0 in chunks],
+            _interleaved([_recompute(fm, p, base, [plans[i] for i in chunk], t0, joins([plans[i] for i in chunk]))
+                          for chunk, t0 in chunks],
                          [len(chunk) for chunk, _ in chunks])
         finally:
             torch.cuda.set_sync_debug_mode(0)

@@ -65,16 +65,15 @@ def _cut_sequence(plan) -> tuple:
 
 
 @torch.no_grad()
-def _recompute(fm: FlowModel, prepared: PreparedInput, base: Baseline, plans, t0: int):
+def _recompute(fm: FlowModel, prepared: PreparedInput, base: Baseline, plans, t0: int, where: list):
     """Logits ``[len(plans), vocab]`` at the last position, recomputing positions >= ``t0``: a generator
     that yields after each decoder layer and returns the logits (:func:`_interleaved` runs it).
 
-    A plan joins the batch where :func:`joins` says: at its first layer with the baseline's input of that layer
+    A plan joins the batch where ``where`` (:func:`joins` of ``plans``) says: at its first layer with the baseline's input of that layer
     (nothing has changed before it), after the rows there; or later with a copy of the row of a plan that has cut
     the same edges so far, right after that row (the rows that cut in a layer and those that do not then form few
     runs, as in :func:`batches`). The logits are returned in the order of ``plans``.
     """
-    where = joins(plans)
     if base.position_embeddings is None:
         raise ValueError(f"{fm.name}: its decoder layers received no position_embeddings; the fast backend "
                          "needs the model's own rotary (cos, sin) to recompute a suffix (use backend='reference')")
@@ -84,12 +83,14 @@ def _recompute(fm: FlowModel, prepared: PreparedInput, base: Baseline, plans, t0
     prefix = {l: (k[:, :, :t0], v[:, :, :t0]) for l, (k, v) in base.kv.items()}
     state = knockout_state(fm, prepared, backend="fast", prefix_kv=prefix)
     hidden, rows = None, []  # rows: the plan (index into ``plans``) of each row of ``hidden``
+    joining: dict = {}  # layer -> the plans that join there
+    for i, (layer, _) in enumerate(where):
+        joining.setdefault(layer, []).append(i)
     name = f"flow_knockout.batch t0={t0} plans={len(plans)}"
-    for l in range(min(layer for layer, _ in where), fm.n_layers):
+    for l in range(min(joining), fm.n_layers):
         with record_function(name):
-            joining = [i for i, (layer, _) in enumerate(where) if layer == l]
-            if joining:
-                hidden, rows = _join(hidden, rows, joining, where, base.layer_inputs[l][:, t0:])
+            if l in joining:
+                hidden, rows = _join(hidden, rows, joining[l], where, base.layer_inputs[l][:, t0:])
             state.plans = [plans[i] for i in rows]
             out = fm.decoder.layers[l](hidden, attention_mask=None, position_ids=positions,
                                        position_embeddings=rotary, flow_knockout=state)
@@ -154,9 +155,10 @@ def _interleaved(jobs: list, work: list) -> list:
     return results
 
 
-def work(n_layers: int, plans, positions: int) -> int:
-    """Position-layers that ``fast`` recomputes for one batch of ``plans`` (:func:`joins`) of ``positions`` each."""
-    return sum((n_layers - layer) * positions for layer, _ in joins(plans))
+def work(n_layers: int, where: list, positions: int) -> int:
+    """Position-layers that ``fast`` recomputes for one batch whose plans join it where ``where`` (:func:`joins`) says,
+    ``positions`` each."""
+    return sum((n_layers - layer) * positions for layer, _ in where)
 
 
 def batches(plans, n: int, batch_size: int = 256, max_batch_tokens: int = 8192) -> list[tuple[list[int], int]]:
@@ -228,8 +230,10 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
     prepare()  # while the GPU runs the baseline: nothing in it waits for the GPU (pinned copies)
     n = prepared.layout.n
     chunks = batches(plans, n, batch_size, max_batch_tokens)
-    logits = _interleaved([_recompute(fm, prepared, base, [plans[i] for i in chunk], t0) for chunk, t0 in chunks],
-                          [work(fm.n_layers, [plans[i] for i in chunk], n - t0) for chunk, t0 in chunks])
+    wheres = [joins([plans[i] for i in chunk]) for chunk, _ in chunks]  # once a batch: its recomputation and its weight
+    logits = _interleaved([_recompute(fm, prepared, base, [plans[i] for i in chunk], t0, where)
+                           for (chunk, t0), where in zip(chunks, wheres)],
+                          [work(fm.n_layers, where, n - t0) for (_, t0), where in zip(chunks, wheres)])
     # copies at the end, queued now: no batch waits for the GPU to finish the one before, and the logits are read
     # without waiting for what the caller queues next; the knockouts' in the model's dtype (float32 of it is
     # exact), into pinned memory (a pageable copy is several times slower)

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from machine import host  # the script's folder is on sys.path
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("--label", default="after")
@@ -75,7 +76,7 @@ def main():
             "calls_per_question": e.count / len(samples)}
            for e in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:12]]
     result = {"label": args.label, "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "cpu": platform.processor() or platform.machine(), "questions": len(samples),
+              **host(), "questions": len(samples),
               "plans_per_question": len(flows) * fm.n_layers, "k": k, "rows": len(table),
               "tokens": sorted({p.layout.n for p in prepared}),
               "sweep_s_per_question": round(min(t_sweep), 4), "engine_s_per_question": round(min(t_engine), 4),

@@ -50,6 +50,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from machine import host  # noqa: E402
 from sharding import SIZES as SHARDING_SIZES, parameter_count, run, shard_times, warm_up, workdir_inputs  # noqa: E402
 
 TASKS = ["action_antonym", "action_sequence", "scene_transition", "object_count"]
@@ -180,16 +181,6 @@ def main() -> None:
                                                     getattr(torch, dtype), device)
     out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
-
-
-def host() -> dict:
-    """The host's processor and cores: a sweep whose host launches slower than its GPU runs goes at the host's pace."""
-    import platform
-
-    cpuinfo = Path("/proc/cpuinfo")
-    names = [l.split(":", 1)[1].strip() for l in cpuinfo.read_text().splitlines()
-             if l.startswith("model name")] if cpuinfo.is_file() else []
-    return {"cpu": names[0] if names else platform.processor(), "cores": os.cpu_count()}
 
 
 def serial_phases(model: str, bench, tasks, n: int, frames: int, dtype, device: str) -> dict:

@@ -230,9 +230,10 @@ def knockout_logits(fm: FlowModel, prepared: PreparedInput, plans, backend: str 
     prepare()  # while the GPU runs the baseline: nothing in it waits for the GPU (pinned copies)
     n = prepared.layout.n
     chunks = batches(plans, n, batch_size, max_batch_tokens)
-    wheres = [joins([plans[i] for i in chunk]) for chunk, _ in chunks]  # once a batch: its recomputation and its weight
-    logits = _interleaved([_recompute(fm, prepared, base, [plans[i] for i in chunk], t0, where)
-                           for (chunk, t0), where in zip(chunks, wheres)],
+    members = [[plans[i] for i in chunk] for chunk, _ in chunks]
+    wheres = [joins(m) for m in members]  # once a batch: its recomputation and its weight
+    logits = _interleaved([_recompute(fm, prepared, base, m, t0, where)
+                           for m, (_, t0), where in zip(members, chunks, wheres)],
                           [work(fm.n_layers, where, n - t0) for (_, t0), where in zip(chunks, wheres)])
     # copies at the end, queued now: no batch waits for the GPU to finish the one before, and the logits are read
     # without waiting for what the caller queues next; the knockouts' in the model's dtype (float32 of it is

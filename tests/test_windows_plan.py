@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from flowutils.engine.cuts import compact_cut, prepare_cuts, reference_cut
 from flowutils.knockout import flows, windows
-from flowutils.knockout.plan import KnockoutPlan
+from flowutils.knockout.plan import FlatBlocks, KnockoutPlan, RowBlocks
 from flowutils.inputs.layout import TokenLayout
 
 
@@ -145,6 +145,33 @@ def test_plans_of_one_flow_share_their_compact_cut():
     assert compact_cut(c, 0, lay.n) is compact_cut(d, 2, lay.n) is compact_cut(a, 0, lay.n)
     fresh = KnockoutPlan.from_flows(lay, ["cross-frame"], [0])
     assert torch.equal(compact_cut(c, 0, lay.n).mask(0, lay.n, lay.n), compact_cut(fresh, 0, lay.n).mask(0, lay.n, lay.n))
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_row_blocks_carry_what_their_blocks_read_block_by_block(data):
+    """A random plan's :class:`RowBlocks` (arrays, read by the engine at once) against a plain list of the same
+    one-query blocks built row by row: the same arrays, digests, first target, compact cut and dense cut."""
+    n = data.draw(st.integers(1, 30), label="n")
+    pairs = sorted(data.draw(st.sets(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=80), label="pairs"))
+    rows = RowBlocks(np.array([q for q, _ in pairs], np.int64), np.array([k for _, k in pairs], np.int64))
+    plain = [(torch.tensor([q]), torch.tensor([k for p, k in pairs if p == q])) for q in sorted({q for q, _ in pairs})]
+    assert len(rows) == len(plain) and all(torch.equal(a, c) and torch.equal(b, d) for (a, b), (c, d) in zip(rows, plain))
+    read = FlatBlocks.read(plain)
+    assert all(np.array_equal(getattr(rows.flat, f), getattr(read, f))
+               for f in ("target_counts", "source_counts", "targets", "sources"))
+    a, b = KnockoutPlan({0: rows, 2: rows}), KnockoutPlan({0: plain, 2: plain})
+    assert a.cut_digests == b.cut_digests and a.first_target == b.first_target and a.cut_layers == b.cut_layers
+    assert a.problems(3, n) == b.problems(3, n) == []
+    assert a.problems(3, n - 1) == b.problems(3, n - 1)
+    if pairs:
+        assert torch.equal(compact_cut(a, 2, n).mask(0, n + 2, n + 2), reference_cut(b, 2, 0, n + 2, n + 2, n))
+    assert torch.equal(a.dense(0, n), b.dense(0, n))
+
+
+def test_row_blocks_want_their_pairs_sorted_by_query():
+    with pytest.raises(ValueError, match="sorted by query"):
+        RowBlocks(np.array([3, 1]), np.array([0, 0]))
 
 
 def test_a_shared_cut_dict_outlives_the_plans_that_filled_it():

@@ -24,17 +24,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..knockout.plan import KnockoutPlan
+from ..knockout.plan import KnockoutPlan, flat_blocks
 from ..models.encoding import to_device
 
 
-def _classes(sets, n: int) -> np.ndarray:
-    """Class of each of ``n`` positions: positions in exactly the same ``sets`` (index arrays) share one."""
+def _classes(counts: np.ndarray, positions: np.ndarray, n: int) -> np.ndarray:
+    """Class of each of ``n`` positions: positions in exactly the same sets share one. The sets are given flat:
+    set ``j`` is the next ``counts[j]`` entries of ``positions``."""
     classes = np.zeros(n, np.int64)
-    for start in range(0, len(sets), 62):  # 62 sets at a time as the bits of one integer per position
+    ends = np.cumsum(counts)
+    for start in range(0, len(counts), 62):  # 62 sets at a time as the bits of one integer per position
+        stop = min(start + 62, len(counts))
+        a, b = (ends[start - 1] if start else 0), ends[stop - 1]
         bits = np.zeros(n, np.int64)
-        for j, idx in enumerate(sets[start:start + 62]):
-            bits[idx] |= 1 << j
+        np.bitwise_or.at(bits, positions[a:b], np.left_shift(1, np.repeat(np.arange(stop - start), counts[start:stop])))
         bits = np.unique(bits, return_inverse=True)[1].reshape(-1)
         classes = np.unique(classes * (bits.max() + 1) + bits, return_inverse=True)[1].reshape(-1)
     return classes
@@ -60,20 +63,24 @@ class CompactCut:
 
     @classmethod
     def from_blocks(cls, blocks, n: int, device=None) -> "CompactCut":
-        live = [(t.cpu().numpy().reshape(-1), s.cpu().numpy().reshape(-1)) for t, s in blocks if len(t) and len(s)]
-        targets, sources = [t for t, _ in live], [s for _, s in live]
-        rows, cols = _classes(targets, n), _classes(sources, n)
+        flat = flat_blocks(blocks)
+        live = flat.live
+        t_live, s_live = np.repeat(live, flat.target_counts), np.repeat(live, flat.source_counts)
+        t_counts, s_counts = flat.target_counts[live], flat.source_counts[live]
+        targets, sources = flat.targets[t_live], flat.sources[s_live]
+        rows, cols = _classes(t_counts, targets, n), _classes(s_counts, sources, n)
         # a row class and a column class are cut where they share a block (a class lies in a block wholly or not
         # at all). Blocks of one target (a random plan's thousand rows) in one scatter; the others, few and wide
         # (a frame's tokens), one class product each
         table = np.zeros((rows.max() + 1, cols.max() + 2), bool)  # the last column: keys past the prompt
-        single = [(t, s) for t, s in live if len(t) == 1]
-        if single:
-            table[np.repeat(rows[np.concatenate([t for t, _ in single])], [len(s) for _, s in single]),
-                  cols[np.concatenate([s for _, s in single])]] = True
-        for t, s in live:
-            if len(t) > 1:
-                table[np.ix_(np.unique(rows[t]), np.unique(cols[s]))] = True
+        single = t_counts == 1
+        t_single, s_single = np.repeat(single, t_counts), np.repeat(single, s_counts)
+        table[np.repeat(rows[targets[t_single]], s_counts[single]), cols[sources[s_single]]] = True
+        t_ends, s_ends = np.cumsum(t_counts), np.cumsum(s_counts)
+        for j in np.flatnonzero(~single):
+            t = targets[t_ends[j] - t_counts[j]:t_ends[j]]
+            src = sources[s_ends[j] - s_counts[j]:s_ends[j]]
+            table[np.ix_(np.unique(rows[t]), np.unique(cols[src]))] = True
         key = b"|".join(x.tobytes() for x in (rows, cols, table)) + str(table.shape).encode()
         return cls(*(to_device(torch.from_numpy(x), device) for x in (rows, cols, table)), key, bool(table[:, cols[0]].any()),
                    (rows, cols, table))
@@ -132,7 +139,7 @@ def compact_cut(plan: KnockoutPlan, layer: int, n: int, device=None, shared: dic
         # plans that share one block list (a flow's windows in a sweep) share its cut without comparing the content
         # again; the entry holds the list, so that no other list can take its id while ``shared`` lives
         if key not in shared:
-            content = (n, str(device), tuple((t.cpu().numpy().tobytes(), s.cpu().numpy().tobytes()) for t, s in blocks))
+            content = (n, str(device), flat_blocks(blocks).key())
             if content not in shared:
                 shared[content] = CompactCut.from_blocks(blocks, n, device)
             shared[key] = (blocks, shared[content])

@@ -47,7 +47,7 @@ import torch
 
 from ..engine import BACKENDS
 from ..knockout.flows import CROSS_FRAME, flow_blocks, flow_label
-from ..knockout.plan import KnockoutPlan
+from ..knockout.plan import KnockoutPlan, RowBlocks, flat_blocks
 from ..inputs.layout import TokenLayout
 from .claims import Claim, all_of, curve_estimate, intervals_text, mean_estimate, questions, stability
 from ..analysis.runner import choice_problems, knockout_with_retry, require_finite, run_questions
@@ -229,15 +229,13 @@ def random_blocking_plan(layout: TokenLayout, cuts_per_layer, rng: np.random.Gen
             raise ValueError(f"layer {layer}: cannot cut {count} random edges; only {len(q_idx)} causal pairs "
                              f"lie after the system prompt (positions {start}..{layout.n - 1})")
         pick = np.sort(rng.choice(len(q_idx), size=int(count), replace=False))  # sorted: row-major order
-        q, k = torch.from_numpy(q_idx[pick] + start), torch.from_numpy(k_idx[pick] + start)
-        rows = np.flatnonzero(np.diff(q.numpy(), prepend=-1)).tolist()
-        plan[layer] = [(q[a:a + 1], k[a:b]) for a, b in zip(rows, rows[1:] + [len(q)])]  # views: no copies
+        plan[layer] = RowBlocks(q_idx[pick] + start, k_idx[pick] + start)
     return KnockoutPlan(plan, {"plan": "random blocking"})
 
 
 def drawn_edges(plan: KnockoutPlan) -> int:
     """Pairs a :func:`random_blocking_plan` cuts over all layers (each block: one query, its distinct keys)."""
-    return sum(len(keys) for blocks in plan.blocks.values() for _, keys in blocks)
+    return sum(int(flat_blocks(blocks).source_counts.sum()) for blocks in plan.blocks.values())
 
 
 def pathway_rows(fm, question, effective: dict, seeds, rule: str, share: float | None, backend: str = "fast",

@@ -64,18 +64,22 @@ class CompactCut:
     @classmethod
     def from_blocks(cls, blocks, n: int, device=None) -> "CompactCut":
         flat = flat_blocks(blocks)
+        t_counts, s_counts, targets, sources = flat.target_counts, flat.source_counts, flat.targets, flat.sources
         live = flat.live
-        t_live, s_live = np.repeat(live, flat.target_counts), np.repeat(live, flat.source_counts)
-        t_counts, s_counts = flat.target_counts[live], flat.source_counts[live]
-        targets, sources = flat.targets[t_live], flat.sources[s_live]
+        if not live.all():  # empty blocks cut nothing
+            targets, sources = targets[np.repeat(live, t_counts)], sources[np.repeat(live, s_counts)]
+            t_counts, s_counts = t_counts[live], s_counts[live]
         rows, cols = _classes(t_counts, targets, n), _classes(s_counts, sources, n)
         # a row class and a column class are cut where they share a block (a class lies in a block wholly or not
         # at all). Blocks of one target (a random plan's thousand rows) in one scatter; the others, few and wide
         # (a frame's tokens), one class product each
         table = np.zeros((rows.max() + 1, cols.max() + 2), bool)  # the last column: keys past the prompt
         single = t_counts == 1
-        t_single, s_single = np.repeat(single, t_counts), np.repeat(single, s_counts)
-        table[np.repeat(rows[targets[t_single]], s_counts[single]), cols[sources[s_single]]] = True
+        if single.all():  # a random plan's rows
+            table[np.repeat(rows[targets], s_counts), cols[sources]] = True
+        else:
+            t_single, s_single = np.repeat(single, t_counts), np.repeat(single, s_counts)
+            table[np.repeat(rows[targets[t_single]], s_counts[single]), cols[sources[s_single]]] = True
         t_ends, s_ends = np.cumsum(t_counts), np.cumsum(s_counts)
         for j in np.flatnonzero(~single):
             t = targets[t_ends[j] - t_counts[j]:t_ends[j]]

@@ -59,11 +59,12 @@ class RowBlocks(Sequence):
     def __init__(self, queries: np.ndarray, keys: np.ndarray):
         """``queries``/``keys``: ``[pairs]`` positions of the cut edges, sorted by query (row-major order)."""
         queries, keys = np.asarray(queries, np.int64), np.asarray(keys, np.int64)
-        if len(queries) > 1 and (np.diff(queries) < 0).any():
+        step = np.diff(queries)
+        if (step < 0).any():
             raise ValueError("RowBlocks: the pairs must be sorted by query")
-        rows, counts = np.unique(queries, return_counts=True)
-        self.flat = FlatBlocks(np.ones(len(rows), np.int64), counts.astype(np.int64), rows, keys)
-        self._ends = np.cumsum(counts)
+        starts = np.flatnonzero(np.r_[True, step > 0]) if len(queries) else np.zeros(0, np.int64)  # sorted: no unique
+        self._ends = np.append(starts[1:], len(queries)) if len(queries) else np.zeros(0, np.int64)
+        self.flat = FlatBlocks(np.ones(len(starts), np.int64), np.diff(np.r_[0, self._ends]), queries[starts], keys)
 
     def __len__(self) -> int:
         return len(self.flat.targets)

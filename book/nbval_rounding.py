@@ -8,16 +8,19 @@ Appendix F table printed 20.44 on one CI machine and 20.43 on another.
 So two outputs are the same printed output when, read as text and numbers:
 - the text between the numbers is the same, runs of spaces counted as one (a text table pads its columns to the
   widest number);
-- each pair of numbers printed with a decimal point or an exponent differs by at most one unit of the last printed
-  digit (of the coarser of the two: 20.43 and 20.44 are the same, 20.43 and 20.45 are not);
-- each pair of whole numbers (counts, n, indices) is equal.
+- each pair of decimal numbers printed alike (as many decimals, both with an exponent or both without) differs by
+  at most one unit of the last printed digit: 20.43 and 20.44 are the same, 20.43 and 20.45 are not, nor are 20.4
+  and 20.44; 1.00e-03 and 9.99e-04 are the same;
+- every other number (whole numbers: counts, n, indices; a number glued to letters or dots, as in a version or
+  a hash) is the same text.
 
 Anything else, a verdict's word or a count, still fails the check.
 """
 
 import re
 
-NUMBER = re.compile(r"[-+]?\d+(?:\.(?P<decimals>\d*))?(?:[eE](?P<exponent>[-+]?\d+))?")
+# a number standing alone: not inside a word, a version (1.2.3) or a hash; a full stop after it ends a sentence
+NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.(?P<decimals>\d+))?(?:[eE](?P<exponent>[-+]?\d+))?(?!\w|\.\d)")
 
 
 def _parts(text: str) -> tuple[list[str], list[re.Match]]:
@@ -31,22 +34,16 @@ def _parts(text: str) -> tuple[list[str], list[re.Match]]:
     return between, numbers
 
 
-def _unit(m: re.Match) -> float | None:
-    """One unit of the last printed digit of a number with a decimal point or an exponent; None for whole numbers."""
-    decimals, exponent = m.group("decimals"), m.group("exponent")
-    if decimals is None and exponent is None:
-        return None
-    return 10.0 ** (int(exponent or 0) - len(decimals or ""))
-
-
 def _same_number(a: re.Match, b: re.Match) -> bool:
     if a.group() == b.group():
         return True
-    unit_a, unit_b = _unit(a), _unit(b)
-    if unit_a is None or unit_b is None:
+    if a.group("decimals") is None or b.group("decimals") is None or \
+            len(a.group("decimals")) != len(b.group("decimals")) or \
+            (a.group("exponent") is None) != (b.group("exponent") is None):
         return False
+    unit = max(10.0 ** (int(m.group("exponent") or 0) - len(m.group("decimals"))) for m in (a, b))
     # the decimal difference of two printed numbers, as binary floats, may exceed one unit by an ulp
-    return abs(float(a.group()) - float(b.group())) <= max(unit_a, unit_b) * (1 + 1e-9)
+    return abs(float(a.group()) - float(b.group())) <= unit * (1 + 1e-9)
 
 
 def same_printed(reference: str, test: str) -> bool:
@@ -67,6 +64,7 @@ class Printed(str):
     def __ne__(self, other):
         return not self.__eq__(other)
 
+    # equal outputs may hash apart: nbval only compares them, never puts them in a set or a dict
     __hash__ = str.__hash__
 
 

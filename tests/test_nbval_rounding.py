@@ -19,6 +19,8 @@ same_printed = nbval_rounding.same_printed
     ("drop 9.99 %\nn 48", "drop 10.00 %\nn 48"),
     ("   a     b\n0  9.99  1\n", "    a     b\n0  10.00  1\n"),   # a text table's padding follows the widest number
     ("holds (n=48, [0.12, 0.30])", "holds (n=48, [0.13, 0.30])"),
+    ("a drop of 20.43.", "a drop of 20.44."),         # ending a sentence
+    ("20.43%", "20.44%"),
 ])
 def test_one_unit_of_rounding_is_the_same_output(reference, test):
     assert same_printed(reference, test)
@@ -33,6 +35,12 @@ def test_one_unit_of_rounding_is_the_same_output(reference, test):
     ("a b", "ab"),                                    # spaces count, a run of them as one
     ("a\nb", "a b"),
     ("p = 1.2e-04", "p = 1.2e-03"),
+    ("n = 48.", "n = 49."),                            # a count ending a sentence
+    ("commit 3e12ab", "commit 4e12ab"),                # glued to letters: text
+    ("Qwen2.5-7B", "Qwen2.4-7B"),
+    ("v1.2.3", "v1.3.3"),
+    ("20.4", "20.49"),                                 # printed otherwise: not a rounding flip
+    ("1e5", "2e5"),
 ])
 def test_anything_else_is_a_different_output(reference, test):
     assert not same_printed(reference, test)

@@ -162,8 +162,10 @@ def test_row_blocks_carry_what_their_blocks_read_block_by_block(data):
                for f in ("target_counts", "source_counts", "targets", "sources"))
     a, b = KnockoutPlan({0: rows, 2: rows}), KnockoutPlan({0: plain, 2: plain})
     assert a.cut_digests == b.cut_digests and a.first_target == b.first_target and a.cut_layers == b.cut_layers
+    assert a.first_target == (pairs[0][0] if pairs else None) and a.cut_layers == ({0, 2} if pairs else set())
     assert a.problems(3, n) == b.problems(3, n) == []
     assert a.problems(3, n - 1) == b.problems(3, n - 1)
+    assert bool(a.problems(3, n - 1)) == any(n - 1 in pair for pair in pairs)
     if pairs:
         assert torch.equal(compact_cut(a, 2, n).mask(0, n + 2, n + 2), reference_cut(b, 2, 0, n + 2, n + 2, n))
     assert torch.equal(a.dense(0, n), b.dense(0, n))
@@ -172,6 +174,23 @@ def test_row_blocks_carry_what_their_blocks_read_block_by_block(data):
 def test_row_blocks_want_their_pairs_sorted_by_query():
     with pytest.raises(ValueError, match="sorted by query"):
         RowBlocks(np.array([3, 1]), np.array([0, 0]))
+    with pytest.raises(ValueError, match="as long as each other"):
+        RowBlocks(np.array([1, 3]), np.array([0]))
+
+
+def test_a_large_random_plan_equals_the_dense_cut():
+    """Hundreds of one-query rows (several rounds of 62 classes each way) at a fixed share, as Table 3 draws them:
+    the compact cut and its digest against the dense reference and a plain list of the same blocks."""
+    n, rng = 300, np.random.default_rng(3)
+    q, k = np.tril_indices(n)
+    pick = np.sort(rng.choice(len(q), size=int(0.4 * len(q)), replace=False))
+    rows = RowBlocks(q[pick], k[pick])
+    plan = KnockoutPlan({0: rows})
+    dense = torch.zeros(n, n, dtype=torch.bool)
+    dense[torch.from_numpy(q[pick]), torch.from_numpy(k[pick])] = True
+    assert torch.equal(plan.dense(0, n), dense)
+    assert torch.equal(compact_cut(plan, 0, n).mask(0, n + 1, n + 1)[:n, :n], dense)
+    assert plan.cut_digests == KnockoutPlan({0: list(rows)}).cut_digests
 
 
 def test_a_shared_cut_dict_outlives_the_plans_that_filled_it():

@@ -143,9 +143,10 @@ def compact_cut(plan: KnockoutPlan, layer: int, n: int, device=None, shared: dic
         # plans that share one block list (a flow's windows in a sweep) share its cut without comparing the content
         # again; the entry holds the list, so that no other list can take its id while ``shared`` lives
         if key not in shared:
-            content = (n, str(device), flat_blocks(blocks).key())
+            flat = flat_blocks(blocks)
+            content = (n, str(device), flat.key())
             if content not in shared:
-                shared[content] = CompactCut.from_blocks(blocks, n, device)
+                shared[content] = CompactCut.from_blocks(flat, n, device)
             shared[key] = (blocks, shared[content])
         plan.device_cache[key] = shared[key][1]
     return plan.device_cache[key]

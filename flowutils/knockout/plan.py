@@ -58,7 +58,10 @@ class RowBlocks(Sequence):
 
     def __init__(self, queries: np.ndarray, keys: np.ndarray):
         """``queries``/``keys``: ``[pairs]`` positions of the cut edges, sorted by query (row-major order)."""
-        queries, keys = np.asarray(queries, np.int64), np.asarray(keys, np.int64)
+        queries, keys = np.array(queries, np.int64), np.array(keys, np.int64)  # copies: the blocks are views of them
+        if queries.ndim != 1 or queries.shape != keys.shape:
+            raise ValueError(f"RowBlocks: queries and keys must be 1-D and as long as each other, not of shapes "
+                             f"{queries.shape} and {keys.shape}")
         step = np.diff(queries)
         if (step < 0).any():
             raise ValueError("RowBlocks: the pairs must be sorted by query")
@@ -80,6 +83,8 @@ class RowBlocks(Sequence):
 
 def flat_blocks(blocks) -> FlatBlocks:
     """``blocks`` as a :class:`FlatBlocks`: the arrays a :class:`RowBlocks` carries, else read block by block."""
+    if isinstance(blocks, FlatBlocks):
+        return blocks
     carried = getattr(blocks, "flat", None)
     return carried if carried is not None else FlatBlocks.read(blocks)
 

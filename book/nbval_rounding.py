@@ -68,6 +68,11 @@ class Printed(str):
     __hash__ = str.__hash__
 
 
+def pytest_configure(config) -> None:
+    """A pytest plugin (pyproject.toml: ``-p nbval_rounding``, ``book/`` on the path): installed for every run."""
+    install()
+
+
 def install() -> None:
     """Make nbval compare printed outputs with :func:`same_printed`: its sanitizer (the regexes of
     ``nbval_sanitize.cfg``) hands every output on as a :class:`Printed`."""

@@ -1,13 +1,9 @@
 """The nbval comparison of book/nbval_rounding.py: one unit of the last printed digit, nothing more."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-spec = importlib.util.spec_from_file_location("nbval_rounding", Path(__file__).parents[1] / "book" / "nbval_rounding.py")
-nbval_rounding = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(nbval_rounding)
+import nbval_rounding  # book/, on the path by pyproject.toml
+
 same_printed = nbval_rounding.same_printed
 
 

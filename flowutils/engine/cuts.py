@@ -75,11 +75,10 @@ class CompactCut:
         # (a frame's tokens), one class product each
         table = np.zeros((rows.max() + 1, cols.max() + 2), bool)  # the last column: keys past the prompt
         single = t_counts == 1
-        if single.all():  # a random plan's rows
-            table[np.repeat(rows[targets], s_counts), cols[sources]] = True
-        else:
-            t_single, s_single = np.repeat(single, t_counts), np.repeat(single, s_counts)
-            table[np.repeat(rows[targets[t_single]], s_counts[single]), cols[sources[s_single]]] = True
+        # a random plan's blocks all have one target: no selection (a copy of every key)
+        t1, s1 = (targets, sources) if single.all() else \
+            (targets[np.repeat(single, t_counts)], sources[np.repeat(single, s_counts)])
+        table[np.repeat(rows[t1], s_counts[single]), cols[s1]] = True
         t_ends, s_ends = np.cumsum(t_counts), np.cumsum(s_counts)
         for j in np.flatnonzero(~single):
             t = targets[t_ends[j] - t_counts[j]:t_ends[j]]
@@ -143,7 +142,7 @@ def compact_cut(plan: KnockoutPlan, layer: int, n: int, device=None, shared: dic
         # plans that share one block list (a flow's windows in a sweep) share its cut without comparing the content
         # again; the entry holds the list, so that no other list can take its id while ``shared`` lives
         if key not in shared:
-            flat = flat_blocks(blocks)
+            flat = plan.flat_lists[id(blocks)]
             content = (n, str(device), flat.key())
             if content not in shared:
                 shared[content] = CompactCut.from_blocks(flat, n, device)

@@ -66,8 +66,9 @@ class RowBlocks(Sequence):
         if (step < 0).any():
             raise ValueError("RowBlocks: the pairs must be sorted by query")
         starts = np.flatnonzero(np.r_[True, step > 0]) if len(queries) else np.zeros(0, np.int64)  # sorted: no unique
-        self._ends = np.append(starts[1:], len(queries)) if len(queries) else np.zeros(0, np.int64)
-        self.flat = FlatBlocks(np.ones(len(starts), np.int64), np.diff(np.r_[0, self._ends]), queries[starts], keys)
+        counts = np.diff(np.append(starts, len(queries)))
+        self.flat = FlatBlocks(np.ones(len(starts), np.int64), counts, queries[starts], keys)
+        self._ends = np.cumsum(counts)  # where each block's keys end: a block read by index
 
     def __len__(self) -> int:
         return len(self.flat.targets)
@@ -155,7 +156,7 @@ class KnockoutPlan:
                        f"(the model has {n_layers} decoder layers; layers are 0-based)")
         if n is not None:
             for l, bl in _distinct(self.blocks):
-                flat = flat_blocks(bl)  # one check a list: a random plan has n blocks
+                flat = self.flat_lists[id(bl)]  # one check a list: a random plan has n blocks
                 pos = np.concatenate([flat.targets, flat.sources])
                 if len(pos) and (int(pos.min()) < 0 or int(pos.max()) >= n):
                     out.append(f"plan {self.label or ''}: layer {l} cuts positions outside 0..{n - 1} "
@@ -170,10 +171,14 @@ class KnockoutPlan:
 
     # A plan is not changed after it is built: these are computed once.
     @cached_property
+    def flat_lists(self) -> dict:
+        """``id(block list) -> FlatBlocks`` of each distinct block list of this plan: each list read once."""
+        return {id(bl): flat_blocks(bl) for _, bl in _distinct(self.blocks)}
+
+    @cached_property
     def live_layers(self) -> dict:
         """``layer -> blocks`` of the layers where this plan cuts at least one edge."""
-        live = {id(bl): bool(flat_blocks(bl).live.any()) for _, bl in _distinct(self.blocks)}
-        return {l: bl for l, bl in self.blocks.items() if live[id(bl)]}
+        return {l: bl for l, bl in self.blocks.items() if self.flat_lists[id(bl)].live.any()}
 
     @cached_property
     def cut_layers(self) -> frozenset:
@@ -185,7 +190,7 @@ class KnockoutPlan:
         """``layer -> digest`` (SHA-1) of the blocks cut there, for the layers of :attr:`live_layers`: plans whose
         digests agree in a layer cut the same blocks there, so the engine compares plans layer by layer without their
         tensors (:func:`flowutils.engine.logits.joins`)."""
-        of_list = {id(bl): hashlib.sha1(flat_blocks(bl).key()).digest() for _, bl in _distinct(self.live_layers)}
+        of_list = {id(bl): hashlib.sha1(self.flat_lists[id(bl)].key()).digest() for _, bl in _distinct(self.live_layers)}
         return {layer: of_list[id(bl)] for layer, bl in self.live_layers.items()}
 
     @cached_property
@@ -205,7 +210,7 @@ class KnockoutPlan:
         """The earliest target position of any cut edge: earlier positions never change."""
         ts = []
         for _, bl in _distinct(self.live_layers):
-            flat = flat_blocks(bl)
+            flat = self.flat_lists[id(bl)]
             ts.append(flat.targets[np.repeat(flat.live, flat.target_counts)].min())
         return int(min(ts)) if ts else None
 

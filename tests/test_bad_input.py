@@ -215,22 +215,98 @@ def test_no_tasks_and_unknown_manifest(bench):
         data.load_benchmark(bench, "kinetics")
 
 
+SWEEP_ARGV = ["sweep", "--model", "m", "--benchmark", "b", "--out", "o", "--flows", "x"]
+
+
 @pytest.mark.parametrize("argv, message", [
-    (["data", "--n-per-task", "0"], "--n-per-task must be >= 1"),
-    (["data", "--seed", "abc"], "invalid int value: 'abc'"),
-    (["data", "--size", "8"], "--size must be >= 16 pixels"),
+    (["data", "--n-per-task", "0"], "argument --n-per-task: must be an integer >= 1, got '0'"),
+    (["data", "--seed", "abc"], "argument --seed: must be an integer >= 0, got 'abc'"),
+    (["data", "--seed", "-1"], "argument --seed: must be an integer >= 0, got '-1'"),
+    (["data", "--size", "8"], "argument --size: must be an integer >= 16, got '8'"),
+    (["data", "--size", "17"], "argument --size: must be an even number of pixels from 16 to 4096, got '17'"),
+    (["data", "--size", "100000"], "argument --size: must be an even number of pixels from 16 to 4096"),
     (["sweep", "--model", "m", "--benchmark", "b", "--out", "o", "--flow-set", "nope"], "invalid choice: 'nope'"),
     (["sweep", "--model", "m", "--benchmark", "b", "--out", "o"], "one of the arguments --flows --flow-set is required"),
-    (["sweep", "--model", "m", "--benchmark", "b", "--out", "o", "--flows", "x", "--dtype", "fp8"], "invalid choice"),
-    (["sweep", "--model", "m", "--benchmark", "b", "--out", "o", "--flows", "x", "--threads", "0"],
-     "argument --threads: must be an integer >= 1, got '0'"),
+    ([*SWEEP_ARGV, "--dtype", "fp8"], "invalid choice"),
+    ([*SWEEP_ARGV, "--threads", "0"], "argument --threads: must be an integer >= 1, got '0'"),
+    ([*SWEEP_ARGV, "--batch-size", "0"], "argument --batch-size: must be an integer >= 1, got '0'"),
+    ([*SWEEP_ARGV, "--n-per-task", "-1"], "argument --n-per-task: must be an integer >= 1, got '-1'"),
+    ([*SWEEP_ARGV, "--frames", "0"], "argument --frames: must be an integer >= 1, got '0'"),
+    ([*SWEEP_ARGV, "--k", "0"], "argument --k: must be an integer >= 1, got '0'"),
+    ([*SWEEP_ARGV, "--layers", "3", "-1"], "argument --layers: must be an integer >= 0, got '-1'"),
+    ([*SWEEP_ARGV, "--shard", "0", "--num-shards", "0"], "argument --num-shards: must be an integer >= 1, got '0'"),
+    ([*SWEEP_ARGV, "--manifest", "toy_models"], "argument --manifest: invalid choice: 'toy_models' (choose from"),
     (["validate", "--manifest", "toy_models", "--root", "."], "invalid choice: 'toy_models' (choose from"),
     (["validate", "--manifest", "synthetic", "--root", ".", "--min-frames", "8"], "--min-frames needs --decode-videos"),
+    (["validate", "--manifest", "synthetic", "--root", ".", "--decode-videos", "--min-frames", "-3"],
+     "argument --min-frames: must be an integer >= 1, got '-3'"),
 ])
 def test_command_line_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(argv)
     assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"--out": "FILE"}, "error: --out FILE is a file; give a results folder"),
+    ({"--device": "gpu"}, "error: --device 'gpu' is not a device; valid: cuda, cuda:N, cpu"),
+    ({"--flows": "vidoe->last"}, "error: --flows: flow 'vidoe->last': unknown token group 'vidoe'"),
+    ({"--shard": "5", "--num-shards": "2"}, "error: --shard/--num-shards: shard must be in 0..num_shards-1"),
+    ({"--shard": "1"}, "error: --shard/--num-shards: give both shard and num_shards or neither"),
+    ({"--benchmark": "MISSING"}, "error: benchmark folder not found: MISSING (manifest 'synthetic')"),
+    ({"--benchmark": "FILE"}, "error: benchmark folder a file, not a folder: FILE"),
+    ({"--model": "toy-videolm"}, "error: model 'toy-videolm': no checkpoint directory"),
+    ({"--k": "100"}, "error: toy-videollm has 12 layers: window size k must be an integer in 1..12"),
+    ({"--layers": "12"}, "error: toy-videollm has 12 layers: sweep layers must be a non-empty list of integers in 0..11"),
+])
+def test_sweep_command_errors_are_one_line_before_any_work(bench, tmp_path, change, message, capsys):
+    """A mistake in the sweep command's input exits with one line naming the argument (no traceback), before the
+    model loads where the model is not needed to see it, and stores nothing."""
+    (tmp_path / "FILE").write_text("")
+    args = {"--model": "toy-videollm", "--benchmark": str(bench), "--flows": "video->last", "--device": "cpu",
+            "--out": str(tmp_path / "out"), **change}
+    paths = {"FILE": str(tmp_path / "FILE"), "MISSING": str(tmp_path / "missing")}
+    argv = ["sweep", *[a for k, v in args.items() for a in (k, paths.get(v, v))]]
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    for name, path in paths.items():
+        message = message.replace(name, path)
+    assert str(exit_.value.code).startswith(message), exit_.value.code
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_benchmark_read_under_another_benchmarks_manifest_is_refused(bench, tmp_path):
+    """A rendered benchmark read as a real one, or a real one's copy read as the synthetic benchmark (the sweep's
+    default manifest), would store its results under the other benchmark's name."""
+    with pytest.raises(data.BenchmarkError, match=r"holds benchmark_info.json: it is a synthetic benchmark rendered by "
+                                                  r"python -m flowutils data, not a copy of 'tvbench'"):
+        data.load_benchmark(bench, "tvbench")
+    copy = copy_benchmark(bench, tmp_path)
+    (copy / "benchmark_info.json").unlink()
+    with pytest.raises(data.BenchmarkError, match=r"has no benchmark_info.json, which every synthetic benchmark "
+                                                  r"\(python -m flowutils data\) has: .* \(valid: \['longvideobench'"):
+        data.load_benchmark(copy, "synthetic")
+    assert any("has no benchmark_info.json" in p for p in tvbench.validate_benchmark(copy, "synthetic"))
+    assert len(data.load_benchmark(bench, "synthetic", tasks=["object_count"])) == 2
+
+
+@pytest.mark.parametrize("frames", [4, 1000])
+def test_a_sweep_that_skips_every_question_says_why_and_fails(bench, tmp_path, frames, capsys):
+    """Every question skipped (here: a corrupt video, or more frames asked for than the videos have) is a failed
+    run, and the sweep's last lines give each skipped question's reason."""
+    root = copy_benchmark(bench, tmp_path)
+    for video in (root / "video" / "object_count").glob("*.mp4"):
+        if frames == 4:
+            video.write_text("not a video")
+    ok = ["sweep", "--model", "toy-videollm", "--benchmark", str(bench), "--tasks", "object_count", "--flows",
+          "video->last", "--layers", "0", "--device", "cpu", "--out", str(tmp_path / "ok")]
+    assert cli.main(ok) == 0
+    bad = [a if a != str(bench) else str(root) for a in ok[:-1]] + [str(tmp_path / "bad"), "--frames", str(frames)]
+    assert cli.main(bad) == 1
+    lines = capsys.readouterr().out.splitlines()
+    reason = "cannot decode video" if frames == 4 else "has 16 frames, fewer than the 1000 asked for"
+    skipped = [line for line in lines if line.startswith("  skipped object_count/")]
+    assert len(skipped) == 2 and all(reason in line and "object_count_0000" in line for line in skipped), lines
 
 
 # ------------------------------------------------------------------ during a sweep: counted skips

@@ -17,7 +17,7 @@ import pytest
 import benchmark_fixtures as fx
 from flowutils import cli
 from flowutils.data import BenchmarkError, VideoQASample, load_benchmark, tvbench, validate_benchmark
-from flowutils.data.manifests import load_manifest
+from flowutils.data.manifests import benchmark_manifests, load_manifest
 
 NEW = ("tomato", "longvideobench", "videomme", "vcgbench")
 
@@ -345,7 +345,12 @@ def _empty_problems(root: Path, name: str) -> list[str]:
                 f"(nor its JSON copy {(root / fx.VIDEOMME_QUESTIONS).with_suffix('.json')})"]
     if name == "vcgbench":
         return [f"task 'temporal': question file not found: {root / 'Benchmarking_QA' / 'temporal_qa.json'}"]
-    return [f"task {t!r}: question file not found: {root / 'json' / v['json']}" for t, v in spec["tasks"].items()]
+    missing = [f"task {t!r}: question file not found: {root / 'json' / v['json']}" for t, v in spec["tasks"].items()]
+    if name == "synthetic":  # nor the file every rendered benchmark has
+        missing.insert(0, f"{root} has no benchmark_info.json, which every synthetic benchmark (python -m flowutils "
+                          f"data) has: if it is a copy of a real benchmark, name that benchmark's manifest (valid: "
+                          f"{[m for m in benchmark_manifests() if m != 'synthetic']})")
+    return missing
 
 
 @pytest.mark.parametrize("name", [*NEW, "tvbench", "synthetic"])

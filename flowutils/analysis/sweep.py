@@ -87,6 +87,17 @@ class Sweep:
     def problems(self, n_layers: int) -> list[str]:
         """Every problem with this sweep for a model of ``n_layers`` layers (empty: all valid); the sample mode
         and the frames are checked by the runner."""
+        problems = self.flow_problems()
+        if self.k is not None and not (is_integer(self.k) and 1 <= self.k <= n_layers):
+            problems.append(f"window size k must be an integer in 1..{n_layers} (the model's depth) or None for "
+                            f"the paper's share of the depth, got {self.k!r}")
+        problems += choice_problems("window style", self.style, STYLES)
+        if self.layers is not None:
+            problems += layer_problems("sweep layers", self.layers, n_layers)
+        return problems + choice_problems("backend", self.backend, BACKENDS)
+
+    def flow_problems(self) -> list[str]:
+        """The problems with this sweep's flows: what can be checked before a model is loaded."""
         problems = []
         flows = self.flows
         if isinstance(flows, str) or not isinstance(flows, tuple) or not flows:
@@ -104,13 +115,7 @@ class Sweep:
                     problems.append(f"flow {f!r}: {err}")
             if len(set(map(str, flows))) != len(flows):
                 problems.append(f"flows contain duplicates: {list(flows)}")
-        if self.k is not None and not (is_integer(self.k) and 1 <= self.k <= n_layers):
-            problems.append(f"window size k must be an integer in 1..{n_layers} (the model's depth) or None for "
-                            f"the paper's share of the depth, got {self.k!r}")
-        problems += choice_problems("window style", self.style, STYLES)
-        if self.layers is not None:
-            problems += layer_problems("sweep layers", self.layers, n_layers)
-        return problems + choice_problems("backend", self.backend, BACKENDS)
+        return problems
 
     def key(self, k: int) -> dict:
         """The store key's part of this sweep, with the window size ``k`` the model's protocol resolved."""

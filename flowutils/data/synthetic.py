@@ -539,6 +539,10 @@ def write_video(path: Path, frames: np.ndarray, fps: int, crf: int = 12) -> None
             container.mux(packet)
 
 
+# what marks a folder as rendered here: the generation arguments, which no copy of a real benchmark holds
+INFO_FILE = "benchmark_info.json"
+
+
 def write_benchmark(
     root: str | Path,
     n_per_task: int,
@@ -563,7 +567,7 @@ def write_benchmark(
     root = Path(root)
     info = {"seed": seed, "split": split, "n_per_task": n_per_task, "tasks": list(tasks),
             "size": cfg.size, "video_frames": cfg.video_frames, "fps": cfg.fps}
-    info_path = root / "benchmark_info.json"
+    info_path = root / INFO_FILE
     root.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(root.parent / f".{root.name}.lock"):
         if info_path.exists() and json.loads(info_path.read_text()) != info:

@@ -23,7 +23,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .manifests import load_manifest
+from .manifests import benchmark_manifests, load_manifest
+from .synthetic import INFO_FILE
 from .video import BenchmarkError, read_frames
 
 
@@ -300,13 +301,29 @@ def load_benchmark(root: str | Path, manifest: str = "synthetic", tasks=None, n_
     if unknown:
         raise BenchmarkError(f"unknown task(s) {unknown} for manifest {manifest!r}; valid: {list(known)}")
     if not Path(root).is_dir():
-        raise BenchmarkError(f"benchmark folder not found: {root} (manifest {manifest!r})")
+        kind = "a file, not a folder" if Path(root).exists() else "not found"
+        raise BenchmarkError(f"benchmark folder {kind}: {root} (manifest {manifest!r})")
     by_task = {t: [] for t in dict.fromkeys(tasks)}
     samples, problems = _reader(spec, manifest)(Path(root), spec, list(by_task))
-    _raise_problems(problems, f"benchmark {root} (manifest {manifest!r})")
+    _raise_problems(origin_problems(Path(root), manifest) + problems, f"benchmark {root} (manifest {manifest!r})")
     for s in samples:
         by_task[s.task].append(s)
     return [s for task_samples in by_task.values() for s in task_samples[:n_per_task]]
+
+
+def origin_problems(root: Path, manifest: str) -> list[str]:
+    """Where the folder's origin contradicts ``manifest``: a benchmark rendered by ``python -m flowutils data`` (it
+    holds :data:`flowutils.data.synthetic.INFO_FILE`) read as a real benchmark's copy, or a folder without that file
+    read as the synthetic benchmark. Either way its results would be stored under another benchmark's name."""
+    rendered = (root / INFO_FILE).is_file()
+    if manifest == "synthetic" and not rendered:
+        real = [m for m in benchmark_manifests() if m != "synthetic"]
+        return [f"{root} has no {INFO_FILE}, which every synthetic benchmark (python -m flowutils data) has: if it is "
+                f"a copy of a real benchmark, name that benchmark's manifest (valid: {real})"]
+    if manifest != "synthetic" and rendered:
+        return [f"{root} holds {INFO_FILE}: it is a synthetic benchmark rendered by python -m flowutils data, not a "
+                f"copy of {manifest!r}; read it with the manifest 'synthetic'"]
+    return []
 
 
 def validate_benchmark(root: str | Path, name: str, check_counts: bool = True, decode_videos: bool = False,
@@ -322,7 +339,7 @@ def validate_benchmark(root: str | Path, name: str, check_counts: bool = True, d
     spec = load_manifest(name)
     root = Path(root)
     if not root.is_dir():
-        return [f"benchmark folder not found: {root}"]
+        return [f"benchmark folder {'a file, not a folder' if root.exists() else 'not found'}: {root}"]
     if not spec.get("tasks"):
         return [f"manifest {name!r} lists no tasks: there is nothing to compare {root} with"]
     try:
@@ -330,6 +347,7 @@ def validate_benchmark(root: str | Path, name: str, check_counts: bool = True, d
     except BenchmarkError as err:
         return [str(err)]
     samples, problems = reader(root, spec, list(spec["tasks"]), check_counts)
+    problems = origin_problems(root, name) + problems
     if decode_videos:
         problems += _decode_problems(samples, min_frames or 1)
     return problems

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from flowutils import cli, data
-from flowutils.analysis import runner
+from flowutils.analysis import load_results, runner
 from flowutils.analysis.sweep import Sweep, run_sweep, summarize
 from flowutils.data import synthetic, tvbench
 from flowutils.engine import knockout_logits
@@ -287,6 +287,9 @@ def test_a_benchmark_read_under_another_benchmarks_manifest_is_refused(bench, tm
                                                   r"\(python -m flowutils data\) has: .* \(valid: \['longvideobench'"):
         data.load_benchmark(copy, "synthetic")
     assert any("has no benchmark_info.json" in p for p in tvbench.validate_benchmark(copy, "synthetic"))
+    with pytest.raises(data.BenchmarkError, match=rf"{bench.parent} is the folder the data command renders benchmarks "
+                                                  rf"in, not a benchmark: give one of \['{bench}'\]"):
+        data.load_benchmark(bench.parent, "synthetic")
     assert len(data.load_benchmark(bench, "synthetic", tasks=["object_count"])) == 2
 
 
@@ -591,3 +594,26 @@ def test_an_empty_analysis_table_says_why(fm, questions):
         require_rows(skipped, "figure 3")
     full = run_sweep(fm, questions[:1], Sweep(["video->last"], **SWEEP), progress=False)
     assert require_rows(full, "figure 3") is full
+
+
+def test_a_skipped_question_is_tried_again_once_its_video_is_repaired(bench, tmp_path, capsys):
+    """A resume refuses a finished question whose content changed, but a skipped one (a corrupt video) is measured
+    once the video is repaired, into the same results folder, as a run on the good video measures it."""
+    root = copy_benchmark(bench, tmp_path)
+    video = root / "video" / "object_count" / "object_count_00000.mp4"
+    good = video.read_bytes()
+    video.write_text("not a video")
+    argv = ["sweep", "--model", "toy-videollm", "--benchmark", str(root), "--tasks", "object_count", "--flows",
+            "video->last", "--layers", "0", "--device", "cpu", "--out", str(tmp_path / "out")]
+    assert cli.main(argv) == 0
+    assert "1 rows from 1 question(s); 1 question(s) skipped: 1 video" in capsys.readouterr().out
+    video.write_bytes(good)
+    assert cli.main(argv) == 0
+    assert "2 rows from 2 question(s); no question skipped" in capsys.readouterr().out
+    fresh = [a if a != str(tmp_path / "out") else str(tmp_path / "fresh") for a in argv]
+    assert cli.main(fresh) == 0
+    key = next((tmp_path / "out").iterdir()).name
+    again, once = (load_results(tmp_path / d / key) for d in ("out", "fresh"))
+    columns = ["sample_id", "logit_diff_change"]
+    pd.testing.assert_frame_equal(again.sort_values("sample_id")[columns].reset_index(drop=True),
+                                  once.sort_values("sample_id")[columns].reset_index(drop=True))

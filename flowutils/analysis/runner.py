@@ -44,7 +44,8 @@ What the runner does around the measurement:
   transaction to ``out/<key>/`` (:mod:`.store`); ``<key>`` hashes the analysis and its
   parameters, the model's identity, the benchmark, the sample mode, the frames and flowutils'
   source (:func:`run_key`). A rerun skips the questions finished there (an ``oom`` skip is tried
-  again), refuses a question stored with other content, and reads the table back from the
+  again, and so is a skip whose question changed since: a repaired video), refuses a question
+  stored with other content, and reads the table back from the
   store, so a run killed at any point and resumed returns what an uninterrupted run returns.
 
 :func:`run_questions` returns the tidy table (pandas), in the order of the questions, with
@@ -531,6 +532,10 @@ def run_questions(fm, samples, measure, *, analysis: str, num_frames: int, param
 
     try:  # the store is closed (its shard's lock released) whatever happens, a notebook's kept traceback too
         finished = store.finished() if store is not None else {}
+        # a question skipped for what it was is tried again once that changed (a repaired video, say)
+        changed = {ids[i] for i in indices if finished.get(ids[i], (None, None))[1] == "skipped"
+                   and finished[ids[i]][0] != sample_fingerprint(samples[i])}
+        finished = {sid: stored for sid, stored in finished.items() if sid not in changed}
         reader = VideoReader(samples, [i for i in indices if ids[i] not in finished], num_frames, timings,
                              fm=fm if prepares_ahead(fm) else None)
         try:

@@ -41,7 +41,7 @@ Why SQLite, one file per writer, one transaction per question:
 Floats are stored as 8-byte IEEE doubles, so the numbers read back are bit-identical to
 those computed. Questions carry a fingerprint of their content (question, candidates,
 answer, video); a resume that finds another content under a finished question's id stops
-with an error.
+with an error, unless that question was skipped: then it is tried again (its video repaired, say).
 """
 
 from __future__ import annotations

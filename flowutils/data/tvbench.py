@@ -317,6 +317,9 @@ def origin_problems(root: Path, manifest: str) -> list[str]:
     read as the synthetic benchmark. Either way its results would be stored under another benchmark's name."""
     rendered = (root / INFO_FILE).is_file()
     if manifest == "synthetic" and not rendered:
+        inside = sorted(str(f.parent) for f in root.glob(f"*/{INFO_FILE}"))  # --root data names the parent folder
+        if inside:
+            return [f"{root} is the folder the data command renders benchmarks in, not a benchmark: give one of {inside}"]
         real = [m for m in benchmark_manifests() if m != "synthetic"]
         return [f"{root} has no {INFO_FILE}, which every synthetic benchmark (python -m flowutils data) has: if it is "
                 f"a copy of a real benchmark, name that benchmark's manifest (valid: {real})"]

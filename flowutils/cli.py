@@ -39,8 +39,19 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         return _run(ap, args, list(sys.argv[1:] if argv is None else argv))
-    except USER_ERRORS as err:  # a mistake in the input, not in the code: its message, without a traceback
-        raise SystemExit(f"error: {err}") from None
+    except USER_ERRORS as err:
+        if isinstance(err, (BenchmarkError, StoreError)) or _raised_here(err):  # the message was written for the user
+            raise SystemExit(f"error: {err}") from None
+        raise  # a library's or the system's: its traceback says where
+
+
+def _raised_here(err: BaseException) -> bool:
+    """Whether ``err`` was raised by flowutils' own code, not by a library it called."""
+    import traceback
+    from pathlib import Path
+
+    frames = traceback.extract_tb(err.__traceback__)
+    return bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(Path(__file__).resolve().parent)
 
 
 def _run(ap, args, argv: list[str]) -> int:
@@ -69,7 +80,8 @@ def _run(ap, args, argv: list[str]) -> int:
 
 
 DTYPES = ("float32", "bfloat16", "float16")
-# the errors flowutils raises for what it was given (a file, a name, an argument), shown as one line
+# the errors flowutils raises for what it was given (a file, a name, an argument), shown as one line where flowutils
+# raised them
 USER_ERRORS = (BenchmarkError, StoreError, FileNotFoundError, NotADirectoryError, FileExistsError)
 
 
@@ -173,7 +185,9 @@ def _sweep(args, argv: list[str]) -> int:
             started = time.time()
             code = launch_on_one_device(argv, args.processes)
             if code == 0:
-                print(merged_summary(args.out, started, args.processes))
+                summary, measured_nothing = merged_summary(args.out, started, args.processes)
+                print(summary)
+                code = 1 if measured_nothing else 0
             return code
         if not one_device_rank(args.processes):
             raise SystemExit(f"--processes {args.processes} launches its own ranks, and this process is already one "
@@ -198,35 +212,42 @@ def _sweep(args, argv: list[str]) -> int:
                       shard=args.shard, num_shards=args.num_shards, batch_size=args.batch_size)
     questions = table.sample_id.nunique() if len(table) else 0
     skipped = table.attrs["skipped"]
-    print(f"{len(table)} rows from {questions} question(s); {skip_summary(skipped)}")
-    for s in skipped[:SKIPS_SHOWN]:
-        print(f"  skipped {s['sample_id']}: {s['reason']}")
-    if len(skipped) > SKIPS_SHOWN:
-        print(f"  ... and {len(skipped) - SKIPS_SHOWN} more (flowutils.analysis.load_skipped)")
+    print("\n".join([f"{len(table)} rows from {questions} question(s); {skip_summary(skipped)}",
+                     *skipped_lines(skipped)]))
     print(f"results: {table.attrs['store']}  (read them with flowutils.analysis.load_results; shards are merged)")
     print(timing_summary(table.attrs["timings"]))
-    # a run that measured nothing because every question was skipped failed (a rank of several judges only its shard)
+    # a run that measured nothing because every question was skipped failed; a rank of a launch judges only its
+    # shard, so there the launching command judges (--processes: merged_summary; torchrun: no one)
     return 1 if skipped and not questions and "LOCAL_RANK" not in os.environ else 0
 
 
 SKIPS_SHOWN = 10  # the sweep's last lines name the skipped questions and why, up to this many
 
 
-def merged_summary(out, since: float, processes: int) -> str:
-    """One line of what ``processes`` processes of one sweep stored together in ``out``: the result set whose
-    provenance they wrote after ``since`` (a time.time())."""
+def skipped_lines(skipped) -> list[str]:
+    """A line per skipped question (records: ``sample_id``, ``reason``) with its reason, up to :data:`SKIPS_SHOWN`."""
+    lines = [f"  skipped {s['sample_id']}: {s['reason']}" for s in skipped[:SKIPS_SHOWN]]
+    more = len(skipped) - SKIPS_SHOWN
+    return lines + ([f"  ... and {more} more (flowutils.analysis.load_skipped)"] if more > 0 else [])
+
+
+def merged_summary(out, since: float, processes: int) -> tuple[str, bool]:
+    """What ``processes`` processes of one sweep stored together in ``out`` (the result set whose provenance they
+    wrote after ``since``, a time.time()): its line and the skipped questions' (:func:`skipped_lines`), and
+    whether they measured nothing because they skipped every question."""
     from pathlib import Path
 
-    from .analysis.store import load_questions, skip_summary, skipped_frame
+    from .analysis.store import load_questions, load_skipped, settled, skip_summary
 
     sets = [d for d in Path(out).iterdir() if d.is_dir() and any(f.stat().st_mtime >= since
                                                                    for f in d.glob("provenance-*.json"))]
     if len(sets) != 1:
-        return f"all {processes} processes: {len(sets)} result sets written in {out} during this run"
-    q = load_questions(sets[0]).drop_duplicates("sample_id")
-    done, skipped = q[q.status == "done"], q[q.status == "skipped"]
-    return (f"all {processes} processes: {int(done.n_rows.sum())} rows from {len(done)} question(s) in the store; "
-            f"{skip_summary(skipped_frame(skipped.sample_id, skipped.task, skipped.reason))}; results: {sets[0]}")
+        return f"all {processes} processes: {len(sets)} result sets written in {out} during this run", False
+    q = settled(load_questions(sets[0]))
+    done, skipped = q[q.status == "done"], load_skipped(sets[0]).to_dict("records")
+    line = (f"all {processes} processes: {int(done.n_rows.sum())} rows from {len(done)} question(s) in the store; "
+            f"{skip_summary(skipped)}; results: {sets[0]}")
+    return "\n".join([line, *skipped_lines(skipped)]), bool(skipped) and done.empty
 
 
 def timing_summary(timings: dict) -> str:

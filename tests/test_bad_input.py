@@ -4,6 +4,7 @@ never a silently wrong number."""
 
 import copy
 import json
+import time
 
 import pandas as pd
 import pytest
@@ -293,18 +294,28 @@ def test_a_benchmark_read_under_another_benchmarks_manifest_is_refused(bench, tm
     assert len(data.load_benchmark(bench, "synthetic", tasks=["object_count"])) == 2
 
 
+def object_count_sweep(benchmark, out) -> list[str]:
+    """The sweep command of one flow at one layer over the benchmark's Object Count questions."""
+    return ["sweep", "--model", "toy-videollm", "--benchmark", str(benchmark), "--tasks", "object_count", "--flows",
+            "video->last", "--layers", "0", "--device", "cpu", "--out", str(out)]
+
+
+def corrupt(root) -> None:
+    """Every Object Count video of the benchmark copy ``root`` replaced by text."""
+    for video in (root / "video" / "object_count").glob("*.mp4"):
+        video.write_text("not a video")
+
+
 @pytest.mark.parametrize("frames", [4, 1000])
 def test_a_sweep_that_skips_every_question_says_why_and_fails(bench, tmp_path, frames, capsys):
     """Every question skipped (here: a corrupt video, or more frames asked for than the videos have) is a failed
     run, and the sweep's last lines give each skipped question's reason."""
     root = copy_benchmark(bench, tmp_path)
-    for video in (root / "video" / "object_count").glob("*.mp4"):
-        if frames == 4:
-            video.write_text("not a video")
-    ok = ["sweep", "--model", "toy-videollm", "--benchmark", str(bench), "--tasks", "object_count", "--flows",
-          "video->last", "--layers", "0", "--device", "cpu", "--out", str(tmp_path / "ok")]
+    if frames == 4:
+        corrupt(root)
+    ok = object_count_sweep(bench, tmp_path / "ok")
     assert cli.main(ok) == 0
-    bad = [a if a != str(bench) else str(root) for a in ok[:-1]] + [str(tmp_path / "bad"), "--frames", str(frames)]
+    bad = [*object_count_sweep(root, tmp_path / "bad"), "--frames", str(frames)]
     assert cli.main(bad) == 1
     lines = capsys.readouterr().out.splitlines()
     reason = "cannot decode video" if frames == 4 else "has 16 frames, fewer than the 1000 asked for"
@@ -603,17 +614,69 @@ def test_a_skipped_question_is_tried_again_once_its_video_is_repaired(bench, tmp
     video = root / "video" / "object_count" / "object_count_00000.mp4"
     good = video.read_bytes()
     video.write_text("not a video")
-    argv = ["sweep", "--model", "toy-videollm", "--benchmark", str(root), "--tasks", "object_count", "--flows",
-            "video->last", "--layers", "0", "--device", "cpu", "--out", str(tmp_path / "out")]
+    argv = object_count_sweep(root, tmp_path / "out")
     assert cli.main(argv) == 0
     assert "1 rows from 1 question(s); 1 question(s) skipped: 1 video" in capsys.readouterr().out
     video.write_bytes(good)
     assert cli.main(argv) == 0
     assert "2 rows from 2 question(s); no question skipped" in capsys.readouterr().out
-    fresh = [a if a != str(tmp_path / "out") else str(tmp_path / "fresh") for a in argv]
+    fresh = object_count_sweep(root, tmp_path / "fresh")
     assert cli.main(fresh) == 0
     key = next((tmp_path / "out").iterdir()).name
     again, once = (load_results(tmp_path / d / key) for d in ("out", "fresh"))
     columns = ["sample_id", "logit_diff_change"]
     pd.testing.assert_frame_equal(again.sort_values("sample_id")[columns].reset_index(drop=True),
                                   once.sort_values("sample_id")[columns].reset_index(drop=True))
+
+
+def test_a_question_measured_again_under_another_sharding_is_read_once(bench, tmp_path, capsys):
+    """Skipped under two shards (two shard files), then measured by a run of one: its done record wins over the old
+    skip, so a third run measures nothing again and the table equals a fresh run's."""
+    root = copy_benchmark(bench, tmp_path)
+    video = root / "video" / "object_count" / "object_count_00001.mp4"
+    good = video.read_bytes()
+    video.write_text("not a video")
+    argv = object_count_sweep(root, tmp_path / "out")
+    for shard in ("0", "1"):
+        cli.main([*argv, "--shard", shard, "--num-shards", "2"])
+    video.write_bytes(good)
+    assert cli.main(argv) == 0
+    assert "2 rows from 2 question(s); no question skipped" in capsys.readouterr().out
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "2 rows from 2 question(s); no question skipped" in out and "timings: no question computed" in out
+    assert cli.main(object_count_sweep(root, tmp_path / "fresh")) == 0
+    key = next((tmp_path / "out").iterdir()).name
+    again, once = (load_results(tmp_path / d / key) for d in ("out", "fresh"))
+    assert not again.attrs["skipped"] and len(again) == 2
+    columns = ["sample_id", "logit_diff_change"]
+    pd.testing.assert_frame_equal(again.sort_values("sample_id")[columns].reset_index(drop=True),
+                                  once.sort_values("sample_id")[columns].reset_index(drop=True))
+
+
+def test_processes_that_skipped_every_question_fail_with_the_reasons(bench, tmp_path):
+    """The summary of a --processes run (the store its ranks wrote): every question skipped is a failed run."""
+    root = copy_benchmark(bench, tmp_path)
+    corrupt(root)
+    argv = object_count_sweep(root, tmp_path / "out")
+    started = time.time() - 1
+    for shard in ("0", "1"):  # what the two ranks of --processes 2 write
+        assert cli.main([*argv, "--shard", shard, "--num-shards", "2"]) == 1
+    text, measured_nothing = cli.merged_summary(tmp_path / "out", started, 2)
+    lines = text.splitlines()
+    assert measured_nothing and lines[0].startswith("all 2 processes: 0 rows from 0 question(s) in the store; "
+                                                    "2 question(s) skipped: 2 video")
+    assert [line.split(":")[0] for line in lines[1:]] == ["  skipped object_count/0", "  skipped object_count/1"]
+
+
+def test_a_library_error_keeps_its_traceback(bench, tmp_path, monkeypatch):
+    """Only the errors flowutils raises for its input become one line: a missing file met inside a library (a
+    compiler, say) is raised as it is."""
+    def missing_compiler(*args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory", "g++")
+
+    monkeypatch.setattr("flowutils.models.loading.load", missing_compiler)
+    argv = ["sweep", "--model", "toy-videollm", "--benchmark", str(bench), "--flows", "video->last", "--device", "cpu",
+            "--out", str(tmp_path / "out")]
+    with pytest.raises(FileNotFoundError, match="g\\+\\+"):
+        cli.main(argv)

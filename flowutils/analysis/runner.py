@@ -44,7 +44,7 @@ What the runner does around the measurement:
   transaction to ``out/<key>/`` (:mod:`.store`); ``<key>`` hashes the analysis and its
   parameters, the model's identity, the benchmark, the sample mode, the frames and flowutils'
   source (:func:`run_key`). A rerun skips the questions finished there (an ``oom`` skip is tried
-  again, and so is a skip whose question changed since: a repaired video), refuses a question
+  again, and so is a skip whose question changed since: a repaired video of another size), refuses a question
   stored with other content, and reads the table back from the
   store, so a run killed at any point and resumed returns what an uninterrupted run returns.
 

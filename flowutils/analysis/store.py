@@ -41,7 +41,9 @@ Why SQLite, one file per writer, one transaction per question:
 Floats are stored as 8-byte IEEE doubles, so the numbers read back are bit-identical to
 those computed. Questions carry a fingerprint of their content (question, candidates,
 answer, video); a resume that finds another content under a finished question's id stops
-with an error, unless that question was skipped: then it is tried again (its video repaired, say).
+with an error, unless that question was skipped: then it is tried again (its video repaired, say: the
+fingerprint holds a video file's name and size). Where several shard files hold one question, a record that is not a
+skip wins over a skip (:func:`settled`).
 """
 
 from __future__ import annotations
@@ -239,7 +241,7 @@ class ResultStore:
     def finished(self) -> dict[str, tuple[str, str]]:
         """``{sample_id: (fingerprint, status)}`` of the questions finished in any shard file of this result
         set (skips of a kind in :data:`RETRIED_SKIPS` are not finished: a rerun tries them again)."""
-        q = load_questions(self.dir)
+        q = settled(load_questions(self.dir))
         keep = (q.status != "skipped") | ~q.reason.str.split(":").str[0].isin(RETRIED_SKIPS)
         return dict(zip(q.sample_id[keep], zip(q.fingerprint[keep], q.status[keep])))
 
@@ -371,10 +373,19 @@ def load_results(path, sample_ids=None):
     return table
 
 
+def settled(questions):
+    """One record per question of :func:`load_questions`' ``questions``: where several shard files hold one (two
+    shardings of a sweep, a skip measured again by a later run), a record that is not a skip wins over a skip, and
+    otherwise the first file's."""
+    skip = questions.status == "skipped"
+    return questions.assign(_skip=skip).sort_values("_skip", kind="stable").drop_duplicates("sample_id") \
+        .drop(columns="_skip").sort_index()
+
+
 def load_skipped(path):
     """The skipped questions of the result set ``path``: ``sample_id``, ``task``, ``kind``, ``reason``."""
-    q = load_questions(path)
-    q = q[q.status == "skipped"].drop_duplicates("sample_id")
+    q = settled(load_questions(path))
+    q = q[q.status == "skipped"]
     return skipped_frame(q.sample_id, q.task, q.reason)
 
 

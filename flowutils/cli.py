@@ -170,14 +170,15 @@ def _sweep(args, argv: list[str]) -> int:
         raise SystemExit(f"error: --out {args.out} is a file; give a results folder (it is made where missing)")
     flows = args.flows or [f for name in args.flow_set for f in flow_set(name)]
     sweep = Sweep(flows, args.k, args.style, args.layers, args.backend, args.sample_mode, args.frames)
-    if sweep.flow_problems():
-        raise SystemExit("error: --flows: " + "; ".join(sweep.flow_problems()))
+    flow_problems = sweep.flow_problems()
+    if flow_problems:
+        raise SystemExit("error: --flows: " + "; ".join(flow_problems))
     if args.processes == 1:
         try:
             resolve_shard(args.shard, args.num_shards)
         except ValueError as err:
             raise SystemExit(f"error: --shard/--num-shards: {err}") from None
-    if args.processes > 1:
+    else:
         if args.shard is not None or args.num_shards is not None:
             raise SystemExit(f"--processes {args.processes} shards the questions between its processes; leave "
                              f"--shard/--num-shards out (or run one shard per command without --processes)")
@@ -237,14 +238,15 @@ def merged_summary(out, since: float, processes: int) -> tuple[str, bool]:
     whether they measured nothing because they skipped every question."""
     from pathlib import Path
 
-    from .analysis.store import load_questions, load_skipped, settled, skip_summary
+    from .analysis.store import load_questions, settled, skip_summary, skipped_frame
 
     sets = [d for d in Path(out).iterdir() if d.is_dir() and any(f.stat().st_mtime >= since
                                                                    for f in d.glob("provenance-*.json"))]
     if len(sets) != 1:
         return f"all {processes} processes: {len(sets)} result sets written in {out} during this run", False
-    q = settled(load_questions(sets[0]))
-    done, skipped = q[q.status == "done"], load_skipped(sets[0]).to_dict("records")
+    q = settled(load_questions(sets[0]))  # read once: the done and the skipped questions both come from it
+    done, s = q[q.status == "done"], q[q.status == "skipped"]
+    skipped = skipped_frame(s.sample_id, s.task, s.reason).to_dict("records")
     line = (f"all {processes} processes: {int(done.n_rows.sum())} rows from {len(done)} question(s) in the store; "
             f"{skip_summary(skipped)}; results: {sets[0]}")
     return "\n".join([line, *skipped_lines(skipped)]), bool(skipped) and done.empty

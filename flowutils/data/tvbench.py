@@ -301,14 +301,18 @@ def load_benchmark(root: str | Path, manifest: str = "synthetic", tasks=None, n_
     if unknown:
         raise BenchmarkError(f"unknown task(s) {unknown} for manifest {manifest!r}; valid: {list(known)}")
     if not Path(root).is_dir():
-        kind = "a file, not a folder" if Path(root).exists() else "not found"
-        raise BenchmarkError(f"benchmark folder {kind}: {root} (manifest {manifest!r})")
+        raise BenchmarkError(f"{folder_problem(Path(root))} (manifest {manifest!r})")
     by_task = {t: [] for t in dict.fromkeys(tasks)}
     samples, problems = _reader(spec, manifest)(Path(root), spec, list(by_task))
     _raise_problems(origin_problems(Path(root), manifest) + problems, f"benchmark {root} (manifest {manifest!r})")
     for s in samples:
         by_task[s.task].append(s)
     return [s for task_samples in by_task.values() for s in task_samples[:n_per_task]]
+
+
+def folder_problem(root: Path) -> str:
+    """What is wrong with a benchmark folder ``root`` that is no folder."""
+    return f"benchmark folder {'a file, not a folder' if root.exists() else 'not found'}: {root}"
 
 
 def origin_problems(root: Path, manifest: str) -> list[str]:
@@ -342,7 +346,7 @@ def validate_benchmark(root: str | Path, name: str, check_counts: bool = True, d
     spec = load_manifest(name)
     root = Path(root)
     if not root.is_dir():
-        return [f"benchmark folder {'a file, not a folder' if root.exists() else 'not found'}: {root}"]
+        return [folder_problem(root)]
     if not spec.get("tasks"):
         return [f"manifest {name!r} lists no tasks: there is nothing to compare {root} with"]
     try:
